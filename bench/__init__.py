@@ -1,0 +1,1 @@
+"""voiplog offline-pipeline benchmarks: capture generator and voiplog-vs-tshark timing."""

@@ -1,0 +1,3 @@
+"""voiplog: ISP-side VoIP call-detail logging."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from voiplog.cli.main import main
+
+main()

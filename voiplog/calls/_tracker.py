@@ -1,0 +1,695 @@
+"""SIP dialog tracking: SIP messages and RTP in, call-detail records out.
+
+Strategy: one `_Call` per Call-ID holds the mutable tracking state; nothing in it
+is written out as is. Requests and responses move the call through its life
+(setup, early, answered, ending); SDP offers and answers register the media
+endpoints each side announced, so that RTP flows can be attached to the call
+that announced them. Every open call has a deadline on packet time, kept in a
+heap and re-checked lazily when it falls due: activity only ever pushes a
+deadline later, so entries are recomputed when popped instead of on every packet.
+A call leaves the tracker only through `_close`, which always yields a record.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import struct
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from voiplog.calls._disposition import Disposition, judge
+from voiplog.calls._settings import CallSettings
+from voiplog.cdr import CallRecord, MediaStream, format_ts, make_uid
+from voiplog.errors import ParseError
+from voiplog.rtp import RtpStream, codec_for
+from voiplog.sip import SipMessage, parse_sdp, uri_user
+
+_US = 1_000_000
+_PORTS = struct.Struct(">HH")
+
+
+class Side(StrEnum):
+    CALLER = "caller"
+    CALLEE = "callee"
+
+
+class EndReason(StrEnum):
+    """Why the tracker let go of a call (for a call still in progress)."""
+
+    TIMEOUT = "timeout"
+    EVICTED = "evicted"
+    END_OF_INPUT = "end_of_input"
+    SHUTDOWN = "shutdown"
+
+
+# Classifies the signalling endpoints of a call:
+# (caller_ip, callee_ip) -> (subscriber_ip, direction, subscriber object)
+Classifier = Callable[[str, str], tuple[str | None, str | None, dict | None]]
+
+
+_ADDRESS_CACHE: dict[str, bytes | None] = {}
+
+
+def _packed_address(text: str) -> bytes | None:
+    """Packed bytes of an SDP connection address (cached: media servers repeat)."""
+    packed = _ADDRESS_CACHE.get(text, b"")
+    if packed != b"":
+        return packed
+    try:
+        packed = ipaddress.ip_address(text).packed
+    except ValueError:
+        packed = None
+    if len(_ADDRESS_CACHE) >= 65536:
+        _ADDRESS_CACHE.clear()
+    _ADDRESS_CACHE[text] = packed
+    return packed
+
+
+def _no_classification(caller_ip: str, callee_ip: str) -> tuple[None, None, None]:
+    return None, None, None
+
+
+@dataclass(slots=True)
+class _Endpoint:
+    """A media address:port announced in one side's SDP."""
+
+    call: _Call
+    side: Side
+    rtpmap: dict
+    announced_us: int
+
+
+def flow_key(src_ip: bytes, src_port: int, dst_ip: bytes, dst_port: int) -> bytes:
+    """The key of a UDP flow: source and destination address, then the two ports.
+
+    It is laid out as the bytes of an IPv4 (IPv6) header from its source
+    address on, followed by a UDP header's ports, so that the pipeline's fast
+    path can take it from a frame with a single slice.
+    """
+    return src_ip + dst_ip + _PORTS.pack(src_port, dst_port)
+
+
+class MediaFlow:
+    """RTP arriving on one UDP flow, attached to the call that announced it."""
+
+    __slots__ = ("call", "dst_ip", "dst_port", "key", "rtpmap", "src_ip", "src_port", "streams")
+
+    def __init__(
+        self,
+        call: _Call,
+        src_ip: bytes,
+        src_port: int,
+        dst_ip: bytes,
+        dst_port: int,
+        rtpmap: dict,
+    ) -> None:
+        self.call = call
+        self.src_ip = src_ip
+        self.src_port = src_port
+        self.dst_ip = dst_ip
+        self.dst_port = dst_port
+        self.key = flow_key(src_ip, src_port, dst_ip, dst_port)
+        self.rtpmap = rtpmap
+        self.streams: dict[bytes, RtpStream] = {}  # by the SSRC's 4 bytes
+
+
+class _Call:
+    __slots__ = (
+        "answered_us",
+        "bye_us",
+        "call_id",
+        "callee_ip",
+        "callee_port",
+        "caller_ip",
+        "caller_port",
+        "caller_tag",
+        "cancel_us",
+        "challenged",
+        "end_us",
+        "ended_by",
+        "endpoints",
+        "final_status",
+        "final_us",
+        "flags",
+        "flows",
+        "from_uri",
+        "heap_seq",
+        "invite_cseq",
+        "last_sip_us",
+        "reinvites",
+        "request_uri",
+        "ringing_us",
+        "started_us",
+        "to_tags",
+        "to_uri",
+        "transport",
+        "user_agent",
+    )
+
+    def __init__(self, call_id: str, ts_us: int) -> None:
+        self.call_id = call_id
+        self.started_us = ts_us
+        self.last_sip_us = ts_us
+        self.ringing_us: int | None = None
+        self.answered_us: int | None = None
+        self.final_us: int | None = None
+        self.final_status: int | None = None
+        self.cancel_us: int | None = None
+        self.bye_us: int | None = None
+        self.end_us: int | None = None  # set once the call is ending (BYE, failure, CANCEL)
+        self.ended_by: str | None = None
+        self.challenged = False
+        self.invite_cseq = 0
+        self.caller_tag: str | None = None
+        self.to_tags: set[str] = set()
+        self.reinvites: dict[int, Side] = {}  # in-dialog INVITE CSeq -> side that sent it
+        self.flags: set[str] = set()
+        self.endpoints: list[tuple[bytes, int]] = []
+        self.flows: list[MediaFlow] = []
+        self.heap_seq = 0
+        self.transport = "udp"
+        self.caller_ip = ""
+        self.caller_port = 0
+        self.callee_ip = ""
+        self.callee_port = 0
+        self.from_uri: str | None = None
+        self.to_uri: str | None = None
+        self.request_uri: str | None = None
+        self.user_agent: str | None = None
+
+    def last_activity_us(self) -> int:
+        last = self.last_sip_us
+        for flow in self.flows:
+            for stream in flow.streams.values():
+                if stream.last_us > last:
+                    last = stream.last_us
+        return last
+
+
+class CallTracker:
+    """Tracks INVITE dialogs by Call-ID and yields one `CallRecord` per call."""
+
+    def __init__(
+        self,
+        settings: CallSettings | None = None,
+        classify: Classifier = _no_classification,
+        on_weird: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings or CallSettings()
+        self._classify = classify
+        self._weird = on_weird or (lambda kind: None)
+        self._calls: OrderedDict[str, _Call] = OrderedDict()
+        self._heap: list[tuple[int, int, str]] = []
+        self._seq = 0
+        self._done: list[CallRecord] = []
+        # Media endpoints announced by SDP: (packed ip, port) -> endpoints, newest last.
+        self._expected: dict[tuple[bytes, int], list[_Endpoint]] = {}
+        # Flows attached to calls, by `flow_key`; the pipeline's RTP fast path
+        # reads this dict directly.
+        self.flows: dict[bytes, MediaFlow] = {}
+        # Bumped whenever `_expected` changes, so callers may cache misses.
+        self.expect_generation = 0
+
+    # -- public API ----------------------------------------------------------
+
+    @property
+    def open_calls(self) -> int:
+        return len(self._calls)
+
+    def on_sip(
+        self,
+        msg: SipMessage,
+        ts_us: int,
+        src_ip: str,
+        src_port: int,
+        dst_ip: str,
+        dst_port: int,
+        transport: str = "udp",
+    ) -> None:
+        """Feed one parsed SIP message seen at `ts_us`."""
+        call_id = msg.call_id
+        if call_id is None:
+            return
+        if msg.method is not None:
+            self._on_request(msg, call_id, ts_us, src_ip, src_port, dst_ip, dst_port, transport)
+        else:
+            self._on_response(msg, call_id, ts_us)
+
+    def match_flow(
+        self, src_ip: bytes, src_port: int, dst_ip: bytes, dst_port: int
+    ) -> MediaFlow | None:
+        """Attach a new RTP 5-tuple to the call whose SDP announced it, if any.
+
+        Several calls may announce the same address:port (a media server), so
+        the flow goes to a call that announced both of its ends when there is
+        one, else to the newest call that announced its destination, else its
+        source (a sender behind NAT receives elsewhere than it announced).
+        """
+        by_dst = self._expected.get((dst_ip, dst_port))
+        by_src = self._expected.get((src_ip, src_port))
+        chosen: _Endpoint | None = None
+        if by_dst and by_src:
+            src_calls = {id(e.call) for e in by_src}
+            both = [e for e in by_dst if id(e.call) in src_calls]
+            if both:
+                chosen = both[-1]
+        if chosen is None and by_dst:
+            chosen = by_dst[-1]
+        if chosen is None and by_src:
+            chosen = by_src[-1]
+        if chosen is None:
+            return None
+        if len(self.flows) >= self.settings.max_media_flows:
+            self._weird("rtp.flow_table_full")
+            return None
+        flow = MediaFlow(chosen.call, src_ip, src_port, dst_ip, dst_port, chosen.rtpmap)
+        self.flows[flow.key] = flow
+        chosen.call.flows.append(flow)
+        return flow
+
+    def expire(self, now_us: int) -> list[CallRecord]:
+        """Close every call whose deadline has passed at packet time `now_us`."""
+        heap = self._heap
+        while heap and heap[0][0] <= now_us:
+            _, seq, call_id = heapq.heappop(heap)
+            call = self._calls.get(call_id)
+            if call is None or call.heap_seq != seq:
+                continue
+            deadline = self._deadline(call)
+            if deadline > now_us:
+                self._schedule(call, deadline)
+                continue
+            if call.end_us is not None:
+                self._close(call, None)
+            else:
+                self._close(call, EndReason.TIMEOUT)
+        return self.take_records()
+
+    def close_all(self, reason: EndReason = EndReason.END_OF_INPUT) -> list[CallRecord]:
+        """Close every open call (end of input, or daemon shutdown), oldest first."""
+        for call in sorted(self._calls.values(), key=lambda c: (c.started_us, c.call_id)):
+            self._close(call, None if call.end_us is not None else reason)
+        return self.take_records()
+
+    def take_records(self) -> list[CallRecord]:
+        done, self._done = self._done, []
+        return done
+
+    # -- requests ------------------------------------------------------------
+
+    def _on_request(
+        self,
+        msg: SipMessage,
+        call_id: str,
+        ts_us: int,
+        src_ip: str,
+        src_port: int,
+        dst_ip: str,
+        dst_port: int,
+        transport: str,
+    ) -> None:
+        method = msg.method
+        call = self._calls.get(call_id)
+        if method == "INVITE":
+            call = self._on_invite(msg, call, call_id, ts_us, src_ip, src_port, dst_ip, dst_port)
+            if call is None:
+                return
+            call.transport = call.transport or transport
+        elif call is None:
+            return
+        self._touch(call, ts_us)
+        sender = self._request_sender(call, msg, src_ip, src_port)
+        if method == "CANCEL":
+            if call.cancel_us is None and call.answered_us is None and call.final_us is None:
+                call.cancel_us = ts_us
+                call.ended_by = Side.CALLER.value
+                self._mark_ending(call, ts_us)
+        elif method == "BYE":
+            if call.bye_us is None:
+                call.bye_us = ts_us
+                call.ended_by = sender.value
+                if call.answered_us is None:
+                    call.flags.add("bye_without_answer")
+                self._mark_ending(call, ts_us)
+        elif method in ("ACK", "PRACK", "UPDATE") or (method == "INVITE" and msg.to and msg.to.tag):
+            self._take_sdp(call, msg, sender, ts_us)
+
+    def _on_invite(
+        self,
+        msg: SipMessage,
+        call: _Call | None,
+        call_id: str,
+        ts_us: int,
+        src_ip: str,
+        src_port: int,
+        dst_ip: str,
+        dst_port: int,
+    ) -> _Call | None:
+        cseq = msg.cseq_num or 0
+        in_dialog = bool(msg.to and msg.to.tag)
+        if call is not None and in_dialog:
+            # re-INVITE: remember who sent it so that its answer's SDP is put
+            # on the right side.
+            if cseq not in call.reinvites:
+                call.reinvites[cseq] = self._request_sender(call, msg, src_ip, src_port)
+                call.flags.add("reinvite")
+            return call
+        if call is None:
+            if in_dialog:
+                # The dialog started before the capture did: nothing reliable
+                # to build a record from.
+                self._weird("sip.invite_unknown_dialog")
+                return None
+            return self._new_call(msg, call_id, cseq, ts_us, src_ip, src_port, dst_ip, dst_port)
+        if cseq == call.invite_cseq or cseq < call.invite_cseq:
+            call.flags.add("invite_retransmitted")
+            return call
+        if call.answered_us is not None or call.bye_us is not None:
+            # A fresh INVITE reusing the Call-ID of a finished call is a new call.
+            self._close(call, None)
+            return self._new_call(msg, call_id, cseq, ts_us, src_ip, src_port, dst_ip, dst_port)
+        # Same Call-ID, higher CSeq, no To tag: the INVITE sent again after a
+        # 401/407 challenge (or another retryable failure). One call, judged by
+        # the new INVITE.
+        if call.challenged:
+            call.flags.add("auth_challenged")
+        else:
+            call.flags.add("invite_retried")
+        call.invite_cseq = cseq
+        call.challenged = False
+        call.final_status = None
+        call.final_us = None
+        call.end_us = None
+        call.ended_by = None
+        self._take_sdp(call, msg, Side.CALLER, ts_us)
+        self._schedule(call, self._deadline(call))
+        return call
+
+    def _new_call(
+        self,
+        msg: SipMessage,
+        call_id: str,
+        cseq: int,
+        ts_us: int,
+        src_ip: str,
+        src_port: int,
+        dst_ip: str,
+        dst_port: int,
+    ) -> _Call:
+        if len(self._calls) >= self.settings.max_open_calls:
+            _, oldest = next(iter(self._calls.items()))
+            self._weird("calls.evicted")
+            self._close(oldest, EndReason.EVICTED)
+        call = _Call(call_id, ts_us)
+        call.invite_cseq = cseq
+        call.caller_ip, call.caller_port = src_ip, src_port
+        call.callee_ip, call.callee_port = dst_ip, dst_port
+        call.caller_tag = msg.from_.tag if msg.from_ else None
+        call.from_uri = msg.from_.uri if msg.from_ else None
+        call.to_uri = msg.to.uri if msg.to else None
+        call.request_uri = msg.request_uri
+        call.user_agent = msg.get("user-agent")
+        call.transport = ""
+        self._calls[call_id] = call
+        self._take_sdp(call, msg, Side.CALLER, ts_us)
+        self._schedule(call, self._deadline(call))
+        return call
+
+    # -- responses -----------------------------------------------------------
+
+    def _on_response(self, msg: SipMessage, call_id: str, ts_us: int) -> None:
+        call = self._calls.get(call_id)
+        if call is None:
+            return
+        self._touch(call, ts_us)
+        status = msg.status or 0
+        cseq = msg.cseq_num
+        if msg.cseq_method != "INVITE":
+            if msg.cseq_method in ("PRACK", "UPDATE") and 200 <= status < 300:
+                self._take_sdp(call, msg, self._response_sender(call, msg), ts_us)
+            return
+        if cseq != call.invite_cseq:
+            sent_by = call.reinvites.get(cseq) if cseq is not None else None
+            if sent_by is not None and 200 <= status < 300:
+                answerer = Side.CALLEE if sent_by is Side.CALLER else Side.CALLER
+                self._take_sdp(call, msg, answerer, ts_us)
+            return
+        to_tag = msg.to.tag if msg.to else None
+        if to_tag and status > 100 and to_tag not in call.to_tags:
+            call.to_tags.add(to_tag)
+            if len(call.to_tags) > 1:
+                call.flags.add("forked")
+        if status < 200:
+            if status in (180, 183) and call.ringing_us is None:
+                call.ringing_us = ts_us
+            self._take_sdp(call, msg, Side.CALLEE, ts_us)
+            return
+        if status < 300:
+            if call.answered_us is None:
+                call.answered_us = ts_us
+                call.final_status = status
+                call.final_us = ts_us
+                call.challenged = False
+                if call.bye_us is None and call.cancel_us is None:
+                    call.end_us = None
+                    call.ended_by = None
+                elif call.cancel_us is not None and call.bye_us is None:
+                    # The answer crossed the CANCEL: the call was set up after all.
+                    call.end_us = None
+                    call.ended_by = None
+                    call.flags.add("cancel_crossed_answer")
+                self._schedule(call, self._deadline(call))
+            self._take_sdp(call, msg, Side.CALLEE, ts_us)
+            return
+        if call.answered_us is not None or call.final_status is not None:
+            return  # a retransmitted final, or another fork's failure after the answer
+        call.final_status = status
+        call.final_us = ts_us
+        call.challenged = status in (401, 407)
+        if call.cancel_us is None:
+            call.ended_by = Side.CALLEE.value
+        self._mark_ending(call, ts_us)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _request_sender(self, call: _Call, msg: SipMessage, src_ip: str, src_port: int) -> Side:
+        tag = msg.from_.tag if msg.from_ else None
+        if tag is not None and call.caller_tag is not None:
+            return Side.CALLER if tag == call.caller_tag else Side.CALLEE
+        if (src_ip, src_port) == (call.caller_ip, call.caller_port):
+            return Side.CALLER
+        return Side.CALLEE
+
+    def _response_sender(self, call: _Call, msg: SipMessage) -> Side:
+        # A response carries the From of the request it answers.
+        tag = msg.from_.tag if msg.from_ else None
+        return Side.CALLER if tag is not None and tag != call.caller_tag else Side.CALLEE
+
+    def _touch(self, call: _Call, ts_us: int) -> None:
+        if ts_us > call.last_sip_us:
+            call.last_sip_us = ts_us
+        self._calls.move_to_end(call.call_id)
+
+    def _mark_ending(self, call: _Call, ts_us: int) -> None:
+        if call.end_us is None:
+            call.end_us = ts_us
+            self._schedule(call, self._deadline(call))
+
+    def _deadline(self, call: _Call) -> int:
+        s = self.settings
+        if call.challenged:
+            # The retry after a 401/407 may wait for a person to type a password.
+            return call.last_sip_us + int(s.setup_timeout_s * _US)
+        if call.end_us is not None:
+            return max(call.end_us, call.last_sip_us) + int(s.linger_s * _US)
+        if call.answered_us is not None:
+            return call.last_activity_us() + int(s.idle_timeout_s * _US)
+        return call.last_activity_us() + int(s.setup_timeout_s * _US)
+
+    def _schedule(self, call: _Call, deadline_us: int) -> None:
+        self._seq += 1
+        call.heap_seq = self._seq
+        heapq.heappush(self._heap, (deadline_us, self._seq, call.call_id))
+
+    def _take_sdp(self, call: _Call, msg: SipMessage, side: Side, ts_us: int) -> None:
+        body = msg.body
+        if not body:
+            return
+        ctype = (msg.get("content-type") or "").lower()
+        if "application/sdp" not in ctype:
+            return
+        if ctype.startswith("multipart/"):
+            start = body.find(b"v=0")
+            if start < 0:
+                return
+            body = body[start:]
+        try:
+            sdp = parse_sdp(body)
+        except ParseError as exc:
+            self._weird(exc.kind)
+            return
+        for media in sdp.media:
+            if media.port == 0 or not media.connection:
+                continue
+            packed = _packed_address(media.connection)
+            if packed is None:
+                self._weird("sdp.bad_connection_address")
+                continue
+            if packed in (b"\0\0\0\0", b"\0" * 16):
+                continue  # RFC 2543 hold: no media expected
+            key = (packed, media.port)
+            if "RTP" not in media.proto.upper():
+                # The endpoint now carries something else (T.38 fax over UDPTL
+                # after a re-INVITE): what arrives there is no longer RTP.
+                self._retire_endpoint(call, key)
+                continue
+            endpoints = self._expected.setdefault(key, [])
+            for existing in endpoints:
+                if existing.call is call and existing.side is side:
+                    existing.rtpmap = media.rtpmap
+                    break
+            else:
+                endpoints.append(_Endpoint(call, side, media.rtpmap, ts_us))
+                call.endpoints.append(key)
+                self.expect_generation += 1
+
+    def _retire_endpoint(self, call: _Call, key: tuple[bytes, int]) -> None:
+        endpoints = self._expected.get(key)
+        if endpoints:
+            endpoints[:] = [e for e in endpoints if e.call is not call]
+            if not endpoints:
+                del self._expected[key]
+            self.expect_generation += 1
+        for flow in call.flows:
+            ends = ((flow.src_ip, flow.src_port), (flow.dst_ip, flow.dst_port))
+            if key in ends and self.flows.get(flow.key) is flow:
+                del self.flows[flow.key]
+
+    def _close(self, call: _Call, reason: EndReason | None) -> None:
+        self._calls.pop(call.call_id, None)
+        for key in call.endpoints:
+            endpoints = self._expected.get(key)
+            if endpoints is None:
+                continue
+            endpoints[:] = [e for e in endpoints if e.call is not call]
+            if not endpoints:
+                del self._expected[key]
+        self.expect_generation += 1
+        for flow in call.flows:
+            if self.flows.get(flow.key) is flow:
+                del self.flows[flow.key]
+        self._done.append(self._record(call, reason))
+
+    def _record(self, call: _Call, reason: EndReason | None) -> CallRecord:
+        flags = set(call.flags)
+        disposition = judge(call.final_status, call.cancel_us is not None)
+        ended_by = call.ended_by
+        if disposition is Disposition.ANSWERED:
+            if call.bye_us is not None:
+                ended_us = call.bye_us
+            else:
+                ended_us = call.last_activity_us()
+                flags.add("no_bye")
+        elif disposition is Disposition.CANCELLED and call.cancel_us is not None:
+            ended_us = call.cancel_us
+            ended_by = Side.CALLER.value
+        elif call.final_us is not None:
+            ended_us = call.final_us
+        elif call.bye_us is not None:
+            ended_us = call.bye_us
+        else:
+            ended_us = call.last_activity_us()
+        if reason is not None:
+            flags.add(reason.value)
+            if reason is EndReason.TIMEOUT or reason is EndReason.SHUTDOWN:
+                ended_by = reason.value
+            elif ended_by is None:
+                ended_by = None
+        answered_us = call.answered_us
+        duration = round((ended_us - answered_us) / _US, 6) if answered_us is not None else 0.0
+        first_reply = call.ringing_us if call.ringing_us is not None else call.final_us
+        setup_ms = (
+            (first_reply - call.started_us + 500) // 1000 if first_reply is not None else None
+        )
+        media = self._media(call)
+        directions = {(m.src_ip, m.src_port) for m in media}
+        if media and len(directions) == 1:
+            flags.add("one_way_media")
+        subscriber_ip, direction, subscriber = self._classify(call.caller_ip, call.callee_ip)
+        return CallRecord(
+            uid=make_uid("sip", call.call_id, call.started_us, call.caller_ip, call.caller_port),
+            kind="sip",
+            call_id=call.call_id,
+            caller=uri_user(call.from_uri) if call.from_uri else None,
+            callee=uri_user(call.to_uri) if call.to_uri else None,
+            caller_uri=call.from_uri,
+            callee_uri=call.to_uri,
+            request_uri=call.request_uri,
+            caller_ip=call.caller_ip,
+            caller_port=call.caller_port,
+            callee_ip=call.callee_ip,
+            callee_port=call.callee_port,
+            transport=call.transport or "udp",
+            subscriber_ip=subscriber_ip,
+            direction=direction,
+            started_at=format_ts(call.started_us),
+            ringing_at=format_ts(call.ringing_us),
+            answered_at=format_ts(answered_us),
+            ended_at=format_ts(ended_us),
+            duration_s=duration,
+            setup_ms=setup_ms,
+            disposition=disposition.value,
+            final_status=call.final_status,
+            ended_by=ended_by,
+            user_agent=call.user_agent,
+            media=media,
+            flags=tuple(sorted(flags)),
+            subscriber=subscriber,
+        )
+
+    @staticmethod
+    def _media(call: _Call) -> tuple[MediaStream, ...]:
+        streams = []
+        for flow in call.flows:
+            for stream in flow.streams.values():
+                s = stream.summary()
+                streams.append(
+                    MediaStream(
+                        src_ip=s["src_ip"],
+                        src_port=s["src_port"],
+                        dst_ip=s["dst_ip"],
+                        dst_port=s["dst_port"],
+                        ssrc=s["ssrc"],
+                        payload_type=s["payload_type"],
+                        codec=s["codec"],
+                        packets=s["packets"],
+                        lost=s["lost"],
+                        jitter_max_ms=s["jitter_max_ms"],
+                        jitter_mean_ms=s["jitter_mean_ms"],
+                        first_at=format_ts(s["first_us"]),
+                        last_at=format_ts(s["last_us"]),
+                    )
+                )
+        streams.sort(key=lambda m: (m.first_at, m.src_ip, m.src_port, m.dst_ip, m.dst_port, m.ssrc))
+        return tuple(streams)
+
+
+def new_stream(flow: MediaFlow, ssrc: bytes, payload_type: int, fmt_ip: Callable) -> RtpStream:
+    """Create and attach the RTP stream of one SSRC on a flow."""
+    codec, clock = codec_for(payload_type, flow.rtpmap)
+    stream = RtpStream(
+        fmt_ip(flow.src_ip),
+        flow.src_port,
+        fmt_ip(flow.dst_ip),
+        flow.dst_port,
+        int.from_bytes(ssrc, "big"),
+        payload_type,
+        codec,
+        clock,
+        flow.rtpmap,
+    )
+    flow.streams[ssrc] = stream
+    return stream

@@ -1,0 +1,144 @@
+"""The call-detail record: one flat, documented structure per call (CDR contract v1).
+
+A record is what gets written; the mutable state used to build it lives in
+`voiplog.calls`. Every field below is part of the JSON contract of DESIGN.md, in
+the order it is written. Optional fields are ``None`` when unknown.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+CONTRACT_VERSION = 1
+
+
+def format_ts(ts_us: int | None) -> str | None:
+    """Packet time (integer microseconds since the epoch) as ISO 8601 UTC with 'Z'."""
+    if ts_us is None:
+        return None
+    seconds, micros = divmod(ts_us, 1_000_000)
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{micros:06d}Z"
+
+
+def make_uid(*parts: object) -> str:
+    """A stable record id: the same identifying facts always give the same uid."""
+    digest = hashlib.blake2b(
+        "\x1f".join("" if p is None else str(p) for p in parts).encode("utf-8", "surrogatepass"),
+        digest_size=10,
+    ).digest()
+    return "C" + base64.b32encode(digest).decode("ascii").lower()
+
+
+@dataclass(frozen=True, slots=True)
+class MediaStream:
+    """One RTP stream: one SSRC sent from one source address:port."""
+
+    src_ip: str
+    src_port: int
+    dst_ip: str
+    dst_port: int
+    ssrc: int
+    payload_type: int
+    codec: str | None
+    packets: int
+    lost: int  # expected minus received, as Wireshark counts it
+    jitter_max_ms: float
+    jitter_mean_ms: float
+    first_at: str
+    last_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "src_ip": self.src_ip,
+            "src_port": self.src_port,
+            "dst_ip": self.dst_ip,
+            "dst_port": self.dst_port,
+            "ssrc": self.ssrc,
+            "payload_type": self.payload_type,
+            "codec": self.codec,
+            "packets": self.packets,
+            "lost": self.lost,
+            "jitter_max_ms": self.jitter_max_ms,
+            "jitter_mean_ms": self.jitter_mean_ms,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call-detail record, field for field the CDR JSON contract v1."""
+
+    uid: str  # stable id: same input, same uid
+    kind: str  # "sip", "media" or "encrypted"
+    call_id: str | None  # SIP Call-ID
+    caller: str | None  # user part of From, unescaped
+    callee: str | None  # user part of To, unescaped
+    caller_uri: str | None  # From URI without tag
+    callee_uri: str | None  # To URI without tag
+    request_uri: str | None  # Request-URI of the initial INVITE
+    caller_ip: str | None  # source of the initial INVITE
+    caller_port: int | None
+    callee_ip: str | None  # destination of the initial INVITE
+    callee_port: int | None
+    transport: str  # udp, tcp, tls, ws, wss, sctp
+    subscriber_ip: str | None  # the endpoint inside the POP's subscriber networks
+    direction: str | None  # outbound, inbound, internal, transit
+    started_at: str  # first INVITE packet
+    ringing_at: str | None  # first 180/183
+    answered_at: str | None  # first 2xx to the INVITE
+    ended_at: str | None  # see DESIGN.md: BYE, final response, CANCEL or last packet
+    duration_s: float  # ended_at - answered_at, 0.0 when not answered
+    setup_ms: int | None  # INVITE -> first ringing or final response
+    disposition: str  # answered, busy, cancelled, no_answer, ...
+    final_status: int | None  # SIP status of the final answer to the INVITE
+    ended_by: str | None  # caller, callee, timeout, shutdown
+    user_agent: str | None  # caller's User-Agent
+    media: tuple[MediaStream, ...] = ()
+    flags: tuple[str, ...] = ()
+    subscriber: dict[str, Any] | None = None  # enrichment of the subscriber line
+    remote: dict[str, Any] | None = None  # enrichment of the far end
+    extra: dict[str, Any] = field(default_factory=dict)  # keys beyond the contract
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of the contract, keys in a fixed order."""
+        out: dict[str, Any] = {
+            "uid": self.uid,
+            "kind": self.kind,
+            "call_id": self.call_id,
+            "caller": self.caller,
+            "callee": self.callee,
+            "caller_uri": self.caller_uri,
+            "callee_uri": self.callee_uri,
+            "request_uri": self.request_uri,
+            "caller_ip": self.caller_ip,
+            "caller_port": self.caller_port,
+            "callee_ip": self.callee_ip,
+            "callee_port": self.callee_port,
+            "transport": self.transport,
+            "subscriber_ip": self.subscriber_ip,
+            "direction": self.direction,
+            "started_at": self.started_at,
+            "ringing_at": self.ringing_at,
+            "answered_at": self.answered_at,
+            "ended_at": self.ended_at,
+            "duration_s": self.duration_s,
+            "setup_ms": self.setup_ms,
+            "disposition": self.disposition,
+            "final_status": self.final_status,
+            "ended_by": self.ended_by,
+            "user_agent": self.user_agent,
+            "media": [m.to_dict() for m in self.media],
+            "flags": list(self.flags),
+            "subscriber": self.subscriber,
+            "remote": self.remote,
+            "version": CONTRACT_VERSION,
+        }
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
+        return out

@@ -1,0 +1,45 @@
+"""What several subcommands share: loading the POP settings the pipeline needs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from voiplog.calls import CallSettings
+from voiplog.pipeline import DEFAULT_SIP_PORTS
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """The parts of a POP configuration the packet pipeline uses."""
+
+    sip_ports: tuple[int, ...] = DEFAULT_SIP_PORTS
+    call_settings: CallSettings = field(default_factory=CallSettings)
+    classify: Any = None
+
+
+def load_pipeline_options(config_path: str | None) -> PipelineOptions:
+    """Settings from the config file and VOIPLOG_* variables; exit 2 when invalid.
+
+    With neither a file nor a variable there is nothing to validate, and the
+    defaults are used without loading the validation machinery (a replay of a
+    small capture then starts in a fraction of the time).
+    """
+    if config_path is None and not any(k.startswith("VOIPLOG_") for k in os.environ):
+        return PipelineOptions()
+    from voiplog.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from None
+    networks = cfg.subscriber_index()
+    return PipelineOptions(
+        sip_ports=tuple(cfg.sip.ports),
+        call_settings=cfg.calls.settings(),
+        classify=networks.classify if networks else None,
+    )

@@ -1,0 +1,54 @@
+"""The closing summary of a replay: what was read, which calls came out, what was odd."""
+
+from __future__ import annotations
+
+import os
+
+from rich.console import Console
+from rich.table import Table
+
+from voiplog.pipeline import PipelineStats
+
+
+def print_summary(stats: PipelineStats, corrupt_records: int, captures: tuple[str, ...]) -> None:
+    console = Console(stderr=True)
+    traffic = Table(title="Traffic", show_header=False)
+    traffic.add_column("what")
+    traffic.add_column("count", justify="right")
+    for label, value in (
+        ("capture files", len(captures)),
+        ("packets", stats.packets),
+        ("bytes read", sum(os.path.getsize(path) for path in captures)),
+        ("corrupt records skipped", corrupt_records),
+        ("UDP datagrams", stats.udp),
+        ("TCP segments", stats.tcp),
+        ("SIP messages", stats.sip_messages),
+        ("RTP packets on calls", stats.rtp_packets),
+        ("call records", stats.records),
+    ):
+        traffic.add_row(label, f"{value:,}")
+    console.print(traffic)
+
+    calls = Table(title="Calls by disposition")
+    calls.add_column("disposition")
+    calls.add_column("calls", justify="right")
+    for disposition, count in sorted(stats.dispositions.items()):
+        calls.add_row(disposition, f"{count:,}")
+    console.print(calls)
+
+    sip = Table(title="SIP messages")
+    sip.add_column("method / status")
+    sip.add_column("messages", justify="right")
+    for method, count in sorted(stats.sip_requests.items()):
+        sip.add_row(method, f"{count:,}")
+    for status, count in sorted(stats.sip_responses.items()):
+        sip.add_row(str(status), f"{count:,}")
+    console.print(sip)
+
+    if stats.weird:
+        weird = Table(title="Parse errors and oddities")
+        weird.add_column("kind")
+        weird.add_column("count", justify="right")
+        for kind, count in sorted(stats.weird.items()):
+            weird.add_row(kind, f"{count:,}")
+        console.print(weird)

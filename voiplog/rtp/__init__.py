@@ -1,0 +1,18 @@
+"""RTP and RTCP: packet recognition, payload types and per-stream statistics.
+
+Sans-IO like the rest of the protocol code: callers hand in UDP payloads and
+capture timestamps (integer microseconds) and read results back; nothing here
+touches sockets, files or clocks.
+"""
+
+from voiplog.rtp._codecs import STATIC_PAYLOAD_TYPES, codec_for
+from voiplog.rtp._header import looks_like_rtcp, looks_like_rtp
+from voiplog.rtp._stream import RtpStream
+
+__all__ = [
+    "STATIC_PAYLOAD_TYPES",
+    "RtpStream",
+    "codec_for",
+    "looks_like_rtcp",
+    "looks_like_rtp",
+]

@@ -1,0 +1,61 @@
+"""SIP and SDP parsing for call tracking: sans-IO, bytes in, frozen records out.
+
+`looks_like_sip` is the cheap gate run on every non-RTP datagram; `parse_message`
+reads one SIP message; `parse_name_addr`, `uri_user` and `uri_host` take apart the
+From/To/Contact values and URIs a CDR quotes; `parse_sdp` tells where media flows.
+Every parser raises only its own `ParseError` subclass, whose `kind` names the
+problem for counting.
+"""
+
+from voiplog.sip._errors import SdpParseError, SipParseError
+from voiplog.sip._message import (
+    COMPACT_FORMS,
+    LIST_HEADERS,
+    SipMessage,
+    canonical_header_name,
+    looks_like_sip,
+    parse_message,
+    split_stream,
+)
+from voiplog.sip._sdp import (
+    STATIC_PAYLOAD_TYPES,
+    IceCandidate,
+    MediaDescription,
+    Origin,
+    SessionDescription,
+    parse_sdp,
+)
+from voiplog.sip._uri import (
+    NameAddr,
+    parse_name_addr,
+    percent_unescape,
+    uri_host,
+    uri_port,
+    uri_scheme,
+    uri_user,
+)
+
+__all__ = [
+    "COMPACT_FORMS",
+    "LIST_HEADERS",
+    "STATIC_PAYLOAD_TYPES",
+    "IceCandidate",
+    "MediaDescription",
+    "NameAddr",
+    "Origin",
+    "SdpParseError",
+    "SessionDescription",
+    "SipMessage",
+    "SipParseError",
+    "canonical_header_name",
+    "looks_like_sip",
+    "parse_message",
+    "parse_name_addr",
+    "parse_sdp",
+    "percent_unescape",
+    "split_stream",
+    "uri_host",
+    "uri_port",
+    "uri_scheme",
+    "uri_user",
+]
