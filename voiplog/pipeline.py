@@ -33,6 +33,16 @@ _FAST_FIELDS = struct.Struct(">12xHB5xHxB14xH2xBB")
 _MAX_NEGATIVE_FLOWS = 200_000
 
 
+def _content_length(head: bytes) -> int | None:
+    """The Content-Length of a message head (full or compact name), if valid."""
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() in (b"content-length", b"l"):
+            value = value.strip()
+            return int(value) if value.isdigit() else None
+    return None
+
+
 @dataclass
 class PipelineStats:
     """What went through the pipeline, for the summary and metrics."""
@@ -216,6 +226,8 @@ class Pipeline:
             stats.weird[exc.kind] += 1
             return
         stats.sip_messages += 1
+        for anomaly in msg.anomalies:
+            stats.weird[anomaly] += 1
         if msg.method is not None:
             stats.sip_requests[msg.method] += 1
         else:
@@ -226,12 +238,27 @@ class Pipeline:
     def _sip_stream_segment(
         self, ts: int, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes
     ) -> None:
-        # Without stream reassembly, only segments that hold whole messages are
-        # read; each is framed by its Content-Length.
-        if not looks_like_sip(payload):
-            self.stats.weird["sip.tcp_unaligned_segment"] += 1
-            return
-        self._sip(ts, src, sport, dst, dport, payload, "tcp")
+        # Without TCP stream reassembly only segments holding whole messages can
+        # be read: each must start with a start line, end its header with a
+        # blank line and carry a Content-Length its body fills. A piece of a
+        # message is counted and left alone rather than read as something it
+        # is not (a 200 OK cut in half would make an answered call look refused).
+        weird = self.stats.weird
+        while payload:
+            payload = payload.lstrip(b"\r\n")
+            if not payload:
+                return
+            if not looks_like_sip(payload):
+                weird["sip.tcp_partial_message"] += 1
+                return
+            head_end = payload.find(b"\r\n\r\n")
+            length = _content_length(payload[:head_end]) if head_end >= 0 else None
+            end = head_end + 4 + length if length is not None else -1
+            if length is None or end > len(payload):
+                weird["sip.tcp_partial_message"] += 1
+                return
+            self._sip(ts, src, sport, dst, dport, payload[:end], "tcp")
+            payload = payload[end:]
 
     def _expire(self, now_us: int) -> None:
         for record in self.tracker.expire(now_us):

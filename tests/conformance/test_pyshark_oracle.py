@@ -24,7 +24,9 @@ CAPTURES = [
     "heplify__sip_ipv6.pcap",  # IPv6
     "zeek__sip-long-request-response-paths.pcap",  # raw IPv4 link type
     "BruteShark__h263-over-rtp.pcap",  # BSD loopback link type
-    "asterisk-testsuite__40msalaw.pcap",  # Linux cooked capture
+    "nDPI__sip_hello.pcapng",  # pcapng
+    "ipfixprobe__sip-sample.pcap",  # OPTIONS, REGISTER, INVITE with 401
+    "BruteShark__SIP_DTMF2.pcap",  # REGISTER, refused and answered calls
     "PcapPlusPlus__sip_non_default_port.pcap",  # SIP on a non-standard port
     "BruteShark__sip-rtp-g711.pcap",  # SIP with RTP
 ]
@@ -43,6 +45,8 @@ def wireshark_view(path: Path) -> dict[int, tuple]:
     capture = pyshark.FileCapture(str(path), display_filter="sip && udp", keep_packets=False)
     try:
         for pkt in capture:
+            if "ICMP" in pkt or "ICMPV6" in pkt:
+                continue  # SIP quoted inside an ICMP error is not a SIP message
             ip = pkt.ipv6 if hasattr(pkt, "ipv6") else pkt.ip
             sip = pkt.sip
             method = getattr(sip, "method", None)

@@ -139,6 +139,7 @@ class _Call:
         "heap_seq",
         "invite_cseq",
         "last_sip_us",
+        "offered_not_rtp",
         "reinvites",
         "request_uri",
         "ringing_us",
@@ -169,6 +170,7 @@ class _Call:
         self.flags: set[str] = set()
         self.endpoints: list[tuple[bytes, int]] = []
         self.flows: list[MediaFlow] = []
+        self.offered_not_rtp: list[tuple[bytes, int]] = []  # pending until answered
         self.heap_seq = 0
         self.transport = "udp"
         self.caller_ip = ""
@@ -335,7 +337,7 @@ class CallTracker:
                     call.flags.add("bye_without_answer")
                 self._mark_ending(call, ts_us)
         elif method in ("ACK", "PRACK", "UPDATE") or (method == "INVITE" and msg.to and msg.to.tag):
-            self._take_sdp(call, msg, sender, ts_us)
+            self._take_sdp(call, msg, sender, ts_us, answer=method in ("ACK", "PRACK"))
 
     def _on_invite(
         self,
@@ -384,7 +386,7 @@ class CallTracker:
         call.final_us = None
         call.end_us = None
         call.ended_by = None
-        self._take_sdp(call, msg, Side.CALLER, ts_us)
+        self._take_sdp(call, msg, Side.CALLER, ts_us, answer=False)
         self._schedule(call, self._deadline(call))
         return call
 
@@ -414,7 +416,7 @@ class CallTracker:
         call.user_agent = msg.get("user-agent")
         call.transport = ""
         self._calls[call_id] = call
-        self._take_sdp(call, msg, Side.CALLER, ts_us)
+        self._take_sdp(call, msg, Side.CALLER, ts_us, answer=False)
         self._schedule(call, self._deadline(call))
         return call
 
@@ -429,13 +431,13 @@ class CallTracker:
         cseq = msg.cseq_num
         if msg.cseq_method != "INVITE":
             if msg.cseq_method in ("PRACK", "UPDATE") and 200 <= status < 300:
-                self._take_sdp(call, msg, self._response_sender(call, msg), ts_us)
+                self._take_sdp(call, msg, self._response_sender(call, msg), ts_us, answer=True)
             return
         if cseq != call.invite_cseq:
             sent_by = call.reinvites.get(cseq) if cseq is not None else None
             if sent_by is not None and 200 <= status < 300:
                 answerer = Side.CALLEE if sent_by is Side.CALLER else Side.CALLER
-                self._take_sdp(call, msg, answerer, ts_us)
+                self._take_sdp(call, msg, answerer, ts_us, answer=True)
             return
         to_tag = msg.to.tag if msg.to else None
         if to_tag and status > 100 and to_tag not in call.to_tags:
@@ -445,7 +447,7 @@ class CallTracker:
         if status < 200:
             if status in (180, 183) and call.ringing_us is None:
                 call.ringing_us = ts_us
-            self._take_sdp(call, msg, Side.CALLEE, ts_us)
+            self._take_sdp(call, msg, Side.CALLEE, ts_us, answer=True)
             return
         if status < 300:
             if call.answered_us is None:
@@ -462,7 +464,7 @@ class CallTracker:
                     call.ended_by = None
                     call.flags.add("cancel_crossed_answer")
                 self._schedule(call, self._deadline(call))
-            self._take_sdp(call, msg, Side.CALLEE, ts_us)
+            self._take_sdp(call, msg, Side.CALLEE, ts_us, answer=True)
             return
         if call.answered_us is not None or call.final_status is not None:
             return  # a retransmitted final, or another fork's failure after the answer
@@ -514,23 +516,23 @@ class CallTracker:
         call.heap_seq = self._seq
         heapq.heappush(self._heap, (deadline_us, self._seq, call.call_id))
 
-    def _take_sdp(self, call: _Call, msg: SipMessage, side: Side, ts_us: int) -> None:
-        body = msg.body
+    def _take_sdp(self, call: _Call, msg: SipMessage, side: Side, ts_us: int, answer: bool) -> None:
+        """Register the media endpoints of an SDP offer (`answer` False) or answer.
+
+        RTP endpoints are expected from the moment they are announced. An
+        endpoint that moves to something else (T.38 fax over UDPTL) stops being
+        RTP only once an answer accepts the change, as RFC 3264 has it: a
+        rejected offer changes nothing.
+        """
+        body = msg.sdp_body
         if not body:
             return
-        ctype = (msg.get("content-type") or "").lower()
-        if "application/sdp" not in ctype:
-            return
-        if ctype.startswith("multipart/"):
-            start = body.find(b"v=0")
-            if start < 0:
-                return
-            body = body[start:]
         try:
             sdp = parse_sdp(body)
         except ParseError as exc:
             self._weird(exc.kind)
             return
+        not_rtp: list[tuple[bytes, int]] = []
         for media in sdp.media:
             if media.port == 0 or not media.connection:
                 continue
@@ -542,9 +544,7 @@ class CallTracker:
                 continue  # RFC 2543 hold: no media expected
             key = (packed, media.port)
             if "RTP" not in media.proto.upper():
-                # The endpoint now carries something else (T.38 fax over UDPTL
-                # after a re-INVITE): what arrives there is no longer RTP.
-                self._retire_endpoint(call, key)
+                not_rtp.append(key)
                 continue
             endpoints = self._expected.setdefault(key, [])
             for existing in endpoints:
@@ -555,6 +555,13 @@ class CallTracker:
                 endpoints.append(_Endpoint(call, side, media.rtpmap, ts_us))
                 call.endpoints.append(key)
                 self.expect_generation += 1
+        if not answer:
+            call.offered_not_rtp = not_rtp
+        else:
+            if not_rtp:
+                for key in (*call.offered_not_rtp, *not_rtp):
+                    self._retire_endpoint(call, key)
+            call.offered_not_rtp = []
 
     def _retire_endpoint(self, call: _Call, key: tuple[bytes, int]) -> None:
         endpoints = self._expected.get(key)

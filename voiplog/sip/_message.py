@@ -537,8 +537,16 @@ def parse_message(data: bytes) -> SipMessage:
     available = len(data) - body_start
     if content_lengths:
         for value in content_lengths:
-            if not (value.isascii() and value.isdigit()) or len(value.lstrip("0")) > 9:
+            if value.startswith("-") or len(value.lstrip("0")) > 9:
+                # RFC 4475 ncl: a negative (or absurd) length is refused.
                 raise _bad(f"bad Content-Length {value[:40]!r}", "sip.content_length")
+        if not all(value.isascii() and value.isdigit() for value in content_lengths):
+            # Text where a number belongs: endpoints seen going on with such
+            # messages (answering them) treat the datagram as the body, so does
+            # voiplog rather than lose the call.
+            anomalies.append("sip.content_length_not_a_number")
+            content_lengths = [v for v in content_lengths if v.isascii() and v.isdigit()]
+    if content_lengths:
         lengths = {int(value) for value in content_lengths}
         if len(lengths) > 1:
             # RFC 4475 mcl01: no way to know which is right; a datagram is its own
