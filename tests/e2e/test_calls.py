@@ -364,3 +364,34 @@ def test_replay_is_byte_identical(replayer, tmp_path):
     assert (tmp_path / f"out{replayer.n}.jsonl").read_bytes() == first
     uids = [line for line in first.splitlines()]
     assert len(uids) == 6
+
+
+def _t38_sdp(party) -> bytes:
+    return (
+        f"v=0\r\no={party.user} 2 2 IN IP4 {party.ip}\r\ns=fax\r\nc=IN IP4 {party.ip}\r\n"
+        f"t=0 0\r\nm=image {party.media_port} udptl t38\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("accepted", [True, False])
+def test_t38_switch_ends_rtp_only_once_answered(replayer, accepted):
+    d = make_dialog(60)
+    d.invite(T0)
+    d.answer(T0 + 500_000)
+    d.ack(T0 + 510_000)
+    d.rtp(T0 + 600_000, 50, from_caller=True, ssrc=0xF1)
+    d.cseq = 2
+    d.request(T0 + 1_700_000, "INVITE", sdp=_t38_sdp(d.caller))
+    if accepted:
+        d.response(T0 + 1_750_000, 200, cseq=2, sdp=_t38_sdp(d.callee))
+    else:
+        d.response(T0 + 1_750_000, 488, cseq=2)
+    d.ack(T0 + 1_760_000, cseq=2)
+    # What follows on the same ports: RTP-looking bytes either way.
+    d.rtp(T0 + 1_800_000, 50, from_caller=True, ssrc=0xF1, seq0=1050)
+    d.cseq = 3
+    d.bye(T0 + 3_000_000)
+    (rec,) = replayer.records(sorted_frames(d))
+    (stream,) = rec["media"]
+    assert stream["packets"] == (50 if accepted else 100)
+    assert "reinvite" in rec["flags"]

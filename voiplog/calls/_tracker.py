@@ -138,6 +138,7 @@ class _Call:
         "from_uri",
         "heap_seq",
         "invite_cseq",
+        "last_sdp",
         "last_sip_us",
         "offered_not_rtp",
         "reinvites",
@@ -171,6 +172,7 @@ class _Call:
         self.endpoints: list[tuple[bytes, int]] = []
         self.flows: list[MediaFlow] = []
         self.offered_not_rtp: list[tuple[bytes, int]] = []  # pending until answered
+        self.last_sdp: dict[Side, bytes] = {}
         self.heap_seq = 0
         self.transport = "udp"
         self.caller_ip = ""
@@ -527,6 +529,9 @@ class CallTracker:
         body = msg.sdp_body
         if not body:
             return
+        if call.last_sdp.get(side) == body:
+            return  # a retransmission, or the same SDP once more: nothing changes
+        call.last_sdp[side] = body
         try:
             sdp = parse_sdp(body)
         except ParseError as exc:
