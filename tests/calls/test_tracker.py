@@ -87,3 +87,29 @@ def test_closing_a_call_forgets_its_media():
     tracker.close_all()
     assert tracker.flows == {}
     assert tracker.match_flow(caller, d.caller.media_port, callee, d.callee.media_port) is None
+
+
+def test_tracking_state_stays_bounded_over_many_calls():
+    """Finished calls leave nothing behind: not in the heap, not in reference cycles."""
+    import gc
+
+    from voiplog.calls._tracker import _Call
+
+    tracker = CallTracker(CallSettings(linger_s=1))
+    for n in range(1500):
+        d = make_dialog(n % 90 + 1)
+        d.call_id = f"bounded-{n}"
+        ts = T0 + n * 100_000
+        _feed(tracker, d, [(ts, d.invite(ts), True), (ts + 10, d.answer(ts + 10), False)])
+        caller, callee = bytes([10, 1, 0, 10]), bytes([192, 0, 2, 50])
+        tracker.match_flow(caller, d.caller.media_port, callee, d.callee.media_port)
+        _feed(tracker, d, [(ts + 20, d.request(ts + 20, "BYE", cseq=2), True)])
+        tracker.expire(ts)
+    assert tracker.open_calls <= 20
+    assert len(tracker._heap) <= 4 * tracker.open_calls + 1024
+    gc.disable()
+    try:
+        alive = sum(isinstance(o, _Call) for o in gc.get_objects())
+    finally:
+        gc.enable()
+    assert alive <= tracker.open_calls + 1

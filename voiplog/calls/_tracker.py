@@ -516,7 +516,18 @@ class CallTracker:
     def _schedule(self, call: _Call, deadline_us: int) -> None:
         self._seq += 1
         call.heap_seq = self._seq
-        heapq.heappush(self._heap, (deadline_us, self._seq, call.call_id))
+        heap = self._heap
+        heapq.heappush(heap, (deadline_us, self._seq, call.call_id))
+        if len(heap) > 4 * len(self._calls) + 1024:
+            # Superseded entries wait for their (possibly distant) deadline to be
+            # dropped; when they pile up, keep only each open call's current one.
+            calls = self._calls
+            heap[:] = [
+                entry
+                for entry in heap
+                if (c := calls.get(entry[2])) is not None and c.heap_seq == entry[1]
+            ]
+            heapq.heapify(heap)
 
     def _take_sdp(self, call: _Call, msg: SipMessage, side: Side, ts_us: int, answer: bool) -> None:
         """Register the media endpoints of an SDP offer (`answer` False) or answer.
@@ -594,6 +605,9 @@ class CallTracker:
             if self.flows.get(flow.key) is flow:
                 del self.flows[flow.key]
         self._done.append(self._record(call, reason))
+        # Flows point back at their call: break the cycle so that the call's
+        # memory goes now, not at the next full garbage collection.
+        call.flows.clear()
 
     def _record(self, call: _Call, reason: EndReason | None) -> CallRecord:
         flags = set(call.flags)
