@@ -9,8 +9,8 @@ marker, timestamp in sequence, sequence number on the same side of the first
 one. For them a chained comparison of the first header word against a range
 prepared by the packet before selects a straight path that only updates the
 jitter; any other packet takes the general path, which applies every rule below
-and prepares the range again. Both paths do the same floating-point operations
-in the same order, so they give the same bits.
+and prepares the range again. The fast path's arithmetic is the general path's,
+rearranged only in ways that IEEE 754 makes exact, so both give the same bits.
 
 The numbers reproduce ``tshark -q -z rtp,streams`` of Wireshark 4.0, whose
 ``rtppacket_analyse()`` (ui/tap-rtp-analysis.c) feeds ``rtpstream_info_calculate()``
@@ -171,14 +171,20 @@ class RtpStream:
         if self._fast_lo < word < self._fast_hi:
             elapsed = ts - self._ts_base
             if 0 <= elapsed < 0x80000000:
-                # `_add`'s arithmetic, operation for operation: the time
-                # reference is ``last_us`` here, and 15.0, 16.0, 1.0, abs() and
-                # the float count give the same bits as 15, 16, 1, the sign
-                # test and the int count there.
-                nominal = elapsed * self._us_per_tick
+                # `_add`'s arithmetic with the time reference in ``last_us``,
+                # rearranged so that every operation starts from a float (the
+                # interpreter then specializes it, or at least skips a failed
+                # int attempt) without changing a bit. IEEE 754 rounding to
+                # nearest is symmetric, so u * e == e * u and, with a the
+                # arrival difference, n the nominal one and p the previous
+                # nominal, p - (n - a) == (a - n) + p exactly (but for the sign
+                # of a zero, which abs() drops). Multiplying by 0.0625, 2**-4,
+                # is dividing by 16 exactly, and 15, 1 and the packet count
+                # (a float here, an int there) are the same numbers as floats.
+                nominal = self._us_per_tick * elapsed
                 jitter = (
-                    15.0 * self._jitter + abs(ts_us - self.last_us - nominal + self._nominal)
-                ) / 16.0
+                    15.0 * self._jitter + abs(self._nominal - (nominal - (ts_us - self.last_us)))
+                ) * 0.0625
                 self._jitter = jitter
                 self._nominal = nominal
                 if jitter > self._jitter_max:
@@ -250,18 +256,23 @@ class RtpStream:
         self._arm(word, ts)
 
     def _arm(self, word: int, ts: int) -> None:
-        """Let `add` take the next packet by the fast path if nothing rare happens.
+        """Let `add` take the next packet by its fast path unless something rare happens.
 
-        That path takes a packet whose first header word has the same first
-        byte as ``word``'s, the current payload type without marker, and a
-        sequence number on the side of the first one where the wrap detection
-        stands (above it until a wrap, below it after one), so that neither
-        the wrap count nor the payload type changes and the packet counts for
-        the jitter; and whose timestamp is in time sequence, taken from
-        ``_ts_base``, which is the first timestamp, less 2**32 once timestamps
-        have wrapped. All that only while the clock rate is known, the payload
-        type is not comfort noise and the last packet was in time sequence, so
-        that ``last_us`` is the arrival-time reference.
+        The fast path takes a packet when:
+
+        * its first header word has the first byte of ``word``, the current
+          payload type and no marker, so the type stays and the packet counts
+          for the jitter;
+        * its sequence number is on the side of the first one where the wrap
+          detection stands (above it before a wrap, below it after one), so
+          the wrap count stays;
+        * its timestamp is less than 2**31 ticks after ``_ts_base``, the first
+          timestamp (less 2**32 once timestamps have wrapped), so it is in
+          time sequence and the difference is the general path's.
+
+        The path is open only while the clock rate is known, the payload type
+        is not comfort noise and the last packet was in time sequence, which
+        makes ``last_us`` the arrival-time reference.
         """
         if self._pt_counts and self._us_per_tick and self._time_us == self.last_us:
             base = word & 0xFF000000 | self._pt << 16
