@@ -61,7 +61,7 @@ class Run:
     tool: str
     wall_s: float
     cpu_s: float  # user + system
-    peak_rss_mb: float  # ru_maxrss: anonymous memory plus mapped file pages
+    peak_rss_mb: float  # peak RSS of the tool itself: anonymous memory plus mapped file pages
     peak_anon_mb: float | None  # sampled RssAnon (heap only), when sampling was asked for
     exit_code: int
     stderr_tail: str
@@ -75,17 +75,33 @@ def _maxrss_bytes(usage: os.struct_rusage) -> int:
 class _AnonSampler(threading.Thread):
     """Polls /proc/PID/status for the peak of RssAnon, which mapped files do not inflate."""
 
-    def __init__(self, pid: int, interval_s: float = 0.02) -> None:
+    def __init__(self, pid: int, interval_s: float = 0.02, *, follow_child: bool = False) -> None:
         super().__init__(daemon=True)
-        self.path = Path(f"/proc/{pid}/status")
+        self.pid = pid
+        self.follow_child = follow_child  # sample the process `pid` started (under GNU time)
         self.interval_s = interval_s
         self.stopped = threading.Event()
         self.peak_kb = 0
 
+    def _status_path(self) -> Path | None:
+        if not self.follow_child:
+            return Path(f"/proc/{self.pid}/status")
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        except OSError:
+            return None
+        return Path(f"/proc/{children[0]}/status") if children else None
+
     def run(self) -> None:
+        path = None
         while not self.stopped.is_set():
+            if path is None:
+                path = self._status_path()
+                if path is None:
+                    self.stopped.wait(0.002)
+                    continue
             try:
-                text = self.path.read_text()
+                text = path.read_text()
             except OSError:
                 return
             for line in text.splitlines():
@@ -95,15 +111,28 @@ class _AnonSampler(threading.Thread):
             self.stopped.wait(self.interval_s)
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def run_measured(tool: str, argv: list[str], stdout_path: Path, *, sample_anon=False) -> Run:
-    """Run ``argv`` to completion; wall time, CPU time and its own peak RSS (from wait4)."""
+    """Run ``argv`` to completion; wall time, CPU time and its own peak RSS.
+
+    The peak comes from GNU time when it is installed: a child forked straight
+    from this (large) process would report this process's size as its own peak
+    until it execs, so wait4's figure is only the fallback.
+    """
     stderr_path = stdout_path.with_suffix(stdout_path.suffix + ".stderr")
+    maxrss_path = stdout_path.with_suffix(stdout_path.suffix + ".maxrss")
+    if Path(GNU_TIME).exists():
+        argv = [GNU_TIME, "-f", "%M", "-o", str(maxrss_path), *argv]
+    else:
+        maxrss_path.unlink(missing_ok=True)
     sampler = None
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         if sample_anon and Path("/proc/self/status").exists():
-            sampler = _AnonSampler(proc.pid)
+            sampler = _AnonSampler(proc.pid, follow_child=argv[0] == GNU_TIME)
             sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
@@ -111,12 +140,17 @@ def run_measured(tool: str, argv: list[str], stdout_path: Path, *, sample_anon=F
         sampler.stopped.set()
         sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
+    peak_rss = _maxrss_bytes(usage)
+    if maxrss_path.exists():
+        lines = maxrss_path.read_text().split()
+        if lines and lines[-1].isdigit():
+            peak_rss = int(lines[-1]) * 1024
     tail = stderr_path.read_text(errors="replace").strip().splitlines()[-15:]
     return Run(
         tool=tool,
         wall_s=round(wall, 4),
         cpu_s=round(usage.ru_utime + usage.ru_stime, 4),
-        peak_rss_mb=round(_maxrss_bytes(usage) / 2**20, 1),
+        peak_rss_mb=round(peak_rss / 2**20, 1),
         peak_anon_mb=round(sampler.peak_kb / 1024, 1) if sampler else None,
         exit_code=proc.returncode,
         stderr_tail="\n".join(tail),
@@ -483,7 +517,7 @@ def obtain_capture(args: argparse.Namespace) -> tuple[Path, gencapture.Expected 
         packets=args.packets,
         calls_concurrent=args.calls_concurrent,
         seed=args.seed,
-        mean_hold_s=args.mean_hold,
+        mean_hold_s=args.mean_hold or None,
     )
     return capture, expected, expected.packets
 
@@ -630,7 +664,7 @@ def memory(args: argparse.Namespace) -> int:
         packets=args.packets,
         calls_concurrent=args.calls_concurrent,
         seed=args.seed,
-        mean_hold_s=args.mean_hold,
+        mean_hold_s=args.mean_hold or None,
     )
     # Same call shapes (mean hold) and concurrency: only the length of the capture grows.
     hold = base_truth.generator["mean_hold_s"]
@@ -732,10 +766,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Time voiplog replay against tshark on one capture (see bench/README.md)."
     )
     parser.add_argument("--capture", help="use this pcap instead of generating one")
-    parser.add_argument("--packets", type=int, default=600_000, help="generated capture size")
+    parser.add_argument(
+        "--packets", type=int, default=2_000_000, help="generated capture size (default 2M)"
+    )
     parser.add_argument("--calls-concurrent", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--mean-hold", type=float, help="mean call hold in seconds (default: auto)")
+    parser.add_argument(
+        "--mean-hold",
+        type=float,
+        default=60.0,
+        help="mean answered-call hold in seconds (default 60; 0 scales it to the capture)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each tool")
     parser.add_argument("--min-ratio", type=float, default=2.0, help="least tshark/voiplog time")
     parser.add_argument(

@@ -69,7 +69,7 @@ _LINKTYPE_UNKNOWN = 0xFFFF
 _NEW_SECTION = object()
 
 # Pages of the mapping already read are released every this many bytes.
-_RELEASE_EVERY = 8 << 20
+_RELEASE_EVERY = 1 << 20
 _CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED")
 
 
