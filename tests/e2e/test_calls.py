@@ -395,3 +395,55 @@ def test_t38_switch_ends_rtp_only_once_answered(replayer, accepted):
     (stream,) = rec["media"]
     assert stream["packets"] == (50 if accepted else 100)
     assert "reinvite" in rec["flags"]
+
+
+def _as_tcp(frames, split_index=None):
+    """Re-send the SIP of a crafted call over TCP, one message per segment
+    (or the message at `split_index` cut across two segments)."""
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import Ether
+
+    out = []
+    for n, (ts, frame) in enumerate(frames):
+        pkt = Ether(frame)
+        udp = pkt[UDP]
+        if 5060 not in (udp.sport, udp.dport):
+            out.append((ts, frame))
+            continue
+        payload = bytes(udp.payload)
+        pieces = [payload] if n != split_index else [payload[:40], payload[40:]]
+        for i, piece in enumerate(pieces):
+            seg = (
+                Ether(src=pkt.src, dst=pkt.dst)
+                / IP(src=pkt[IP].src, dst=pkt[IP].dst)
+                / TCP(sport=udp.sport, dport=udp.dport, flags="PA", seq=1000 + n * 4000 + i * 40)
+                / piece
+            )
+            out.append((ts + i, bytes(seg)))
+    return out
+
+
+def test_sip_over_tcp_whole_messages(replayer):
+    d = make_dialog(61)
+    d.basic_answered(T0, talk_s=1.0)
+    (rec,) = replayer.records(_as_tcp(sorted_frames(d)))
+    assert rec["transport"] == "tcp"
+    assert rec["disposition"] == "answered"
+    assert [m["packets"] for m in rec["media"]] == [50, 50]
+
+
+def test_sip_over_tcp_partial_message_is_not_misread(replayer):
+    d = make_dialog(62)
+    d.invite(T0)
+    d.response(T0 + 50_000, 180)
+    d.answer(T0 + 1_000_000)
+    d.ack(T0 + 1_010_000)
+    d.bye(T0 + 3_000_000)
+    frames = sorted_frames(d)
+    answer_index = 2  # the 200 OK, cut in two segments
+    records = replayer.records(_as_tcp(frames, split_index=answer_index))
+    (rec,) = records
+    # The 200 OK was not read, so the record cannot claim an answer time; the BYE
+    # still ends it, and the record says so.
+    assert rec["answered_at"] is None
+    assert "bye_without_answer" in rec["flags"]

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from voiplog.calls._disposition import Disposition, judge
 from voiplog.calls._settings import CallSettings
@@ -70,6 +71,16 @@ def _packed_address(text: str) -> bytes | None:
 
 def _no_classification(caller_ip: str, callee_ip: str) -> tuple[None, None, None]:
     return None, None, None
+
+
+class _Hop(NamedTuple):
+    """Where a SIP message went: its packet's endpoints and transport."""
+
+    src_ip: str
+    src_port: int
+    dst_ip: str
+    dst_port: int
+    transport: str
 
 
 @dataclass(slots=True)
@@ -238,7 +249,8 @@ class CallTracker:
         if call_id is None:
             return
         if msg.method is not None:
-            self._on_request(msg, call_id, ts_us, src_ip, src_port, dst_ip, dst_port, transport)
+            hop = _Hop(src_ip, src_port, dst_ip, dst_port, transport)
+            self._on_request(msg, call_id, ts_us, hop)
         else:
             self._on_response(msg, call_id, ts_us)
 
@@ -304,28 +316,17 @@ class CallTracker:
 
     # -- requests ------------------------------------------------------------
 
-    def _on_request(
-        self,
-        msg: SipMessage,
-        call_id: str,
-        ts_us: int,
-        src_ip: str,
-        src_port: int,
-        dst_ip: str,
-        dst_port: int,
-        transport: str,
-    ) -> None:
+    def _on_request(self, msg: SipMessage, call_id: str, ts_us: int, hop: _Hop) -> None:
         method = msg.method
         call = self._calls.get(call_id)
         if method == "INVITE":
-            call = self._on_invite(msg, call, call_id, ts_us, src_ip, src_port, dst_ip, dst_port)
+            call = self._on_invite(msg, call, call_id, ts_us, hop)
             if call is None:
                 return
-            call.transport = call.transport or transport
         elif call is None:
             return
         self._touch(call, ts_us)
-        sender = self._request_sender(call, msg, src_ip, src_port)
+        sender = self._request_sender(call, msg, hop)
         if method == "CANCEL":
             if call.cancel_us is None and call.answered_us is None and call.final_us is None:
                 call.cancel_us = ts_us
@@ -342,15 +343,7 @@ class CallTracker:
             self._take_sdp(call, msg, sender, ts_us, answer=method in ("ACK", "PRACK"))
 
     def _on_invite(
-        self,
-        msg: SipMessage,
-        call: _Call | None,
-        call_id: str,
-        ts_us: int,
-        src_ip: str,
-        src_port: int,
-        dst_ip: str,
-        dst_port: int,
+        self, msg: SipMessage, call: _Call | None, call_id: str, ts_us: int, hop: _Hop
     ) -> _Call | None:
         cseq = msg.cseq_num or 0
         in_dialog = bool(msg.to and msg.to.tag)
@@ -358,7 +351,7 @@ class CallTracker:
             # re-INVITE: remember who sent it so that its answer's SDP is put
             # on the right side.
             if cseq not in call.reinvites:
-                call.reinvites[cseq] = self._request_sender(call, msg, src_ip, src_port)
+                call.reinvites[cseq] = self._request_sender(call, msg, hop)
                 call.flags.add("reinvite")
             return call
         if call is None:
@@ -367,14 +360,14 @@ class CallTracker:
                 # to build a record from.
                 self._weird("sip.invite_unknown_dialog")
                 return None
-            return self._new_call(msg, call_id, cseq, ts_us, src_ip, src_port, dst_ip, dst_port)
+            return self._new_call(msg, call_id, cseq, ts_us, hop)
         if cseq == call.invite_cseq or cseq < call.invite_cseq:
             call.flags.add("invite_retransmitted")
             return call
         if call.answered_us is not None or call.bye_us is not None:
             # A fresh INVITE reusing the Call-ID of a finished call is a new call.
             self._close(call, None)
-            return self._new_call(msg, call_id, cseq, ts_us, src_ip, src_port, dst_ip, dst_port)
+            return self._new_call(msg, call_id, cseq, ts_us, hop)
         # Same Call-ID, higher CSeq, no To tag: the INVITE sent again after a
         # 401/407 challenge (or another retryable failure). One call, judged by
         # the new INVITE.
@@ -392,31 +385,21 @@ class CallTracker:
         self._schedule(call, self._deadline(call))
         return call
 
-    def _new_call(
-        self,
-        msg: SipMessage,
-        call_id: str,
-        cseq: int,
-        ts_us: int,
-        src_ip: str,
-        src_port: int,
-        dst_ip: str,
-        dst_port: int,
-    ) -> _Call:
+    def _new_call(self, msg: SipMessage, call_id: str, cseq: int, ts_us: int, hop: _Hop) -> _Call:
         if len(self._calls) >= self.settings.max_open_calls:
             _, oldest = next(iter(self._calls.items()))
             self._weird("calls.evicted")
             self._close(oldest, EndReason.EVICTED)
         call = _Call(call_id, ts_us)
         call.invite_cseq = cseq
-        call.caller_ip, call.caller_port = src_ip, src_port
-        call.callee_ip, call.callee_port = dst_ip, dst_port
+        call.caller_ip, call.caller_port = hop.src_ip, hop.src_port
+        call.callee_ip, call.callee_port = hop.dst_ip, hop.dst_port
+        call.transport = hop.transport
         call.caller_tag = msg.from_.tag if msg.from_ else None
         call.from_uri = msg.from_.uri if msg.from_ else None
         call.to_uri = msg.to.uri if msg.to else None
         call.request_uri = msg.request_uri
         call.user_agent = msg.get("user-agent")
-        call.transport = ""
         self._calls[call_id] = call
         self._take_sdp(call, msg, Side.CALLER, ts_us, answer=False)
         self._schedule(call, self._deadline(call))
@@ -479,11 +462,11 @@ class CallTracker:
 
     # -- helpers -------------------------------------------------------------
 
-    def _request_sender(self, call: _Call, msg: SipMessage, src_ip: str, src_port: int) -> Side:
+    def _request_sender(self, call: _Call, msg: SipMessage, hop: _Hop) -> Side:
         tag = msg.from_.tag if msg.from_ else None
         if tag is not None and call.caller_tag is not None:
             return Side.CALLER if tag == call.caller_tag else Side.CALLEE
-        if (src_ip, src_port) == (call.caller_ip, call.caller_port):
+        if (hop.src_ip, hop.src_port) == (call.caller_ip, call.caller_port):
             return Side.CALLER
         return Side.CALLEE
 
@@ -658,7 +641,7 @@ class CallTracker:
             caller_port=call.caller_port,
             callee_ip=call.callee_ip,
             callee_port=call.callee_port,
-            transport=call.transport or "udp",
+            transport=call.transport,
             subscriber_ip=subscriber_ip,
             direction=direction,
             started_at=format_ts(call.started_us),
