@@ -389,7 +389,8 @@ class CallTracker:
         if len(self._calls) >= self.settings.max_open_calls:
             _, oldest = next(iter(self._calls.items()))
             self._weird("calls.evicted")
-            self._close(oldest, EndReason.EVICTED)
+            # A call already over (lingering for retransmissions) loses nothing.
+            self._close(oldest, None if oldest.end_us is not None else EndReason.EVICTED)
         call = _Call(call_id, ts_us)
         call.invite_cseq = cseq
         call.caller_ip, call.caller_port = hop.src_ip, hop.src_port
@@ -615,8 +616,6 @@ class CallTracker:
             flags.add(reason.value)
             if reason is EndReason.TIMEOUT or reason is EndReason.SHUTDOWN:
                 ended_by = reason.value
-            elif ended_by is None:
-                ended_by = None
         answered_us = call.answered_us
         duration = round((ended_us - answered_us) / _US, 6) if answered_us is not None else 0.0
         first_reply = call.ringing_us if call.ringing_us is not None else call.final_us
