@@ -27,7 +27,8 @@ log = logging.getLogger("voiplog.replay")
     type=click.Choice(["none", "db"]),
     default="none",
     show_default=True,
-    help="Where records are kept: 'none' writes only the --jsonl output.",
+    help="Where records are kept: 'none' writes only the --jsonl output; 'db' (the "
+    "Postgres retention store) is not part of this version yet.",
 )
 @click.option(
     "--jsonl",
@@ -60,7 +61,11 @@ def replay(
     """
     options = load_pipeline_options(config_path)
     if store == "db":
-        click.echo("--store db: this version writes JSON lines only; use --store none", err=True)
+        click.echo(
+            "voiplog: --store db: the database store is not part of this version yet; "
+            "use --store none with --jsonl",
+            err=True,
+        )
         raise SystemExit(2)
     if jsonl_path is None:
         jsonl_path = "-"
