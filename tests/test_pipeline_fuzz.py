@@ -54,4 +54,4 @@ def test_mangled_call_never_raises(data):
 def test_valid_call_untouched_gives_one_record():
     records, stats = _run([(ts, 1, f) for ts, f in VALID])
     assert len(records) == 1
-    assert not stats.weird
+    assert not stats.weird and not stats.parse_errors

@@ -57,7 +57,8 @@ class PipelineStats:
     sip_requests: Counter = field(default_factory=Counter)
     sip_responses: Counter = field(default_factory=Counter)
     dispositions: Counter = field(default_factory=Counter)
-    weird: Counter = field(default_factory=Counter)  # parse errors and oddities by kind
+    parse_errors: Counter = field(default_factory=Counter)  # unreadable packets, by kind
+    weird: Counter = field(default_factory=Counter)  # oddities in readable traffic, by kind
 
 
 class Pipeline:
@@ -70,9 +71,14 @@ class Pipeline:
         sip_ports: Iterable[int] = DEFAULT_SIP_PORTS,
         call_settings: CallSettings | None = None,
         classify=None,
+        on_parse_error: Callable[[int, ParseError], None] | None = None,
     ) -> None:
+        """`on_parse_error(packet_number, error)` hears of every unreadable packet;
+        packets are numbered from 1 across everything this pipeline is fed."""
         self.stats = PipelineStats()
         self._emit = emit
+        self._on_parse_error = on_parse_error
+        self._number = 0  # number of the packet in the slow path, for error reports
         self.sip_ports = frozenset(sip_ports)
         kwargs = {"classify": classify} if classify is not None else {}
         self.tracker = CallTracker(call_settings, on_weird=self._count_weird, **kwargs)
@@ -84,6 +90,11 @@ class Pipeline:
 
     def _count_weird(self, kind: str) -> None:
         self.stats.weird[kind] += 1
+
+    def _parse_error(self, error: ParseError) -> None:
+        self.stats.parse_errors[error.kind] += 1
+        if self._on_parse_error is not None:
+            self._on_parse_error(self._number, error)
 
     def feed(
         self,
@@ -146,12 +157,13 @@ class Pipeline:
                         continue
 
             slow += 1
+            self._number = stats.packets + fast + slow
             if ts > now:
                 now = ts
             try:
                 datagram = decode(linktype, frame)
             except DecodeError as exc:
-                weird[exc.kind] += 1
+                self._parse_error(exc)
                 continue
             if datagram is None:
                 stats.not_ip += 1
@@ -223,7 +235,7 @@ class Pipeline:
         try:
             msg = parse_message(payload)
         except ParseError as exc:
-            stats.weird[exc.kind] += 1
+            self._parse_error(exc)
             return
         stats.sip_messages += 1
         for anomaly in msg.anomalies:

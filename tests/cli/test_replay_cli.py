@@ -116,3 +116,35 @@ def test_store_db_not_yet_available(tmp_path):
     path, _ = _capture(tmp_path)
     result = CliRunner().invoke(cli, ["replay", str(path), "--store", "db"])
     assert result.exit_code == 2
+
+
+def test_unreadable_packets_are_named_by_file_and_number(tmp_path):
+    from tests.sipcraft import udp_frame
+
+    d = make_dialog(51)
+    d.basic_answered(T0, talk_s=0.1)
+    frames = sorted_frames(d)
+    bad = udp_frame("10.0.0.1", 5060, "10.0.0.2", 5060, b"INVITE nonsense\r\n\r\n")
+    frames.insert(2, (frames[1][0] + 1, bad))
+    path = tmp_path / "with-garbage.pcap"
+    write_pcap(path, frames)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voiplog",
+            "--log-level",
+            "debug",
+            "replay",
+            str(path),
+            "--jsonl",
+            "-",
+        ],
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    stderr = result.stderr.decode()
+    assert f"{path}: packet 3: sip.bad_start_line" in stderr
+    assert "unreadable packets: 1 (sip.bad_start_line 1)" in stderr
+    assert json.loads(result.stdout.decode().splitlines()[0])["disposition"] == "answered"

@@ -46,7 +46,7 @@ def test_replay_counts_every_message(torture_capture):
     parsed = sum(1 for e in EXPECTED.values() if e.kind is None)
     assert stats.sip_messages == parsed
     for kind, count in expected_errors.items():
-        assert stats.weird[kind] == count, kind
+        assert stats.parse_errors[kind] == count, kind
     assert stats.packets == len(EXPECTED)
 
 

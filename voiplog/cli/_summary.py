@@ -45,10 +45,14 @@ def print_summary(stats: PipelineStats, corrupt_records: int, captures: tuple[st
         sip.add_row(str(status), f"{count:,}")
     console.print(sip)
 
-    if stats.weird:
-        weird = Table(title="Parse errors and oddities")
-        weird.add_column("kind")
-        weird.add_column("count", justify="right")
-        for kind, count in sorted(stats.weird.items()):
-            weird.add_row(kind, f"{count:,}")
-        console.print(weird)
+    for title, counts in (
+        ("Unreadable packets (parse errors)", stats.parse_errors),
+        ("Oddities in readable traffic", stats.weird),
+    ):
+        if counts:
+            table = Table(title=title)
+            table.add_column("kind")
+            table.add_column("count", justify="right")
+            for kind, count in sorted(counts.items()):
+                table.add_row(kind, f"{count:,}")
+            console.print(table)

@@ -86,27 +86,53 @@ def replay(
         except OSError as exc:
             click.echo(f"voiplog: {jsonl_path}: cannot write: {exc.strerror}", err=True)
             raise SystemExit(2) from None
+        where = _Position()
         pipeline = Pipeline(
             sink.write,
             sip_ports=options.sip_ports,
             call_settings=options.call_settings,
             classify=options.classify,
+            on_parse_error=where.report,
         )
         try:
-            _run(pipeline, readers, show_progress)
+            _run(pipeline, readers, show_progress, where)
         except OSError as exc:
             click.echo(f"voiplog: {exc}", err=True)
             raise SystemExit(1) from None
         corrupt = sum(r.corrupt_records for r in readers)
+    errors = pipeline.stats.parse_errors
+    if errors:
+        kinds = ", ".join(f"{kind} {count}" for kind, count in errors.most_common())
+        log.warning(
+            "unreadable packets: %d (%s); --log-level debug names each one",
+            errors.total(),
+            kinds,
+        )
     if show_summary:
         from voiplog.cli._summary import print_summary
 
         print_summary(pipeline.stats, corrupt, captures)
 
 
-def _run(pipeline: Pipeline, readers: list, show_progress: bool) -> None:
+class _Position:
+    """Which file is being replayed and where it starts, to name unreadable packets."""
+
+    def __init__(self) -> None:
+        self.path = ""
+        self.first_number = 0
+
+    def start(self, path: str, packets_before: int) -> None:
+        self.path = path
+        self.first_number = packets_before
+
+    def report(self, number: int, error: Exception) -> None:
+        log.debug("%s: packet %d: %s: %s", self.path, number - self.first_number, error.kind, error)
+
+
+def _run(pipeline: Pipeline, readers: list, show_progress: bool, where: _Position) -> None:
     if not show_progress:
         for reader in readers:
+            where.start(reader.path, pipeline.stats.packets)
             pipeline.feed(reader)
         pipeline.finish()
         return
@@ -132,6 +158,7 @@ def _run(pipeline: Pipeline, readers: list, show_progress: bool) -> None:
     ) as bar:
         task = bar.add_task("replay", total=total)
         for reader in readers:
+            where.start(reader.path, pipeline.stats.packets)
             bar.update(task, description=os.path.basename(reader.path))
 
             def tick(reader=reader, base=done_before) -> None:
