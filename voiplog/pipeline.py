@@ -19,7 +19,7 @@ from voiplog.cdr import CallRecord
 from voiplog.errors import ParseError
 from voiplog.packet import PROTO_TCP, PROTO_UDP, DecodeError, decode, format_ip
 from voiplog.rtp import looks_like_rtp
-from voiplog.sip import looks_like_sip, parse_message
+from voiplog.sip import looks_like_sip, parse_message, split_stream
 
 # Ports always treated as SIP; SIP on any other port is found by its start line.
 DEFAULT_SIP_PORTS = (5060, 5061, 5062, 5070, 5080, 5090, 5160)
@@ -31,16 +31,6 @@ _EXPIRE_EVERY_US = 1_000_000
 # length 38, the first two RTP bytes 42 (all 4 bytes later behind an 802.1Q tag).
 _FAST_FIELDS = struct.Struct(">12xHB5xHxB14xH2xBB")
 _MAX_NEGATIVE_FLOWS = 200_000
-
-
-def _content_length(head: bytes) -> int | None:
-    """The Content-Length of a message head (full or compact name), if valid."""
-    for line in head.split(b"\r\n")[1:]:
-        name, colon, value = line.partition(b":")
-        if colon and name.strip().lower() in (b"content-length", b"l"):
-            value = value.strip()
-            return int(value) if value.isdigit() else None
-    return None
 
 
 @dataclass
@@ -251,26 +241,21 @@ class Pipeline:
         self, ts: int, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes
     ) -> None:
         # Without TCP stream reassembly only segments holding whole messages can
-        # be read: each must start with a start line, end its header with a
-        # blank line and carry a Content-Length its body fills. A piece of a
-        # message is counted and left alone rather than read as something it
-        # is not (a 200 OK cut in half would make an answered call look refused).
-        weird = self.stats.weird
-        while payload:
-            payload = payload.lstrip(b"\r\n")
-            if not payload:
+        # be read, framed by their Content-Length. A piece of a message is
+        # counted and left alone rather than read as something it is not (a
+        # 200 OK cut in half would make an answered call look refused).
+        try:
+            messages, consumed = split_stream(payload)
+        except ParseError as exc:
+            self._parse_error(exc)
+            return
+        for message in messages:
+            if not looks_like_sip(message):
+                self.stats.weird["sip.tcp_partial_message"] += 1
                 return
-            if not looks_like_sip(payload):
-                weird["sip.tcp_partial_message"] += 1
-                return
-            head_end = payload.find(b"\r\n\r\n")
-            length = _content_length(payload[:head_end]) if head_end >= 0 else None
-            end = head_end + 4 + length if length is not None else -1
-            if length is None or end > len(payload):
-                weird["sip.tcp_partial_message"] += 1
-                return
-            self._sip(ts, src, sport, dst, dport, payload[:end], "tcp")
-            payload = payload[end:]
+            self._sip(ts, src, sport, dst, dport, message, "tcp")
+        if consumed < len(payload):
+            self.stats.weird["sip.tcp_partial_message"] += 1
 
     def _expire(self, now_us: int) -> None:
         for record in self.tracker.expire(now_us):

@@ -557,11 +557,10 @@ class CallTracker:
                 self.expect_generation += 1
         if not answer:
             call.offered_not_rtp = not_rtp
-        else:
-            if not_rtp:
-                for key in (*call.offered_not_rtp, *not_rtp):
-                    self._retire_endpoint(call, key)
-            call.offered_not_rtp = []
+            return
+        for key in (*call.offered_not_rtp, *not_rtp) if not_rtp else ():
+            self._retire_endpoint(call, key)
+        call.offered_not_rtp = []
 
     def _retire_endpoint(self, call: _Call, key: tuple[bytes, int]) -> None:
         endpoints = self._expected.get(key)
