@@ -43,6 +43,7 @@ def wireshark_view(path: Path) -> dict[int, tuple]:
     pyshark = pytest.importorskip("pyshark")
     view = {}
     capture = pyshark.FileCapture(str(path), display_filter="sip && udp", keep_packets=False)
+    completed = False
     try:
         for pkt in capture:
             if "ICMP" in pkt or "ICMPV6" in pkt:
@@ -60,8 +61,16 @@ def wireshark_view(path: Path) -> dict[int, tuple]:
                 int(status) if status is not None else None,
                 str(sip.call_id),
             )
+        completed = True
     finally:
-        capture.close()
+        try:
+            capture.close()
+        except pyshark.capture.capture.TSharkCrashException:
+            # pyshark kills tshark on close and sometimes reads the kill as a
+            # crash; after a complete read that is noise. A real crash cuts
+            # the packet list short, and the comparison below then fails.
+            if not completed:
+                raise
     return view
 
 
