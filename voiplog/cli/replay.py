@@ -11,8 +11,8 @@ import click
 
 from voiplog.capture import CaptureFileError, open_capture
 from voiplog.cli._common import load_pipeline_options
+from voiplog.cli._sinks import open_record_sinks
 from voiplog.pipeline import Pipeline
-from voiplog.sinks import JsonlSink
 
 log = logging.getLogger("voiplog.replay")
 
@@ -60,15 +60,6 @@ def replay(
     Replaying the same input always gives the same records, byte for byte.
     """
     options = load_pipeline_options(config_path)
-    if store == "db":
-        click.echo(
-            "voiplog: --store db: the database store is not part of this version yet; "
-            "use --store none with --jsonl",
-            err=True,
-        )
-        raise SystemExit(2)
-    if jsonl_path is None:
-        jsonl_path = "-"
     on_tty = sys.stderr.isatty()
     show_progress = on_tty if progress is None else progress
     show_summary = on_tty if summary is None else summary
@@ -81,14 +72,10 @@ def replay(
             except CaptureFileError as exc:
                 click.echo(f"voiplog: {exc}", err=True)
                 raise SystemExit(2) from None
-        try:
-            sink = stack.enter_context(JsonlSink(jsonl_path))
-        except OSError as exc:
-            click.echo(f"voiplog: {jsonl_path}: cannot write: {exc.strerror}", err=True)
-            raise SystemExit(2) from None
+        emit = open_record_sinks(stack, store, jsonl_path)
         where = _Position()
         pipeline = Pipeline(
-            sink.write,
+            emit,
             sip_ports=options.sip_ports,
             call_settings=options.call_settings,
             classify=options.classify,
