@@ -12,7 +12,7 @@ import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -74,6 +74,26 @@ class SubscriberNetworkConfig(BaseModel):
             raise ValueError(f"not a network address: {exc}") from None
 
 
+class StoreConfig(_Strict):
+    database_url: str | None = Field(
+        None,
+        description="libpq DSN or URL of the retention store; else VOIPLOG_DATABASE_URL; "
+        "else an embedded Postgres in the user's data directory.",
+    )
+    spool_dir: str | None = Field(
+        None, description="Durable spool directory (default: <user data dir>/voiplog/spool/<pop>)."
+    )
+    spool_max_bytes: int = Field(1 << 30, ge=1 << 20)
+    spool_segment_bytes: int = Field(8 << 20, ge=1 << 12)
+    fsync: Literal["always", "batch", "never"] = "batch"
+    fsync_interval_ms: int = Field(200, ge=1)
+    drainers: int = Field(2, ge=1, le=16)
+    retention_days: int = Field(180, ge=1)
+    partitions_ahead_days: int = Field(7, ge=0, le=366)
+    accept_past_days: int = Field(7300, ge=1)
+    drain_timeout_s: float = Field(30.0, ge=0)
+
+
 class PopConfig(BaseSettings):
     """Everything a POP's voiplog instance needs to know."""
 
@@ -86,6 +106,7 @@ class PopConfig(BaseSettings):
     sip: SipConfig = Field(default_factory=SipConfig)
     calls: CallsConfig = Field(default_factory=CallsConfig)
     subscriber_networks: list[SubscriberNetworkConfig] = Field(default_factory=list)
+    store: StoreConfig = Field(default_factory=StoreConfig)
 
     @classmethod
     def settings_customise_sources(

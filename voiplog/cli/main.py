@@ -19,6 +19,9 @@ from voiplog import __version__
 SUBCOMMANDS = {
     "replay": ("voiplog.cli.replay", "replay"),
     "config": ("voiplog.cli.config_cmd", "config"),
+    "db": ("voiplog.cli.db", "db"),
+    "purge": ("voiplog.cli.purge", "purge"),
+    "hold": ("voiplog.cli.hold", "hold"),
 }
 
 

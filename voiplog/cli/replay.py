@@ -25,16 +25,17 @@ log = logging.getLogger("voiplog.replay")
 @click.option(
     "--store",
     type=click.Choice(["none", "db"]),
-    default="none",
+    default="db",
     show_default=True,
-    help="Where records are kept: 'none' writes only the --jsonl output; 'db' (the "
-    "Postgres retention store) is not part of this version yet.",
+    help="Where records are kept: 'db' is the Postgres retention store (database_url of the "
+    "config, else VOIPLOG_DATABASE_URL, else an embedded Postgres); 'none' writes only JSON "
+    "lines.",
 )
 @click.option(
     "--jsonl",
     "jsonl_path",
     metavar="PATH|-",
-    help="Write one JSON object per record to PATH, or '-' for standard output "
+    help="Also write one JSON object per record to PATH, or '-' for standard output "
     "(the default with --store none).",
 )
 @click.option(
@@ -72,7 +73,7 @@ def replay(
             except CaptureFileError as exc:
                 click.echo(f"voiplog: {exc}", err=True)
                 raise SystemExit(2) from None
-        emit = open_record_sinks(stack, store, jsonl_path)
+        emit = open_record_sinks(stack, store, jsonl_path, config_path)
         where = _Position()
         pipeline = Pipeline(
             emit,

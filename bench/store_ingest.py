@@ -1,0 +1,199 @@
+"""Store benchmarks: sustained ingest from spool to Postgres, and dropping a day partition.
+
+    python bench/store_ingest.py [--records 500000] [--dsn postgresql://...]
+
+Builds realistic records (two RTP streams each, as an answered call has),
+spools them, then measures how fast the writer drains the spool into a fresh
+scratch database (COPY + INSERT ... SELECT, all indexes in place), in CDRs
+and media rows per second. Then it fills one day partition with --drop-records
+CDRs and times `voiplog purge` dropping it. The scratch database is dropped at
+the end. Target: >= 100,000 CDRs/s ingest; drop of 1,000,000 CDRs < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+
+import psycopg2
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from voiplog.cdr import CallRecord, MediaStream, format_ts, make_uid
+from voiplog.store import migrate
+from voiplog.store.database import make_engine
+from voiplog.store.spool import Spool
+from voiplog.store.writer import StoreWriter
+
+DEFAULT_DSN = os.environ.get("VOIPLOG_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def make_record(rng: random.Random, start_us: int) -> CallRecord:
+    caller = f"+4930{rng.randrange(10**7):07d}"
+    callee = f"+4989{rng.randrange(10**7):07d}"
+    a = f"100.64.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    b = f"198.51.100.{rng.randrange(1, 255)}"
+    call_id = uuid.UUID(int=rng.getrandbits(128)).hex + "@" + a
+    answered = start_us + 2_500_000
+    ended = answered + rng.randrange(5, 600) * 1_000_000
+    media = tuple(
+        MediaStream(
+            src,
+            sport,
+            dst,
+            dport,
+            rng.getrandbits(32),
+            8,
+            "PCMA",
+            3000,
+            rng.randrange(3),
+            round(rng.random() * 20, 3),
+            round(rng.random() * 5, 3),
+            format_ts(answered),
+            format_ts(ended),
+        )
+        for src, sport, dst, dport in ((a, 40000, b, 20000), (b, 20000, a, 40000))
+    )
+    return CallRecord(
+        uid=make_uid("sip", call_id, start_us, a, 5060), kind="sip", call_id=call_id,
+        caller=caller, callee=callee, caller_uri=f"sip:{caller}@example.net",
+        callee_uri=f"sip:{callee}@example.net", request_uri=f"sip:{callee}@example.net",
+        caller_ip=a, caller_port=5060, callee_ip=b, callee_port=5060, transport="udp",
+        subscriber_ip=a, direction="outbound", started_at=format_ts(start_us),
+        ringing_at=format_ts(start_us + 800_000), answered_at=format_ts(answered),
+        ended_at=format_ts(ended), duration_s=(ended - answered) / 1e6, setup_ms=800,
+        disposition="answered", final_status=200, ended_by="caller",
+        user_agent="ExamplePhone/1.0", media=media, flags=(),
+        subscriber={"id": "sub-1", "account": None, "access_line": None, "pop": "bench",
+                    "location": {"site": "hall 1"}},
+    )  # fmt: skip
+
+
+def scratch_database(dsn: str) -> tuple[str, str]:
+    name = f"voiplog_bench_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(dsn)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    admin.close()
+    params = psycopg2.extensions.parse_dsn(dsn)
+    params["dbname"] = name
+    return name, " ".join(f"{k}={v}" for k, v in params.items())
+
+
+def drop_database(dsn: str, name: str) -> None:
+    admin = psycopg2.connect(dsn)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+def bench_ingest(dsn: str, records: int, day: dt.date, drainers: int) -> dict:
+    rng = random.Random(7)
+    base = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1e6)
+    docs = [make_record(rng, base + i * 80_000).to_dict() for i in range(records)]
+    directory = tempfile.mkdtemp(prefix="voiplog-bench-spool-")
+    try:
+        spool = Spool(directory, max_bytes=1 << 40, fsync="batch")
+        writer = StoreWriter(
+            dsn, spool, pop="bench", sensor="bench", drainers=drainers, today=lambda: day
+        )
+        started = time.perf_counter()
+        for doc in docs:
+            writer.put_dict(doc)
+        spool.close()
+        spooled_s = time.perf_counter() - started
+        started = time.perf_counter()
+        writer.start()  # its drainers take the sealed segments in parallel
+        while spool.ready():
+            time.sleep(0.01)
+        drained_s = time.perf_counter() - started
+        writer.close(drain_timeout_s=0)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT (SELECT count(*) FROM cdr), (SELECT count(*) FROM cdr_media)")
+        cdrs, media = cursor.fetchone()
+    assert cdrs == records, (cdrs, records)
+    return {
+        "records": records,
+        "media_rows": media,
+        "spool_s": spooled_s,
+        "drain_s": drained_s,
+        "cdr_per_s": records / drained_s,
+        "media_rows_per_s": media / drained_s,
+        "spool_us_per_record": spooled_s / records * 1e6,
+    }
+
+
+def bench_drop(dsn: str, records: int, day: dt.date) -> dict:
+    from voiplog.store import purge
+
+    # Fill the partition straight from SQL: this measures the drop, not the load.
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT voiplog_ensure_day_partitions(%s)", (day,))
+        cursor.execute(
+            """
+            INSERT INTO cdr (uid, started_at, kind, transport, duration_s, disposition, version,
+                             caller, callee, caller_ip, subscriber_ip)
+            SELECT 'Cdrop' || n, %s::timestamptz + n * interval '80 ms', 'sip', 'udp', 60.0,
+                   'answered', 1, '+4930' || n, '+4989' || n, '100.64.0.1', '100.64.0.1'
+            FROM generate_series(1, %s) AS n
+            """,
+            (dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC), records),
+        )
+        cursor.execute(
+            """
+            INSERT INTO cdr_media (uid, started_at, ordinal, src_ip, src_port, dst_ip, dst_port,
+                ssrc, payload_type, packets, lost, jitter_max_ms, jitter_mean_ms, first_at, last_at)
+            SELECT uid, started_at, o, '100.64.0.1', 40000, '198.51.100.1', 20000, 1, 8, 3000, 0,
+                   1.0, 0.5, started_at, started_at
+            FROM cdr, generate_series(0, 1) AS o WHERE started_at >= %s
+            """,
+            (dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC),),
+        )
+        cursor.execute("VACUUM ANALYZE" if False else "SELECT 1")
+    cutoff = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
+    engine = make_engine(dsn)
+    plan = purge.make_plan(engine, cutoff)
+    started = time.perf_counter()
+    done = purge.execute(engine, plan, os_user="bench")
+    dropped_s = time.perf_counter() - started
+    engine.dispose()
+    return {"drop_records": done.rows_dropped, "drop_s": dropped_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=500_000)
+    parser.add_argument("--drop-records", type=int, default=1_000_000)
+    parser.add_argument("--dsn", default=DEFAULT_DSN)
+    parser.add_argument("--drainers", type=int, default=2, help="parallel drain connections")
+    args = parser.parse_args()
+    name, dsn = scratch_database(args.dsn)
+    try:
+        migrate.upgrade(make_engine(dsn))
+        ingest = bench_ingest(dsn, args.records, dt.date(2026, 1, 10), args.drainers)
+        print(
+            f"ingest: {ingest['records']} CDRs + {ingest['media_rows']} media rows "
+            f"spooled in {ingest['spool_s']:.2f} s ({ingest['spool_us_per_record']:.1f} us/record), "
+            f"drained into Postgres in {ingest['drain_s']:.2f} s: "
+            f"{ingest['cdr_per_s']:,.0f} CDRs/s, {ingest['media_rows_per_s']:,.0f} media rows/s"
+        )
+        drop = bench_drop(dsn, args.drop_records, dt.date(2026, 1, 11))
+        print(f"purge: dropped the day partitions of {drop['drop_records']:,} CDRs "
+              f"in {drop['drop_s']:.3f} s")  # fmt: skip
+    finally:
+        drop_database(args.dsn, name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the voiplog store; run them with `voiplog db upgrade`."""

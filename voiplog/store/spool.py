@@ -1,0 +1,233 @@
+"""The durable local spool between the pipeline and Postgres.
+
+Records are appended as contract JSON lines to the open segment file and count
+as taken once that file is fsynced (per the fsync policy). Full segments are
+sealed (fsynced, renamed ``.ready``) and drained into Postgres oldest first; a
+segment is deleted only after the transaction holding its records committed.
+With Postgres down or slow, segments pile up on disk up to a configured size:
+a loud warning near the bound, and at the bound `append` waits for room
+rather than drop anything. After a crash, the open segment is sealed on the
+next start; a last line cut short (never fsynced, so never taken) is dropped
+with a warning.
+
+Policies: ``always`` fsyncs every record before `append` returns; ``batch``
+(default) fsyncs at the latest `fsync_interval_s` after a record was appended,
+grouping records the way databases group commits; ``never`` leaves it to the
+kernel (tests and benchmarks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+log = logging.getLogger("voiplog.store.spool")
+
+FSYNC_POLICIES = ("always", "batch", "never")
+_OPEN = ".open"
+_READY = ".ready"
+_WARN_FRACTION = 0.8
+_WARN_EVERY_S = 30.0
+
+
+class SpoolFullError(Exception):
+    """The spool stayed full for longer than the caller was willing to wait."""
+
+
+class Spool:
+    """Append-only segment files in one directory; safe for one writer and one drainer thread."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        max_bytes: int = 1 << 30,
+        segment_bytes: int = 8 << 20,
+        fsync: str = "batch",
+        fsync_interval_s: float = 0.2,
+    ) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync policy {fsync!r} is not one of {', '.join(FSYNC_POLICIES)}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self.policy = fsync
+        self.fsync_interval_s = fsync_interval_s
+        self._lock = threading.Condition()
+        self._file = None
+        self._file_bytes = 0
+        self._unsynced_since: float | None = None
+        self._last_warning = 0.0
+        self._seq = 0
+        self._recover()
+        self._bytes = sum(p.stat().st_size for p in self._segments(_READY))
+
+    # -- writer side ---------------------------------------------------------
+
+    def append(self, line: bytes, timeout_s: float | None = None) -> None:
+        """Append one record line (ending in a newline); waits while the spool is full."""
+        with self._lock:
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            while self._bytes + len(line) > self.max_bytes:
+                self._warn_full()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise SpoolFullError(
+                        f"spool {self.directory} is full ({self._bytes} of {self.max_bytes} bytes)"
+                    )
+                self._lock.wait(timeout=5.0 if remaining is None else min(remaining, 5.0))
+            if self._file is None:
+                self._open_segment()
+            self._file.write(line)
+            self._file_bytes += len(line)
+            self._bytes += len(line)
+            if self.policy == "always":
+                self._sync()
+            elif self._unsynced_since is None:
+                self._unsynced_since = time.monotonic()
+            if self._bytes > _WARN_FRACTION * self.max_bytes:
+                self._warn_full()
+            if self._file_bytes >= self.segment_bytes:
+                self._seal()
+
+    def tick(self) -> None:
+        """Fsync what the batch policy owes; called periodically by the drainer."""
+        with self._lock:
+            since = self._unsynced_since
+            if since is not None and time.monotonic() - since >= self.fsync_interval_s:
+                self._sync()
+
+    def seal(self) -> None:
+        """Close the open segment so that the drainer can take it."""
+        with self._lock:
+            if self._file is not None and self._file_bytes:
+                self._seal()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                if self._file_bytes:
+                    self._seal()
+                else:
+                    path = Path(self._file.name)
+                    self._file.close()
+                    self._file = None
+                    path.unlink(missing_ok=True)
+
+    # -- drainer side --------------------------------------------------------
+
+    def ready(self) -> list[Path]:
+        """Sealed segments, oldest first."""
+        with self._lock:
+            return self._segments(_READY)
+
+    def remove(self, segment: Path) -> None:
+        """Forget a segment whose records are safely stored."""
+        with self._lock:
+            size = segment.stat().st_size
+            segment.unlink()
+            _fsync_dir(self.directory)
+            self._bytes -= size
+            self._lock.notify_all()
+
+    @property
+    def depth_bytes(self) -> int:
+        return self._bytes
+
+    def pending_records(self) -> int:
+        """Records spooled and not yet stored (for reports, not the hot path).
+
+        A record is one line tagged c (call) or r (registration); its media
+        lines (m) follow it.
+        """
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+            total = 0
+            for path in self._segments(_READY) + self._segments(_OPEN):
+                data = path.read_bytes()
+                total += (
+                    data.count(b"\nc\t") + data.count(b"\nr\t") + (data[:2] in (b"c\t", b"r\t"))
+                )
+            return total
+
+    # -- internals -----------------------------------------------------------
+
+    def _segments(self, suffix: str) -> list[Path]:
+        return sorted(self.directory.glob(f"seg-*{suffix}"))
+
+    def _open_segment(self) -> None:
+        self._seq += 1
+        path = self.directory / f"seg-{time.time_ns():020d}-{self._seq:06d}{_OPEN}"
+        self._file = open(path, "ab", buffering=1 << 16)  # noqa: SIM115
+        self._file_bytes = 0
+
+    def _sync(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        self._unsynced_since = None
+
+    def _seal(self) -> None:
+        self._file.flush()
+        if self.policy != "never":
+            os.fsync(self._file.fileno())
+        self._unsynced_since = None
+        self._file.close()
+        path = Path(self._file.name)
+        path.rename(path.with_suffix(_READY))
+        if self.policy != "never":
+            _fsync_dir(self.directory)
+        self._file = None
+        self._file_bytes = 0
+        self._lock.notify_all()
+
+    def _recover(self) -> None:
+        for path in self._segments(_OPEN):
+            data = path.read_bytes()
+            cut = data.rfind(b"\n") + 1
+            if cut < len(data):
+                log.warning(
+                    "spool %s: dropping an incomplete last line of %d bytes (never acknowledged)",
+                    path,
+                    len(data) - cut,
+                )
+                with open(path, "r+b") as f:
+                    f.truncate(cut)
+                    os.fsync(f.fileno())
+            if cut:
+                path.rename(path.with_suffix(_READY))
+            else:
+                path.unlink()
+        _fsync_dir(self.directory)
+
+    def _warn_full(self) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= _WARN_EVERY_S:
+            self._last_warning = now
+            log.error(
+                "SPOOL NEARLY FULL: %s holds %d of %d bytes (%.0f%%): records are not reaching "
+                "the database; at 100%% capture waits for the store",
+                self.directory,
+                self._bytes,
+                self.max_bytes,
+                100.0 * self._bytes / self.max_bytes,
+            )
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def iter_lines(segment: Path) -> Iterator[bytes]:
+    with open(segment, "rb") as f:
+        yield from f

@@ -1,0 +1,59 @@
+-- Least-privilege roles of the voiplog store. Run once per database as a
+-- superuser (or the database owner), after `voiplog db upgrade`:
+--
+--   psql -v ON_ERROR_STOP=1 -d voiplog -f roles.sql
+--   ALTER ROLE voiplog_pop_ams1 LOGIN PASSWORD '...';  GRANT voiplog_writer TO voiplog_pop_ams1;
+--
+-- voiplog_writer: what a POP's daemon needs and nothing more. It can insert
+--   records (cdr, cdr_media, registration) and have day partitions made (through
+--   the SECURITY DEFINER function voiplog_ensure_day_partitions); it cannot
+--   read, change or delete a record, and cannot see holds, purge log or leases.
+--   It reads the schema revision (alembic_version) to refuse a schema it does
+--   not know, and the uid/started_at of records to skip ones stored before.
+-- voiplog_admin: purge and legal holds. It owns the tables (partitions are
+--   dropped by their owner), so migrations run as this role too.
+--
+-- Both are group roles (NOLOGIN); grant them to login roles.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'voiplog_writer') THEN
+        CREATE ROLE voiplog_writer NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'voiplog_admin') THEN
+        CREATE ROLE voiplog_admin NOLOGIN;
+    END IF;
+END
+$$;
+
+GRANT USAGE ON SCHEMA public TO voiplog_writer, voiplog_admin;
+GRANT CREATE ON SCHEMA public TO voiplog_admin;
+
+-- The admin owns everything voiplog made (tables, partitions, the function).
+ALTER TABLE cdr OWNER TO voiplog_admin;
+ALTER TABLE cdr_media OWNER TO voiplog_admin;
+ALTER TABLE registration OWNER TO voiplog_admin;
+ALTER TABLE legal_hold OWNER TO voiplog_admin;
+ALTER TABLE held_record OWNER TO voiplog_admin;
+ALTER TABLE purge_log OWNER TO voiplog_admin;
+ALTER TABLE alembic_version OWNER TO voiplog_admin;
+DO $$
+DECLARE part record;
+BEGIN
+    FOR part IN
+        SELECT c.relname FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+        WHERE p.relname IN ('cdr', 'cdr_media', 'registration')
+    LOOP
+        EXECUTE format('ALTER TABLE %I OWNER TO voiplog_admin', part.relname);
+    END LOOP;
+END
+$$;
+ALTER FUNCTION voiplog_ensure_day_partitions(date) OWNER TO voiplog_admin;
+
+-- Writer: insert records, nothing else.
+REVOKE ALL ON cdr, cdr_media, registration, legal_hold, held_record, purge_log FROM voiplog_writer;
+GRANT INSERT ON cdr, cdr_media, registration TO voiplog_writer;
+GRANT SELECT (uid, started_at) ON cdr TO voiplog_writer;
+GRANT SELECT ON alembic_version TO voiplog_writer;
+GRANT EXECUTE ON FUNCTION voiplog_ensure_day_partitions(date) TO voiplog_writer;

@@ -1,0 +1,339 @@
+"""The store writer: records into the spool, a drainer thread from the spool into Postgres.
+
+`put` is all the pipeline sees: it serialises the record to its contract JSON
+line and appends it to the durable spool. A background thread seals the open
+segment every `seal_interval_s` and drains sealed segments into Postgres, one
+transaction per segment (COPY into a staging table, then INSERT ... SELECT; see
+`_ingest`). Several drainers (one connection each) take segments in
+parallel. A segment leaves the spool only after its transaction committed, so
+a crash at any point leaves each record either stored or still spooled, and
+draining it again stores nothing twice.
+
+Postgres unreachable: the drainer backs off (up to 30 s between attempts) and
+the spool grows; nothing is dropped. A segment Postgres refuses as data (a
+value out of range, say) is split: good lines are stored, each refused line is
+kept in ``rejected/`` next to the spool with the reason, and logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from io import BytesIO
+from pathlib import Path
+
+import psycopg2
+
+from voiplog.store import _ingest
+from voiplog.store.database import connect, describe
+from voiplog.store.spool import Spool
+
+log = logging.getLogger("voiplog.store")
+
+_MAX_BACKOFF_S = 30.0
+_REFUSED_AS_DATA = (psycopg2.DataError, psycopg2.IntegrityError, psycopg2.ProgrammingError)
+
+
+def segment_days(data: bytes) -> set[str]:
+    """The UTC days (YYYY-MM-DD) of the partitions a segment's rows go to."""
+    days = set()
+    for line in data.splitlines():
+        first = line.find(b"\t", 2)
+        days.add(line[first + 1 : first + 11].decode("ascii", "replace"))
+    return days
+
+
+class _Link:
+    """One drainer's connection to Postgres."""
+
+    def __init__(self) -> None:
+        self.connection = None
+
+
+class StoreWriter:
+    """Spool-backed, batched, idempotent writer of records into the Postgres store."""
+
+    def __init__(
+        self,
+        dsn: str,
+        spool: Spool,
+        *,
+        pop: str | None = None,
+        sensor: str | None = None,
+        partitions_ahead_days: int = 7,
+        accept_past_days: int = 7300,
+        seal_interval_s: float = 1.0,
+        drainers: int = 2,
+        today=None,
+    ) -> None:
+        self.dsn = dsn
+        self.spool = spool
+        self.pop = pop
+        self.sensor = sensor
+        self.partitions_ahead_days = partitions_ahead_days
+        self.accept_past_days = accept_past_days
+        self.seal_interval_s = seal_interval_s
+        self.drainers = max(1, drainers)
+        self._today = today or (lambda: dt.datetime.now(dt.UTC).date())
+        self._lock = threading.Lock()
+        self._claimed: set[Path] = set()
+        self._days: set[str] = set()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._link = _Link()  # for drain_once called from the caller's thread
+        self._outage_since: float | None = None
+        self._backoff_s = 0.0
+        self.records_put = 0
+        self.records_stored = 0  # records drained (already-stored duplicates included)
+        self.records_rejected = 0
+        self.last_batch_s = 0.0
+
+    # -- pipeline side -------------------------------------------------------
+
+    def put(self, record) -> None:
+        """Spool a record (anything with the contract's `to_dict`)."""
+        self.put_dict(record.to_dict())
+
+    def put_dict(self, doc: dict) -> None:
+        """Spool a record given as its contract dict."""
+        self.spool.append(_ingest.render(doc, self.pop, self.sensor))
+        self.records_put += 1
+
+    @property
+    def healthy(self) -> bool:
+        return self._outage_since is None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> StoreWriter:
+        self._threads = [
+            threading.Thread(target=self._run, args=(n,), name=f"voiplog-store-{n}", daemon=True)
+            for n in range(self.drainers)
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def close(self, drain_timeout_s: float = 30.0) -> int:
+        """Stop the drainers, seal the spool and store what can be stored within the time.
+
+        Returns the number of records left in the spool (0 when all landed).
+        """
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+        self.spool.close()
+        deadline = time.monotonic() + drain_timeout_s
+        while self.spool.ready() and time.monotonic() < deadline:
+            if not self.drain_once():
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        self._disconnect(self._link)
+        return self.spool.pending_records()
+
+    def __enter__(self) -> StoreWriter:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, number: int) -> None:
+        link = _Link()
+        last_seal = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if number == 0:
+                    self.spool.tick()
+                    now = time.monotonic()
+                    if now - last_seal >= self.seal_interval_s:
+                        self.spool.seal()
+                        last_seal = now
+                if self._outage_since is not None and self._stop.wait(self._backoff_s):
+                    break
+                if not self.drain_once(link):
+                    self._stop.wait(0.05)
+        finally:
+            self._disconnect(link)
+
+    # -- draining ------------------------------------------------------------
+
+    def drain_once(self, link: _Link | None = None) -> bool:
+        """Store the oldest unclaimed sealed segment; False when none or Postgres failed."""
+        link = link or self._link
+        with self._lock:
+            segment = next((s for s in self.spool.ready() if s not in self._claimed), None)
+            if segment is None:
+                return False
+            self._claimed.add(segment)
+        try:
+            try:
+                self._store_segment(link, segment)
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                self._outage(link, exc)
+                return False
+            self.spool.remove(segment)
+        finally:
+            with self._lock:
+                self._claimed.discard(segment)
+        with self._lock:
+            if self._outage_since is not None:
+                log.warning(
+                    "database %s is back after %.1f s; draining the spool",
+                    describe(self.dsn),
+                    time.monotonic() - self._outage_since,
+                )
+            self._outage_since = None
+            self._backoff_s = 0.0
+        return True
+
+    def _outage(self, link: _Link, exc: Exception) -> None:
+        self._disconnect(link)
+        with self._lock:
+            if self._outage_since is None:
+                self._outage_since = time.monotonic()
+                first = str(exc).strip().splitlines()
+                log.error(
+                    "database %s unreachable (%s); records stay in the spool %s until it is back",
+                    describe(self.dsn),
+                    first[0] if first else type(exc).__name__,
+                    self.spool.directory,
+                )
+            self._backoff_s = min(_MAX_BACKOFF_S, max(0.25, self._backoff_s * 2))
+
+    def _connect(self, link: _Link):
+        if link.connection is None or link.connection.closed:
+            link.connection = connect(self.dsn)
+            self._ensure_days(link.connection, self._window_days(), force=True)
+        return link.connection
+
+    @staticmethod
+    def _disconnect(link: _Link) -> None:
+        if link.connection is not None:
+            with contextlib.suppress(psycopg2.Error):
+                link.connection.close()
+            link.connection = None
+
+    def _window_days(self) -> list[str]:
+        today = self._today()
+        return [
+            (today + dt.timedelta(days=n)).isoformat()
+            for n in range(-1, self.partitions_ahead_days + 1)
+        ]
+
+    def _ensure_days(self, connection, days: Iterable[str], force: bool = False) -> None:
+        with self._lock:
+            wanted = sorted(set(days) if force else set(days) - self._days)
+        if not wanted:
+            return
+        today = self._today()
+        oldest = today - dt.timedelta(days=self.accept_past_days)
+        newest = today + dt.timedelta(days=self.partitions_ahead_days)
+        with connection.cursor() as cursor:
+            for day in wanted:
+                try:
+                    date = dt.date.fromisoformat(day)
+                except ValueError:
+                    date = None
+                if date is None or not oldest <= date <= newest:
+                    log.warning(
+                        "records dated %s are far outside the partition window (%s .. %s): "
+                        "they go to the default partitions; check the capture's clock",
+                        day,
+                        oldest,
+                        newest,
+                    )
+                else:
+                    cursor.execute("SELECT voiplog_ensure_day_partitions(%s)", (date,))
+        connection.commit()
+        with self._lock:
+            self._days.update(wanted)
+
+    def _store_segment(self, link: _Link, segment: Path) -> None:
+        data = segment.read_bytes()
+        connection = self._connect(link)
+        self._ensure_days(connection, segment_days(data))
+        started = time.perf_counter()
+        groups = _ingest.split(data)
+        try:
+            self._copy(connection, groups)
+        except psycopg2.errors.UniqueViolation:
+            # Some records are stored already: redo the batch skipping them.
+            connection.rollback()
+            try:
+                self._merge(connection, groups)
+            except _REFUSED_AS_DATA as exc:
+                connection.rollback()
+                self._store_one_by_one(connection, segment, data, exc)
+        except _REFUSED_AS_DATA as exc:
+            connection.rollback()
+            self._store_one_by_one(connection, segment, data, exc)
+        elapsed = time.perf_counter() - started
+        stored = data.count(b"\nc\t") + data.count(b"\nr\t") + (data[:2] in (b"c\t", b"r\t"))
+        with self._lock:
+            self.last_batch_s = elapsed
+            self.records_stored += stored
+
+    @staticmethod
+    def _copy(connection, groups: dict[bytes, bytes]) -> None:
+        with connection.cursor() as cursor:
+            for tag, rows in groups.items():
+                table, columns = _ingest.TABLES[tag]
+                cursor.copy_expert(_ingest.copy_sql(table, columns), BytesIO(rows))
+        connection.commit()
+
+    @staticmethod
+    def _merge(connection, groups: dict[bytes, bytes]) -> None:
+        with connection.cursor() as cursor:
+            for tag in (b"m", b"c", b"r"):  # media staged before their calls merge
+                table, columns = _ingest.TABLES[tag]
+                cursor.execute(_ingest.staging_sql(table))
+                rows = groups.get(tag)
+                if rows:
+                    cursor.copy_expert(_ingest.copy_sql(f"stage_{table}", columns), BytesIO(rows))
+                    merge = _ingest.merge_sql(table, columns)
+                    if merge:
+                        cursor.execute(merge)
+        connection.commit()
+
+    def _store_one_by_one(self, connection, segment: Path, data: bytes, exc: Exception) -> None:
+        log.warning(
+            "spool segment %s refused as a whole (%s); storing its records one by one",
+            segment.name,
+            str(exc).strip().splitlines()[0],
+        )
+        rejected_dir = self.spool.directory / "rejected"
+        for number, record in enumerate(_records(data), 1):
+            try:
+                self._merge(connection, _ingest.split(record))
+            except _REFUSED_AS_DATA as error:
+                connection.rollback()
+                reason = str(error).strip().splitlines()[0]
+                rejected_dir.mkdir(exist_ok=True, mode=0o700)
+                with open(rejected_dir / f"{segment.stem}.rows", "ab") as kept:
+                    kept.write(record)
+                with open(rejected_dir / f"{segment.stem}.reasons", "a") as why:
+                    why.write(f"record {number}: {reason}\n")
+                with self._lock:
+                    self.records_rejected += 1
+                log.error(
+                    "spool segment %s record %d refused by the database (%s); kept in %s",
+                    segment.name,
+                    number,
+                    reason,
+                    rejected_dir,
+                )
+
+
+def _records(data: bytes) -> list[bytes]:
+    """A segment cut into records: a c or r line with the m lines that follow it."""
+    records: list[bytes] = []
+    for line in data.splitlines(keepends=True):
+        if line.startswith(b"m\t") and records:
+            records[-1] += line
+        else:
+            records.append(line)
+    return records
