@@ -52,7 +52,17 @@ def test_replay_counts_every_message(torture_capture):
 
 def test_replay_cli_exits_cleanly(torture_capture):
     result = subprocess.run(
-        [sys.executable, "-m", "voiplog", "replay", str(torture_capture), "--jsonl", "-"],
+        [
+            sys.executable,
+            "-m",
+            "voiplog",
+            "replay",
+            str(torture_capture),
+            "--store",
+            "none",
+            "--jsonl",
+            "-",
+        ],
         capture_output=True,
         check=False,
     )

@@ -145,11 +145,28 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
+# Column types of the staging tables. Spelled out rather than copied with
+# LIKE, which would need the right to read the store's tables.
+_TYPES = {
+    "started_at": "timestamptz", "ringing_at": "timestamptz", "answered_at": "timestamptz",
+    "ended_at": "timestamptz", "requested_at": "timestamptz", "first_at": "timestamptz",
+    "last_at": "timestamptz", "caller_ip": "inet", "callee_ip": "inet", "subscriber_ip": "inet",
+    "contact_ip": "inet", "source_ip": "inet", "registrar_ip": "inet", "src_ip": "inet",
+    "dst_ip": "inet", "caller_port": "integer", "callee_port": "integer",
+    "contact_port": "integer", "source_port": "integer", "registrar_port": "integer",
+    "src_port": "integer", "dst_port": "integer", "setup_ms": "integer", "expires_s": "integer",
+    "final_status": "smallint", "status": "smallint", "version": "smallint",
+    "payload_type": "smallint", "ordinal": "smallint", "ssrc": "bigint", "packets": "bigint",
+    "lost": "bigint", "duration_s": "float8", "jitter_max_ms": "float8",
+    "jitter_mean_ms": "float8", "flags": "text[]", "subscriber": "jsonb", "remote": "jsonb",
+    "extra": "jsonb",
+}  # fmt: skip
+
+
 def staging_sql(table: str) -> str:
-    return (
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS stage_{table} "
-        f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
+    columns = {"cdr": CDR_COLUMNS, "cdr_media": MEDIA_COLUMNS, "registration": REGISTRATION_COLUMNS}[table]  # fmt: skip
+    definitions = ", ".join(f"{_q(c)} {_TYPES.get(c, 'text')}" for c in columns)
+    return f"CREATE TEMPORARY TABLE IF NOT EXISTS stage_{table} ({definitions}) ON COMMIT DELETE ROWS"  # fmt: skip
 
 
 def merge_sql(table: str, columns) -> str:

