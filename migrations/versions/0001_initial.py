@@ -47,7 +47,7 @@ CREATE TABLE cdr (
     pop TEXT,
     sensor TEXT,
     stored_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
-    CONSTRAINT pk_cdr PRIMARY KEY (uid, started_at)
+    CONSTRAINT pk_cdr PRIMARY KEY (started_at, uid)
 ) PARTITION BY RANGE (started_at);
 CREATE INDEX ix_cdr_caller ON cdr (caller);
 CREATE INDEX ix_cdr_callee ON cdr (callee);
@@ -71,9 +71,7 @@ CREATE TABLE cdr_media (
     first_at TIMESTAMP WITH TIME ZONE NOT NULL,
     last_at TIMESTAMP WITH TIME ZONE NOT NULL
 ) PARTITION BY RANGE (started_at);
-CREATE INDEX ix_cdr_media_uid ON cdr_media (uid);
-CREATE INDEX ix_cdr_media_src_ip ON cdr_media (src_ip);
-CREATE INDEX ix_cdr_media_dst_ip ON cdr_media (dst_ip);
+CREATE INDEX ix_cdr_media_started_at_uid ON cdr_media (started_at, uid);
 
 CREATE TABLE registration (
     uid TEXT COLLATE "C" NOT NULL,
@@ -105,7 +103,7 @@ CREATE TABLE registration (
     pop TEXT,
     sensor TEXT,
     stored_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
-    CONSTRAINT pk_registration PRIMARY KEY (uid, requested_at)
+    CONSTRAINT pk_registration PRIMARY KEY (requested_at, uid)
 ) PARTITION BY RANGE (requested_at);
 CREATE INDEX ix_registration_user ON registration ("user");
 CREATE INDEX ix_registration_source_ip ON registration (source_ip);

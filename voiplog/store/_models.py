@@ -7,12 +7,21 @@ for timestamps far outside any day partition. A record's uid is derived from
 its start time among other facts, so unique (uid, started_at) is unique uid.
 
 Media streams live in `cdr_media`, one typed row per stream, rather than in a
-JSONB column: investigators look calls up by media endpoint (the far end of an
-RTP-only or encrypted session is nothing but that), which wants typed, indexed
-inet columns; the rows share the call's partition key so that a day is dropped
-whole, media included. `cdr_media` has no primary key of its own: its rows are
-written only together with their new `cdr` row, whose key already makes the
-write idempotent, and a unique index more would cost a fifth of the ingest rate.
+JSONB column: typed columns keep the store honest about what it holds (an
+address is an inet, SQL's network operators apply, a malformed value is refused
+at the door rather than found years later), each stream is a row SQL can join,
+count and filter, and `cdr` rows stay narrow. The rows share the call's
+partition key so that a day is dropped whole, media included.
+
+Indexes are chosen for the questions asked of the store and for the ingest
+rate (each index costs about as much as parsing the row): records by number
+(caller, callee) and by subscriber address; keys lead with the start time, so
+that inserts append at the right edge of the index instead of landing at random
+pages. `cdr_media` has no primary key of its own: its rows are written only
+together with their new `cdr` row, whose key already makes the write
+idempotent; its (started_at, uid) index fetches a call's streams. Questions
+by media address scan the day partitions concerned; an operator who asks them
+often can add an index on src_ip/dst_ip in a migration of their own.
 
 Text compared in indexes (uids, numbers) uses the "C" collation: byte order is
 what exact lookups need, and it is several times cheaper than a locale's.
@@ -28,6 +37,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     SmallInteger,
@@ -61,8 +71,8 @@ class Cdr(Base):
     __tablename__ = "cdr"
     __table_args__ = {"postgresql_partition_by": "RANGE (started_at)"}
 
-    uid: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
     started_at: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    uid: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
     kind: Mapped[str] = mapped_column(Text)
     call_id: Mapped[str | None] = mapped_column(Text)
     caller: Mapped[str | None] = mapped_column(Text(collation="C"), index=True)
@@ -100,15 +110,19 @@ class CdrMedia(Base):
     """One RTP stream of a record: one SSRC from one source address and port."""
 
     __tablename__ = "cdr_media"
-    __table_args__ = {"postgresql_partition_by": "RANGE (started_at)"}
 
-    uid: Mapped[str] = mapped_column(Text(collation="C"), index=True)
+    __table_args__ = (
+        Index("ix_cdr_media_started_at_uid", "started_at", "uid"),
+        {"postgresql_partition_by": "RANGE (started_at)"},
+    )
+
+    uid: Mapped[str] = mapped_column(Text(collation="C"))
     started_at: Mapped[datetime] = mapped_column(Timestamp)
     ordinal: Mapped[int] = mapped_column(SmallInteger)
     __mapper_args__ = {"primary_key": [uid, started_at, ordinal]}
-    src_ip: Mapped[str] = mapped_column(INET, index=True)
+    src_ip: Mapped[str] = mapped_column(INET)
     src_port: Mapped[int] = mapped_column(Integer)
-    dst_ip: Mapped[str] = mapped_column(INET, index=True)
+    dst_ip: Mapped[str] = mapped_column(INET)
     dst_port: Mapped[int] = mapped_column(Integer)
     ssrc: Mapped[int] = mapped_column(BigInteger)
     payload_type: Mapped[int] = mapped_column(SmallInteger)
@@ -127,8 +141,8 @@ class Registration(Base):
     __tablename__ = "registration"
     __table_args__ = {"postgresql_partition_by": "RANGE (requested_at)"}
 
-    uid: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
     requested_at: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    uid: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)
     kind: Mapped[str] = mapped_column(Text)
     call_id: Mapped[str | None] = mapped_column(Text)
     aor: Mapped[str | None] = mapped_column(Text)
