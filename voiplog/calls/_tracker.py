@@ -216,7 +216,9 @@ class _Call:
         self.invite_cseq = 0
         self.caller_tag: str | None = None
         self.to_tags: set[str] = set()
-        self.reinvites: dict[int, Side] = {}  # in-dialog INVITE CSeq -> side that sent it
+        # In-dialog INVITEs, by (CSeq, From tag) as each side numbers its own
+        # requests -> the side that sent it.
+        self.reinvites: dict[tuple[int, str | None], Side] = {}
         self.flags: set[str] = set()
         self.endpoints: list[tuple[bytes, int]] = []
         self.flows: list[MediaFlow] = []
@@ -425,8 +427,9 @@ class CallTracker:
         if call is not None and in_dialog:
             # re-INVITE: remember who sent it so that its answer's SDP is put
             # on the right side.
-            if cseq not in call.reinvites:
-                call.reinvites[cseq] = self._request_sender(call, msg, hop)
+            key = (cseq, msg.from_.tag if msg.from_ else None)
+            if key not in call.reinvites:
+                call.reinvites[key] = self._request_sender(call, msg, hop)
                 call.flags.add("reinvite")
             return call
         if call is None:
@@ -501,8 +504,10 @@ class CallTracker:
                     if status < 300:
                         call.flags.add("transferred")
             return
-        if cseq != call.invite_cseq:
-            sent_by = call.reinvites.get(cseq) if cseq is not None else None
+        # A response carries the From tag of the request it answers: the callee's
+        # re-INVITE may well have the CSeq of the initial INVITE.
+        sent_by = call.reinvites.get((cseq or 0, msg.from_.tag if msg.from_ else None))
+        if sent_by is not None or cseq != call.invite_cseq:
             if sent_by is not None and 200 <= status < 300:
                 answerer = Side.CALLEE if sent_by is Side.CALLER else Side.CALLER
                 self._take_sdp(call, msg, answerer, ts_us, answer=True)
@@ -512,6 +517,9 @@ class CallTracker:
             call.to_tags.add(to_tag)
             if len(call.to_tags) > 1:
                 call.flags.add("forked")
+        if status > 100 and (
+            call.correlation is None or len(call.correlation) < len(_CORRELATION_KEYS)
+        ):
             self._note_correlation(call, msg, Side.CALLEE)
         if status < 200:
             if status in (180, 183) and call.ringing_us is None:
@@ -661,14 +669,18 @@ class CallTracker:
     # -- call flows ----------------------------------------------------------
 
     def _other_fork(self, call: _Call, msg: SipMessage) -> bool:
-        """Whether an in-dialog request belongs to a fork other than the one that
-        answered first: neither of its tags is the first 2xx's To tag. (Looking
-        at both tags also keeps apart the legs of a B2BUA that reuses the Call-ID
-        with a From tag of its own.)"""
+        """Whether an in-dialog request belongs to another fork than the one that
+        answered first: it carries the tag of a fork seen answering and not the
+        first 2xx's To tag. (Looking at both tags also keeps apart the legs of a
+        B2BUA that reuses the Call-ID with a From tag of its own.)"""
         answer_tag = call.answer_tag
-        if answer_tag is None or msg.to is None or msg.to.tag is None:
+        if answer_tag is None:
             return False
-        return msg.to.tag != answer_tag and (msg.from_ is None or msg.from_.tag != answer_tag)
+        from_tag = msg.from_.tag if msg.from_ else None
+        to_tag = msg.to.tag if msg.to else None
+        if answer_tag in (to_tag, from_tag):
+            return False
+        return to_tag in call.to_tags or from_tag in call.to_tags
 
     @staticmethod
     def _note_hold(call: _Call, side: Side, sdp: SessionDescription, ts_us: int) -> None:
