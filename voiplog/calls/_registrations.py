@@ -387,6 +387,9 @@ class RegistrationTracker:
                 for c in chain.contacts
             ]
         contact_uri = contact.uri if contact is not None else None
+        # A Contact naming a host rather than an address proves nothing about an IP.
+        contact_ip = _address(uri_host(contact_uri)) if contact_uri else None
+        contact_port = uri_port(contact_uri) if contact_ip is not None else None
         subscriber_ip, direction, subscriber = self._classify(chain.source_ip, chain.registrar_ip)
         return RegistrationRecord(
             uid=make_uid(
@@ -402,8 +405,8 @@ class RegistrationTracker:
             aor=chain.aor,
             user=uri_user(chain.aor) if chain.aor else None,
             contact_uri=contact_uri,
-            contact_ip=_address(uri_host(contact_uri)) if contact_uri else None,
-            contact_port=uri_port(contact_uri) if contact_uri else None,
+            contact_ip=contact_ip,
+            contact_port=contact_port,
             source_ip=chain.source_ip,
             source_port=chain.source_port,
             registrar_ip=chain.registrar_ip,

@@ -1,0 +1,193 @@
+"""The REGISTER tracker fed directly: parsed messages and packet time in, records out."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.sipcraft import T0, make_registration
+from voiplog.calls import CallSettings, CallTracker, EndReason, RegistrationTracker
+from voiplog.cdr import RegistrationRecord
+from voiplog.pipeline import Pipeline
+from voiplog.sip import parse_message
+
+
+def _request(tracker, reg, ts, payload):
+    tracker.on_request(
+        parse_message(payload), ts, reg.ua_ip, reg.ua_port, reg.registrar_ip, 5060, "udp"
+    )
+
+
+def _response(tracker, ts, payload):
+    tracker.on_response(parse_message(payload), ts)
+
+
+def test_a_final_answer_is_written_after_the_linger():
+    tracker = RegistrationTracker(CallSettings(linger_s=10))
+    reg = make_registration(1)
+    _request(tracker, reg, T0, reg.register(T0, 1))
+    _response(tracker, T0 + 1_000, reg.reply(T0 + 1_000, 200, 1))
+    assert tracker.expire(T0 + 10_000_999) == []
+    # A retransmitted REGISTER and its answer are absorbed while the chain lingers.
+    _request(tracker, reg, T0 + 500_000, reg.register(T0 + 500_000, 1))
+    _response(tracker, T0 + 501_000, reg.reply(T0 + 501_000, 200, 1))
+    assert tracker.expire(T0 + 10_500_999) == []
+    (record,) = tracker.expire(T0 + 10_501_000)
+    assert (record.result, record.status, record.flags) == (
+        "registered",
+        200,
+        ("register_retransmitted",),
+    )
+    assert tracker.open_chains == 0
+
+
+def test_no_response_is_given_up_after_the_register_timeout():
+    tracker = RegistrationTracker(CallSettings(register_timeout_s=32))
+    reg = make_registration(2)
+    _request(tracker, reg, T0, reg.register(T0, 1))
+    _response(tracker, T0 + 10, reg.reply(T0 + 10, 100, 1))
+    assert tracker.expire(T0 + 32_000_009) == []
+    (record,) = tracker.expire(T0 + 32_000_010)
+    assert (record.result, record.status, record.answered_at) == ("no_response", None, None)
+
+
+def test_challenge_waits_for_the_retry_then_gives_up():
+    tracker = RegistrationTracker(CallSettings(register_timeout_s=5))
+    reg = make_registration(3)
+    _request(tracker, reg, T0, reg.register(T0, 1))
+    _response(tracker, T0 + 1_000, reg.reply(T0 + 1_000, 407, 1))
+    assert tracker.expire(T0 + 5_000_999) == []
+    (record,) = tracker.expire(T0 + 5_001_000)
+    assert (record.result, record.status, record.flags) == ("challenged", 407, ())
+
+
+def test_a_new_register_after_the_answer_starts_a_new_record():
+    tracker = RegistrationTracker()
+    reg = make_registration(4)
+    _request(tracker, reg, T0, reg.register(T0, 1))
+    _response(tracker, T0 + 1_000, reg.reply(T0 + 1_000, 200, 1))
+    _request(tracker, reg, T0 + 2_000_000, reg.register(T0 + 2_000_000, 2, expires=0))
+    (first,) = tracker.take_records()
+    assert (first.result, first.expires_s) == ("registered", 3600)
+    _response(tracker, T0 + 2_001_000, reg.reply(T0 + 2_001_000, 200, 2))
+    (second,) = tracker.close_all()
+    assert (second.result, second.expires_s, second.flags) == ("unregistered", 0, ())
+    assert first.uid != second.uid
+
+
+def test_an_unanswered_register_followed_by_another_is_counted():
+    weird = []
+    tracker = RegistrationTracker(on_weird=weird.append)
+    reg = make_registration(5)
+    _request(tracker, reg, T0, reg.register(T0, 1))
+    _request(tracker, reg, T0 + 3_000_000, reg.register(T0 + 3_000_000, 2))
+    (first,) = tracker.take_records()
+    assert first.result == "no_response"
+    assert weird == ["sip.register_unanswered"]
+
+
+def test_a_challenge_answered_for_another_aor_is_not_a_retry():
+    """Some UAs register several lines on one Call-ID: each AoR is its own chain."""
+    tracker = RegistrationTracker()
+    line1 = make_registration(6)
+    line2 = make_registration(6)
+    line2.user = "line2"
+    _request(tracker, line1, T0, line1.register(T0, 1))
+    _response(tracker, T0 + 1_000, line1.reply(T0 + 1_000, 401, 1))
+    _request(tracker, line2, T0 + 2_000, line2.register(T0 + 2_000, 2))
+    (first,) = tracker.take_records()
+    assert (first.user, first.result, first.flags) == ("3006", "challenged", ())
+    _response(tracker, T0 + 3_000, line2.reply(T0 + 3_000, 200, 2))
+    (second,) = tracker.close_all()
+    assert (second.user, second.result) == ("line2", "registered")
+
+
+def test_responses_to_unseen_or_older_requests_are_ignored():
+    tracker = RegistrationTracker()
+    reg = make_registration(7)
+    _response(tracker, T0, reg.reply(T0, 200, 1))
+    assert tracker.open_chains == 0
+    _request(tracker, reg, T0 + 10, reg.register(T0 + 10, 5))
+    _response(tracker, T0 + 20, reg.reply(T0 + 20, 200, 4))
+    (record,) = tracker.close_all()
+    assert (record.result, record.flags) == ("no_response", ("end_of_input",))
+
+
+def test_open_chains_are_bounded_and_evicted_chains_are_written():
+    weird = []
+    tracker = RegistrationTracker(CallSettings(max_open_registrations=3), on_weird=weird.append)
+    for n in range(1, 6):
+        reg = make_registration(n)
+        _request(tracker, reg, T0 + n, reg.register(T0 + n, 1))
+    assert tracker.open_chains == 3
+    evicted = tracker.take_records()
+    assert [r.call_id for r in evicted] == ["reg-1@craft.example", "reg-2@craft.example"]
+    assert all(r.flags == ("evicted",) for r in evicted)
+    assert weird == ["registrations.evicted"] * 2
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('Digest username="bob", realm="x"', "bob"),
+        ('Digest realm="x",username="b\\"ob"', 'b"ob'),
+        ("Digest username=carol,realm=x", "carol"),
+        ('Digest realm="x"', None),
+        ("Basic Ym9iOnB3", None),
+    ],
+)
+def test_auth_user_from_the_credentials(value, expected):
+    tracker = RegistrationTracker()
+    reg = make_registration(8)
+    payload = reg.register(T0, 1, extra=[f"Authorization: {value}"])
+    _request(tracker, reg, T0, payload)
+    (record,) = tracker.close_all()
+    assert record.auth_user == expected
+
+
+def test_query_without_contact_and_domain_contact():
+    tracker = RegistrationTracker()
+    query, named = make_registration(9), make_registration(10)
+    _request(tracker, query, T0, query.register(T0, 1, contacts=[], expires=None))
+    _response(
+        tracker, T0 + 5, query.reply(T0 + 5, 200, 1, contacts=["<sip:a@10.0.0.1>;expires=60"])
+    )
+    contact = "<sip:3010@pbx.example.net:5070>;expires=120"
+    _request(tracker, named, T0 + 10, named.register(T0 + 10, 1, contacts=[contact]))
+    _response(tracker, T0 + 15, named.reply(T0 + 15, 200, 1, contacts=[contact]))
+    first, second = tracker.close_all()
+    assert (first.contact_uri, first.expires_s, first.flags) == (None, None, ("query",))
+    # Only an address is an address: a host name gives neither IP nor port.
+    assert (second.contact_uri, second.contact_ip, second.contact_port, second.expires_s) == (
+        "sip:3010@pbx.example.net:5070",
+        None,
+        None,
+        120,
+    )
+
+
+def test_the_call_tracker_routes_register_and_writes_both_kinds():
+    calls = CallTracker()
+    reg = make_registration(11)
+    msg = parse_message(reg.register(T0, 1))
+    calls.on_sip(msg, T0, reg.ua_ip, reg.ua_port, reg.registrar_ip, 5060, "tcp")
+    assert calls.open_calls == 0 and calls.registrations.open_chains == 1
+    calls.on_sip(parse_message(reg.reply(T0 + 9, 200, 1)), T0 + 9, reg.registrar_ip, 5060, "", 0)
+    (record,) = calls.close_all(EndReason.SHUTDOWN)
+    assert isinstance(record, RegistrationRecord)
+    assert (record.transport, record.result, record.flags) == ("tcp", "registered", ())
+
+
+def test_pipeline_counts_registrations_apart_from_calls():
+    from tests.sipcraft import sorted_frames
+
+    written = []
+    pipeline = Pipeline(written.append)
+    reg = make_registration(12)
+    reg.register(T0, 1)
+    reg.reply(T0 + 1_000, 401, 1)
+    pipeline.feed((ts, 1, frame) for ts, frame in sorted_frames(reg))
+    pipeline.finish()
+    assert pipeline.stats.registrations == 1
+    assert pipeline.stats.records == 0
+    assert not pipeline.stats.dispositions
+    assert [r.result for r in written] == ["challenged"]
