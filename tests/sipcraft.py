@@ -288,10 +288,11 @@ class Registration:
     def _host(self, ip: str) -> str:
         return f"[{ip}]" if ":" in ip else ip
 
-    def _headers(self, cseq: int, to_tag: str | None) -> list[str]:
+    def _headers(self, cseq: int, to_tag: str | None, branch: str | None = None) -> list[str]:
         aor = f"sip:{self.user}@{self.domain}"
+        branch = branch or f"z9hG4bKreg{cseq}"
         return [
-            f"Via: SIP/2.0/UDP {self._host(self.ua_ip)}:{self.ua_port};branch=z9hG4bKreg{cseq}",
+            f"Via: SIP/2.0/UDP {self._host(self.ua_ip)}:{self.ua_port};branch={branch}",
             f"From: <{aor}>;tag={self.tag}",
             f"To: <{aor}>" + (f";tag={to_tag}" if to_tag else ""),
             f"Call-ID: {self.call_id}",
@@ -311,9 +312,10 @@ class Registration:
         auth_user: str | None = None,
         proxy_auth: bool = False,
         extra: list[str] | None = None,
+        branch: str | None = None,
     ) -> bytes:
         """A REGISTER; `contacts` None sends the UA's own address, [] sends none."""
-        headers = self._headers(cseq, None)
+        headers = self._headers(cseq, None, branch)
         headers.append("Max-Forwards: 70")
         for contact in [self.default_contact()] if contacts is None else contacts:
             headers.append(f"Contact: {contact}")
@@ -344,9 +346,10 @@ class Registration:
         contacts: list[str] | None = None,
         expires: int | None = None,
         extra: list[str] | None = None,
+        branch: str | None = None,
     ) -> bytes:
         """The registrar's response; a 401/407 carries its challenge header."""
-        headers = self._headers(cseq, "srvtag" if status > 100 else None)
+        headers = self._headers(cseq, "srvtag" if status > 100 else None, branch)
         for contact in contacts or []:
             headers.append(f"Contact: {contact}")
         if expires is not None:

@@ -62,13 +62,14 @@ def test_register_with_digest_challenge_is_one_exact_record(replayer):
     reg.reply(T0 + 22_000, 100, 2)
     reg.reply(T0 + 30_000, 200, 2, contacts=[f"{reg.default_contact()};expires=1800"])
     (rec,) = replayer.records(sorted_frames(reg))
-    assert list(rec) == REGISTRATION_KEYS
+    assert list(rec) == [*REGISTRATION_KEYS, "attempts"]
     assert rec == expected(
         reg,
         expires_s=1800,  # the registrar granted less than the 3600 asked for
         auth_user="alice",
         answered_at=format_ts(T0 + 30_000),
         flags=["auth_challenged"],
+        attempts=2,
     )
 
 
@@ -95,6 +96,7 @@ def test_proxy_challenge_and_subscriber_network(replayer):
             "location": {"site": "ams1-dslam-4"},
         },
         flags=["auth_challenged"],
+        attempts=2,
     )
 
 
@@ -112,6 +114,7 @@ def test_register_refused_after_challenge_fails(replayer):
         auth_user="mallory",
         answered_at=format_ts(T0 + 30_000),
         flags=["auth_challenged"],
+        attempts=2,
     )
 
 
@@ -234,6 +237,31 @@ def test_interval_too_brief_then_accepted_is_one_record(replayer):
         expires_s=60,
         answered_at=format_ts(T0 + 15_000),
         flags=["interval_too_brief"],
+        attempts=2,
+    )
+
+
+def test_password_guessing_with_one_cseq_is_one_chain_of_attempts(replayer):
+    """A guesser resends REGISTER with the CSeq unchanged and a new Via branch each
+    time: new transactions, not retransmissions. The last one succeeds."""
+    reg = make_registration(12)
+    reg.user_agent = "friendly-scanner"
+    reg.register(T0, 1, branch="z9hG4bK-1")
+    reg.reply(T0 + 5_000, 401, 1, branch="z9hG4bK-1")
+    for n, password_try in enumerate(range(2, 6)):
+        ts = T0 + 10_000 * (n + 1)
+        branch = f"z9hG4bK-{password_try}"
+        reg.register(ts, 2, auth_user=reg.user, branch=branch)
+        reg.reply(ts + 5_000, 401 if password_try < 5 else 200, 2, branch=branch)
+    reg.reply(T0 + 46_000, 401, 2, branch="z9hG4bK-4")  # a late copy of an earlier answer
+    (rec,) = replayer.records(sorted_frames(reg))
+    assert rec == expected(
+        reg,
+        auth_user=reg.user,
+        user_agent="friendly-scanner",
+        answered_at=format_ts(T0 + 45_000),
+        flags=["auth_challenged"],
+        attempts=5,
     )
 
 

@@ -69,7 +69,9 @@ class _Contact:
 class _Chain:
     __slots__ = (
         "aor",
+        "attempts",
         "auth_user",
+        "branch",
         "call_id",
         "contacts",
         "cseq",
@@ -99,6 +101,8 @@ class _Chain:
         self.last_us = ts_us
         self.cseq = cseq
         self.first_cseq = cseq
+        self.branch: str | None = None  # Via branch of the REGISTER in progress
+        self.attempts = 1  # REGISTER transactions in the chain
         self.state = _State.PENDING
         self.status: int | None = None
         self.final_us: int | None = None
@@ -150,6 +154,11 @@ def _same_binding(a: str, b: str) -> bool:
     )
 
 
+def _same_branch(a: str | None, b: str | None) -> bool:
+    """Whether two Via branches name one transaction; without both, assume so."""
+    return a is None or b is None or a == b
+
+
 def _address(host: str | None) -> str | None:
     if host is None:
         return None
@@ -195,13 +204,16 @@ class RegistrationTracker:
         if call_id is None:
             return
         cseq = msg.cseq_num or 0
+        branch = msg.via_branch
         chain = self._chains.get(call_id)
         if chain is not None:
             self._touch(chain, ts_us)
-            if cseq <= chain.cseq:
+            if cseq < chain.cseq or (cseq == chain.cseq and _same_branch(branch, chain.branch)):
                 # The same request again (or an older one arriving late).
                 chain.flags.add("register_retransmitted")
                 return
+            # A higher CSeq, or the same one in a new transaction (a new Via
+            # branch: password guessers resend with the CSeq unchanged).
             same_aor = (msg.to.uri if msg.to else None) == chain.aor
             if chain.state is _State.RETRY_EXPECTED and same_aor:
                 if chain.status == 423:
@@ -209,6 +221,8 @@ class RegistrationTracker:
                 else:
                     chain.flags.add("auth_challenged")
                 chain.cseq = cseq
+                chain.branch = branch
+                chain.attempts += 1
                 chain.state = _State.PENDING
                 chain.status = None
                 chain.final_us = None
@@ -226,6 +240,8 @@ class RegistrationTracker:
         chain = self._chains.get(msg.call_id) if msg.call_id is not None else None
         if chain is None or msg.cseq_num != chain.cseq:
             return
+        if not _same_branch(msg.via_branch, chain.branch):
+            return  # answers an earlier attempt with the same CSeq
         self._touch(chain, ts_us)
         status = msg.status or 0
         if status < 200 or chain.state is not _State.PENDING:
@@ -288,6 +304,7 @@ class RegistrationTracker:
         chain.source_ip, chain.source_port = src_ip, src_port
         chain.registrar_ip, chain.registrar_port = dst_ip, dst_port
         chain.transport = transport
+        chain.branch = msg.via_branch
         chain.aor = msg.to.uri if msg.to else None
         self._read_request(chain, msg)
         self._chains[call_id] = chain
@@ -380,7 +397,9 @@ class RegistrationTracker:
             result = RegistrationResult.CHALLENGED
         else:
             result = RegistrationResult.FAILED
-        extra = {}
+        extra: dict = {}
+        if chain.attempts > 1:
+            extra["attempts"] = chain.attempts
         if len(chain.contacts) > 1:
             extra["contacts"] = [
                 {"uri": c.uri, "expires_s": self._granted(chain, c) if answered else c.expires}
