@@ -64,9 +64,10 @@ KNOWN_DIFFERENCES: dict[str, str] = {
         "'unauthorized'; Wireshark keeps showing CALL SETUP"
     ),
     "nDPI__fuzz-2006-06-26-2594.pcap": (
-        "a fuzzed copy of aaa.pcap: its INVITE/CANCEL messages have corrupted start "
-        "lines, header names and CSeq methods; voiplog counts them as named parse "
-        "errors rather than build records from guessed fields, Wireshark reads on"
+        "a fuzzed copy of aaa.pcap: its INVITE/CANCEL/REGISTER messages have corrupted "
+        "start lines, header names, Via and CSeq (the four REGISTER Call-IDs Wireshark "
+        "lists are themselves corrupted); voiplog counts them as named parse errors "
+        "rather than build records from guessed fields, Wireshark reads on"
     ),
 }
 
