@@ -174,6 +174,7 @@ class _Call:
         "cancel_us",
         "challenged",
         "correlation",
+        "early_sdp",
         "end_us",
         "ended_by",
         "endpoints",
@@ -235,9 +236,9 @@ class _Call:
         self.request_uri: str | None = None
         self.user_agent: str | None = None
         self.answer_tag: str | None = None  # To tag of the first 2xx: the dialog kept
-        self.other_answers: list[
-            tuple[str, int, int]
-        ] = []  # (To tag, status, time) of later forks' 2xx
+        # (To tag, status, time) of the 2xx of forks that answered after the first.
+        self.other_answers: list[tuple[str, int, int]] = []
+        self.early_sdp = False  # a provisional response carried SDP
         self.holds: list[_Hold] = []
         self.refer: _Refer | None = None
         self.correlation: dict[str, str] | None = None
@@ -524,15 +525,14 @@ class CallTracker:
         if status < 200:
             if status in (180, 183) and call.ringing_us is None:
                 call.ringing_us = ts_us
-            self._take_sdp(call, msg, Side.CALLEE, ts_us, answer=True)
+            if self._take_sdp(call, msg, Side.CALLEE, ts_us, answer=True) is not None:
+                call.early_sdp = True
             return
         if status < 300:
-            if call.answered_us is not None and to_tag and to_tag != call.answer_tag:
+            if call.answer_tag is not None and to_tag and to_tag != call.answer_tag:
                 # A second fork answered too: the first answer made the call; this
                 # one is noted, and its media is not the call's.
-                if call.answer_tag is not None and all(
-                    t != to_tag for t, _, _ in call.other_answers
-                ):
+                if all(t != to_tag for t, _, _ in call.other_answers):
                     call.other_answers.append((to_tag, status, ts_us))
                 return
             if call.answered_us is None:
@@ -808,8 +808,8 @@ class CallTracker:
         if media and len(directions) == 1:
             flags.add("one_way_media")
         answered_at = format_ts(answered_us)
-        if media and (answered_at is None or media[0].first_at < answered_at):
-            flags.add("early_media")  # RTP flowed before the answer (183 with SDP)
+        if call.early_sdp and media and (answered_at is None or media[0].first_at < answered_at):
+            flags.add("early_media")  # RTP flowed before the answer, on a 1xx's SDP
         subscriber_ip, direction, subscriber = self._classify(call.caller_ip, call.callee_ip)
         return CallRecord(
             uid=make_uid("sip", call.call_id, call.started_us, call.caller_ip, call.caller_port),
