@@ -23,8 +23,10 @@ site = "ams1-dslam-4"
 def expected(reg, first_cseq: int = 1, **fields) -> dict:
     """The record of `reg`'s chain with the usual values, overridden by `fields`."""
     started = fields.pop("requested_us", T0)
+    branch = fields.pop("first_branch", f"z9hG4bKreg{first_cseq}")
+    uid = make_uid("registration", reg.call_id, started, first_cseq, branch, reg.ua_ip, reg.ua_port)
     record = {
-        "uid": make_uid("registration", reg.call_id, started, first_cseq, reg.ua_ip, reg.ua_port),
+        "uid": uid,
         "kind": "registration",
         "call_id": reg.call_id,
         "aor": f"sip:{reg.user}@voip.example.net",
@@ -257,6 +259,7 @@ def test_password_guessing_with_one_cseq_is_one_chain_of_attempts(replayer):
     (rec,) = replayer.records(sorted_frames(reg))
     assert rec == expected(
         reg,
+        first_branch="z9hG4bK-1",
         auth_user=reg.user,
         user_agent="friendly-scanner",
         answered_at=format_ts(T0 + 45_000),
@@ -274,3 +277,17 @@ def test_registrations_are_counted_apart_from_calls(replayer):
     capture = replayer.write(sorted_frames(reg, d))
     records = replayer.run(capture)
     assert sorted(r["kind"] for r in records) == ["registration", "sip"]
+
+
+def test_ipv6_registration(replayer):
+    reg = make_registration(13, ua_ip="2001:db8::20", registrar_ip="2001:db8::1")
+    reg.register(T0, 1, contacts=["<sip:3013@[2001:DB8::20]:5073;transport=udp>"])
+    reg.reply(T0 + 4_000, 200, 1, contacts=["<sip:3013@[2001:db8::20]:5073>;expires=600"])
+    (rec,) = replayer.records(sorted_frames(reg))
+    assert rec == expected(
+        reg,
+        contact_uri="sip:3013@[2001:DB8::20]:5073;transport=udp",
+        contact_ip="2001:db8::20",  # compressed, lower case, without brackets
+        expires_s=600,
+        answered_at=format_ts(T0 + 4_000),
+    )

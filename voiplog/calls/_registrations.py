@@ -76,6 +76,7 @@ class _Chain:
         "contacts",
         "cseq",
         "final_us",
+        "first_branch",
         "first_cseq",
         "flags",
         "granted",
@@ -102,6 +103,7 @@ class _Chain:
         self.cseq = cseq
         self.first_cseq = cseq
         self.branch: str | None = None  # Via branch of the REGISTER in progress
+        self.first_branch: str | None = None
         self.attempts = 1  # REGISTER transactions in the chain
         self.state = _State.PENDING
         self.status: int | None = None
@@ -304,7 +306,7 @@ class RegistrationTracker:
         chain.source_ip, chain.source_port = src_ip, src_port
         chain.registrar_ip, chain.registrar_port = dst_ip, dst_port
         chain.transport = transport
-        chain.branch = msg.via_branch
+        chain.branch = chain.first_branch = msg.via_branch
         chain.aor = msg.to.uri if msg.to else None
         self._read_request(chain, msg)
         self._chains[call_id] = chain
@@ -416,6 +418,7 @@ class RegistrationTracker:
                 chain.call_id,
                 chain.started_us,
                 chain.first_cseq,
+                chain.first_branch,
                 chain.source_ip,
                 chain.source_port,
             ),
