@@ -191,3 +191,64 @@ def test_pipeline_counts_registrations_apart_from_calls():
     assert pipeline.stats.records == 0
     assert not pipeline.stats.dispositions
     assert [r.result for r in written] == ["challenged"]
+
+
+def test_transition_table_is_total():
+    from voiplog.calls._registrations import _TRANSITIONS, _Input, _State
+
+    assert set(_TRANSITIONS) == {(state, event) for state in _State for event in _Input}
+
+
+def _chain_in(state):
+    """A tracker holding one chain of `reg` (CSeq 1, branch b1) in `state`."""
+    from voiplog.calls._registrations import _State
+
+    tracker, reg = RegistrationTracker(), make_registration(20)
+    _request(tracker, reg, T0, reg.register(T0, 1, branch="b1"))
+    final = {_State.PENDING: None, _State.RETRY_EXPECTED: 401, _State.DONE: 200}[state]
+    if final is not None:
+        _response(tracker, T0 + 1, reg.reply(T0 + 1, final, 1, branch="b1"))
+    return tracker, reg
+
+
+def _send(tracker, reg, event):
+    from voiplog.calls._registrations import _Input
+
+    ts = T0 + 10
+    if event is _Input.SAME_REQUEST:
+        _request(tracker, reg, ts, reg.register(ts, 1, branch="b1"))
+    elif event is _Input.NEXT_REQUEST:
+        _request(tracker, reg, ts, reg.register(ts, 1, branch="b2"))
+    elif event is _Input.OTHER_AOR:
+        other = make_registration(20)
+        other.user = "someone-else"
+        _request(tracker, other, ts, other.register(ts, 2, branch="b3"))
+    else:
+        status = {_Input.PROVISIONAL: 100, _Input.RETRYABLE: 407, _Input.FINAL: 404}[event]
+        _response(tracker, ts, reg.reply(ts, status, 1, branch="b1"))
+
+
+def test_every_state_and_input_does_what_the_table_says():
+    from voiplog.calls._registrations import _TRANSITIONS, _Action
+
+    for (state, event), (action, next_state) in _TRANSITIONS.items():
+        tracker, reg = _chain_in(state)
+        before = tracker._chains[reg.call_id]
+        status_before = before.status
+        _send(tracker, reg, event)
+        after = tracker._chains[reg.call_id]
+        written = tracker.take_records()
+        where = f"{state} + {event}"
+        if action is _Action.REPLACE:
+            assert after is not before and len(written) == 1, where
+            continue
+        assert after is before and written == [], where
+        assert after.state is next_state, where
+        if action is _Action.RETRANSMITTED:
+            assert "register_retransmitted" in after.flags, where
+        elif action is _Action.RETRY:
+            assert after.attempts == 2 and after.status is None, where
+        elif action is _Action.ANSWER:
+            assert after.status in (407, 404), where
+        else:
+            assert after.status == status_before, where

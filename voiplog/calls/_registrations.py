@@ -49,6 +49,51 @@ class _State(StrEnum):
     DONE = "done"  # final answer given; lingering for retransmissions
 
 
+class _Input(StrEnum):
+    """What a message is to the chain of its Call-ID."""
+
+    SAME_REQUEST = "same_request"  # same CSeq and Via branch, or an older CSeq
+    NEXT_REQUEST = "next_request"  # a new transaction for the chain's AoR
+    OTHER_AOR = "other_aor"  # a new transaction for another AoR on the same Call-ID
+    PROVISIONAL = "provisional"  # 1xx to the transaction in progress
+    RETRYABLE = "retryable"  # 401, 407, 423 to the transaction in progress
+    FINAL = "final"  # any other final answer to it
+
+
+class _Action(StrEnum):
+    RETRANSMITTED = "retransmitted"  # flag the chain, nothing else changes
+    RETRY = "retry"  # the chain goes on with the new transaction
+    REPLACE = "replace"  # the chain is over: write it, open one for the new request
+    ANSWER = "answer"  # note the final answer
+    IGNORE = "ignore"  # provisional, or a retransmitted final answer
+
+
+_S, _I, _A = _State, _Input, _Action
+# (state, input) -> (action, next state); REPLACE leaves the old chain behind.
+_TRANSITIONS: dict[tuple[_State, _Input], tuple[_Action, _State | None]] = {
+    (_S.PENDING, _I.SAME_REQUEST): (_A.RETRANSMITTED, _S.PENDING),
+    # A new REGISTER before any final answer: the UA gave up on the last one.
+    (_S.PENDING, _I.NEXT_REQUEST): (_A.REPLACE, None),
+    (_S.PENDING, _I.OTHER_AOR): (_A.REPLACE, None),
+    (_S.PENDING, _I.PROVISIONAL): (_A.IGNORE, _S.PENDING),
+    (_S.PENDING, _I.RETRYABLE): (_A.ANSWER, _S.RETRY_EXPECTED),
+    (_S.PENDING, _I.FINAL): (_A.ANSWER, _S.DONE),
+    (_S.RETRY_EXPECTED, _I.SAME_REQUEST): (_A.RETRANSMITTED, _S.RETRY_EXPECTED),
+    (_S.RETRY_EXPECTED, _I.NEXT_REQUEST): (_A.RETRY, _S.PENDING),
+    # Some UAs register several lines on one Call-ID: each AoR is its own chain.
+    (_S.RETRY_EXPECTED, _I.OTHER_AOR): (_A.REPLACE, None),
+    (_S.RETRY_EXPECTED, _I.PROVISIONAL): (_A.IGNORE, _S.RETRY_EXPECTED),
+    (_S.RETRY_EXPECTED, _I.RETRYABLE): (_A.IGNORE, _S.RETRY_EXPECTED),
+    (_S.RETRY_EXPECTED, _I.FINAL): (_A.IGNORE, _S.RETRY_EXPECTED),
+    (_S.DONE, _I.SAME_REQUEST): (_A.RETRANSMITTED, _S.DONE),
+    (_S.DONE, _I.NEXT_REQUEST): (_A.REPLACE, None),
+    (_S.DONE, _I.OTHER_AOR): (_A.REPLACE, None),
+    (_S.DONE, _I.PROVISIONAL): (_A.IGNORE, _S.DONE),
+    (_S.DONE, _I.RETRYABLE): (_A.IGNORE, _S.DONE),
+    (_S.DONE, _I.FINAL): (_A.IGNORE, _S.DONE),
+}
+
+
 class CloseReason(StrEnum):
     """Why a chain was written before it was over (a flag on the record)."""
 
@@ -208,34 +253,38 @@ class RegistrationTracker:
         cseq = msg.cseq_num or 0
         branch = msg.via_branch
         chain = self._chains.get(call_id)
-        if chain is not None:
-            self._touch(chain, ts_us)
-            if cseq < chain.cseq or (cseq == chain.cseq and _same_branch(branch, chain.branch)):
-                # The same request again (or an older one arriving late).
-                chain.flags.add("register_retransmitted")
-                return
+        if chain is None:
+            self._open(msg, call_id, cseq, ts_us, src_ip, src_port, dst_ip, dst_port, transport)
+            return
+        self._touch(chain, ts_us)
+        if cseq < chain.cseq or (cseq == chain.cseq and _same_branch(branch, chain.branch)):
+            event = _Input.SAME_REQUEST
+        elif (msg.to.uri if msg.to else None) == chain.aor:
             # A higher CSeq, or the same one in a new transaction (a new Via
             # branch: password guessers resend with the CSeq unchanged).
-            same_aor = (msg.to.uri if msg.to else None) == chain.aor
-            if chain.state is _State.RETRY_EXPECTED and same_aor:
-                if chain.status == 423:
-                    chain.flags.add("interval_too_brief")
-                else:
-                    chain.flags.add("auth_challenged")
-                chain.cseq = cseq
-                chain.branch = branch
-                chain.attempts += 1
-                chain.state = _State.PENDING
-                chain.status = None
-                chain.final_us = None
-                self._read_request(chain, msg)
-                self._schedule(chain)
-                return
+            event = _Input.NEXT_REQUEST
+        else:
+            event = _Input.OTHER_AOR
+        action, state = _TRANSITIONS[chain.state, event]
+        if action is _Action.RETRANSMITTED:
+            chain.flags.add("register_retransmitted")
+        elif action is _Action.RETRY:
+            chain.flags.add("interval_too_brief" if chain.status == 423 else "auth_challenged")
+            chain.cseq = cseq
+            chain.branch = branch
+            chain.attempts += 1
+            chain.status = None
+            chain.final_us = None
+            self._read_request(chain, msg)
+        elif action is _Action.REPLACE:
             if chain.state is _State.PENDING:
-                # A new REGISTER before any final answer: the UA gave up on the last one.
                 self._weird("sip.register_unanswered")
             self._close(chain, None)
-        self._open(msg, call_id, cseq, ts_us, src_ip, src_port, dst_ip, dst_port, transport)
+            self._open(msg, call_id, cseq, ts_us, src_ip, src_port, dst_ip, dst_port, transport)
+            return
+        if state is not None and state is not chain.state:
+            chain.state = state
+            self._schedule(chain)
 
     def on_response(self, msg: SipMessage, ts_us: int) -> None:
         """Feed one response whose CSeq method is REGISTER."""
@@ -246,17 +295,21 @@ class RegistrationTracker:
             return  # answers an earlier attempt with the same CSeq
         self._touch(chain, ts_us)
         status = msg.status or 0
-        if status < 200 or chain.state is not _State.PENDING:
-            return  # provisional, or a retransmitted final answer
+        if status < 200:
+            event = _Input.PROVISIONAL
+        elif status in _RETRYABLE:
+            event = _Input.RETRYABLE
+        else:
+            event = _Input.FINAL
+        action, state = _TRANSITIONS[chain.state, event]
+        if action is not _Action.ANSWER or state is None:
+            return
+        chain.state = state
         chain.status = status
         chain.final_us = ts_us
-        if status in _RETRYABLE:
-            chain.state = _State.RETRY_EXPECTED
-        else:
-            chain.state = _State.DONE
-            if status < 300:
-                chain.granted_header = delta_seconds(msg.get("expires"))
-                chain.granted, _ = _contacts(msg, chain.granted_header)
+        if 200 <= status < 300:
+            chain.granted_header = delta_seconds(msg.get("expires"))
+            chain.granted, _ = _contacts(msg, chain.granted_header)
         self._schedule(chain)
 
     def expire(self, now_us: int) -> list[RegistrationRecord]:
