@@ -41,10 +41,31 @@ def test_what_counts_as_a_hold_offer(sdp_kw, holds):
     tracker = CallTracker()
     d = make_dialog(1)
     offer = d.request(0, "INVITE", cseq=2, sdp=d._sdp(d.caller, **sdp_kw))
-    _feed(tracker, d, *_answered(d), (offer, True))
+    accepted = d.response(0, 200, cseq=2, sdp=d._sdp(d.callee))
+    _feed(tracker, d, *_answered(d), (offer, True), (accepted, False))
     record = _record(tracker)
     assert ("hold" in record.flags) is holds
     assert ("holds" in record.extra) is holds
+
+
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
+def test_a_refused_hold_offer_changes_nothing(method):
+    tracker = CallTracker()
+    d = make_dialog(9)
+    hold = d._sdp(d.caller, direction="sendonly")
+    _feed(
+        tracker,
+        d,
+        *_answered(d),
+        (d.request(0, method, cseq=2, sdp=hold), True),
+        (d.response(0, 491, method=method, cseq=2), False),  # glare: request pending
+        (d.request(0, method, cseq=3, sdp=d._sdp(d.caller, direction="inactive")), True),
+        (d.response(0, 200, method=method, cseq=3, sdp=d._sdp(d.callee)), False),
+    )
+    record = _record(tracker)
+    assert record.extra["holds"] == [
+        {"by": "caller", "held_at": "2023-11-14T22:13:20.050000Z", "resumed_at": None}
+    ]
 
 
 def test_an_offer_before_the_answer_is_not_a_hold():

@@ -101,6 +101,18 @@ class _Hold:
     resumed_us: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Offer:
+    """An SDP offer of an answered call (re-INVITE or UPDATE) awaiting its answer."""
+
+    method: str
+    cseq: int
+    from_tag: str | None
+    by: Side
+    holding: bool
+    at_us: int
+
+
 @dataclass(slots=True)
 class _Refer:
     """The last REFER of a call: who asked to transfer it, and to whom."""
@@ -190,6 +202,7 @@ class _Call:
         "last_sip_us",
         "offered_not_rtp",
         "other_answers",
+        "pending_offer",
         "refer",
         "reinvites",
         "request_uri",
@@ -240,6 +253,7 @@ class _Call:
         self.other_answers: list[tuple[str, int, int]] = []
         self.early_sdp = False  # a provisional response carried SDP
         self.holds: list[_Hold] = []
+        self.pending_offer: _Offer | None = None
         self.refer: _Refer | None = None
         self.correlation: dict[str, str] | None = None
 
@@ -416,7 +430,10 @@ class CallTracker:
             sdp = self._take_sdp(call, msg, sender, ts_us, answer=method in ("ACK", "PRACK"))
             offer = method == "INVITE" or method == "UPDATE"
             if sdp is not None and offer and call.answered_us is not None:
-                self._note_hold(call, sender, sdp, ts_us)
+                # Taken into account once answered 2xx: a refused offer changes nothing.
+                call.pending_offer = _Offer(
+                    method, msg.cseq_num or 0, msg.from_tag, sender, _is_hold(sdp), ts_us
+                )
         elif method == "REFER":
             self._on_refer(call, msg, sender)
 
@@ -495,6 +512,8 @@ class CallTracker:
         self._touch(call, ts_us)
         status = msg.status or 0
         cseq = msg.cseq_num
+        if status >= 200 and call.pending_offer is not None:
+            self._settle_offer(call, msg, status)
         if msg.cseq_method != "INVITE":
             if msg.cseq_method in ("PRACK", "UPDATE") and 200 <= status < 300:
                 self._take_sdp(call, msg, self._response_sender(call, msg), ts_us, answer=True)
@@ -683,29 +702,30 @@ class CallTracker:
         return to_tag in call.to_tags or from_tag in call.to_tags
 
     @staticmethod
-    def _note_hold(call: _Call, side: Side, sdp: SessionDescription, ts_us: int) -> None:
-        """Follow hold and resume from a new offer of `side` in an answered call.
-
-        An offer whose audio is sendonly or inactive, or sent to 0.0.0.0 (RFC 2543),
-        puts the other side on hold (RFC 6337 §5.3); a later offer without that
-        takes it off.
-        """
-        streams = [m for m in sdp.media if m.port != 0 and m.media == "audio"]
-        if not streams:
-            streams = [m for m in sdp.media if m.port != 0]
-        holding = bool(streams) and all(
-            m.direction in ("sendonly", "inactive") or m.connection == "0.0.0.0" for m in streams
-        )
+    def _settle_offer(call: _Call, msg: SipMessage, status: int) -> None:
+        """Follow hold and resume once the final answer to an offer of an answered
+        call comes: a 2xx makes the offer's hold or resume happen (at the offer's
+        time), anything else drops it."""
+        offer = call.pending_offer
+        if offer is None or (msg.cseq_method, msg.cseq_num, msg.from_tag) != (
+            offer.method,
+            offer.cseq,
+            offer.from_tag,
+        ):
+            return
+        call.pending_offer = None
+        if status >= 300:
+            return
         current = None
         for hold in reversed(call.holds):
-            if hold.by is side and hold.resumed_us is None:
+            if hold.by is offer.by and hold.resumed_us is None:
                 current = hold
                 break
-        if holding and current is None:
-            call.holds.append(_Hold(side, ts_us))
+        if offer.holding and current is None:
+            call.holds.append(_Hold(offer.by, offer.at_us))
             call.flags.add("hold")
-        elif not holding and current is not None:
-            current.resumed_us = ts_us
+        elif not offer.holding and current is not None:
+            current.resumed_us = offer.at_us
 
     @staticmethod
     def _on_refer(call: _Call, msg: SipMessage, sender: Side) -> None:
@@ -895,6 +915,17 @@ class CallTracker:
                 )
         streams.sort(key=lambda m: (m.first_at, m.src_ip, m.src_port, m.dst_ip, m.dst_port, m.ssrc))
         return tuple(streams)
+
+
+def _is_hold(sdp: SessionDescription) -> bool:
+    """Whether an offer puts the other side on hold: its audio is sendonly or
+    inactive, or sent to 0.0.0.0 (RFC 2543), as RFC 6337 §5.3 describes."""
+    streams = [m for m in sdp.media if m.port != 0 and m.media == "audio"]
+    if not streams:
+        streams = [m for m in sdp.media if m.port != 0]
+    return bool(streams) and all(
+        m.direction in ("sendonly", "inactive") or m.connection == "0.0.0.0" for m in streams
+    )
 
 
 def _uri_of(value: str | None) -> str | None:
