@@ -252,3 +252,24 @@ def test_every_state_and_input_does_what_the_table_says():
             assert after.status in (407, 404), where
         else:
             assert after.status == status_before, where
+
+
+def test_contact_expires_zero_is_a_removal_whatever_the_expires_header():
+    tracker = RegistrationTracker()
+    reg = make_registration(21)
+    removal = f"{reg.default_contact()};expires=0"
+    _request(tracker, reg, T0, reg.register(T0, 4, contacts=[removal], expires=3600))
+    # The answer lists the bindings that remain: another device's, not this one.
+    remaining = ["<sip:3021@10.9.9.9:5060>;expires=1200"]
+    _response(tracker, T0 + 10, reg.reply(T0 + 10, 200, 4, contacts=remaining))
+    (record,) = tracker.close_all()
+    assert (record.result, record.expires_s, record.contact_ip) == ("unregistered", 0, reg.ua_ip)
+
+
+def test_granted_expiry_falls_back_to_the_request_when_the_answer_says_nothing():
+    tracker = RegistrationTracker()
+    reg = make_registration(22)
+    _request(tracker, reg, T0, reg.register(T0, 1, expires=900))
+    _response(tracker, T0 + 10, reg.reply(T0 + 10, 200, 1))
+    (record,) = tracker.close_all()
+    assert (record.result, record.expires_s) == ("registered", 900)
