@@ -273,3 +273,38 @@ def test_granted_expiry_falls_back_to_the_request_when_the_answer_says_nothing()
     _response(tracker, T0 + 10, reg.reply(T0 + 10, 200, 1))
     (record,) = tracker.close_all()
     assert (record.result, record.expires_s) == ("registered", 900)
+
+
+def _forwarded(payload: bytes, branch: str) -> bytes:
+    """The message as a proxy forwards it: its own Via added on top."""
+    start, rest = payload.split(b"\r\n", 1)
+    return start + f"\r\nVia: SIP/2.0/UDP 192.0.2.5:5060;branch={branch}\r\n".encode() + rest
+
+
+def test_register_seen_on_both_sides_of_a_proxy_is_one_chain():
+    tracker = RegistrationTracker()
+    reg = make_registration(23)
+    proxy, registrar = "192.0.2.5", "192.0.2.10"
+
+    def upstream(ts, payload, hop):
+        src, dst = (reg.ua_ip, proxy) if hop == 1 else (proxy, registrar)
+        port = reg.ua_port if hop == 1 else 5060
+        tracker.on_request(parse_message(payload), ts, src, port, dst, 5060, "udp")
+
+    first = reg.register(T0, 1, branch="ua-1")
+    upstream(T0, first, 1)
+    upstream(T0 + 100, _forwarded(first, "px-1"), 2)
+    challenge = reg.reply(T0 + 200, 401, 1, branch="ua-1")
+    _response(tracker, T0 + 200, _forwarded(challenge, "px-1"))
+    _response(tracker, T0 + 300, challenge)
+    retry = reg.register(T0 + 400, 2, auth_user=reg.user, branch="ua-2")
+    upstream(T0 + 400, retry, 1)
+    upstream(T0 + 500, _forwarded(retry, "px-2"), 2)
+    ok = reg.reply(T0 + 600, 200, 2, branch="ua-2")
+    _response(tracker, T0 + 600, _forwarded(ok, "px-2"))
+    _response(tracker, T0 + 700, ok)
+    (record,) = tracker.close_all()
+    assert (record.source_ip, record.registrar_ip) == (reg.ua_ip, proxy)  # the first hop
+    assert (record.result, record.answered_at) == ("registered", "2023-11-14T22:13:20.000600Z")
+    assert record.flags == ("auth_challenged", "register_forwarded")
+    assert record.extra == {"attempts": 2}

@@ -27,6 +27,7 @@ from voiplog.sip import (
     credentials_username,
     delta_seconds,
     parse_name_addr,
+    parse_params,
     uri_host,
     uri_port,
     uri_user,
@@ -201,9 +202,24 @@ def _same_binding(a: str, b: str) -> bool:
     )
 
 
-def _same_branch(a: str | None, b: str | None) -> bool:
-    """Whether two Via branches name one transaction; without both, assume so."""
-    return a is None or b is None or a == b
+def _via_branches(msg: SipMessage) -> list[str]:
+    """The ``branch`` of every Via, topmost first (a proxy adds its own on top)."""
+    branches = []
+    for via in msg.get_all("via"):
+        semi = via.find(";")
+        if semi >= 0:
+            for key, value in parse_params(via[semi:]):
+                if key == "branch" and value:
+                    branches.append(value)
+                    break
+    return branches
+
+
+def _in_transaction(branches: list[str], branch: str | None) -> bool:
+    """Whether a message with these Via branches belongs to the transaction started
+    with `branch`: a retransmission, a copy forwarded by a proxy, or an answer to
+    either. Without branches to compare, assume so."""
+    return branch is None or not branches or branch in branches
 
 
 def _address(host: str | None) -> str | None:
@@ -251,13 +267,14 @@ class RegistrationTracker:
         if call_id is None:
             return
         cseq = msg.cseq_num or 0
-        branch = msg.via_branch
+        branches = _via_branches(msg)
+        branch = branches[0] if branches else None
         chain = self._chains.get(call_id)
         if chain is None:
             self._open(msg, call_id, cseq, ts_us, src_ip, src_port, dst_ip, dst_port, transport)
             return
         self._touch(chain, ts_us)
-        if cseq < chain.cseq or (cseq == chain.cseq and _same_branch(branch, chain.branch)):
+        if cseq < chain.cseq or (cseq == chain.cseq and _in_transaction(branches, chain.branch)):
             event = _Input.SAME_REQUEST
         elif (msg.to.uri if msg.to else None) == chain.aor:
             # A higher CSeq, or the same one in a new transaction (a new Via
@@ -267,7 +284,10 @@ class RegistrationTracker:
             event = _Input.OTHER_AOR
         action, state = _TRANSITIONS[chain.state, event]
         if action is _Action.RETRANSMITTED:
-            chain.flags.add("register_retransmitted")
+            if branch is not None and chain.branch is not None and branch != chain.branch:
+                chain.flags.add("register_forwarded")  # seen again on the proxy's next hop
+            else:
+                chain.flags.add("register_retransmitted")
         elif action is _Action.RETRY:
             chain.flags.add("interval_too_brief" if chain.status == 423 else "auth_challenged")
             chain.cseq = cseq
@@ -291,7 +311,7 @@ class RegistrationTracker:
         chain = self._chains.get(msg.call_id) if msg.call_id is not None else None
         if chain is None or msg.cseq_num != chain.cseq:
             return
-        if not _same_branch(msg.via_branch, chain.branch):
+        if not _in_transaction(_via_branches(msg), chain.branch):
             return  # answers an earlier attempt with the same CSeq
         self._touch(chain, ts_us)
         status = msg.status or 0

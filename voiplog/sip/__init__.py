@@ -29,6 +29,7 @@ from voiplog.sip._sdp import (
 from voiplog.sip._uri import (
     NameAddr,
     parse_name_addr,
+    parse_params,
     percent_unescape,
     uri_host,
     uri_port,
@@ -55,6 +56,7 @@ __all__ = [
     "looks_like_sip",
     "parse_message",
     "parse_name_addr",
+    "parse_params",
     "parse_sdp",
     "percent_unescape",
     "session_id",
