@@ -23,12 +23,14 @@ REASONS = {
     180: "Ringing",
     183: "Session Progress",
     200: "OK",
+    202: "Accepted",
     302: "Moved Temporarily",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     407: "Proxy Authentication Required",
     408: "Request Timeout",
+    423: "Interval Too Brief",
     480: "Temporarily Unavailable",
     486: "Busy Here",
     487: "Request Terminated",
@@ -78,13 +80,19 @@ class Dialog:
     def _host(self, ip: str) -> str:
         return f"[{ip}]" if ":" in ip else ip
 
-    def _sdp(self, party: Party, direction: str = "sendrecv", port: int | None = None) -> bytes:
+    def _sdp(
+        self,
+        party: Party,
+        direction: str = "sendrecv",
+        port: int | None = None,
+        address: str | None = None,
+    ) -> bytes:
         af = "IP6" if ":" in party.ip else "IP4"
         return (
             "v=0\r\n"
             f"o={party.user} 1 1 IN {af} {party.ip}\r\n"
             "s=call\r\n"
-            f"c=IN {af} {party.ip}\r\n"
+            f"c=IN {af} {party.ip if address is None else address}\r\n"
             "t=0 0\r\n"
             f"m=audio {party.media_port if port is None else port} RTP/AVP 0 8 101\r\n"
             "a=rtpmap:0 PCMU/8000\r\n"
@@ -147,6 +155,7 @@ class Dialog:
         to_caller: bool = True,
         sdp: bytes | None = None,
         to_tag: str | None = None,
+        extra: list[str] | None = None,
     ) -> bytes:
         cseq = self.cseq if cseq is None else cseq
         headers = self._headers(method, cseq, from_caller=to_caller, to_tag=status > 100)
@@ -155,6 +164,7 @@ class Dialog:
                 h if not h.startswith("To:") else h.rsplit(";tag=", 1)[0] + f";tag={to_tag}"
                 for h in headers
             ]
+        headers += extra or []
         body = sdp or b""
         if body:
             headers.append("Content-Type: application/sdp")
@@ -249,4 +259,123 @@ def make_dialog(
         call_id=f"call-{n}@craft.example",
         caller=Party(caller_ip, sip_port, f"10{n:02d}", 40000 + 2 * n, f"tagA{n}"),
         callee=Party(callee_ip, sip_port, f"20{n:02d}", 50000 + 2 * n, f"tagB{n}"),
+    )
+
+
+# -- REGISTER ----------------------------------------------------------------
+
+
+@dataclass
+class Registration:
+    """A UA registering with a registrar: REGISTER requests and their responses.
+
+    One Call-ID for all of a UA's REGISTERs, as RFC 3261 §10.2 recommends; the
+    CSeq is given per request. Contacts and Expires are whole header values, so
+    that a test can send exactly what a device would.
+    """
+
+    call_id: str
+    ua_ip: str
+    ua_port: int
+    user: str
+    registrar_ip: str
+    registrar_port: int = 5060
+    domain: str = "voip.example.net"
+    tag: str = "regtag1"
+    user_agent: str | None = "craft-phone/1.0"
+    frames: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def _host(self, ip: str) -> str:
+        return f"[{ip}]" if ":" in ip else ip
+
+    def _headers(self, cseq: int, to_tag: str | None, branch: str | None = None) -> list[str]:
+        aor = f"sip:{self.user}@{self.domain}"
+        branch = branch or f"z9hG4bKreg{cseq}"
+        return [
+            f"Via: SIP/2.0/UDP {self._host(self.ua_ip)}:{self.ua_port};branch={branch}",
+            f"From: <{aor}>;tag={self.tag}",
+            f"To: <{aor}>" + (f";tag={to_tag}" if to_tag else ""),
+            f"Call-ID: {self.call_id}",
+            f"CSeq: {cseq} REGISTER",
+        ]
+
+    def default_contact(self) -> str:
+        return f"<sip:{self.user}@{self._host(self.ua_ip)}:{self.ua_port}>"
+
+    def register(
+        self,
+        ts: int,
+        cseq: int,
+        *,
+        contacts: list[str] | None = None,
+        expires: int | None = 3600,
+        auth_user: str | None = None,
+        proxy_auth: bool = False,
+        extra: list[str] | None = None,
+        branch: str | None = None,
+    ) -> bytes:
+        """A REGISTER; `contacts` None sends the UA's own address, [] sends none."""
+        headers = self._headers(cseq, None, branch)
+        headers.append("Max-Forwards: 70")
+        for contact in [self.default_contact()] if contacts is None else contacts:
+            headers.append(f"Contact: {contact}")
+        if expires is not None:
+            headers.append(f"Expires: {expires}")
+        if auth_user is not None:
+            name = "Proxy-Authorization" if proxy_auth else "Authorization"
+            headers.append(
+                f'{name}: Digest username="{auth_user}", realm="{self.domain}", '
+                f'nonce="abc{cseq}", uri="sip:{self.domain}", response="0123456789abcdef"'
+            )
+        if self.user_agent is not None:
+            headers.append(f"User-Agent: {self.user_agent}")
+        headers += extra or []
+        headers.append("Content-Length: 0")
+        start = f"REGISTER sip:{self.domain} SIP/2.0"
+        payload = ("\r\n".join([start, *headers]) + "\r\n\r\n").encode()
+        frame = udp_frame(self.ua_ip, self.ua_port, self.registrar_ip, self.registrar_port, payload)
+        self.frames.append((ts, frame))
+        return payload
+
+    def reply(
+        self,
+        ts: int,
+        status: int,
+        cseq: int,
+        *,
+        contacts: list[str] | None = None,
+        expires: int | None = None,
+        extra: list[str] | None = None,
+        branch: str | None = None,
+    ) -> bytes:
+        """The registrar's response; a 401/407 carries its challenge header."""
+        headers = self._headers(cseq, "srvtag" if status > 100 else None, branch)
+        for contact in contacts or []:
+            headers.append(f"Contact: {contact}")
+        if expires is not None:
+            headers.append(f"Expires: {expires}")
+        if status == 401:
+            headers.append(f'WWW-Authenticate: Digest realm="{self.domain}", nonce="abc{cseq + 1}"')
+        elif status == 407:
+            headers.append(
+                f'Proxy-Authenticate: Digest realm="{self.domain}", nonce="abc{cseq + 1}"'
+            )
+        headers += extra or []
+        headers.append("Content-Length: 0")
+        start = f"SIP/2.0 {status} {REASONS.get(status, 'Whatever')}"
+        payload = ("\r\n".join([start, *headers]) + "\r\n\r\n").encode()
+        frame = udp_frame(self.registrar_ip, self.registrar_port, self.ua_ip, self.ua_port, payload)
+        self.frames.append((ts, frame))
+        return payload
+
+
+def make_registration(
+    n: int = 1, *, ua_ip: str = "10.1.0.20", registrar_ip: str = "192.0.2.10"
+) -> Registration:
+    return Registration(
+        call_id=f"reg-{n}@craft.example",
+        ua_ip=ua_ip,
+        ua_port=5060 + n,
+        user=f"30{n:02d}",
+        registrar_ip=registrar_ip,
     )

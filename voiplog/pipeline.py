@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from voiplog.calls import CallSettings, CallTracker, EndReason, flow_key, new_stream
-from voiplog.cdr import CallRecord
+from voiplog.cdr import CallRecord, RegistrationRecord
 from voiplog.errors import ParseError
 from voiplog.packet import PROTO_TCP, PROTO_UDP, DecodeError, decode, format_ip
 from voiplog.rtp import looks_like_rtp
@@ -43,7 +43,8 @@ class PipelineStats:
     tcp: int = 0
     sip_messages: int = 0
     rtp_packets: int = 0
-    records: int = 0
+    records: int = 0  # call records
+    registrations: int = 0  # registration records
     sip_requests: Counter = field(default_factory=Counter)
     sip_responses: Counter = field(default_factory=Counter)
     dispositions: Counter = field(default_factory=Counter)
@@ -56,7 +57,7 @@ class Pipeline:
 
     def __init__(
         self,
-        emit: Callable[[CallRecord], None],
+        emit: Callable[[CallRecord | RegistrationRecord], None],
         *,
         sip_ports: Iterable[int] = DEFAULT_SIP_PORTS,
         call_settings: CallSettings | None = None,
@@ -265,9 +266,12 @@ class Pipeline:
         for record in self.tracker.take_records():
             self._write(record)
 
-    def _write(self, record: CallRecord) -> None:
-        self.stats.records += 1
-        self.stats.dispositions[record.disposition] += 1
+    def _write(self, record: CallRecord | RegistrationRecord) -> None:
+        if type(record) is RegistrationRecord:
+            self.stats.registrations += 1
+        else:
+            self.stats.records += 1
+            self.stats.dispositions[record.disposition] += 1
         self._emit(record)
 
     def finish(self, reason: EndReason = EndReason.END_OF_INPUT) -> None:

@@ -3,7 +3,10 @@
 For every capture: each Call-ID with an INVITE that Wireshark lists is one
 record with the disposition Wireshark's VoIP-calls state implies, and every RTP
 stream of `tshark -z rtp,streams` is on a record with the same packet and loss
-counts. Remaining differences are listed in KNOWN_DIFFERENCES with the reason.
+counts. Each Call-ID with a REGISTER request has registration records, and
+no others: their final statuses are among the REGISTER responses Wireshark
+counted, and a REGISTER answered 2xx gives a registration that says so.
+Remaining differences are listed in KNOWN_DIFFERENCES with the reason.
 """
 
 from __future__ import annotations
@@ -51,14 +54,20 @@ KNOWN_DIFFERENCES: dict[str, str] = {
         "the INVITE spans five TCP segments; TCP stream reassembly is not there yet, "
         "and a partial message is counted (sip.tcp_partial_message), never guessed at"
     ),
+    "suricata-verify__sip-tcp-method_sip-tcp.pcap": (
+        "the REGISTER spans two TCP segments (400 + 185 bytes, packets 4 and 6); "
+        "without TCP stream reassembly voiplog counts sip.tcp_partial_message and "
+        "has no registration for it, Wireshark reassembles the PDU"
+    ),
     "ipfixprobe__sip-sample.pcap": (
         "INVITE answered 401 and never sent again: the CDR contract calls that "
         "'unauthorized'; Wireshark keeps showing CALL SETUP"
     ),
     "nDPI__fuzz-2006-06-26-2594.pcap": (
-        "a fuzzed copy of aaa.pcap: its INVITE/CANCEL messages have corrupted start "
-        "lines, header names and CSeq methods; voiplog counts them as named parse "
-        "errors rather than build records from guessed fields, Wireshark reads on"
+        "a fuzzed copy of aaa.pcap: its INVITE/CANCEL/REGISTER messages have corrupted "
+        "start lines, header names, Via and CSeq (the four REGISTER Call-IDs Wireshark "
+        "lists are themselves corrupted); voiplog counts them as named parse errors "
+        "rather than build records from guessed fields, Wireshark reads on"
     ),
 }
 
@@ -75,7 +84,9 @@ def replay(path: Path) -> list[dict]:
 def differences(path: Path) -> list[str]:
     ref_dir = CORPUS / "reference"
     records = replay(path)
-    problems = []
+    registrations = [r for r in records if r["kind"] == "registration"]
+    records = [r for r in records if r["kind"] != "registration"]
+    problems = registration_differences(ref_dir, path, registrations)
     by_call_id: dict[str, list[dict]] = {}
     for rec in records:
         by_call_id.setdefault(rec["call_id"], []).append(rec)
@@ -121,6 +132,39 @@ def differences(path: Path) -> list[str]:
     for key in ours_streams:
         if key not in ref_keys:
             problems.append(f"stream {key}: voiplog has it, Wireshark does not")
+    return problems
+
+
+def registration_differences(ref_dir: Path, path: Path, registrations: list[dict]) -> list[str]:
+    problems = []
+    ref_calls = {
+        c.call_id: c
+        for c in read_calls(ref_dir / f"{path.name}.voip_calls.txt")
+        if c.methods.get("REGISTER", 0) > 0
+    }
+    by_call_id: dict[str, list[dict]] = {}
+    for rec in registrations:
+        by_call_id.setdefault(rec["call_id"], []).append(rec)
+    for call_id, ref in ref_calls.items():
+        ours = by_call_id.get(call_id)
+        if not ours:
+            problems.append(f"REGISTER {call_id}: Wireshark {ref.responses}, voiplog no record")
+            continue
+        finals = {
+            int(name.split()[0])
+            for name in ref.responses
+            if name.endswith(" REGISTER") and int(name.split()[0]) >= 200
+        }
+        statuses = {rec["status"] for rec in ours}
+        if not statuses - {None} <= finals:
+            problems.append(f"REGISTER {call_id}: Wireshark {sorted(finals)}, voiplog {statuses}")
+        if any(200 <= f < 300 for f in finals) and not any(
+            rec["result"] in ("registered", "unregistered") for rec in ours
+        ):
+            problems.append(f"REGISTER {call_id}: answered 2xx, voiplog {ours}")
+    for call_id in by_call_id:
+        if call_id not in ref_calls:
+            problems.append(f"REGISTER {call_id}: voiplog has a registration, Wireshark none")
     return problems
 
 

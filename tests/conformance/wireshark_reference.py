@@ -64,6 +64,10 @@ def _counts(details: str, label: str) -> dict[str, int]:
 def read_calls(path: Path) -> list[ReferenceCall]:
     calls = []
     for line in path.read_text(errors="replace").splitlines():
+        if "(no Call-ID) |" in line:
+            # A message without the mandatory Call-ID belongs to no call or
+            # registration; voiplog counts it as sip.missing_header.
+            continue
         m = _CALL.match(line)
         if m:
             details = m["details"]

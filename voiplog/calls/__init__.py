@@ -1,6 +1,7 @@
-"""Call tracking: SIP dialogs and their media, turned into call-detail records."""
+"""Call tracking: SIP dialogs and their media, and REGISTER bindings, turned into records."""
 
 from voiplog.calls._disposition import Disposition, judge
+from voiplog.calls._registrations import RegistrationTracker
 from voiplog.calls._settings import CallSettings
 from voiplog.calls._tracker import CallTracker, EndReason, MediaFlow, Side, flow_key, new_stream
 
@@ -10,6 +11,7 @@ __all__ = [
     "Disposition",
     "EndReason",
     "MediaFlow",
+    "RegistrationTracker",
     "Side",
     "flow_key",
     "judge",

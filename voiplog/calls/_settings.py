@@ -20,3 +20,9 @@ class CallSettings:
     # Media flows (5-tuples) attached to open calls, beyond this new flows are ignored
     # and counted.
     max_media_flows: int = 400_000
+    # A REGISTER with no final response, or challenged (401/407/423) and not sent
+    # again, is given up after this long: RFC 3261 Timer F, 64 * T1.
+    register_timeout_s: float = 32.0
+    # REGISTER transaction chains in progress beyond this are evicted (and written),
+    # least recently seen first.
+    max_open_registrations: int = 100_000

@@ -22,11 +22,20 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from voiplog.calls._disposition import Disposition, judge
+from voiplog.calls._registrations import CloseReason, RegistrationTracker
 from voiplog.calls._settings import CallSettings
-from voiplog.cdr import CallRecord, MediaStream, format_ts, make_uid
+from voiplog.cdr import CallRecord, MediaStream, RegistrationRecord, format_ts, make_uid
 from voiplog.errors import ParseError
 from voiplog.rtp import RtpStream, codec_for
-from voiplog.sip import SipMessage, parse_sdp, uri_user
+from voiplog.sip import (
+    SessionDescription,
+    SipMessage,
+    charging_icid,
+    parse_name_addr,
+    parse_sdp,
+    session_id,
+    uri_user,
+)
 
 _US = 1_000_000
 _PORTS = struct.Struct(">HH")
@@ -84,6 +93,42 @@ class _Hop(NamedTuple):
 
 
 @dataclass(slots=True)
+class _Hold:
+    """One side putting the other on hold (an offer with sendonly, inactive or 0.0.0.0)."""
+
+    by: Side
+    held_us: int
+    resumed_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Offer:
+    """An SDP offer of an answered call (re-INVITE or UPDATE) awaiting its answer."""
+
+    method: str
+    cseq: int
+    from_tag: str | None
+    by: Side
+    holding: bool
+    at_us: int
+
+
+@dataclass(slots=True)
+class _Refer:
+    """The last REFER of a call: who asked to transfer it, and to whom."""
+
+    by: Side
+    referred_to: str | None
+    referred_by: str | None
+    cseq: int
+    status: int | None = None
+
+
+# The correlation hints a record may carry, in the order they are written.
+_CORRELATION_KEYS = ("x_cid", "icid", "session_id", "session_id_remote")
+
+
+@dataclass(slots=True)
 class _Endpoint:
     """A media address:port announced in one side's SDP."""
 
@@ -129,6 +174,7 @@ class MediaFlow:
 
 class _Call:
     __slots__ = (
+        "answer_tag",
         "answered_us",
         "bye_us",
         "call_id",
@@ -139,6 +185,8 @@ class _Call:
         "caller_tag",
         "cancel_us",
         "challenged",
+        "correlation",
+        "early_sdp",
         "end_us",
         "ended_by",
         "endpoints",
@@ -148,10 +196,14 @@ class _Call:
         "flows",
         "from_uri",
         "heap_seq",
+        "holds",
         "invite_cseq",
         "last_sdp",
         "last_sip_us",
         "offered_not_rtp",
+        "other_answers",
+        "pending_offer",
+        "refer",
         "reinvites",
         "request_uri",
         "ringing_us",
@@ -178,7 +230,9 @@ class _Call:
         self.invite_cseq = 0
         self.caller_tag: str | None = None
         self.to_tags: set[str] = set()
-        self.reinvites: dict[int, Side] = {}  # in-dialog INVITE CSeq -> side that sent it
+        # In-dialog INVITEs, by (CSeq, From tag) as each side numbers its own
+        # requests -> the side that sent it.
+        self.reinvites: dict[tuple[int, str | None], Side] = {}
         self.flags: set[str] = set()
         self.endpoints: list[tuple[bytes, int]] = []
         self.flows: list[MediaFlow] = []
@@ -194,6 +248,14 @@ class _Call:
         self.to_uri: str | None = None
         self.request_uri: str | None = None
         self.user_agent: str | None = None
+        self.answer_tag: str | None = None  # To tag of the first 2xx: the dialog kept
+        # (To tag, status, time) of the 2xx of forks that answered after the first.
+        self.other_answers: list[tuple[str, int, int]] = []
+        self.early_sdp = False  # a provisional response carried SDP
+        self.holds: list[_Hold] = []
+        self.pending_offer: _Offer | None = None
+        self.refer: _Refer | None = None
+        self.correlation: dict[str, str] | None = None
 
     def last_activity_us(self) -> int:
         last = self.last_sip_us
@@ -204,8 +266,16 @@ class _Call:
         return last
 
 
+Record = CallRecord | RegistrationRecord
+
+
 class CallTracker:
-    """Tracks INVITE dialogs by Call-ID and yields one `CallRecord` per call."""
+    """Tracks INVITE dialogs by Call-ID and yields one `CallRecord` per call.
+
+    REGISTER transactions go to a `RegistrationTracker` kept alongside, whose
+    `RegistrationRecord`s come out of the same `expire`, `close_all` and
+    `take_records`.
+    """
 
     def __init__(
         self,
@@ -219,7 +289,7 @@ class CallTracker:
         self._calls: OrderedDict[str, _Call] = OrderedDict()
         self._heap: list[tuple[int, int, str]] = []
         self._seq = 0
-        self._done: list[CallRecord] = []
+        self._done: list[Record] = []
         # Media endpoints announced by SDP: (packed ip, port) -> endpoints, newest last.
         self._expected: dict[tuple[bytes, int], list[_Endpoint]] = {}
         # Flows attached to calls, by `flow_key`; the pipeline's RTP fast path
@@ -227,6 +297,7 @@ class CallTracker:
         self.flows: dict[bytes, MediaFlow] = {}
         # Bumped whenever `_expected` changes, so callers may cache misses.
         self.expect_generation = 0
+        self.registrations = RegistrationTracker(self.settings, classify, self._weird)
 
     # -- public API ----------------------------------------------------------
 
@@ -247,6 +318,14 @@ class CallTracker:
         """Feed one parsed SIP message seen at `ts_us`."""
         call_id = msg.call_id
         if call_id is None:
+            return
+        if msg.cseq_method == "REGISTER":
+            if msg.method is not None:
+                self.registrations.on_request(
+                    msg, ts_us, src_ip, src_port, dst_ip, dst_port, transport
+                )
+            else:
+                self.registrations.on_response(msg, ts_us)
             return
         if msg.method is not None:
             hop = _Hop(src_ip, src_port, dst_ip, dst_port, transport)
@@ -286,8 +365,9 @@ class CallTracker:
         chosen.call.flows.append(flow)
         return flow
 
-    def expire(self, now_us: int) -> list[CallRecord]:
-        """Close every call whose deadline has passed at packet time `now_us`."""
+    def expire(self, now_us: int) -> list[Record]:
+        """Close every call and registration whose deadline has passed at `now_us`."""
+        self._done += self.registrations.expire(now_us)
         heap = self._heap
         while heap and heap[0][0] <= now_us:
             _, seq, call_id = heapq.heappop(heap)
@@ -304,14 +384,17 @@ class CallTracker:
                 self._close(call, EndReason.TIMEOUT)
         return self.take_records()
 
-    def close_all(self, reason: EndReason = EndReason.END_OF_INPUT) -> list[CallRecord]:
-        """Close every open call (end of input, or daemon shutdown), oldest first."""
+    def close_all(self, reason: EndReason = EndReason.END_OF_INPUT) -> list[Record]:
+        """Close every open call (end of input, or daemon shutdown), oldest first,
+        then every REGISTER chain in progress."""
         for call in sorted(self._calls.values(), key=lambda c: (c.started_us, c.call_id)):
             self._close(call, None if call.end_us is not None else reason)
+        self._done += self.registrations.close_all(CloseReason(reason.value))
         return self.take_records()
 
-    def take_records(self) -> list[CallRecord]:
+    def take_records(self) -> list[Record]:
         done, self._done = self._done, []
+        done += self.registrations.take_records()
         return done
 
     # -- requests ------------------------------------------------------------
@@ -333,6 +416,10 @@ class CallTracker:
                 call.ended_by = Side.CALLER.value
                 self._mark_ending(call, ts_us)
         elif method == "BYE":
+            if self._other_fork(call, msg):
+                # The caller releasing a fork that answered after the first one
+                # did (RFC 3261 §13.2.2.4): this call goes on.
+                return
             if call.bye_us is None:
                 call.bye_us = ts_us
                 call.ended_by = sender.value
@@ -340,7 +427,15 @@ class CallTracker:
                     call.flags.add("bye_without_answer")
                 self._mark_ending(call, ts_us)
         elif method in ("ACK", "PRACK", "UPDATE") or (method == "INVITE" and msg.to and msg.to.tag):
-            self._take_sdp(call, msg, sender, ts_us, answer=method in ("ACK", "PRACK"))
+            sdp = self._take_sdp(call, msg, sender, ts_us, answer=method in ("ACK", "PRACK"))
+            offer = method == "INVITE" or method == "UPDATE"
+            if sdp is not None and offer and call.answered_us is not None:
+                # Taken into account once answered 2xx: a refused offer changes nothing.
+                call.pending_offer = _Offer(
+                    method, msg.cseq_num or 0, msg.from_tag, sender, _is_hold(sdp), ts_us
+                )
+        elif method == "REFER":
+            self._on_refer(call, msg, sender)
 
     def _on_invite(
         self, msg: SipMessage, call: _Call | None, call_id: str, ts_us: int, hop: _Hop
@@ -350,8 +445,9 @@ class CallTracker:
         if call is not None and in_dialog:
             # re-INVITE: remember who sent it so that its answer's SDP is put
             # on the right side.
-            if cseq not in call.reinvites:
-                call.reinvites[cseq] = self._request_sender(call, msg, hop)
+            key = (cseq, msg.from_.tag if msg.from_ else None)
+            if key not in call.reinvites:
+                call.reinvites[key] = self._request_sender(call, msg, hop)
                 call.flags.add("reinvite")
             return call
         if call is None:
@@ -401,6 +497,7 @@ class CallTracker:
         call.to_uri = msg.to.uri if msg.to else None
         call.request_uri = msg.request_uri
         call.user_agent = msg.get("user-agent")
+        self._note_correlation(call, msg, Side.CALLER)
         self._calls[call_id] = call
         self._take_sdp(call, msg, Side.CALLER, ts_us, answer=False)
         self._schedule(call, self._deadline(call))
@@ -415,12 +512,22 @@ class CallTracker:
         self._touch(call, ts_us)
         status = msg.status or 0
         cseq = msg.cseq_num
+        if status >= 200 and call.pending_offer is not None:
+            self._settle_offer(call, msg, status)
         if msg.cseq_method != "INVITE":
             if msg.cseq_method in ("PRACK", "UPDATE") and 200 <= status < 300:
                 self._take_sdp(call, msg, self._response_sender(call, msg), ts_us, answer=True)
+            elif msg.cseq_method == "REFER" and status >= 200:
+                refer = call.refer
+                if refer is not None and refer.cseq == cseq and refer.status is None:
+                    refer.status = status
+                    if status < 300:
+                        call.flags.add("transferred")
             return
-        if cseq != call.invite_cseq:
-            sent_by = call.reinvites.get(cseq) if cseq is not None else None
+        # A response carries the From tag of the request it answers: the callee's
+        # re-INVITE may well have the CSeq of the initial INVITE.
+        sent_by = call.reinvites.get((cseq or 0, msg.from_.tag if msg.from_ else None))
+        if sent_by is not None or cseq != call.invite_cseq:
             if sent_by is not None and 200 <= status < 300:
                 answerer = Side.CALLEE if sent_by is Side.CALLER else Side.CALLER
                 self._take_sdp(call, msg, answerer, ts_us, answer=True)
@@ -430,13 +537,25 @@ class CallTracker:
             call.to_tags.add(to_tag)
             if len(call.to_tags) > 1:
                 call.flags.add("forked")
+        if status > 100 and (
+            call.correlation is None or len(call.correlation) < len(_CORRELATION_KEYS)
+        ):
+            self._note_correlation(call, msg, Side.CALLEE)
         if status < 200:
             if status in (180, 183) and call.ringing_us is None:
                 call.ringing_us = ts_us
-            self._take_sdp(call, msg, Side.CALLEE, ts_us, answer=True)
+            if self._take_sdp(call, msg, Side.CALLEE, ts_us, answer=True) is not None:
+                call.early_sdp = True
             return
         if status < 300:
+            if call.answer_tag is not None and to_tag and to_tag != call.answer_tag:
+                # A second fork answered too: the first answer made the call; this
+                # one is noted, and its media is not the call's.
+                if all(t != to_tag for t, _, _ in call.other_answers):
+                    call.other_answers.append((to_tag, status, ts_us))
+                return
             if call.answered_us is None:
+                call.answer_tag = to_tag
                 call.answered_us = ts_us
                 call.final_status = status
                 call.final_us = ts_us
@@ -513,25 +632,28 @@ class CallTracker:
             ]
             heapq.heapify(heap)
 
-    def _take_sdp(self, call: _Call, msg: SipMessage, side: Side, ts_us: int, answer: bool) -> None:
+    def _take_sdp(
+        self, call: _Call, msg: SipMessage, side: Side, ts_us: int, answer: bool
+    ) -> SessionDescription | None:
         """Register the media endpoints of an SDP offer (`answer` False) or answer.
 
         RTP endpoints are expected from the moment they are announced. An
         endpoint that moves to something else (T.38 fax over UDPTL) stops being
         RTP only once an answer accepts the change, as RFC 3264 has it: a
-        rejected offer changes nothing.
+        rejected offer changes nothing. Returns the session description when it
+        is new from this side, None when there is none or nothing changed.
         """
         body = msg.sdp_body
         if not body:
-            return
+            return None
         if call.last_sdp.get(side) == body:
-            return  # a retransmission, or the same SDP once more: nothing changes
+            return None  # a retransmission, or the same SDP once more: nothing changes
         call.last_sdp[side] = body
         try:
             sdp = parse_sdp(body)
         except ParseError as exc:
             self._weird(exc.kind)
-            return
+            return None
         not_rtp: list[tuple[bytes, int]] = []
         for media in sdp.media:
             if media.port == 0 or not media.connection:
@@ -557,10 +679,90 @@ class CallTracker:
                 self.expect_generation += 1
         if not answer:
             call.offered_not_rtp = not_rtp
-            return
+            return sdp
         for key in (*call.offered_not_rtp, *not_rtp) if not_rtp else ():
             self._retire_endpoint(call, key)
         call.offered_not_rtp = []
+        return sdp
+
+    # -- call flows ----------------------------------------------------------
+
+    def _other_fork(self, call: _Call, msg: SipMessage) -> bool:
+        """Whether an in-dialog request belongs to another fork than the one that
+        answered first: it carries the tag of a fork seen answering and not the
+        first 2xx's To tag. (Looking at both tags also keeps apart the legs of a
+        B2BUA that reuses the Call-ID with a From tag of its own.)"""
+        answer_tag = call.answer_tag
+        if answer_tag is None:
+            return False
+        from_tag = msg.from_.tag if msg.from_ else None
+        to_tag = msg.to.tag if msg.to else None
+        if answer_tag in (to_tag, from_tag):
+            return False
+        return to_tag in call.to_tags or from_tag in call.to_tags
+
+    @staticmethod
+    def _settle_offer(call: _Call, msg: SipMessage, status: int) -> None:
+        """Follow hold and resume once the final answer to an offer of an answered
+        call comes: a 2xx makes the offer's hold or resume happen (at the offer's
+        time), anything else drops it."""
+        offer = call.pending_offer
+        if offer is None or (msg.cseq_method, msg.cseq_num, msg.from_tag) != (
+            offer.method,
+            offer.cseq,
+            offer.from_tag,
+        ):
+            return
+        call.pending_offer = None
+        if status >= 300:
+            return
+        current = None
+        for hold in reversed(call.holds):
+            if hold.by is offer.by and hold.resumed_us is None:
+                current = hold
+                break
+        if offer.holding and current is None:
+            call.holds.append(_Hold(offer.by, offer.at_us))
+            call.flags.add("hold")
+        elif not offer.holding and current is not None:
+            current.resumed_us = offer.at_us
+
+    @staticmethod
+    def _on_refer(call: _Call, msg: SipMessage, sender: Side) -> None:
+        cseq = msg.cseq_num or 0
+        if call.refer is not None and call.refer.cseq == cseq and call.refer.by is sender:
+            return  # a retransmission
+        referred_to = _uri_of(msg.get("refer-to"))
+        # Without a Referred-By (RFC 3892) the referrer is the REFER's sender.
+        referred_by = _uri_of(msg.get("referred-by")) or (msg.from_.uri if msg.from_ else None)
+        call.refer = _Refer(sender, referred_to, referred_by, cseq)
+
+    @staticmethod
+    def _note_correlation(call: _Call, msg: SipMessage, side: Side) -> None:
+        """Keep the hints that tie this leg to the other legs of a B2BUA: X-CID,
+        the IMS charging id (P-Charging-Vector icid-value) and the RFC 7989
+        Session-ID pair. The first value seen of each is kept."""
+        x_cid = msg.get("x-cid")
+        icid = charging_icid(msg.get("p-charging-vector"))
+        sid = session_id(msg.get("session-id"))
+        if not x_cid and icid is None and sid is None:
+            return
+        hints = call.correlation
+        if hints is None:
+            hints = call.correlation = {}
+        if x_cid:
+            hints.setdefault("x_cid", x_cid)
+        if icid is not None:
+            hints.setdefault("icid", icid)
+        if sid is not None:
+            # RFC 7989: each side sends its own UUID first and the other's as remote.
+            local, remote = sid
+            ours, theirs = ("session_id", "session_id_remote")
+            if side is Side.CALLEE:
+                ours, theirs = theirs, ours
+            hints.setdefault(ours, local)
+            if remote is not None:
+                hints.setdefault(theirs, remote)
 
     def _retire_endpoint(self, call: _Call, key: tuple[bytes, int]) -> None:
         endpoints = self._expected.get(key)
@@ -625,6 +827,9 @@ class CallTracker:
         directions = {(m.src_ip, m.src_port) for m in media}
         if media and len(directions) == 1:
             flags.add("one_way_media")
+        answered_at = format_ts(answered_us)
+        if call.early_sdp and media and (answered_at is None or media[0].first_at < answered_at):
+            flags.add("early_media")  # RTP flowed before the answer, on a 1xx's SDP
         subscriber_ip, direction, subscriber = self._classify(call.caller_ip, call.callee_ip)
         return CallRecord(
             uid=make_uid("sip", call.call_id, call.started_us, call.caller_ip, call.caller_port),
@@ -644,7 +849,7 @@ class CallTracker:
             direction=direction,
             started_at=format_ts(call.started_us),
             ringing_at=format_ts(call.ringing_us),
-            answered_at=format_ts(answered_us),
+            answered_at=answered_at,
             ended_at=format_ts(ended_us),
             duration_s=duration,
             setup_ms=setup_ms,
@@ -655,7 +860,35 @@ class CallTracker:
             media=media,
             flags=tuple(sorted(flags)),
             subscriber=subscriber,
+            extra=self._flow_details(call),
         )
+
+    @staticmethod
+    def _flow_details(call: _Call) -> dict:
+        """Keys beyond the contract, present only when the call had that flow."""
+        extra: dict = {}
+        if call.other_answers:
+            extra["other_answers"] = [
+                {"to_tag": tag, "status": status, "at": format_ts(at)}
+                for tag, status, at in call.other_answers
+            ]
+        if call.holds:
+            extra["holds"] = [
+                {
+                    "by": hold.by.value,
+                    "held_at": format_ts(hold.held_us),
+                    "resumed_at": format_ts(hold.resumed_us),
+                }
+                for hold in call.holds
+            ]
+        refer = call.refer
+        if refer is not None:
+            extra["referred_to"] = refer.referred_to
+            extra["referred_by"] = refer.referred_by
+            extra["transfer"] = {"by": refer.by.value, "status": refer.status}
+        if call.correlation:
+            extra["correlation"] = {key: call.correlation.get(key) for key in _CORRELATION_KEYS}
+        return extra
 
     @staticmethod
     def _media(call: _Call) -> tuple[MediaStream, ...]:
@@ -682,6 +915,27 @@ class CallTracker:
                 )
         streams.sort(key=lambda m: (m.first_at, m.src_ip, m.src_port, m.dst_ip, m.dst_port, m.ssrc))
         return tuple(streams)
+
+
+def _is_hold(sdp: SessionDescription) -> bool:
+    """Whether an offer puts the other side on hold: its audio is sendonly or
+    inactive, or sent to 0.0.0.0 (RFC 2543), as RFC 6337 §5.3 describes."""
+    streams = [m for m in sdp.media if m.port != 0 and m.media == "audio"]
+    if not streams:
+        streams = [m for m in sdp.media if m.port != 0]
+    return bool(streams) and all(
+        m.direction in ("sendonly", "inactive") or m.connection == "0.0.0.0" for m in streams
+    )
+
+
+def _uri_of(value: str | None) -> str | None:
+    """The URI of a name-addr header value (Refer-To, Referred-By), else None."""
+    if not value:
+        return None
+    try:
+        return parse_name_addr(value).uri
+    except ParseError:
+        return None
 
 
 def new_stream(flow: MediaFlow, ssrc: bytes, payload_type: int, fmt_ip: Callable) -> RtpStream:

@@ -1,5 +1,14 @@
-"""Call-detail records: the structure written for every call."""
+"""Call-detail records: the structure written for every call, and for every registration."""
 
 from voiplog.cdr.record import CONTRACT_VERSION, CallRecord, MediaStream, format_ts, make_uid
+from voiplog.cdr.registration import RegistrationRecord, RegistrationResult
 
-__all__ = ["CONTRACT_VERSION", "CallRecord", "MediaStream", "format_ts", "make_uid"]
+__all__ = [
+    "CONTRACT_VERSION",
+    "CallRecord",
+    "MediaStream",
+    "RegistrationRecord",
+    "RegistrationResult",
+    "format_ts",
+    "make_uid",
+]

@@ -25,6 +25,7 @@ def print_summary(stats: PipelineStats, corrupt_records: int, captures: tuple[st
         ("SIP messages", stats.sip_messages),
         ("RTP packets on calls", stats.rtp_packets),
         ("call records", stats.records),
+        ("registration records", stats.registrations),
     ):
         traffic.add_row(label, f"{value:,}")
     console.print(traffic)

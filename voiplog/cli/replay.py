@@ -56,7 +56,8 @@ def replay(
     progress: bool | None,
     summary: bool | None,
 ) -> None:
-    """Replay pcap/pcapng CAPTURE files (in the order given) and write their call records.
+    """Replay pcap/pcapng CAPTURE files (in the order given) and write their call and
+    registration records.
 
     Replaying the same input always gives the same records, byte for byte.
     """

@@ -1,4 +1,5 @@
-"""JSON lines: one CDR object per line, keys in contract order, byte-for-byte repeatable."""
+"""JSON lines: one record per line (a CDR or a registration), keys in contract order,
+byte-for-byte repeatable."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import BinaryIO
 
 import orjson
 
-from voiplog.cdr import CallRecord
+from voiplog.cdr import CallRecord, RegistrationRecord
 
 
 class JsonlSink:
@@ -19,7 +20,7 @@ class JsonlSink:
         self._out: BinaryIO = open(path, "wb") if self._owned else sys.stdout.buffer  # noqa: SIM115
         self.count = 0
 
-    def write(self, record: CallRecord) -> None:
+    def write(self, record: CallRecord | RegistrationRecord) -> None:
         self._out.write(orjson.dumps(record.to_dict()) + b"\n")
         self.count += 1
         if not self._owned:

@@ -8,6 +8,7 @@ problem for counting.
 """
 
 from voiplog.sip._errors import SdpParseError, SipParseError
+from voiplog.sip._headers import charging_icid, credentials_username, delta_seconds, session_id
 from voiplog.sip._message import (
     COMPACT_FORMS,
     LIST_HEADERS,
@@ -28,6 +29,7 @@ from voiplog.sip._sdp import (
 from voiplog.sip._uri import (
     NameAddr,
     parse_name_addr,
+    parse_params,
     percent_unescape,
     uri_host,
     uri_port,
@@ -48,11 +50,16 @@ __all__ = [
     "SipMessage",
     "SipParseError",
     "canonical_header_name",
+    "charging_icid",
+    "credentials_username",
+    "delta_seconds",
     "looks_like_sip",
     "parse_message",
     "parse_name_addr",
+    "parse_params",
     "parse_sdp",
     "percent_unescape",
+    "session_id",
     "split_stream",
     "uri_host",
     "uri_port",

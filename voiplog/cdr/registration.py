@@ -1,0 +1,90 @@
+"""The registration record: one REGISTER transaction chain, as written.
+
+A chain is a REGISTER, the 401/407 challenges it drew and the retries that
+answered them, up to the final response (or its absence): what an operator needs
+to prove later which subscriber IP was registered as which address of record,
+and when. The fields below are written in this order; the store's registration
+table has one column per field. Optional fields are ``None`` when unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from voiplog.cdr.record import CONTRACT_VERSION
+
+
+class RegistrationResult(StrEnum):
+    """The values of `RegistrationRecord.result`."""
+
+    REGISTERED = "registered"  # 2xx granting a binding
+    UNREGISTERED = "unregistered"  # 2xx to a request removing bindings (expiry 0)
+    CHALLENGED = "challenged"  # 401/407 never answered with credentials
+    FAILED = "failed"  # any other final failure (403, 404, 5xx, ...)
+    NO_RESPONSE = "no_response"  # no final response before the timeout or end of input
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationRecord:
+    """One REGISTER transaction chain (challenge and retry are one record)."""
+
+    uid: str  # stable id: same input, same uid
+    kind: str  # always "registration"
+    call_id: str  # Call-ID of the REGISTER
+    aor: str | None  # address of record: To URI without tag
+    user: str | None  # user part of the AoR, unescaped
+    contact_uri: str | None  # first Contact URI of the REGISTER
+    contact_ip: str | None  # host of that URI when it is an IP address
+    contact_port: int | None  # explicit port of that URI
+    source_ip: str  # packet source of the REGISTER
+    source_port: int
+    registrar_ip: str  # packet destination of the REGISTER
+    registrar_port: int
+    transport: str  # udp, tcp, tls, ws, wss, sctp
+    expires_s: int | None  # granted expiry of the contact, else the requested one
+    auth_user: str | None  # username of the (Proxy-)Authorization of the last REGISTER
+    user_agent: str | None  # User-Agent of the REGISTER
+    status: int | None  # final SIP status, None when none came
+    result: str  # see RegistrationResult
+    requested_at: str  # first REGISTER packet of the chain
+    answered_at: str | None  # final response
+    subscriber_ip: str | None  # the endpoint inside the POP's subscriber networks
+    direction: str | None  # outbound, inbound, internal, transit
+    subscriber: dict[str, Any] | None = None  # enrichment of the subscriber line
+    flags: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)  # keys beyond the fixed ones
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in a fixed order, extra keys after them."""
+        out: dict[str, Any] = {
+            "uid": self.uid,
+            "kind": self.kind,
+            "call_id": self.call_id,
+            "aor": self.aor,
+            "user": self.user,
+            "contact_uri": self.contact_uri,
+            "contact_ip": self.contact_ip,
+            "contact_port": self.contact_port,
+            "source_ip": self.source_ip,
+            "source_port": self.source_port,
+            "registrar_ip": self.registrar_ip,
+            "registrar_port": self.registrar_port,
+            "transport": self.transport,
+            "expires_s": self.expires_s,
+            "auth_user": self.auth_user,
+            "user_agent": self.user_agent,
+            "status": self.status,
+            "result": self.result,
+            "requested_at": self.requested_at,
+            "answered_at": self.answered_at,
+            "subscriber_ip": self.subscriber_ip,
+            "direction": self.direction,
+            "subscriber": self.subscriber,
+            "flags": list(self.flags),
+            "version": CONTRACT_VERSION,
+        }
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
+        return out
