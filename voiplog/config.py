@@ -55,6 +55,8 @@ class CallsConfig(_Strict):
     linger_s: float = Field(_CALL_DEFAULTS.linger_s, ge=0)
     max_open_calls: int = Field(_CALL_DEFAULTS.max_open_calls, ge=1)
     max_media_flows: int = Field(_CALL_DEFAULTS.max_media_flows, ge=1)
+    register_timeout_s: float = Field(_CALL_DEFAULTS.register_timeout_s, gt=0)
+    max_open_registrations: int = Field(_CALL_DEFAULTS.max_open_registrations, ge=1)
 
     def settings(self) -> CallSettings:
         return CallSettings(**self.model_dump())

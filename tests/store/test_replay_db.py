@@ -10,9 +10,9 @@ import psycopg2
 import pytest
 
 from tests.pcapwriter import write_pcap
-from tests.sipcraft import T0, make_dialog, sorted_frames
+from tests.sipcraft import T0, make_dialog, make_registration, sorted_frames
 from tests.store.conftest import query
-from voiplog.store.read import iter_records
+from voiplog.store.read import iter_records, iter_registrations
 
 pytestmark = pytest.mark.postgres
 
@@ -30,6 +30,14 @@ def _capture(tmp_path):
             d.response(start + 2_000_000, 486)
             d.ack(start + 2_010_000)
         dialogs.append(d)
+    for n in range(3):  # registrations, one challenged and retried
+        reg = make_registration(n + 1)
+        start = T0 + n * 5_000_000
+        reg.register(start, 1)
+        reg.reply(start + 20_000, 401, 1)
+        reg.register(start + 40_000, 2, auth_user=reg.user)
+        reg.reply(start + 60_000, 200, 2, contacts=[reg.default_contact() + ";expires=600"])
+        dialogs.append(reg)
     frames = sorted_frames(*dialogs)
     path = tmp_path / "calls.pcap"
     write_pcap(path, frames)
@@ -53,13 +61,14 @@ def test_replay_into_the_store_equals_jsonl_and_twice_changes_nothing(store_dsn,
     jsonl = _replay(path, tmp_path, env, "--store", "none", "--jsonl", "-")
     assert jsonl.returncode == 0, jsonl.stderr
     expected = [json.loads(line) for line in jsonl.stdout.splitlines()]
-    assert len(expected) == 12
+    assert len(expected) == 15
 
     first = _replay(path, tmp_path, env)  # --store db is the default
     assert first.returncode == 0, first.stderr
     with psycopg2.connect(store_dsn) as connection:
-        stored = list(iter_records(connection))
+        stored = list(iter_records(connection)) + list(iter_registrations(connection))
     assert sorted(stored, key=lambda r: r["uid"]) == sorted(expected, key=lambda r: r["uid"])
+    assert query(store_dsn, "SELECT count(*), min(result) FROM registration") == [(3, "registered")]
     before = query(store_dsn, "SELECT uid, stored_at, xmin::text FROM cdr ORDER BY uid")
 
     both = _replay(path, tmp_path, env, "--jsonl", str(tmp_path / "again.jsonl"))
