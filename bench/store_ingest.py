@@ -163,12 +163,16 @@ def bench_drop(dsn: str, records: int, day: dt.date) -> dict:
         cursor.execute("VACUUM ANALYZE" if False else "SELECT 1")
     cutoff = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
     engine = make_engine(dsn)
+    started = time.perf_counter()
     plan = purge.make_plan(engine, cutoff)
+    planned_s = time.perf_counter() - started
     started = time.perf_counter()
     done = purge.execute(engine, plan, os_user="bench")
     dropped_s = time.perf_counter() - started
     engine.dispose()
-    return {"drop_records": done.rows_dropped, "drop_s": dropped_s}
+    cdrs = sum(p.rows for p in done.partitions if p.table == "cdr" and p.day == day)
+    media = sum(p.rows for p in done.partitions if p.table == "cdr_media" and p.day == day)
+    return {"drop_cdrs": cdrs, "drop_media": media, "plan_s": planned_s, "drop_s": dropped_s}
 
 
 def main() -> None:
@@ -188,9 +192,12 @@ def main() -> None:
             f"drained into Postgres in {ingest['drain_s']:.2f} s: "
             f"{ingest['cdr_per_s']:,.0f} CDRs/s, {ingest['media_rows_per_s']:,.0f} media rows/s"
         )
-        drop = bench_drop(dsn, args.drop_records, dt.date(2026, 1, 11))
-        print(f"purge: dropped the day partitions of {drop['drop_records']:,} CDRs "
-              f"in {drop['drop_s']:.3f} s")  # fmt: skip
+        drop = bench_drop(dsn, args.drop_records, dt.date(2026, 1, 5))
+        print(
+            f"purge: a day of {drop['drop_cdrs']:,} CDRs and {drop['drop_media']:,} media rows: "
+            f"dry-run plan {drop['plan_s']:.3f} s, purge (re-check under lock, drop) "
+            f"{drop['drop_s']:.3f} s"
+        )
     finally:
         drop_database(args.dsn, name)
 
