@@ -160,10 +160,11 @@ def make_plan(engine: Engine, cutoff: dt.datetime) -> PurgePlan:
 def _plan(connection: Connection, cutoff: dt.datetime) -> PurgePlan:
     partitions = []
     to_hold = 0
+    holds = _count(connection, "SELECT count(*) FROM legal_hold WHERE released_at IS NULL")
     for table, name, day in _day_partitions(connection, cutoff):
         rows = _count(connection, f"SELECT count(*) FROM {name}")
         partitions.append(PartitionPlan(table, name, day, rows))
-        if table in ("cdr", "registration"):
+        if holds and table in ("cdr", "registration"):
             to_hold += _count(connection, _hold_sql(name, table))
     default_rows = {}
     for table, column in _TIME_COLUMN.items():
@@ -172,7 +173,7 @@ def _plan(connection: Connection, cutoff: dt.datetime) -> PurgePlan:
             f"SELECT count(*) FROM {table}_default WHERE {column} < :cutoff",
             cutoff=cutoff,
         )
-        if table != "cdr_media":
+        if holds and table != "cdr_media":
             to_hold += _count(
                 connection,
                 _hold_sql(f"{table}_default", table, f"AND c.{column} < :cutoff"),
@@ -196,7 +197,7 @@ def execute(engine: Engine, plan: PurgePlan, os_user: str) -> PurgePlan:
             connection.commit()
             for day in sorted({p.day for p in done.partitions}):
                 for part in (p for p in done.partitions if p.day == day):
-                    if part.table in ("cdr", "registration"):
+                    if done.to_hold and part.table in ("cdr", "registration"):
                         connection.execute(text(_hold_sql(part.name, part.table, insert=True)))
                 for part in (p for p in done.partitions if p.day == day):
                     connection.execute(text(f"DROP TABLE {part.name}"))
