@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import socket
 import threading
@@ -15,7 +16,7 @@ import pytest
 from tests.store._records import call, registration
 from tests.store.conftest import query
 from voiplog.store.read import iter_records, iter_registrations
-from voiplog.store.spool import Spool
+from voiplog.store.spool import Spool, iter_entries
 from voiplog.store.writer import StoreWriter
 
 pytestmark = pytest.mark.postgres
@@ -125,7 +126,7 @@ def test_a_day_made_later_takes_its_rows_out_of_the_default_partition(store_dsn,
     assert query(store_dsn, "SELECT count(*) FROM cdr_media_p20260101") == [(2,)]
 
 
-def test_bad_values_are_kept_aside_and_the_rest_is_stored(store_dsn, tmp_path):
+def test_values_no_column_can_take_are_kept_aside_and_the_rest_is_stored(store_dsn, tmp_path):
     writer = _writer(store_dsn, tmp_path)
     with writer:
         writer.put(call("2026-03-01T10:00:00Z", 0))
@@ -133,8 +134,31 @@ def test_bad_values_are_kept_aside_and_the_rest_is_stored(store_dsn, tmp_path):
         writer.put(call("2026-03-01T10:00:00Z", 2))
     assert query(store_dsn, "SELECT count(*) FROM cdr") == [(2,)]
     assert writer.records_rejected == 1
-    reasons = list((tmp_path / "spool" / "rejected").glob("*.reasons"))
-    assert "invalid input syntax for type inet" in reasons[0].read_text()
+    (kept,) = (tmp_path / "spool" / "rejected" / "unstorable.jsonl").read_text().splitlines()
+    kept = json.loads(kept)
+    assert kept["reason"] == "caller_ip: 'not-an-address' is not an IP address"
+    assert kept["record"]["call_id"] == "call-1@test"
+
+
+def test_rows_the_database_refuses_are_kept_aside_and_the_rest_is_stored(store_dsn, tmp_path):
+    from voiplog.store._ingest import render
+
+    good = render(call("2026-03-01T10:00:00Z", 0).to_dict(), None, None)
+    bad = bytearray(render(call("2026-03-01T10:00:00Z", 1).to_dict(), None, None))
+    bad[9:11] = (3).to_bytes(2, "big")  # the cdr row claims 3 fields
+    spool = Spool(tmp_path / "spool", fsync="never")
+    spool.append(good)
+    spool.append(bytes(bad))
+    spool.close()
+    writer = StoreWriter(store_dsn, spool, today=lambda: TODAY)
+    assert writer.close() == 0
+    assert query(store_dsn, "SELECT count(*) FROM cdr") == [(1,)]
+    assert writer.records_rejected == 1
+    rejected = tmp_path / "spool" / "rejected"
+    (reasons,) = rejected.glob("*.reasons")
+    assert reasons.read_text().startswith("record 2: ")
+    (entries,) = rejected.glob("*.entries")
+    assert list(iter_entries(entries.read_bytes())) == [bytes(bad)]
 
 
 class _Proxy:

@@ -1,21 +1,25 @@
-"""How records travel from the spool into the store: COPY rows, tagged by table.
+"""How records travel from the spool into the store: binary COPY rows, tagged by table.
 
-A record is rendered once, when it is spooled, into lines of Postgres COPY text
-format, each tagged with its table: ``c`` for `cdr`, ``m`` for each of its
-`cdr_media` streams, ``r`` for `registration`. Draining a segment is then pure
-byte moving: split by tag and COPY each table's rows (Postgres routes them to
-the day partitions). This keeps Python out of the drain and lets Postgres
-ingest at its own speed.
+A record is rendered once, when it is spooled, into rows in Postgres' binary
+COPY format, each framed with its table's tag (``c`` for `cdr`, ``m`` for each
+of its `cdr_media` streams, ``r`` for `registration`) and the UTC day of its
+partition. Draining a segment is then byte moving: rows are grouped by table
+and COPYed (Postgres routes them to the day partitions). Binary rows spare
+Postgres the parsing of times, addresses, numbers and arrays, which is a good
+part of what ingest costs.
 
 Idempotence: the tables' primary keys refuse a record stored before (a segment
 drained twice after a crash, a capture replayed twice). The fast path COPYs
 straight into the tables; on a unique violation the batch is redone through
 temporary staging tables with INSERT ... ON CONFLICT DO NOTHING, so that the
 records already there are skipped and the first write wins. Neither path reads
-a store table, so the insert-only writer role suffices.
+a store record, so the insert-only writer role suffices.
 """
 
 from __future__ import annotations
+
+import socket
+import struct
 
 import orjson
 
@@ -50,40 +54,119 @@ TABLES = {b"c": ("cdr", CDR_COLUMNS), b"m": ("cdr_media", MEDIA_COLUMNS), b"r": 
 
 NUL_FLAG = "nul_replaced"
 _NUL_STANDIN = "\u2400"  # SYMBOL FOR NULL: Postgres text and jsonb cannot hold NUL
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NUL_JSON = b"\\u0000"
+
+_PG_EPOCH_DAYS = 10_957  # 2000-01-01, Postgres' epoch, in days since 1970-01-01
+_DAY_US = 86_400_000_000
+_ROW = struct.Struct(">ciI")  # tag, UTC day (days since 1970-01-01), row length
+_I16 = struct.Struct(">h")
+_NULL = struct.pack(">i", -1)
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+COPY_TRAILER = _I16.pack(-1)
 
 
-def _array(values) -> str:
-    # A Postgres text[] literal; COPY escaping is applied to it afterwards.
-    items = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
-    return "{" + ",".join(items) + "}"
+class RenderError(ValueError):
+    """A record holds a value its column cannot take (named in the message)."""
 
 
-def _text(value: str) -> str:
-    if value.isprintable() and "\\" not in value:
-        return value  # the common case: nothing to escape
-    return value.translate(_ESCAPES)
+def _days(date_text: str) -> int:
+    return _date_days(int(date_text[:4]), int(date_text[5:7]), int(date_text[8:10]))
 
 
-def _json(value) -> str:
-    return _text(orjson.dumps(value).decode())
+def _date_days(year: int, month: int, day: int) -> int:
+    # Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146_097 + doe - 719_468
 
 
-_RENDER = {
-    str: _text,
-    int: repr,
-    float: repr,
-    bool: lambda v: "true" if v else "false",
-    type(None): lambda v: "\\N",
-    list: lambda v: _text(_array(v)),
-    tuple: lambda v: _text(_array(v)),
-    dict: _json,
-}
+def epoch_us(text: str) -> int:
+    """Microseconds since 1970 of a contract time ('2026-03-01T10:00:00.000001Z')."""
+    if len(text) != 27 or text[10] != "T" or text[26] != "Z":
+        raise RenderError(f"time {text!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    try:
+        seconds = int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
+        return (_days(text) * 86_400 + seconds) * 1_000_000 + int(text[20:26])
+    except ValueError:
+        raise RenderError(f"time {text!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ") from None
 
 
-def _field(value) -> str:
-    render = _RENDER.get(type(value))
-    return render(value) if render is not None else _json(value)
+def _text(value) -> bytes:
+    data = str(value).encode("utf-8", "surrogatepass")
+    return struct.pack(">i", len(data)) + data
+
+
+def _timestamp(value) -> bytes:
+    return struct.pack(">iq", 8, epoch_us(value) - _PG_EPOCH_DAYS * _DAY_US)
+
+
+def _inet(value) -> bytes:
+    try:
+        if ":" in value:
+            return struct.pack(">i4B", 20, 3, 128, 0, 16) + socket.inet_pton(socket.AF_INET6, value)
+        return struct.pack(">i4B", 8, 2, 32, 0, 4) + socket.inet_pton(socket.AF_INET, value)
+    except (OSError, TypeError):
+        raise RenderError(f"{value!r} is not an IP address") from None
+
+
+def _int2(value) -> bytes:
+    return struct.pack(">ih", 2, value)
+
+
+def _int4(value) -> bytes:
+    return struct.pack(">ii", 4, value)
+
+
+def _int8(value) -> bytes:
+    return struct.pack(">iq", 8, value)
+
+
+def _float8(value) -> bytes:
+    return struct.pack(">id", 8, value)
+
+
+def _text_array(values) -> bytes:
+    if not values:
+        return struct.pack(">iiii", 12, 0, 0, 25)
+    items = [str(v).encode("utf-8", "surrogatepass") for v in values]
+    body = struct.pack(">iiiii", 1, 0, 25, len(items), 1) + b"".join(
+        struct.pack(">i", len(item)) + item for item in items
+    )
+    return struct.pack(">i", len(body)) + body
+
+
+def _jsonb(value) -> bytes:
+    data = b"\x01" + orjson.dumps(value)
+    return struct.pack(">i", len(data)) + data
+
+
+_ENCODERS = {
+    "text": _text, "timestamptz": _timestamp, "inet": _inet, "smallint": _int2,
+    "integer": _int4, "bigint": _int8, "float8": _float8, "text[]": _text_array,
+    "jsonb": _jsonb,
+}  # fmt: skip
+
+
+def _encoders(columns):
+    return tuple(_ENCODERS[_TYPES.get(column, "text")] for column in columns)
+
+
+def _tuple(encoders, values, columns) -> bytes:
+    parts = [_I16.pack(len(values))]
+    for encode, value, column in zip(encoders, values, columns, strict=True):
+        if value is None:
+            parts.append(_NULL)
+            continue
+        try:
+            parts.append(encode(value))
+        except RenderError as exc:
+            raise RenderError(f"{column}: {exc}") from None
+        except (struct.error, TypeError, ValueError, OverflowError, orjson.JSONEncodeError):
+            raise RenderError(f"{column}: {value!r} does not fit the column") from None
+    return b"".join(parts)
 
 
 def _without_nul(value):
@@ -97,48 +180,63 @@ def _without_nul(value):
 
 
 def render(doc: dict, pop: str | None, sensor: str | None) -> bytes:
-    """The tagged COPY lines of one record (its contract dict)."""
-    text = _render(doc, pop, sensor)
-    if "\x00" in text:
+    """The framed binary COPY rows of one record (its contract dict).
+
+    Raises RenderError, naming the key, for a value its column cannot take.
+    """
+    if _NUL_JSON in orjson.dumps(doc):
         # NUL reaches text fields through SIP (%00 or a raw NUL byte). Postgres
         # cannot store it: it becomes U+2400 and the record's flags say so.
         doc = _without_nul(doc)
         doc["flags"] = [*doc.get("flags", ()), NUL_FLAG]
-        text = _render(doc, pop, sensor)
-    return text.encode()
-
-
-def _render(doc: dict, pop: str | None, sensor: str | None) -> str:
-    field = _field
     if doc.get("kind") == "registration":
         extra = {k: v for k, v in doc.items() if k not in _REGISTRATION_CONTRACT}
-        row = [doc.get(key) for key in REGISTRATION_KEYS]
-        return "r\t" + "\t".join([field(v) for v in row]) + "\t" + _tail(extra, pop, sensor)
+        values = [doc.get(key) for key in REGISTRATION_KEYS] + [extra, pop, sensor]
+        row = _tuple(_REGISTRATION_ENCODERS, values, REGISTRATION_COLUMNS)
+        return _ROW.pack(b"r", _row_day(doc.get("requested_at")), len(row)) + row
     extra = {k: v for k, v in doc.items() if k not in _CDR_CONTRACT}
-    row = [doc.get(key) for key in CDR_KEYS]
-    text = "c\t" + "\t".join([field(v) for v in row]) + "\t" + _tail(extra, pop, sensor)
-    media = doc.get("media")
-    if media:
-        head = f"m\t{field(doc['uid'])}\t{field(doc['started_at'])}\t"
-        for ordinal, stream in enumerate(media):
-            text += f"{head}{ordinal}\t" + "\t".join([field(stream.get(k)) for k in MEDIA_KEYS]) + "\n"  # fmt: skip
-    return text
+    values = [doc.get(key) for key in CDR_KEYS] + [extra, pop, sensor]
+    row = _tuple(_CDR_ENCODERS, values, CDR_COLUMNS)
+    day = _row_day(doc.get("started_at"))
+    out = [_ROW.pack(b"c", day, len(row)), row]
+    uid, started = doc.get("uid"), doc.get("started_at")
+    for ordinal, stream in enumerate(doc.get("media") or ()):
+        values = [uid, started, ordinal] + [stream.get(k) for k in MEDIA_KEYS]
+        row = _tuple(_MEDIA_ENCODERS, values, MEDIA_COLUMNS)
+        out += (_ROW.pack(b"m", day, len(row)), row)
+    return b"".join(out)
 
 
-def _tail(extra: dict, pop: str | None, sensor: str | None) -> str:
-    return f"{_json(extra) if extra else '{}'}\t{_field(pop)}\t{_field(sensor)}\n"
+def _row_day(started: str | None) -> int:
+    if not isinstance(started, str):
+        raise RenderError(f"no start time ({started!r})")
+    return epoch_us(started) // _DAY_US
 
 
-def split(data: bytes) -> dict[bytes, bytes]:
-    """A segment's lines grouped by table tag, tags removed: {b"c": rows, ...}."""
+def rows(record: bytes):
+    """(tag, day, row) of each row of a rendered record."""
+    offset, end = 0, len(record)
+    while offset < end:
+        tag, day, length = _ROW.unpack_from(record, offset)
+        offset += _ROW.size
+        yield tag, day, record[offset : offset + length]
+        offset += length
+
+
+def split(records) -> tuple[dict[bytes, bytes], set[int]]:
+    """Rendered records grouped into one binary COPY stream per table, and their days."""
     groups: dict[bytes, list[bytes]] = {b"c": [], b"m": [], b"r": []}
-    for line in data.splitlines(keepends=True):
-        groups[line[:1]].append(line[2:])
-    return {tag: b"".join(lines) for tag, lines in groups.items() if lines}
+    days: set[int] = set()
+    for record in records:
+        for tag, day, row in rows(record):
+            groups[tag].append(row)
+            days.add(day)
+    streams = {tag: COPY_HEADER + b"".join(parts) + COPY_TRAILER for tag, parts in groups.items() if parts}  # fmt: skip
+    return streams, days
 
 
 def copy_sql(table: str, columns) -> str:
-    return f"COPY {table} ({', '.join(_q(c) for c in columns)}) FROM STDIN"
+    return f"COPY {table} ({', '.join(_q(c) for c in columns)}) FROM STDIN WITH (FORMAT binary)"
 
 
 def _q(name: str) -> str:
@@ -187,3 +285,8 @@ INSERT INTO cdr_media ({media})
 SELECT DISTINCT ON (m.uid, m.started_at, m.ordinal) {", ".join("m." + _q(c) for c in MEDIA_COLUMNS)}
 FROM stage_cdr_media m JOIN new ON new.uid = m.uid AND new.started_at = m.started_at
 """
+
+
+_CDR_ENCODERS = _encoders(CDR_COLUMNS)
+_MEDIA_ENCODERS = _encoders(MEDIA_COLUMNS)
+_REGISTRATION_ENCODERS = _encoders(REGISTRATION_COLUMNS)

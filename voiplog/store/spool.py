@@ -1,14 +1,15 @@
 """The durable local spool between the pipeline and Postgres.
 
-Records are appended as contract JSON lines to the open segment file and count
-as taken once that file is fsynced (per the fsync policy). Full segments are
+Each record is appended to the open segment file as one entry (its length, a
+CRC-32 and the record's bytes) and counts as taken once that file is fsynced
+(per the fsync policy). Full segments are
 sealed (fsynced, renamed ``.ready``) and drained into Postgres oldest first; a
 segment is deleted only after the transaction holding its records committed.
 With Postgres down or slow, segments pile up on disk up to a configured size:
 a loud warning near the bound, and at the bound `append` waits for room
 rather than drop anything. After a crash, the open segment is sealed on the
-next start; a last line cut short (never fsynced, so never taken) is dropped
-with a warning.
+next start; an entry cut short or damaged at its end (never fsynced, so never
+taken) is dropped with a warning naming the file and byte offset.
 
 Policies: ``always`` fsyncs every record before `append` returns; ``batch``
 (default) fsyncs at the latest `fsync_interval_s` after a record was appended,
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +35,7 @@ _OPEN = ".open"
 _READY = ".ready"
 _WARN_FRACTION = 0.8
 _WARN_EVERY_S = 30.0
+_ENTRY = struct.Struct(">II")  # length, CRC-32 of the record bytes
 
 
 class SpoolFullError(Exception):
@@ -69,8 +73,9 @@ class Spool:
 
     # -- writer side ---------------------------------------------------------
 
-    def append(self, line: bytes, timeout_s: float | None = None) -> None:
-        """Append one record line (ending in a newline); waits while the spool is full."""
+    def append(self, record: bytes, timeout_s: float | None = None) -> None:
+        """Append one record; waits while the spool is full."""
+        line = frame(record)
         with self._lock:
             deadline = None if timeout_s is None else time.monotonic() + timeout_s
             while self._bytes + len(line) > self.max_bytes:
@@ -140,20 +145,13 @@ class Spool:
         return self._bytes
 
     def pending_records(self) -> int:
-        """Records spooled and not yet stored (for reports, not the hot path).
-
-        A record is one line tagged c (call) or r (registration); its media
-        lines (m) follow it.
-        """
+        """Records spooled and not yet stored (for reports, not the hot path)."""
         with self._lock:
             if self._file is not None:
                 self._file.flush()
             total = 0
             for path in self._segments(_READY) + self._segments(_OPEN):
-                data = path.read_bytes()
-                total += (
-                    data.count(b"\nc\t") + data.count(b"\nr\t") + (data[:2] in (b"c\t", b"r\t"))
-                )
+                total += sum(1 for _ in iter_entries(path.read_bytes()))
             return total
 
     # -- internals -----------------------------------------------------------
@@ -190,12 +188,14 @@ class Spool:
     def _recover(self) -> None:
         for path in self._segments(_OPEN):
             data = path.read_bytes()
-            cut = data.rfind(b"\n") + 1
+            cut = _intact_length(data)
             if cut < len(data):
                 log.warning(
-                    "spool %s: dropping an incomplete last line of %d bytes (never acknowledged)",
+                    "spool %s: dropping %d bytes from byte %d on, an entry cut short or damaged "
+                    "(never acknowledged)",
                     path,
                     len(data) - cut,
+                    cut,
                 )
                 with open(path, "r+b") as f:
                     f.truncate(cut)
@@ -228,6 +228,26 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def iter_lines(segment: Path) -> Iterator[bytes]:
-    with open(segment, "rb") as f:
-        yield from f
+def frame(record: bytes) -> bytes:
+    """A record as a spool entry: length, CRC-32, bytes."""
+    return _ENTRY.pack(len(record), zlib.crc32(record)) + record
+
+
+def iter_entries(data: bytes) -> Iterator[bytes]:
+    """The records of a segment's bytes, up to the first entry cut short or damaged."""
+    offset, end = 0, len(data)
+    while offset + _ENTRY.size <= end:
+        length, crc = _ENTRY.unpack_from(data, offset)
+        start = offset + _ENTRY.size
+        record = data[start : start + length]
+        if len(record) < length or zlib.crc32(record) != crc:
+            return
+        yield record
+        offset = start + length
+
+
+def _intact_length(data: bytes) -> int:
+    offset = 0
+    for record in iter_entries(data):
+        offset += _ENTRY.size + len(record)
+    return offset

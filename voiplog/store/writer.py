@@ -9,10 +9,11 @@ parallel. A segment leaves the spool only after its transaction committed, so
 a crash at any point leaves each record either stored or still spooled, and
 draining it again stores nothing twice.
 
-Postgres unreachable: the drainer backs off (up to 30 s between attempts) and
-the spool grows; nothing is dropped. A segment Postgres refuses as data (a
-value out of range, say) is split: good lines are stored, each refused line is
-kept in ``rejected/`` next to the spool with the reason, and logged.
+Postgres unreachable (or refusing for a reason that is not the data, such as a
+missing privilege): the drainers back off (up to 30 s between attempts) and
+the spool grows; nothing is dropped. A segment Postgres refuses as data is
+split: good records are stored, each refused one is kept in ``rejected/`` next
+to the spool (as spool entries, with the reason beside them) and logged.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from collections.abc import Iterable
 from io import BytesIO
 from pathlib import Path
 
+import orjson
 import psycopg2
 
 from voiplog.store import _ingest
 from voiplog.store.database import connect, describe
-from voiplog.store.spool import Spool
+from voiplog.store.spool import Spool, frame, iter_entries
 
 log = logging.getLogger("voiplog.store")
 
@@ -39,15 +41,6 @@ _MAX_BACKOFF_S = 30.0
 # other database error (a missing privilege, a schema changed underneath) is
 # the store's problem, not the record's: the segment stays spooled.
 _REFUSED_AS_DATA = (psycopg2.DataError, psycopg2.IntegrityError)
-
-
-def segment_days(data: bytes) -> set[str]:
-    """The UTC days (YYYY-MM-DD) of the partitions a segment's rows go to."""
-    days = set()
-    for line in data.splitlines():
-        first = line.find(b"\t", 2)
-        days.add(line[first + 1 : first + 11].decode("ascii", "replace"))
-    return days
 
 
 class _Link:
@@ -102,9 +95,32 @@ class StoreWriter:
         self.put_dict(record.to_dict())
 
     def put_dict(self, doc: dict) -> None:
-        """Spool a record given as its contract dict."""
-        self.spool.append(_ingest.render(doc, self.pop, self.sensor))
+        """Spool a record given as its contract dict.
+
+        A record that cannot be stored (a value its column cannot take) is kept
+        as its JSON line in ``rejected/`` next to the spool, and logged.
+        """
+        try:
+            rendered = _ingest.render(doc, self.pop, self.sensor)
+        except _ingest.RenderError as exc:
+            self._reject_json(doc, str(exc))
+            return
+        self.spool.append(rendered)
         self.records_put += 1
+
+    def _reject_json(self, doc: dict, reason: str) -> None:
+        rejected_dir = self.spool.directory / "rejected"
+        rejected_dir.mkdir(exist_ok=True, mode=0o700)
+        with open(rejected_dir / "unstorable.jsonl", "ab") as kept:
+            kept.write(orjson.dumps({"reason": reason, "record": doc}, default=str) + b"\n")
+        with self._lock:
+            self.records_rejected += 1
+        log.error(
+            "record %s cannot be stored (%s); kept in %s",
+            doc.get("uid"),
+            reason,
+            rejected_dir / "unstorable.jsonl",
+        )
 
     @property
     def healthy(self) -> bool:
@@ -256,11 +272,11 @@ class StoreWriter:
             self._days.update(wanted)
 
     def _store_segment(self, link: _Link, segment: Path) -> None:
-        data = segment.read_bytes()
+        records = list(iter_entries(segment.read_bytes()))
         connection = self._connect(link)
-        self._ensure_days(connection, segment_days(data))
         started = time.perf_counter()
-        groups = _ingest.split(data)
+        groups, days = _ingest.split(records)
+        self._ensure_days(connection, (_day_text(day) for day in days))
         try:
             self._copy(connection, groups)
         except psycopg2.errors.UniqueViolation:
@@ -270,15 +286,14 @@ class StoreWriter:
                 self._merge(connection, groups)
             except _REFUSED_AS_DATA as exc:
                 connection.rollback()
-                self._store_one_by_one(connection, segment, data, exc)
+                self._store_one_by_one(connection, segment, records, exc)
         except _REFUSED_AS_DATA as exc:
             connection.rollback()
-            self._store_one_by_one(connection, segment, data, exc)
+            self._store_one_by_one(connection, segment, records, exc)
         elapsed = time.perf_counter() - started
-        stored = data.count(b"\nc\t") + data.count(b"\nr\t") + (data[:2] in (b"c\t", b"r\t"))
         with self._lock:
             self.last_batch_s = elapsed
-            self.records_stored += stored
+            self.records_stored += len(records)
 
     @staticmethod
     def _copy(connection, groups: dict[bytes, bytes]) -> None:
@@ -302,22 +317,24 @@ class StoreWriter:
                         cursor.execute(merge)
         connection.commit()
 
-    def _store_one_by_one(self, connection, segment: Path, data: bytes, exc: Exception) -> None:
+    def _store_one_by_one(self, connection, segment: Path, records, exc: Exception) -> None:
         log.warning(
             "spool segment %s refused as a whole (%s); storing its records one by one",
             segment.name,
             str(exc).strip().splitlines()[0],
         )
         rejected_dir = self.spool.directory / "rejected"
-        for number, record in enumerate(_records(data), 1):
+        for number, record in enumerate(records, 1):
             try:
-                self._merge(connection, _ingest.split(record))
+                self._merge(connection, _ingest.split([record])[0])
             except _REFUSED_AS_DATA as error:
                 connection.rollback()
                 reason = str(error).strip().splitlines()[0]
                 rejected_dir.mkdir(exist_ok=True, mode=0o700)
-                with open(rejected_dir / f"{segment.stem}.rows", "ab") as kept:
-                    kept.write(record)
+                # Kept as spool entries: once the cause is fixed, the file can be
+                # moved back into the spool as seg-<anything>.ready to retry.
+                with open(rejected_dir / f"{segment.stem}.entries", "ab") as kept:
+                    kept.write(frame(record))
                 with open(rejected_dir / f"{segment.stem}.reasons", "a") as why:
                     why.write(f"record {number}: {reason}\n")
                 with self._lock:
@@ -331,12 +348,5 @@ class StoreWriter:
                 )
 
 
-def _records(data: bytes) -> list[bytes]:
-    """A segment cut into records: a c or r line with the m lines that follow it."""
-    records: list[bytes] = []
-    for line in data.splitlines(keepends=True):
-        if line.startswith(b"m\t") and records:
-            records[-1] += line
-        else:
-            records.append(line)
-    return records
+def _day_text(day: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
