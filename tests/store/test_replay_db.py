@@ -45,8 +45,10 @@ def _capture(tmp_path):
 
 
 def _replay(path, tmp_path, env, *extra):
+    options = [e for e in extra if e in ("--log-level", "info")]
+    extra = [e for e in extra if e not in options]
     return subprocess.run(
-        [sys.executable, "-m", "voiplog", "replay", str(path), "--no-progress", *extra],
+        [sys.executable, "-m", "voiplog", *options, "replay", str(path), "--no-progress", *extra],
         capture_output=True,
         env=env,
         check=False,
@@ -78,15 +80,56 @@ def test_replay_into_the_store_equals_jsonl_and_twice_changes_nothing(store_dsn,
     assert again == expected
 
 
-def test_a_database_that_cannot_be_reached_keeps_the_records_spooled(store_dsn, tmp_path):
+def test_database_unreachable_mid_replay_then_back_every_record_lands_once(store_dsn, tmp_path):
     import os
+    import threading
+
+    from tests.store.test_writer import _Proxy
 
     path = _capture(tmp_path)
+    params = psycopg2.extensions.parse_dsn(store_dsn)
+    proxy = _Proxy(int(params.get("port", 5432)))
+    # The schema check at start goes through; then the database is away for 3 s.
+    proxy.accept_only = 1
+    threading.Timer(3.0, proxy.restore).start()
+    params.update(host="127.0.0.1", port=str(proxy.port))
     env = {
+        **os.environ,
+        "VOIPLOG_DATABASE_URL": " ".join(f"{k}={v}" for k, v in params.items()),
+        "VOIPLOG_STORE__SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    try:
+        result = _replay(path, tmp_path, env, "--log-level", "info")
+    finally:
+        proxy.close()
+    assert result.returncode == 0, result.stderr
+    assert b"unusable" in result.stderr and b"is back" in result.stderr
+    assert query(store_dsn, "SELECT count(*), count(DISTINCT uid) FROM cdr") == [(12, 12)]
+    assert query(store_dsn, "SELECT count(*) FROM registration") == [(3,)]
+
+
+def test_records_wait_in_the_spool_for_a_database_down_at_start(store_dsn, tmp_path):
+    import os
+
+    from click.testing import CliRunner
+
+    from voiplog.cli.main import cli
+
+    path = _capture(tmp_path)
+    down = {
         **os.environ,
         "VOIPLOG_DATABASE_URL": "host=127.0.0.1 port=1 dbname=x user=x",
         "VOIPLOG_STORE__SPOOL_DIR": str(tmp_path / "spool"),
+        "VOIPLOG_STORE__DRAIN_TIMEOUT_S": "0.5",
     }
-    result = _replay(path, tmp_path, env)
+    result = _replay(path, tmp_path, down)
     assert result.returncode == 1
     assert b"cannot connect to database" in result.stderr
+    assert b"15 records are kept in the spool" in result.stderr
+    # Back: `voiplog db drain` stores them, once.
+    env = {"VOIPLOG_DATABASE_URL": store_dsn, "VOIPLOG_STORE__SPOOL_DIR": str(tmp_path / "spool")}
+    result = CliRunner().invoke(cli, ["db", "drain"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "15 records stored, 0 left" in result.output
+    assert query(store_dsn, "SELECT count(*) FROM cdr") == [(12,)]
+    assert query(store_dsn, "SELECT count(*) FROM registration") == [(3,)]

@@ -169,6 +169,8 @@ class _Proxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.up = True
+        self.accept_only = None  # accept this many clients, refuse the rest until restored
+        self.accepted = 0
         self.pairs: list[tuple[socket.socket, socket.socket]] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -178,16 +180,18 @@ class _Proxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.accept_only is not None and self.accepted >= self.accept_only:
+                self.up, self.accept_only = False, None
             if not self.up:
                 client.close()
                 continue
+            self.accepted += 1
             server = socket.create_connection(self.target)
             self.pairs.append((client, server))
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
+    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
         try:
             while data := a.recv(65536):
                 b.sendall(data)

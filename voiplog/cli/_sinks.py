@@ -51,7 +51,7 @@ def _open_store_writer(stack: ExitStack, config_path: str | None) -> Emit:
     from voiplog.store.spool import Spool
     from voiplog.store.writer import StoreWriter
 
-    handle = stack.enter_context(open_store(config_path))
+    handle = stack.enter_context(open_store(config_path, spool_if_down=True))
     cfg = handle.config.store
     directory = stack.enter_context(locked_spool_dir(handle.config))
     spool = Spool(

@@ -34,12 +34,16 @@ def load_pop_config(config_path: str | None):
 
 
 @contextlib.contextmanager
-def open_store(config_path: str | None, *, require_schema: bool = True) -> Iterator[StoreHandle]:
+def open_store(
+    config_path: str | None, *, require_schema: bool = True, spool_if_down: bool = False
+) -> Iterator[StoreHandle]:
     """The store the POP config names (or the embedded one), checked and ready.
 
     Exit 2 when the configuration is invalid or the schema is not the one this
     version writes (the message names the command that fixes it); exit 1 when
-    the database cannot be reached or the embedded server cannot start.
+    the database cannot be reached or the embedded server cannot start, except
+    with `spool_if_down`: records are then spooled, and stored (after the same
+    schema check) once the database is back.
     """
     import psycopg2
     from sqlalchemy.exc import OperationalError
@@ -75,8 +79,14 @@ def open_store(config_path: str | None, *, require_schema: bool = True) -> Itera
             raise SystemExit(2) from None
         except (OperationalError, psycopg2.OperationalError) as exc:
             reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-            click.echo(f"voiplog: cannot connect to {where}: {reason}", err=True)
-            raise SystemExit(1) from None
+            if not spool_if_down or embedded:
+                click.echo(f"voiplog: cannot connect to {where}: {reason}", err=True)
+                raise SystemExit(1) from None
+            log.error(
+                "cannot connect to %s (%s); records are spooled and stored once it is back",
+                where,
+                reason,
+            )
         yield StoreHandle(dsn, engine, cfg, embedded)
 
 

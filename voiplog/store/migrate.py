@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-import voiplog.migrations
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
+# Alembic narrates every step at INFO, from its import on; voiplog's own
+# messages say what matters.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
-from voiplog.store.errors import SchemaBehindError
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from alembic.runtime.migration import MigrationContext  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+
+import voiplog.migrations  # noqa: E402
+from voiplog.store.errors import SchemaBehindError  # noqa: E402
 
 
 def _config(connection=None) -> Config:

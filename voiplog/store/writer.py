@@ -30,8 +30,9 @@ from pathlib import Path
 import orjson
 import psycopg2
 
-from voiplog.store import _ingest
+from voiplog.store import _ingest, migrate
 from voiplog.store.database import connect, describe
+from voiplog.store.errors import SchemaBehindError
 from voiplog.store.spool import Spool, frame, iter_entries
 
 log = logging.getLogger("voiplog.store")
@@ -191,7 +192,7 @@ class StoreWriter:
         try:
             try:
                 self._store_segment(link, segment)
-            except psycopg2.Error as exc:
+            except (psycopg2.Error, SchemaBehindError) as exc:
                 self._outage(link, exc)
                 return False
             self.spool.remove(segment)
@@ -225,9 +226,33 @@ class StoreWriter:
 
     def _connect(self, link: _Link):
         if link.connection is None or link.connection.closed:
-            link.connection = connect(self.dsn)
-            self._ensure_days(link.connection, self._window_days(), force=True)
+            connection = connect(self.dsn)
+            try:
+                self._check_schema(connection)
+                self._ensure_days(connection, self._window_days(), force=True)
+            except Exception:
+                connection.close()
+                raise
+            link.connection = connection
         return link.connection
+
+    def _check_schema(self, connection) -> None:
+        # Checked on every new connection: the database may have been swapped
+        # or migrated while records waited in the spool.
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute("SELECT version_num FROM alembic_version")
+                row = cursor.fetchone()
+            except psycopg2.errors.UndefinedTable:
+                row = None
+        connection.rollback()
+        wanted = migrate.head()
+        if row is None or row[0] != wanted:
+            raise SchemaBehindError(
+                f"database {describe(self.dsn)}: schema at revision "
+                f"{row[0] if row else 'none'}, this voiplog writes {wanted}; "
+                "run `voiplog db upgrade`"
+            )
 
     @staticmethod
     def _disconnect(link: _Link) -> None:
