@@ -1,6 +1,7 @@
 """The packet pipeline: frames in, call-detail records out.
 
-Frame -> decode -> (RTP of a known flow | SIP | candidate RTP) -> call tracker.
+Frame -> decode -> (RTP of a known flow | SIP | candidate RTP) -> call tracker;
+UDP that no SDP announced and TLS that may carry SIP -> flow classifier.
 This loop runs once per packet, so it is written for speed: the RTP of flows
 already attached to a call (most of the traffic) is handled with one dict
 lookup on the 5-tuple and one on the SSRC, before anything else is tried.
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from voiplog.calls import CallSettings, CallTracker, EndReason, flow_key, new_stream
 from voiplog.cdr import CallRecord
 from voiplog.errors import ParseError
+from voiplog.flows import FlowClassifier, FlowSettings, looks_like_tls
 from voiplog.packet import PROTO_TCP, PROTO_UDP, DecodeError, decode, format_ip
 from voiplog.rtp import looks_like_rtp
 from voiplog.sip import looks_like_sip, parse_message, split_stream
@@ -62,6 +64,7 @@ class Pipeline:
         call_settings: CallSettings | None = None,
         classify=None,
         on_parse_error: Callable[[int, ParseError], None] | None = None,
+        flow_settings: FlowSettings | None = None,
     ) -> None:
         """`on_parse_error(packet_number, error)` hears of every unreadable packet;
         packets are numbered from 1 across everything this pipeline is fed."""
@@ -72,6 +75,14 @@ class Pipeline:
         self.sip_ports = frozenset(sip_ports)
         kwargs = {"classify": classify} if classify is not None else {}
         self.tracker = CallTracker(call_settings, on_weird=self._count_weird, **kwargs)
+        # UDP that no SDP announced and TLS that may carry SIP go to the flow
+        # classifier, for media and encrypted session records (None: disabled).
+        flow_settings = flow_settings or FlowSettings()
+        self.classifier = (
+            FlowClassifier(flow_settings, on_weird=self._count_weird, **kwargs)
+            if flow_settings.enabled
+            else None
+        )
         self._next_expire_us = 0
         self._now_us = 0
         # RTP-looking flows that matched no SDP, with the expectation generation
@@ -98,6 +109,7 @@ class Pipeline:
         flows = tracker.flows
         sip_ports = self.sip_ports
         unmatched = self._unmatched
+        classifier = self.classifier
         fast_fields = _FAST_FIELDS.unpack_from
         next_expire = self._next_expire_us
         now = self._now_us
@@ -182,6 +194,8 @@ class Pipeline:
                     generation = tracker.expect_generation
                     if unmatched.get(key) == generation:
                         weird["rtp.unmatched"] += 1
+                        if classifier is not None:
+                            self._write_all(classifier.feed_udp(ts, *datagram[1:]))
                         continue
                     flow = tracker.match_flow(src, sport, dst, dport)
                     if flow is None:
@@ -189,14 +203,23 @@ class Pipeline:
                             unmatched.clear()
                         unmatched[key] = generation
                         weird["rtp.unmatched"] += 1
+                        if classifier is not None:
+                            self._write_all(classifier.feed_udp(ts, *datagram[1:]))
                         continue
+                    if classifier is not None:
+                        classifier.claim(src, sport, dst, dport)
                     unmatched.pop(key, None)
                     ssrc = payload[8:12]
                     new_stream(flow, ssrc, payload[1] & 0x7F, format_ip).add(ts, payload)
                     rtp += 1
+                elif flow is None and classifier is not None and payload:
+                    # STUN, DTLS, TURN ChannelData, RTCP: the classifier's to judge.
+                    self._write_all(classifier.feed_udp(ts, *datagram[1:]))
             elif proto == PROTO_TCP:
                 stats.tcp += 1
-                if payload and (
+                if classifier is not None and looks_like_tls(payload):
+                    self._write_all(classifier.feed_tcp(ts, *datagram[1:]))
+                elif payload and (
                     sport in sip_ports or dport in sip_ports or looks_like_sip(payload)
                 ):
                     self._sip_stream_segment(ts, src, sport, dst, dport, payload)
@@ -260,9 +283,15 @@ class Pipeline:
     def _expire(self, now_us: int) -> None:
         for record in self.tracker.expire(now_us):
             self._write(record)
+        if self.classifier is not None:
+            self._write_all(self.classifier.expire(now_us))
 
     def _drain(self) -> None:
         for record in self.tracker.take_records():
+            self._write(record)
+
+    def _write_all(self, records: Iterable[CallRecord]) -> None:
+        for record in records:
             self._write(record)
 
     def _write(self, record: CallRecord) -> None:
@@ -275,3 +304,5 @@ class Pipeline:
         self._expire(self._now_us)
         for record in self.tracker.close_all(reason):
             self._write(record)
+        if self.classifier is not None:
+            self._write_all(self.classifier.close_all(reason))
