@@ -220,6 +220,12 @@ class FlowClassifier:
             if ts_us - session.last_us > self._gap_us:
                 self._close_udp(session, None)
                 entry = None
+        if entry is None and sport & dport & 1 and 200 <= payload[1] <= 207:
+            # RTCP on the odd ports next to the RTP ones (RFC 3550 section 11)
+            # belongs to the RTP session, if there is one.
+            entry = self._by_key.get(flow_key(src, sport - 1, dst, dport - 1))
+            if entry is not None and ts_us - entry[0].last_us > self._gap_us:
+                entry = None
         if entry is None:
             if not _may_start_session(payload):
                 return self._take() if self._done else _NO_RECORDS
@@ -235,6 +241,7 @@ class FlowClassifier:
             self._by_key[session.reverse_key] = (session, 1)
             self._sessions_by_pair.setdefault(_pair(src, dst), set()).add(session)
         else:
+            session, direction = entry
             self._sessions.move_to_end(session.key)
         session.last_us = ts_us
         session.packets[direction] += 1
