@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from tests.flows import _craft as c
 from voiplog.flows import (
     DtlsParseError,
+    FlowClassifier,
+    FlowSettings,
     StunParseError,
     TlsParseError,
     looks_like_channel_data,
@@ -102,3 +104,26 @@ def test_tls_parses_or_raises_its_own_error(data):
     looks_like_tls(data)
     with contextlib.suppress(TlsParseError):
         parse_client_hello(data)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 120_000_000),
+            st.sampled_from([(1000, 2000), (1001, 2001), (2000, 1000), (5061, 3000)]),
+            st.one_of(st.binary(max_size=120), *(_mutated(seed) for seed in SEEDS.values())),
+        ),
+        max_size=40,
+    )
+)
+def test_classifier_takes_any_datagram_or_segment(packets):
+    """The classifier itself: whatever arrives, feeding and closing return records only."""
+    flows = FlowClassifier(FlowSettings(min_packets=2, max_sessions=3, max_tls_connections=2))
+    a, b = bytes([10, 0, 0, 1]), bytes([192, 0, 2, 1])
+    for ts, (sport, dport), payload in sorted(packets, key=lambda p: p[0]):
+        flows.feed_udp(ts, a, sport, b, dport, payload)
+        flows.feed_tcp(ts, b, dport, a, sport, payload)
+        flows.expire(ts)
+    for record in flows.close_all():
+        assert record.kind in ("media", "encrypted")

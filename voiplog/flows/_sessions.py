@@ -220,7 +220,7 @@ class FlowClassifier:
             if ts_us - session.last_us > self._gap_us:
                 self._close_udp(session, None)
                 entry = None
-        if entry is None and sport & dport & 1 and 200 <= payload[1] <= 207:
+        if entry is None and sport & dport & 1 and len(payload) > 1 and 200 <= payload[1] <= 207:
             # RTCP on the odd ports next to the RTP ones (RFC 3550 section 11)
             # belongs to the RTP session, if there is one.
             entry = self._by_key.get(flow_key(src, sport - 1, dst, dport - 1))
