@@ -110,6 +110,11 @@ class Pipeline:
         sip_ports = self.sip_ports
         unmatched = self._unmatched
         classifier = self.classifier
+        if classifier is not None:
+            session_keys = classifier.session_keys
+            take_rtp = classifier.take_rtp
+        else:
+            session_keys = {}
         fast_fields = _FAST_FIELDS.unpack_from
         next_expire = self._next_expire_us
         now = self._now_us
@@ -155,6 +160,11 @@ class Pipeline:
                         if stream is None:
                             stream = new_stream(flow, ssrc, rtp1 & 0x7F, format_ip)
                         stream.add(ts, frame, ip + 28)
+                        fast += 1
+                        continue
+                    # RTP of a media session that no SDP announced, if believed.
+                    entry = session_keys.get(frame[ip + 12 : ip + 24])
+                    if entry is not None and take_rtp(ts, entry, frame, ip + 28, udp_len - 8):
                         fast += 1
                         continue
 

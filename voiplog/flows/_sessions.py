@@ -76,6 +76,7 @@ class _UdpSession:
     """Tracking state of one UDP session; nothing here is written out as is."""
 
     __slots__ = (
+        "by_ssrc",
         "candidates",
         "dtls",
         "first_us",
@@ -109,6 +110,8 @@ class _UdpSession:
         self.octets = [0, 0]
         self.candidates: dict[tuple[int, bytes], RtpCandidate] = {}
         self.streams: dict[tuple[int, bytes], RtpStream] = {}
+        # The same streams by direction, then SSRC bytes: the per-packet lookup.
+        self.by_ssrc: tuple[dict[bytes, RtpStream], dict[bytes, RtpStream]] = ({}, {})
         self.sr_ssrcs: set[tuple[int, bytes]] = set()
         self.rtcp = 0
         self.srtcp = 0
@@ -272,6 +275,32 @@ class FlowClassifier:
         conn.octets[direction] += len(payload)
         return self._take() if self._done else _NO_RECORDS
 
+    def take_rtp(self, ts_us: int, entry: tuple, frame: bytes, offset: int, size: int) -> bool:
+        """Account an RTP packet of a believed stream, read in place; False if it is not one.
+
+        For the pipeline's fast path: ``entry`` is what `session_keys` holds for
+        the packet's flow key, the RTP header starts at ``frame[offset]`` and the
+        UDP payload is ``size`` bytes. A packet this does not take (a new SSRC,
+        one after an idle gap) goes through `feed_udp` instead.
+        """
+        session, direction = entry
+        if ts_us - session.last_us > self._gap_us:
+            return False
+        stream = session.by_ssrc[direction].get(frame[offset + 8 : offset + 12])
+        if stream is None:
+            return False
+        stream.add(ts_us, frame, offset)
+        session.last_us = ts_us
+        session.packets[direction] += 1
+        session.octets[direction] += size
+        self._sessions.move_to_end(session.key)
+        return True
+
+    @property
+    def session_keys(self) -> dict[bytes, tuple]:
+        """Open UDP sessions by either direction's flow key (read-only, for `take_rtp`)."""
+        return self._by_key
+
     def claim(self, src: bytes, sport: int, dst: bytes, dport: int) -> None:
         """The flow belongs to a call that SDP announced: drop it here, write nothing.
 
@@ -357,11 +386,12 @@ class FlowClassifier:
             return
         if not (looks_like_rtp(payload) and plausible_payload_type(second & 0x7F)):
             return
-        skey = (direction, payload[8:12])
-        stream = session.streams.get(skey)
+        ssrc = payload[8:12]
+        stream = session.by_ssrc[direction].get(ssrc)
         if stream is not None:
             stream.add(ts_us, payload)
             return
+        skey = (direction, ssrc)
         candidate = session.candidates.get(skey)
         if candidate is None:
             if len(session.candidates) >= _MAX_CANDIDATES:
@@ -402,6 +432,7 @@ class FlowClassifier:
             stream.add(ts_us, header)
         del session.candidates[skey]
         session.streams[skey] = stream
+        session.by_ssrc[direction][ssrc] = stream
 
     def _on_stun(self, session: _UdpSession, payload: bytes) -> None:
         try:
