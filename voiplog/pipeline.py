@@ -45,6 +45,7 @@ class PipelineStats:
     tcp: int = 0
     sip_messages: int = 0
     rtp_packets: int = 0
+    media_session_packets: int = 0  # RTP of media sessions, taken by the fast path
     records: int = 0
     sip_requests: Counter = field(default_factory=Counter)
     sip_responses: Counter = field(default_factory=Counter)
@@ -120,6 +121,7 @@ class Pipeline:
         now = self._now_us
         ts = now
         fast = 0  # packets taken by the fast path (RTP in UDP)
+        media_fast = 0  # ... of them, RTP of media sessions rather than calls
         slow = 0
         rtp = 0
         udp = 0
@@ -165,11 +167,11 @@ class Pipeline:
                     # RTP of a media session that no SDP announced, if believed.
                     entry = session_keys.get(frame[ip + 12 : ip + 24])
                     if entry is not None and take_rtp(ts, entry, frame, ip + 28, udp_len - 8):
-                        fast += 1
+                        media_fast += 1
                         continue
 
             slow += 1
-            self._number = stats.packets + fast + slow
+            self._number = stats.packets + fast + media_fast + slow
             if ts > now:
                 now = ts
             try:
@@ -235,9 +237,10 @@ class Pipeline:
                     self._sip_stream_segment(ts, src, sport, dst, dport, payload)
         if ts > now:
             now = ts  # the fast path leaves `now` behind; catch up with the last packet
-        stats.packets += fast + slow
+        stats.packets += fast + media_fast + slow
         stats.rtp_packets += rtp + fast
-        stats.udp += udp + fast
+        stats.udp += udp + fast + media_fast
+        stats.media_session_packets += media_fast
         self._now_us = now
         self._next_expire_us = next_expire
 

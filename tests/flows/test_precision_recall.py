@@ -58,3 +58,8 @@ def test_recall_of_rtp_only_streams_in_mixed_traffic():
     sent_keys = {(s.src, s.sport, s.ssrc) for s in sent}
     assert set(found) <= sent_keys
     assert pipeline.stats.records == len(records)
+    # Once believed, a stream's packets take the fast path, counted apart from calls' RTP.
+    stats = pipeline.stats
+    assert stats.packets == len(frames)
+    assert 0.9 * sum(s.packets for s in sent) < stats.media_session_packets
+    assert stats.rtp_packets == 0
