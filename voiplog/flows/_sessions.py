@@ -371,6 +371,8 @@ class FlowClassifier:
     def _on_rtp_or_rtcp(
         self, session: _UdpSession, direction: int, ts_us: int, payload: bytes
     ) -> None:
+        if len(payload) < 8:
+            return  # shorter than any RTCP or RTP header
         second = payload[1]
         if 200 <= second <= 207:
             # RTCP types read as RTP payload types 72-79, which RTP never uses.
