@@ -71,6 +71,8 @@ class MediaSessionsConfig(_Strict):
     idle_gap_s: float = Field(_FLOW_DEFAULTS.idle_gap_s, gt=0)
     tls_idle_gap_s: float = Field(_FLOW_DEFAULTS.tls_idle_gap_s, gt=0)
     max_sessions: int = Field(_FLOW_DEFAULTS.max_sessions, ge=1)
+    max_candidates: int = Field(_FLOW_DEFAULTS.max_candidates, ge=1)
+    candidate_timeout_s: float = Field(_FLOW_DEFAULTS.candidate_timeout_s, gt=0)
     max_tls_connections: int = Field(_FLOW_DEFAULTS.max_tls_connections, ge=1)
     min_packets: int = Field(_FLOW_DEFAULTS.min_packets, ge=2, le=64)
     sip_tls_ports: list[int] = Field(default_factory=lambda: list(_FLOW_DEFAULTS.sip_tls_ports))

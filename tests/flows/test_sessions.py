@@ -54,7 +54,7 @@ def test_full_table_evicts_least_recently_active_with_a_flagged_record():
     records = _feed_rtp(flows, T0 + 300 * MS, 10, sport=40004)
     assert [(r.caller_port, r.flags) for r in records] == [(40000, ("evicted", "one_way_media"))]
     # An unproven candidate is dropped without a record, and counted.
-    flows2 = FlowClassifier(FlowSettings(max_sessions=1), on_weird=weird.append)
+    flows2 = FlowClassifier(FlowSettings(max_candidates=1), on_weird=weird.append)
     _feed_rtp(flows2, T0, 2, sport=40000)
     assert _feed_rtp(flows2, T0 + 100 * MS, 1, sport=40002) == []
     assert "media.candidate_evicted" in weird
@@ -75,7 +75,7 @@ def test_claimed_flow_is_dropped_with_both_directions():
 def test_candidates_keep_only_the_first_header_bytes():
     flows = FlowClassifier(FlowSettings(min_packets=10))
     _feed_rtp(flows, T0, 4)
-    (session,) = flows._sessions.values()
+    (session,) = flows._candidates.values()
     (candidate,) = session.candidates.values()
     assert [len(header) for _, header in candidate.pending] == [8, 8, 8, 8]
 
@@ -85,7 +85,7 @@ def test_random_ssrcs_on_one_flow_are_bounded():
     flows = FlowClassifier(on_weird=weird.append)
     for i in range(50):
         flows.feed_udp(T0 + i, A, 1000, B, 2000, c.rtp(i, i, 0, ssrc=i))
-    (session,) = flows._sessions.values()
+    (session,) = flows._candidates.values()
     assert len(session.candidates) == 8
     assert weird.count("media.too_many_candidates") == 42
 
@@ -115,3 +115,26 @@ def test_non_tls_tcp_and_non_sip_tls_make_no_connection():
     flows.feed_tcp(T0, A, 51000, B, 443, c.tls_client_hello("www.example.com"))
     flows.feed_tcp(T0, A, 51000, B, 5061, b"OPTIONS sip:x SIP/2.0\r\n")
     assert flows.open_sessions == 0
+
+
+def test_stray_datagrams_fill_only_the_candidate_table():
+    weird = []
+    flows = FlowClassifier(FlowSettings(max_candidates=3, max_sessions=3), on_weird=weird.append)
+    _feed_rtp(flows, T0, 10)
+    for i in range(20):  # one RTP-looking datagram each on new flows
+        flows.feed_udp(T0 + 200 * MS + i, A, 2000 + i, C, 3000, c.rtp(i, i, 0, ssrc=i))
+    assert weird.count("media.candidate_evicted") == 17
+    (rec,) = flows.close_all()
+    assert rec.caller_port == 40000 and rec.flags == ("end_of_input", "one_way_media")
+
+
+def test_candidates_time_out_sooner_than_sessions():
+    flows = FlowClassifier(FlowSettings(candidate_timeout_s=2, idle_gap_s=30))
+    _feed_rtp(flows, T0, 10)
+    _feed_rtp(flows, T0, 2, sport=41000)
+    assert flows.open_sessions == 2
+    assert flows.expire(T0 + 5_000_000) == []
+    assert flows.open_sessions == 1
+    # A candidate's packet after its timeout starts over: three more are not enough.
+    assert _feed_rtp(flows, T0 + 6_000_000, 3, sport=41000) == []
+    assert [r.caller_port for r in flows.close_all()] == [40000]

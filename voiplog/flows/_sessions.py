@@ -56,6 +56,7 @@ _MAX_CLAIMED = 100_000
 _MAX_RECENT = 20_000  # address pairs whose closed sessions are remembered for linking
 _RECENT_PER_PAIR = 8
 _NO_RECORDS: tuple[CallRecord, ...] = ()
+_EMPTY: dict = {}  # never filled: see _UdpSession
 
 DISPOSITION_MEDIA = "media_session"
 DISPOSITION_TLS = "tls_session"
@@ -76,6 +77,8 @@ class _UdpSession:
     """Tracking state of one UDP session; nothing here is written out as is."""
 
     __slots__ = (
+        "_uid",
+        "believed",
         "by_ssrc",
         "candidates",
         "dtls",
@@ -97,7 +100,6 @@ class _UdpSession:
         "streams",
         "stun",
         "turn",
-        "uid",
     )
 
     def __init__(self, ts_us: int, src: bytes, sport: int, dst: bytes, dport: int) -> None:
@@ -108,11 +110,14 @@ class _UdpSession:
         self.first_us = self.last_us = ts_us
         self.packets = [0, 0]
         self.octets = [0, 0]
-        self.candidates: dict[tuple[int, bytes], RtpCandidate] = {}
-        self.streams: dict[tuple[int, bytes], RtpStream] = {}
+        # Containers are shared empty ones until something goes in (most
+        # candidate sessions are stray datagrams that never need them); only
+        # the methods below that fill them replace them first.
+        self.candidates: dict[tuple[int, bytes], RtpCandidate] = _EMPTY
+        self.streams: dict[tuple[int, bytes], RtpStream] = _EMPTY
         # The same streams by direction, then SSRC bytes: the per-packet lookup.
-        self.by_ssrc: tuple[dict[bytes, RtpStream], dict[bytes, RtpStream]] = ({}, {})
-        self.sr_ssrcs: set[tuple[int, bytes]] = set()
+        self.by_ssrc: tuple[dict[bytes, RtpStream], dict[bytes, RtpStream]] = (_EMPTY, _EMPTY)
+        self.sr_ssrcs: frozenset | set[tuple[int, bytes]] = frozenset()
         self.rtcp = 0
         self.srtcp = 0
         self.stun = 0
@@ -122,7 +127,19 @@ class _UdpSession:
         self.peer: tuple[str, int] | None = None
         self.dtls = 0
         self.srtp_profiles: tuple[int, ...] | None = None
-        self.uid = make_uid("udp-session", ts_us, format_ip(src), sport, format_ip(dst), dport)
+        self._uid: str | None = None
+        self.believed = False  # in the table of believed sessions, not of candidates
+
+    @property
+    def uid(self) -> str:
+        """Stable id: the session's first packet time and endpoints (made when first asked)."""
+        if self._uid is None:
+            src, dst = self.ips
+            sport, dport = self.ports
+            self._uid = make_uid(
+                "udp-session", self.first_us, format_ip(src), sport, format_ip(dst), dport
+            )
+        return self._uid
 
     @property
     def proven(self) -> bool:
@@ -187,12 +204,16 @@ class FlowClassifier:
         self._classify = classify
         self._weird = on_weird or (lambda kind: None)
         self._gap_us = int(self.settings.idle_gap_s * _US)
+        self._candidate_gap_us = int(self.settings.candidate_timeout_s * _US)
         self._tls_gap_us = int(self.settings.tls_idle_gap_s * _US)
         self._min_packets = self.settings.min_packets
         self._sip_tls_ports = frozenset(self.settings.sip_tls_ports)
-        # UDP sessions by their first key, least recently active first, and
-        # (session, direction) by either direction's flow key.
+        # UDP sessions by their first key, least recently active first: those
+        # believed (proven media or a DTLS-SRTP handshake), and the candidates,
+        # which time out sooner and whose eviction never touches a believed one.
+        # Either direction's flow key gives (session, direction).
         self._sessions: OrderedDict[bytes, _UdpSession] = OrderedDict()
+        self._candidates: OrderedDict[bytes, _UdpSession] = OrderedDict()
         self._by_key: dict[bytes, tuple[_UdpSession, int]] = {}
         self._sessions_by_pair: dict[tuple[bytes, bytes], set[_UdpSession]] = {}
         self._tls: OrderedDict[bytes, _TlsConnection] = OrderedDict()
@@ -209,7 +230,7 @@ class FlowClassifier:
 
     @property
     def open_sessions(self) -> int:
-        return len(self._sessions) + len(self._tls)
+        return len(self._sessions) + len(self._candidates) + len(self._tls)
 
     def feed_udp(
         self, ts_us: int, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes
@@ -220,7 +241,8 @@ class FlowClassifier:
         entry = self._by_key.get(flow_key(src, sport, dst, dport))
         if entry is not None:
             session, direction = entry
-            if ts_us - session.last_us > self._gap_us:
+            gap = self._gap_us if session.believed else self._candidate_gap_us
+            if ts_us - session.last_us > gap:
                 self._close_udp(session, None)
                 entry = None
         if entry is None and sport & dport & 1 and len(payload) > 1 and 200 <= payload[1] <= 207:
@@ -235,22 +257,32 @@ class FlowClassifier:
             key = flow_key(src, sport, dst, dport)
             if key in self._claimed:
                 return self._take() if self._done else _NO_RECORDS
-            if len(self._sessions) >= self.settings.max_sessions:
-                self._close_udp(next(iter(self._sessions.values())), EndReason.EVICTED)
+            if len(self._candidates) >= self.settings.max_candidates:
+                self._close_udp(next(iter(self._candidates.values())), EndReason.EVICTED)
             session = _UdpSession(ts_us, src, sport, dst, dport)
             direction = 0
-            self._sessions[session.key] = session
+            self._candidates[session.key] = session
             self._by_key[session.key] = (session, 0)
             self._by_key[session.reverse_key] = (session, 1)
-            self._sessions_by_pair.setdefault(_pair(src, dst), set()).add(session)
         else:
             session, direction = entry
-            self._sessions.move_to_end(session.key)
+            (self._sessions if session.believed else self._candidates).move_to_end(session.key)
         session.last_us = ts_us
         session.packets[direction] += 1
         session.octets[direction] += len(payload)
         self._on_datagram(session, direction, ts_us, payload, relayed=False)
+        if not session.believed and session.proven:
+            self._believe(session)
         return self._take() if self._done else _NO_RECORDS
+
+    def _believe(self, session: _UdpSession) -> None:
+        """Move a candidate that proved itself to the table of believed sessions."""
+        del self._candidates[session.key]
+        if len(self._sessions) >= self.settings.max_sessions:
+            self._close_udp(next(iter(self._sessions.values())), EndReason.EVICTED)
+        session.believed = True
+        self._sessions[session.key] = session
+        self._sessions_by_pair.setdefault(_pair(*session.ips), set()).add(session)
 
     def feed_tcp(
         self, ts_us: int, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes
@@ -320,6 +352,7 @@ class FlowClassifier:
     def expire(self, now_us: int) -> list[CallRecord]:
         """Close every session idle for longer than its gap at packet time ``now_us``."""
         for table, gap, close in (
+            (self._candidates, self._candidate_gap_us, self._close_udp),
             (self._sessions, self._gap_us, self._close_udp),
             (self._tls, self._tls_gap_us, self._close_tls),
         ):
@@ -338,6 +371,8 @@ class FlowClassifier:
         """
         for session in sorted(self._sessions.values(), key=lambda s: (s.first_us, s.key)):
             self._close_udp(session, reason)
+        for session in list(self._candidates.values()):
+            self._close_udp(session, None)  # never believed: no record
         for conn in sorted(self._tls.values(), key=lambda c: (c.first_us, c.key)):
             self._close_tls(conn, reason)
         return self._take()
@@ -396,7 +431,9 @@ class FlowClassifier:
         skey = (direction, ssrc)
         candidate = session.candidates.get(skey)
         if candidate is None:
-            if len(session.candidates) >= _MAX_CANDIDATES:
+            if session.candidates is _EMPTY:
+                session.candidates = {}
+            elif len(session.candidates) >= _MAX_CANDIDATES:
                 self._weird("media.too_many_candidates")
                 return
             session.candidates[skey] = RtpCandidate(ts_us, payload)
@@ -408,7 +445,9 @@ class FlowClassifier:
     def _confirm(self, session: _UdpSession, direction: int, ssrc: bytes) -> None:
         # A report's sender may send its RTP on this flow in this direction.
         skey = (direction, ssrc)
-        if len(session.sr_ssrcs) < _MAX_CANDIDATES:
+        if not session.sr_ssrcs:
+            session.sr_ssrcs = {skey}
+        elif len(session.sr_ssrcs) < _MAX_CANDIDATES:
             session.sr_ssrcs.add(skey)
         candidate = session.candidates.get(skey)
         if candidate is not None and candidate.proven(self._min_packets, True):
@@ -433,6 +472,9 @@ class FlowClassifier:
         for ts_us, header in cand.pending:
             stream.add(ts_us, header)
         del session.candidates[skey]
+        if session.streams is _EMPTY:
+            session.streams = {}
+            session.by_ssrc = ({}, {})
         session.streams[skey] = stream
         session.by_ssrc[direction][ssrc] = stream
 
@@ -469,7 +511,7 @@ class FlowClassifier:
             session.srtp_profiles = hello.srtp_profiles
 
     def _forget_udp(self, session: _UdpSession) -> None:
-        self._sessions.pop(session.key, None)
+        (self._sessions if session.believed else self._candidates).pop(session.key, None)
         for key in (session.key, session.reverse_key):
             entry = self._by_key.get(key)
             if entry is not None and entry[0] is session:

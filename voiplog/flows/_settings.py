@@ -15,9 +15,14 @@ class FlowSettings:
     idle_gap_s: float = 30.0
     # The same for SIP-over-TLS connections, whose keepalives are sparse.
     tls_idle_gap_s: float = 900.0
-    # UDP sessions (candidates included) tracked at once; beyond it the least
-    # recently active one is closed early, its record flagged "evicted".
+    # Believed UDP sessions tracked at once; beyond it the least recently
+    # active one is closed early, its record flagged "evicted".
     max_sessions: int = 100_000
+    # Candidate sessions (UDP that may be VoIP, not yet proven) tracked at
+    # once; beyond it the least recently active is dropped, without a record.
+    max_candidates: int = 20_000
+    # A candidate with no packet for this long is dropped.
+    candidate_timeout_s: float = 10.0
     # TLS connections tracked at once, with the same eviction.
     max_tls_connections: int = 50_000
     # Packets of one SSRC, in sequence and at a voice-like clock, before a
