@@ -117,6 +117,7 @@ def test_plain_rtp_without_sdp_is_one_two_way_media_record(replayer):
     assert rec["protocols"] == ["rtp"]
     assert rec["encryption"] is None and rec["app"] is None
     assert rec["signalling_uid"] is None
+    assert rec["stun_mapped_address"] is None and rec["turn_peer"] is None
 
 
 def test_rtp_with_rtcp_on_the_next_ports_sender_reports_confirm_short_streams(replayer):
@@ -265,6 +266,7 @@ def test_webrtc_call_stun_dtls_srtp(replayer):
     assert rec["protocols"] == ["dtls", "srtp", "stun"]
     assert rec["encryption"] == "dtls-srtp"
     assert rec["dtls_srtp_profiles"] == [7]
+    assert rec["stun_mapped_address"] == {"ip": "10.1.0.20", "port": 50000}
     assert rec["app"] == {"name": "webrtc", "confidence": 0.7, "basis": "ice_dtls_srtp"}
     assert rec["media"] == [
         _media(

@@ -87,6 +87,7 @@ class _UdpSession:
         "ips",
         "key",
         "last_us",
+        "mapped",
         "octets",
         "packets",
         "peer",
@@ -125,6 +126,7 @@ class _UdpSession:
         self.turn = False
         self.software: str | None = None
         self.peer: tuple[str, int] | None = None
+        self.mapped: tuple[str, int] | None = None
         self.dtls = 0
         self.srtp_profiles: tuple[int, ...] | None = None
         self._uid: str | None = None
@@ -493,6 +495,8 @@ class FlowClassifier:
             session.turn = True
         if msg.peer_address and session.peer is None:
             session.peer = msg.peer_address
+        if msg.mapped_address and session.mapped is None:
+            session.mapped = msg.mapped_address
 
     def _on_dtls(self, session: _UdpSession, payload: bytes) -> None:
         try:
@@ -577,6 +581,9 @@ class FlowClassifier:
             "stun_software": session.software,
             "turn_peer": (
                 {"ip": session.peer[0], "port": session.peer[1]} if session.peer else None
+            ),
+            "stun_mapped_address": (
+                {"ip": session.mapped[0], "port": session.mapped[1]} if session.mapped else None
             ),
             "app": udp_session_label(
                 session.software, session.ice, session.srtp_profiles is not None, session.turn
