@@ -433,3 +433,28 @@ def test_rtp_seen_before_its_sdp_gives_no_duplicate_record(replayer):
 def test_disabled_writes_no_session_records(replayer, enabled):
     out = _rtp_frames("10.1.0.10", 40000, "192.0.2.50", 50000, T0, 50, ssrc=0xA1)
     assert replayer.records(out, config=f"[media_sessions]\nenabled = {enabled}\n") == []
+
+
+def test_ipv6_media_session(replayer):
+    from tests.sipcraft import udp_frame as scapy_udp_frame
+
+    a, b = "2001:db8:1::10", "2001:db8:2::50"
+    frames = [
+        (T0 + i * 20 * MS, scapy_udp_frame(a, 40000, b, 50000, c.rtp(i, 160 * i, 0, ssrc=0x66)))
+        for i in range(20)
+    ]
+    (rec,) = replayer.records(frames, config='[[subscriber_networks]]\ncidr = "2001:db8:1::/48"\n')
+    assert (rec["kind"], rec["caller_ip"], rec["callee_ip"]) == ("media", a, b)
+    assert rec["subscriber_ip"] == a and rec["direction"] == "outbound"
+    assert [(m["src_ip"], m["packets"]) for m in rec["media"]] == [(a, 20)]
+
+
+def test_full_session_table_writes_the_evicted_session_flagged(replayer):
+    first = _rtp_frames("10.1.0.50", 40000, "192.0.2.70", 50000, T0, 20, ssrc=1)
+    second = _rtp_frames("10.1.0.51", 40000, "192.0.2.71", 50000, T0 + 500 * MS, 20, ssrc=2)
+    records = replayer.records(first + second, config="[media_sessions]\nmax_sessions = 1\n")
+    assert [(r["caller_ip"], r["flags"]) for r in records] == [
+        ("10.1.0.50", ["evicted", "one_way_media"]),
+        ("10.1.0.51", ["end_of_input", "one_way_media"]),
+    ]
+    assert records[0]["ended_at"] == format_ts(T0 + 19 * 20 * MS)
