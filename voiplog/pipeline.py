@@ -164,9 +164,15 @@ class Pipeline:
                         stream.add(ts, frame, ip + 28)
                         fast += 1
                         continue
-                    # RTP of a media session that no SDP announced, if believed.
-                    entry = session_keys.get(frame[ip + 12 : ip + 24])
-                    if entry is not None and take_rtp(ts, entry, frame, ip + 28, udp_len - 8):
+                    # RTP of a media session that no SDP announced, if believed,
+                    # and only while no new SDP arrived that might announce it.
+                    key = frame[ip + 12 : ip + 24]
+                    entry = session_keys.get(key)
+                    if (
+                        entry is not None
+                        and unmatched.get(key) == tracker.expect_generation
+                        and take_rtp(ts, entry, frame, ip + 28, udp_len - 8)
+                    ):
                         media_fast += 1
                         continue
 

@@ -429,6 +429,27 @@ def test_rtp_seen_before_its_sdp_gives_no_duplicate_record(replayer):
     assert len(records[0]["media"]) >= 2
 
 
+def test_stream_running_before_its_sdp_goes_to_the_call_once_announced(replayer):
+    d = make_dialog(8)
+    d.basic_answered(T0, talk_s=2.0, rtp=False)
+    # One continuous stream from the caller, same SSRC, from a second before the
+    # INVITE to the end of the call: believed as a media session at first, it
+    # is the call's from the INVITE (whose SDP announces its source) on.
+    caller, callee = d.caller, d.callee
+    stream = _rtp_frames(
+        caller.ip, caller.media_port, callee.ip, callee.media_port, T0 - 990_000, 200, ssrc=0x5151
+    )
+    back = _rtp_frames(
+        callee.ip, callee.media_port, caller.ip, caller.media_port, T0 + 1_100_000, 90, ssrc=0x6161
+    )
+    records = replayer.records(sorted(stream + back + d.frames))
+    assert [r["kind"] for r in records] == ["sip"]
+    media = {m["ssrc"]: m for m in records[0]["media"]}
+    assert media[0x5151]["packets"] == 150  # those from the INVITE on
+    assert media[0x5151]["first_at"] == format_ts(T0 + 10 * MS)
+    assert media[0x6161]["packets"] == 90
+
+
 @pytest.mark.parametrize("enabled", ["false"])
 def test_disabled_writes_no_session_records(replayer, enabled):
     out = _rtp_frames("10.1.0.10", 40000, "192.0.2.50", 50000, T0, 50, ssrc=0xA1)
