@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "voiplog"
-PURE = ["packet", "sip", "rtp", "calls", "cdr", "enrich"]
+PURE = ["packet", "sip", "rtp", "calls", "cdr", "enrich", "flows"]
 FORBIDDEN = {"socket", "time", "select", "selectors", "asyncio", "sqlalchemy", "psycopg2", "pcapy", "logging", "threading", "subprocess"}  # fmt: skip
 
 

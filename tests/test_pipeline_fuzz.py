@@ -48,7 +48,9 @@ def test_mangled_call_never_raises(data):
             continue
         frames.append((ts, 1, frame))
     records, _ = _run(frames)
-    assert len(records) <= 1
+    # One call at most; RTP whose SDP was mangled may make a media session besides.
+    assert sum(r.kind == "sip" for r in records) <= 1
+    assert all(r.kind in ("sip", "media") for r in records)
 
 
 def test_valid_call_untouched_gives_one_record():

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from voiplog.calls import CallSettings
 from voiplog.enrich import SubscriberNetwork, SubscriberNetworks
 from voiplog.errors import UsageError
+from voiplog.flows import FlowSettings
 from voiplog.pipeline import DEFAULT_SIP_PORTS
 
 
@@ -60,6 +61,36 @@ class CallsConfig(_Strict):
 
     def settings(self) -> CallSettings:
         return CallSettings(**self.model_dump())
+
+
+_FLOW_DEFAULTS = FlowSettings()
+
+
+class MediaSessionsConfig(_Strict):
+    """Records of VoIP without readable SIP: RTP no SDP announced, SRTP, WebRTC, SIP-TLS."""
+
+    enabled: bool = _FLOW_DEFAULTS.enabled
+    idle_gap_s: float = Field(_FLOW_DEFAULTS.idle_gap_s, gt=0)
+    tls_idle_gap_s: float = Field(_FLOW_DEFAULTS.tls_idle_gap_s, gt=0)
+    max_sessions: int = Field(_FLOW_DEFAULTS.max_sessions, ge=1)
+    max_candidates: int = Field(_FLOW_DEFAULTS.max_candidates, ge=1)
+    candidate_timeout_s: float = Field(_FLOW_DEFAULTS.candidate_timeout_s, gt=0)
+    max_tls_connections: int = Field(_FLOW_DEFAULTS.max_tls_connections, ge=1)
+    min_packets: int = Field(_FLOW_DEFAULTS.min_packets, ge=2, le=64)
+    sip_tls_ports: list[int] = Field(default_factory=lambda: list(_FLOW_DEFAULTS.sip_tls_ports))
+
+    @field_validator("sip_tls_ports")
+    @classmethod
+    def _ports_in_range(cls, ports: list[int]) -> list[int]:
+        for port in ports:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is outside 1..65535")
+        return sorted(set(ports))
+
+    def settings(self) -> FlowSettings:
+        values = self.model_dump()
+        values["sip_tls_ports"] = tuple(values["sip_tls_ports"])
+        return FlowSettings(**values)
 
 
 class SubscriberNetworkConfig(BaseModel):
@@ -107,6 +138,7 @@ class PopConfig(BaseSettings):
     sensor: str = Field("sensor", description="Name of this capture host within the POP")
     sip: SipConfig = Field(default_factory=SipConfig)
     calls: CallsConfig = Field(default_factory=CallsConfig)
+    media_sessions: MediaSessionsConfig = Field(default_factory=MediaSessionsConfig)
     subscriber_networks: list[SubscriberNetworkConfig] = Field(default_factory=list)
     store: StoreConfig = Field(default_factory=StoreConfig)
 

@@ -1,6 +1,7 @@
 """The packet pipeline: frames in, call-detail records out.
 
-Frame -> decode -> (RTP of a known flow | SIP | candidate RTP) -> call tracker.
+Frame -> decode -> (RTP of a known flow | SIP | candidate RTP) -> call tracker;
+UDP that no SDP announced and TLS that may carry SIP -> flow classifier.
 This loop runs once per packet, so it is written for speed: the RTP of flows
 already attached to a call (most of the traffic) is handled with one dict
 lookup on the 5-tuple and one on the SSRC, before anything else is tried.
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from voiplog.calls import CallSettings, CallTracker, EndReason, flow_key, new_stream
 from voiplog.cdr import CallRecord, RegistrationRecord
 from voiplog.errors import ParseError
+from voiplog.flows import FlowClassifier, FlowSettings, looks_like_tls
 from voiplog.packet import PROTO_TCP, PROTO_UDP, DecodeError, decode, format_ip
 from voiplog.rtp import looks_like_rtp
 from voiplog.sip import looks_like_sip, parse_message, split_stream
@@ -43,7 +45,8 @@ class PipelineStats:
     tcp: int = 0
     sip_messages: int = 0
     rtp_packets: int = 0
-    records: int = 0  # call records
+    media_session_packets: int = 0  # RTP of media sessions, taken by the fast path
+    records: int = 0  # call, media and encrypted-session records
     registrations: int = 0  # registration records
     sip_requests: Counter = field(default_factory=Counter)
     sip_responses: Counter = field(default_factory=Counter)
@@ -63,6 +66,7 @@ class Pipeline:
         call_settings: CallSettings | None = None,
         classify=None,
         on_parse_error: Callable[[int, ParseError], None] | None = None,
+        flow_settings: FlowSettings | None = None,
     ) -> None:
         """`on_parse_error(packet_number, error)` hears of every unreadable packet;
         packets are numbered from 1 across everything this pipeline is fed."""
@@ -73,6 +77,14 @@ class Pipeline:
         self.sip_ports = frozenset(sip_ports)
         kwargs = {"classify": classify} if classify is not None else {}
         self.tracker = CallTracker(call_settings, on_weird=self._count_weird, **kwargs)
+        # UDP that no SDP announced and TLS that may carry SIP go to the flow
+        # classifier, for media and encrypted session records (None: disabled).
+        flow_settings = flow_settings or FlowSettings()
+        self.classifier = (
+            FlowClassifier(flow_settings, on_weird=self._count_weird, **kwargs)
+            if flow_settings.enabled
+            else None
+        )
         self._next_expire_us = 0
         self._now_us = 0
         # RTP-looking flows that matched no SDP, with the expectation generation
@@ -99,11 +111,18 @@ class Pipeline:
         flows = tracker.flows
         sip_ports = self.sip_ports
         unmatched = self._unmatched
+        classifier = self.classifier
+        if classifier is not None:
+            session_keys = classifier.session_keys
+            take_rtp = classifier.take_rtp
+        else:
+            session_keys = {}
         fast_fields = _FAST_FIELDS.unpack_from
         next_expire = self._next_expire_us
         now = self._now_us
         ts = now
         fast = 0  # packets taken by the fast path (RTP in UDP)
+        media_fast = 0  # ... of them, RTP of media sessions rather than calls
         slow = 0
         rtp = 0
         udp = 0
@@ -146,9 +165,20 @@ class Pipeline:
                         stream.add(ts, frame, ip + 28)
                         fast += 1
                         continue
+                    # RTP of a media session that no SDP announced, if believed,
+                    # and only while no new SDP arrived that might announce it.
+                    key = frame[ip + 12 : ip + 24]
+                    entry = session_keys.get(key)
+                    if (
+                        entry is not None
+                        and unmatched.get(key) == tracker.expect_generation
+                        and take_rtp(ts, entry, frame, ip + 28, udp_len - 8)
+                    ):
+                        media_fast += 1
+                        continue
 
             slow += 1
-            self._number = stats.packets + fast + slow
+            self._number = stats.packets + fast + media_fast + slow
             if ts > now:
                 now = ts
             try:
@@ -183,6 +213,8 @@ class Pipeline:
                     generation = tracker.expect_generation
                     if unmatched.get(key) == generation:
                         weird["rtp.unmatched"] += 1
+                        if classifier is not None:
+                            self._write_all(classifier.feed_udp(ts, *datagram[1:]))
                         continue
                     flow = tracker.match_flow(src, sport, dst, dport)
                     if flow is None:
@@ -190,22 +222,32 @@ class Pipeline:
                             unmatched.clear()
                         unmatched[key] = generation
                         weird["rtp.unmatched"] += 1
+                        if classifier is not None:
+                            self._write_all(classifier.feed_udp(ts, *datagram[1:]))
                         continue
+                    if classifier is not None:
+                        classifier.claim(src, sport, dst, dport)
                     unmatched.pop(key, None)
                     ssrc = payload[8:12]
                     new_stream(flow, ssrc, payload[1] & 0x7F, format_ip).add(ts, payload)
                     rtp += 1
+                elif flow is None and classifier is not None and payload:
+                    # STUN, DTLS, TURN ChannelData, RTCP: the classifier's to judge.
+                    self._write_all(classifier.feed_udp(ts, *datagram[1:]))
             elif proto == PROTO_TCP:
                 stats.tcp += 1
-                if payload and (
+                if classifier is not None and looks_like_tls(payload):
+                    self._write_all(classifier.feed_tcp(ts, *datagram[1:]))
+                elif payload and (
                     sport in sip_ports or dport in sip_ports or looks_like_sip(payload)
                 ):
                     self._sip_stream_segment(ts, src, sport, dst, dport, payload)
         if ts > now:
             now = ts  # the fast path leaves `now` behind; catch up with the last packet
-        stats.packets += fast + slow
+        stats.packets += fast + media_fast + slow
         stats.rtp_packets += rtp + fast
-        stats.udp += udp + fast
+        stats.udp += udp + fast + media_fast
+        stats.media_session_packets += media_fast
         self._now_us = now
         self._next_expire_us = next_expire
 
@@ -261,9 +303,15 @@ class Pipeline:
     def _expire(self, now_us: int) -> None:
         for record in self.tracker.expire(now_us):
             self._write(record)
+        if self.classifier is not None:
+            self._write_all(self.classifier.expire(now_us))
 
     def _drain(self) -> None:
         for record in self.tracker.take_records():
+            self._write(record)
+
+    def _write_all(self, records: Iterable[CallRecord]) -> None:
+        for record in records:
             self._write(record)
 
     def _write(self, record: CallRecord | RegistrationRecord) -> None:
@@ -279,3 +327,5 @@ class Pipeline:
         self._expire(self._now_us)
         for record in self.tracker.close_all(reason):
             self._write(record)
+        if self.classifier is not None:
+            self._write_all(self.classifier.close_all(reason))

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from voiplog.calls import CallSettings
+from voiplog.flows import FlowSettings
 from voiplog.pipeline import DEFAULT_SIP_PORTS
 
 
@@ -19,6 +20,7 @@ class PipelineOptions:
     sip_ports: tuple[int, ...] = DEFAULT_SIP_PORTS
     call_settings: CallSettings = field(default_factory=CallSettings)
     classify: Any = None
+    flow_settings: FlowSettings = field(default_factory=FlowSettings)
 
 
 def load_pipeline_options(config_path: str | None) -> PipelineOptions:
@@ -42,4 +44,5 @@ def load_pipeline_options(config_path: str | None) -> PipelineOptions:
         sip_ports=tuple(cfg.sip.ports),
         call_settings=cfg.calls.settings(),
         classify=networks.classify if networks else None,
+        flow_settings=cfg.media_sessions.settings(),
     )

@@ -82,6 +82,7 @@ def replay(
             call_settings=options.call_settings,
             classify=options.classify,
             on_parse_error=where.report,
+            flow_settings=options.flow_settings,
         )
         try:
             _run(pipeline, readers, show_progress, where)

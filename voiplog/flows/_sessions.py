@@ -1,0 +1,786 @@
+"""The flow classifier: UDP and TLS that no SIP explained, in; session records out.
+
+Strategy: two tables, both ordered by last activity so that the least recently
+active entry is the first one to time out or to be evicted.
+
+* UDP sessions, one per pair of address:port ends (both directions, keyed by
+  either 5-tuple), created by the first datagram that can be RTP, RTCP, STUN,
+  DTLS or TURN ChannelData (RFC 7983 tells them apart by the first byte).
+  Inside a session each SSRC of each direction is an `RtpCandidate` until it is
+  proven, then an `RtpStream` whose numbers are Wireshark's. A session becomes
+  a record when it has proven media or a DTLS-SRTP handshake: ``kind`` "media"
+  for RTP alone, "encrypted" when STUN/ICE, DTLS, TURN or SRTCP show the media
+  is SRTP or relayed. Sessions that never prove anything vanish without a
+  record, as they were never VoIP.
+* TLS connections on SIP-TLS ports, or whose ClientHello names SIP (SNI or
+  ALPN): one "encrypted" record each, linked to the media sessions between the
+  same two addresses that overlap it in time.
+
+An idle gap closes a session (the next packet starts a new one); a full table
+evicts its least recently active entry, still writing its record, flagged
+"evicted". Nothing of a payload is kept but the first eight RTP header bytes of
+a candidate's packets, until the candidate is proven or dropped.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+from voiplog.calls import EndReason, flow_key
+from voiplog.cdr import CallRecord, MediaStream, format_ts, make_uid
+from voiplog.flows._dtls import looks_like_dtls, parse_dtls
+from voiplog.flows._errors import FlowParseError
+from voiplog.flows._labels import tls_label, udp_session_label
+from voiplog.flows._rtp_heuristic import (
+    RtpCandidate,
+    looks_like_srtcp,
+    plausible_payload_type,
+    rtcp_sender_ssrcs,
+)
+from voiplog.flows._settings import FlowSettings
+from voiplog.flows._stun import (
+    TURN_METHODS,
+    looks_like_channel_data,
+    looks_like_stun,
+    parse_channel_data,
+    parse_stun,
+)
+from voiplog.flows._tls import Hello, looks_like_tls, parse_client_hello, says_sip
+from voiplog.packet import format_ip
+from voiplog.rtp import RtpStream, codec_for, looks_like_rtcp, looks_like_rtp
+
+_US = 1_000_000
+_MAX_CANDIDATES = 8  # unproven SSRCs per session; random UDP makes a new one per packet
+_MAX_CLAIMED = 100_000
+_MAX_RECENT = 20_000  # address pairs whose closed sessions are remembered for linking
+_RECENT_PER_PAIR = 8
+_NO_RECORDS: tuple[CallRecord, ...] = ()
+_EMPTY: dict = {}  # never filled: see _UdpSession
+
+DISPOSITION_MEDIA = "media_session"
+DISPOSITION_TLS = "tls_session"
+
+# (caller_ip, callee_ip) -> (subscriber_ip, direction, subscriber object)
+Classifier = Callable[[str, str], tuple[str | None, str | None, dict | None]]
+
+
+def _no_classification(caller_ip: str, callee_ip: str) -> tuple[None, None, None]:
+    return None, None, None
+
+
+def _pair(ip_a: bytes, ip_b: bytes) -> tuple[bytes, bytes]:
+    return (ip_a, ip_b) if ip_a <= ip_b else (ip_b, ip_a)
+
+
+class _UdpSession:
+    """Tracking state of one UDP session; nothing here is written out as is."""
+
+    __slots__ = (
+        "_uid",
+        "believed",
+        "by_ssrc",
+        "candidates",
+        "dtls",
+        "first_us",
+        "ice",
+        "ips",
+        "key",
+        "last_us",
+        "mapped",
+        "octets",
+        "packets",
+        "peer",
+        "ports",
+        "reverse_key",
+        "rtcp",
+        "software",
+        "sr_ssrcs",
+        "srtcp",
+        "srtp_profiles",
+        "streams",
+        "stun",
+        "turn",
+    )
+
+    def __init__(self, ts_us: int, src: bytes, sport: int, dst: bytes, dport: int) -> None:
+        self.key = flow_key(src, sport, dst, dport)
+        self.reverse_key = flow_key(dst, dport, src, sport)
+        self.ips = (src, dst)  # the first sender, then the other end
+        self.ports = (sport, dport)
+        self.first_us = self.last_us = ts_us
+        self.packets = [0, 0]
+        self.octets = [0, 0]
+        # Containers are shared empty ones until something goes in (most
+        # candidate sessions are stray datagrams that never need them); only
+        # the methods below that fill them replace them first.
+        self.candidates: dict[tuple[int, bytes], RtpCandidate] = _EMPTY
+        self.streams: dict[tuple[int, bytes], RtpStream] = _EMPTY
+        # The same streams by direction, then SSRC bytes: the per-packet lookup.
+        self.by_ssrc: tuple[dict[bytes, RtpStream], dict[bytes, RtpStream]] = (_EMPTY, _EMPTY)
+        self.sr_ssrcs: frozenset | set[tuple[int, bytes]] = frozenset()
+        self.rtcp = 0
+        self.srtcp = 0
+        self.stun = 0
+        self.ice = False
+        self.turn = False
+        self.software: str | None = None
+        self.peer: tuple[str, int] | None = None
+        self.mapped: tuple[str, int] | None = None
+        self.dtls = 0
+        self.srtp_profiles: tuple[int, ...] | None = None
+        self._uid: str | None = None
+        self.believed = False  # in the table of believed sessions, not of candidates
+
+    @property
+    def uid(self) -> str:
+        """Stable id: the session's first packet time and endpoints (made when first asked)."""
+        if self._uid is None:
+            src, dst = self.ips
+            sport, dport = self.ports
+            self._uid = make_uid(
+                "udp-session", self.first_us, format_ip(src), sport, format_ip(dst), dport
+            )
+        return self._uid
+
+    @property
+    def proven(self) -> bool:
+        return bool(self.streams) or self.srtp_profiles is not None
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.dtls or self.srtcp or self.stun or self.turn)
+
+
+class _TlsConnection:
+    """Tracking state of one TLS connection taken as SIP over TLS."""
+
+    __slots__ = (
+        "alpn",
+        "first_us",
+        "ips",
+        "key",
+        "last_us",
+        "octets",
+        "packets",
+        "ports",
+        "reverse_key",
+        "server_name",
+        "sip_basis",
+        "uid",
+    )
+
+    def __init__(
+        self,
+        ts_us: int,
+        client: tuple[bytes, int],
+        server: tuple[bytes, int],
+        hello: Hello | None,
+        sip_basis: str,
+    ) -> None:
+        self.ips = (client[0], server[0])
+        self.ports = (client[1], server[1])
+        self.key = flow_key(client[0], client[1], server[0], server[1])
+        self.reverse_key = flow_key(server[0], server[1], client[0], client[1])
+        self.first_us = self.last_us = ts_us
+        self.packets = [0, 0]
+        self.octets = [0, 0]
+        self.server_name = hello.server_name if hello else None
+        self.alpn = list(hello.alpn) if hello else []
+        self.sip_basis = sip_basis
+        self.uid = make_uid(
+            "tls-session", ts_us, format_ip(client[0]), client[1], format_ip(server[0]), server[1]
+        )
+
+
+class FlowClassifier:
+    """Finds media sessions and encrypted VoIP flows; yields one `CallRecord` per session."""
+
+    def __init__(
+        self,
+        settings: FlowSettings | None = None,
+        classify: Classifier = _no_classification,
+        on_weird: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings or FlowSettings()
+        self._classify = classify
+        self._weird = on_weird or (lambda kind: None)
+        self._gap_us = int(self.settings.idle_gap_s * _US)
+        self._candidate_gap_us = int(self.settings.candidate_timeout_s * _US)
+        self._tls_gap_us = int(self.settings.tls_idle_gap_s * _US)
+        self._min_packets = self.settings.min_packets
+        self._sip_tls_ports = frozenset(self.settings.sip_tls_ports)
+        # UDP sessions by their first key, least recently active first: those
+        # believed (proven media or a DTLS-SRTP handshake), and the candidates,
+        # which time out sooner and whose eviction never touches a believed one.
+        # Either direction's flow key gives (session, direction).
+        self._sessions: OrderedDict[bytes, _UdpSession] = OrderedDict()
+        self._candidates: OrderedDict[bytes, _UdpSession] = OrderedDict()
+        self._by_key: dict[bytes, tuple[_UdpSession, int]] = {}
+        self._sessions_by_pair: dict[tuple[bytes, bytes], set[_UdpSession]] = {}
+        self._tls: OrderedDict[bytes, _TlsConnection] = OrderedDict()
+        self._tls_by_key: dict[bytes, tuple[_TlsConnection, int]] = {}
+        self._tls_by_pair: dict[tuple[bytes, bytes], set[_TlsConnection]] = {}
+        # Closed records by address pair, for linking: (uid, first_us, last_us).
+        self._recent_media: OrderedDict[tuple[bytes, bytes], list] = OrderedDict()
+        self._recent_tls: OrderedDict[tuple[bytes, bytes], list] = OrderedDict()
+        # Flow keys that turned out to belong to a signalled call.
+        self._claimed: set[bytes] = set()
+        self._done: list[CallRecord] = []
+
+    # -- public API ----------------------------------------------------------
+
+    @property
+    def open_sessions(self) -> int:
+        return len(self._sessions) + len(self._candidates) + len(self._tls)
+
+    def feed_udp(
+        self, ts_us: int, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes
+    ) -> list[CallRecord] | tuple[CallRecord, ...]:
+        """One UDP datagram that no signalled call claims; returns records it closed."""
+        if not payload:
+            return _NO_RECORDS
+        entry = self._by_key.get(flow_key(src, sport, dst, dport))
+        if entry is not None:
+            session, direction = entry
+            gap = self._gap_us if session.believed else self._candidate_gap_us
+            if ts_us - session.last_us > gap:
+                self._close_udp(session, None)
+                entry = None
+        if entry is None and sport & dport & 1 and len(payload) > 1 and 200 <= payload[1] <= 207:
+            # RTCP on the odd ports next to the RTP ones (RFC 3550 section 11)
+            # belongs to the RTP session, if there is one.
+            entry = self._by_key.get(flow_key(src, sport - 1, dst, dport - 1))
+            if entry is not None and ts_us - entry[0].last_us > self._gap_us:
+                entry = None
+        if entry is None:
+            if not _may_start_session(payload):
+                return self._take() if self._done else _NO_RECORDS
+            key = flow_key(src, sport, dst, dport)
+            if key in self._claimed:
+                return self._take() if self._done else _NO_RECORDS
+            if len(self._candidates) >= self.settings.max_candidates:
+                self._close_udp(next(iter(self._candidates.values())), EndReason.EVICTED)
+            session = _UdpSession(ts_us, src, sport, dst, dport)
+            direction = 0
+            self._candidates[session.key] = session
+            self._by_key[session.key] = (session, 0)
+            self._by_key[session.reverse_key] = (session, 1)
+        else:
+            session, direction = entry
+            (self._sessions if session.believed else self._candidates).move_to_end(session.key)
+        session.last_us = ts_us
+        session.packets[direction] += 1
+        session.octets[direction] += len(payload)
+        self._on_datagram(session, direction, ts_us, payload, relayed=False)
+        if not session.believed and session.proven:
+            self._believe(session)
+        return self._take() if self._done else _NO_RECORDS
+
+    def _believe(self, session: _UdpSession) -> None:
+        """Move a candidate that proved itself to the table of believed sessions."""
+        del self._candidates[session.key]
+        if len(self._sessions) >= self.settings.max_sessions:
+            self._close_udp(next(iter(self._sessions.values())), EndReason.EVICTED)
+        session.believed = True
+        self._sessions[session.key] = session
+        self._sessions_by_pair.setdefault(_pair(*session.ips), set()).add(session)
+
+    def feed_tcp(
+        self, ts_us: int, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes
+    ) -> list[CallRecord] | tuple[CallRecord, ...]:
+        """One TCP segment that may be TLS; returns records it closed."""
+        key = flow_key(src, sport, dst, dport)
+        entry = self._tls_by_key.get(key)
+        if entry is not None:
+            conn, direction = entry
+            if ts_us - conn.last_us > self._tls_gap_us:
+                self._close_tls(conn, None)
+                entry = None
+        if entry is None:
+            conn = self._new_tls(ts_us, src, sport, dst, dport, payload)
+            if conn is None:
+                return self._take() if self._done else _NO_RECORDS
+            direction = 0 if conn.key == key else 1
+        else:
+            self._tls.move_to_end(conn.key)
+        conn.last_us = ts_us
+        conn.packets[direction] += 1
+        conn.octets[direction] += len(payload)
+        return self._take() if self._done else _NO_RECORDS
+
+    def take_rtp(self, ts_us: int, entry: tuple, frame: bytes, offset: int, size: int) -> bool:
+        """Account an RTP packet of a believed stream, read in place; False if it is not one.
+
+        For the pipeline's fast path: ``entry`` is what `session_keys` holds for
+        the packet's flow key, the RTP header starts at ``frame[offset]`` and the
+        UDP payload is ``size`` bytes. A packet this does not take (a new SSRC,
+        one after an idle gap) goes through `feed_udp` instead.
+        """
+        session, direction = entry
+        if ts_us - session.last_us > self._gap_us:
+            return False
+        stream = session.by_ssrc[direction].get(frame[offset + 8 : offset + 12])
+        if stream is None:
+            return False
+        stream.add(ts_us, frame, offset)
+        session.last_us = ts_us
+        session.packets[direction] += 1
+        session.octets[direction] += size
+        self._sessions.move_to_end(session.key)
+        return True
+
+    @property
+    def session_keys(self) -> dict[bytes, tuple]:
+        """Open UDP sessions by either direction's flow key (read-only, for `take_rtp`)."""
+        return self._by_key
+
+    def claim(self, src: bytes, sport: int, dst: bytes, dport: int) -> None:
+        """The flow belongs to a call that SDP announced: drop it here, write nothing.
+
+        The call's own record accounts for its media from now on; the packets
+        seen before the SDP arrived are counted as ``media.claimed_by_sdp``.
+        """
+        key = flow_key(src, sport, dst, dport)
+        if len(self._claimed) >= _MAX_CLAIMED:
+            self._claimed.clear()
+        self._claimed.add(key)
+        self._claimed.add(flow_key(dst, dport, src, sport))
+        entry = self._by_key.get(key)
+        if entry is not None:
+            self._weird("media.claimed_by_sdp")
+            self._forget_udp(entry[0])
+
+    def expire(self, now_us: int) -> list[CallRecord]:
+        """Close every session idle for longer than its gap at packet time ``now_us``."""
+        for table, gap, close in (
+            (self._candidates, self._candidate_gap_us, self._close_udp),
+            (self._sessions, self._gap_us, self._close_udp),
+            (self._tls, self._tls_gap_us, self._close_tls),
+        ):
+            while table:
+                oldest = next(iter(table.values()))
+                if now_us - oldest.last_us <= gap:
+                    break
+                close(oldest, None)
+        return self._take()
+
+    def close_all(self, reason: EndReason = EndReason.END_OF_INPUT) -> list[CallRecord]:
+        """Close every open session (end of input, or shutdown), oldest first.
+
+        Media sessions close before TLS connections, so that a connection's
+        record names the media sessions it overlapped.
+        """
+        for session in sorted(self._sessions.values(), key=lambda s: (s.first_us, s.key)):
+            self._close_udp(session, reason)
+        for session in list(self._candidates.values()):
+            self._close_udp(session, None)  # never believed: no record
+        for conn in sorted(self._tls.values(), key=lambda c: (c.first_us, c.key)):
+            self._close_tls(conn, reason)
+        return self._take()
+
+    # -- UDP -----------------------------------------------------------------
+
+    def _on_datagram(
+        self, session: _UdpSession, direction: int, ts_us: int, payload: bytes, relayed: bool
+    ) -> None:
+        first = payload[0]
+        if first >= 128:
+            if first < 192:
+                self._on_rtp_or_rtcp(session, direction, ts_us, payload)
+        elif first < 4:
+            if looks_like_stun(payload):
+                self._on_stun(session, payload)
+        elif first < 20:
+            return  # ZRTP (16-19) or unknown
+        elif first < 64:
+            if looks_like_dtls(payload):
+                self._on_dtls(session, payload)
+        elif first < 80 and not relayed and looks_like_channel_data(payload):
+            try:
+                _channel, inner = parse_channel_data(payload)
+            except FlowParseError:
+                return
+            session.turn = True
+            if inner:
+                self._on_datagram(session, direction, ts_us, inner, relayed=True)
+
+    def _on_rtp_or_rtcp(
+        self, session: _UdpSession, direction: int, ts_us: int, payload: bytes
+    ) -> None:
+        if len(payload) < 8:
+            return  # shorter than any RTCP or RTP header
+        second = payload[1]
+        if 200 <= second <= 207:
+            # RTCP types read as RTP payload types 72-79, which RTP never uses.
+            senders = rtcp_sender_ssrcs(payload)
+            if senders or looks_like_rtcp(payload):
+                session.rtcp += 1
+            elif looks_like_srtcp(payload):
+                session.srtcp += 1
+                if second == 200:
+                    senders = (int.from_bytes(payload[4:8], "big"),)
+            for ssrc in senders:
+                self._confirm(session, direction, ssrc.to_bytes(4, "big"))
+            return
+        if not (looks_like_rtp(payload) and plausible_payload_type(second & 0x7F)):
+            return
+        ssrc = payload[8:12]
+        stream = session.by_ssrc[direction].get(ssrc)
+        if stream is not None:
+            stream.add(ts_us, payload)
+            return
+        skey = (direction, ssrc)
+        candidate = session.candidates.get(skey)
+        if candidate is None:
+            if session.candidates is _EMPTY:
+                session.candidates = {}
+            elif len(session.candidates) >= _MAX_CANDIDATES:
+                self._weird("media.too_many_candidates")
+                return
+            session.candidates[skey] = RtpCandidate(ts_us, payload)
+            return
+        candidate.offer(ts_us, payload)
+        if candidate.proven(self._min_packets, skey in session.sr_ssrcs):
+            self._promote(session, skey, candidate)
+
+    def _confirm(self, session: _UdpSession, direction: int, ssrc: bytes) -> None:
+        # A report's sender may send its RTP on this flow in this direction.
+        skey = (direction, ssrc)
+        if not session.sr_ssrcs:
+            session.sr_ssrcs = {skey}
+        elif len(session.sr_ssrcs) < _MAX_CANDIDATES:
+            session.sr_ssrcs.add(skey)
+        candidate = session.candidates.get(skey)
+        if candidate is not None and candidate.proven(self._min_packets, True):
+            self._promote(session, skey, candidate)
+
+    def _promote(self, session: _UdpSession, skey: tuple[int, bytes], cand: RtpCandidate) -> None:
+        direction, ssrc = skey
+        src, dst = session.ips if direction == 0 else session.ips[::-1]
+        sport, dport = session.ports if direction == 0 else session.ports[::-1]
+        first_pt = cand.pending[0][1][1] & 0x7F
+        codec, clock = codec_for(first_pt, None)
+        stream = RtpStream(
+            format_ip(src),
+            sport,
+            format_ip(dst),
+            dport,
+            int.from_bytes(ssrc, "big"),
+            first_pt,
+            codec,
+            clock,
+        )
+        for ts_us, header in cand.pending:
+            stream.add(ts_us, header)
+        del session.candidates[skey]
+        if session.streams is _EMPTY:
+            session.streams = {}
+            session.by_ssrc = ({}, {})
+        session.streams[skey] = stream
+        session.by_ssrc[direction][ssrc] = stream
+
+    def _on_stun(self, session: _UdpSession, payload: bytes) -> None:
+        try:
+            msg = parse_stun(payload)
+        except FlowParseError as exc:
+            self._weird(exc.kind)
+            return
+        session.stun += 1
+        if msg.ice:
+            session.ice = True
+        if msg.software and session.software is None:
+            session.software = msg.software
+        if msg.method in TURN_METHODS:
+            session.turn = True
+        if msg.peer_address and session.peer is None:
+            session.peer = msg.peer_address
+        if msg.mapped_address and session.mapped is None:
+            session.mapped = msg.mapped_address
+
+    def _on_dtls(self, session: _UdpSession, payload: bytes) -> None:
+        try:
+            datagram = parse_dtls(payload)
+        except FlowParseError as exc:
+            self._weird(exc.kind)
+            return
+        session.dtls += 1
+        hello = datagram.hello
+        # The server's choice (one profile) wins over the client's offer.
+        if (
+            hello is not None
+            and hello.srtp_profiles is not None
+            and (session.srtp_profiles is None or not hello.client)
+        ):
+            session.srtp_profiles = hello.srtp_profiles
+
+    def _forget_udp(self, session: _UdpSession) -> None:
+        (self._sessions if session.believed else self._candidates).pop(session.key, None)
+        for key in (session.key, session.reverse_key):
+            entry = self._by_key.get(key)
+            if entry is not None and entry[0] is session:
+                del self._by_key[key]
+        pair = _pair(*session.ips)
+        members = self._sessions_by_pair.get(pair)
+        if members is not None:
+            members.discard(session)
+            if not members:
+                del self._sessions_by_pair[pair]
+
+    def _close_udp(self, session: _UdpSession, reason: EndReason | None) -> None:
+        self._forget_udp(session)
+        if not session.proven:
+            if reason is EndReason.EVICTED:
+                self._weird("media.candidate_evicted")
+            return
+        pair = _pair(*session.ips)
+        _remember(self._recent_media, pair, (session.uid, session.first_us, session.last_us))
+        self._done.append(self._udp_record(session, reason))
+
+    def _udp_record(self, session: _UdpSession, reason: EndReason | None) -> CallRecord:
+        pair = _pair(*session.ips)
+        tls = [
+            (c.first_us, c.uid)
+            for c in self._tls_by_pair.get(pair, ())
+            if c.first_us <= session.last_us
+        ]
+        tls += [
+            (first, uid)
+            for uid, first, last in self._recent_tls.get(pair, ())
+            if first <= session.last_us and last >= session.first_us
+        ]
+        media = _media(session.streams.values())
+        flags = set()
+        if media and len({(m.src_ip, m.src_port) for m in media}) == 1:
+            flags.add("one_way_media")
+        protocols = {"rtp"} if session.streams else set()
+        if session.rtcp:
+            protocols.add("rtcp")
+        if session.srtcp:
+            protocols.add("srtcp")
+        if session.stun:
+            protocols.add("stun")
+        if session.turn:
+            protocols.add("turn")
+        if session.dtls:
+            protocols.add("dtls")
+        encryption = None
+        if session.srtp_profiles is not None:
+            encryption = "dtls-srtp"
+        elif session.srtcp:
+            encryption = "srtp"
+        if encryption is not None and session.streams:
+            protocols.discard("rtp")
+            protocols.add("srtp")
+        extra = {
+            "protocols": sorted(protocols),
+            "encryption": encryption,
+            "dtls_srtp_profiles": (
+                list(session.srtp_profiles) if session.srtp_profiles is not None else None
+            ),
+            "stun_software": session.software,
+            "turn_peer": (
+                {"ip": session.peer[0], "port": session.peer[1]} if session.peer else None
+            ),
+            "stun_mapped_address": (
+                {"ip": session.mapped[0], "port": session.mapped[1]} if session.mapped else None
+            ),
+            "app": udp_session_label(
+                session.software, session.ice, session.srtp_profiles is not None, session.turn
+            ),
+            "signalling_uid": max(tls)[1] if tls else None,
+        }
+        return self._record(
+            session,
+            "encrypted" if session.encrypted else "media",
+            "udp",
+            DISPOSITION_MEDIA,
+            media,
+            flags,
+            reason,
+            extra,
+        )
+
+    # -- TLS -----------------------------------------------------------------
+
+    def _new_tls(
+        self, ts_us: int, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes
+    ) -> _TlsConnection | None:
+        if not looks_like_tls(payload):
+            return None
+        hello = None
+        if payload[0] == 22 and payload[5:6] == b"\x01":
+            try:
+                hello = parse_client_hello(payload)
+            except FlowParseError as exc:
+                if dport in self._sip_tls_ports or sport in self._sip_tls_ports:
+                    self._weird(exc.kind)
+        if hello is not None and says_sip(hello):
+            basis = "alpn" if any("sip" in p.lower() for p in hello.alpn) else "sni"
+        elif dport in self._sip_tls_ports or sport in self._sip_tls_ports:
+            basis = "port"
+        else:
+            return None
+        if hello is not None or sport not in self._sip_tls_ports or dport in self._sip_tls_ports:
+            client, server = (src, sport), (dst, dport)
+        else:
+            client, server = (dst, dport), (src, sport)
+        if len(self._tls) >= self.settings.max_tls_connections:
+            self._close_tls(next(iter(self._tls.values())), EndReason.EVICTED)
+        conn = _TlsConnection(ts_us, client, server, hello, basis)
+        self._tls[conn.key] = conn
+        self._tls_by_key[conn.key] = (conn, 0)
+        self._tls_by_key[conn.reverse_key] = (conn, 1)
+        self._tls_by_pair.setdefault(_pair(*conn.ips), set()).add(conn)
+        return conn
+
+    def _close_tls(self, conn: _TlsConnection, reason: EndReason | None) -> None:
+        self._tls.pop(conn.key, None)
+        for key in (conn.key, conn.reverse_key):
+            entry = self._tls_by_key.get(key)
+            if entry is not None and entry[0] is conn:
+                del self._tls_by_key[key]
+        pair = _pair(*conn.ips)
+        members = self._tls_by_pair.get(pair)
+        if members is not None:
+            members.discard(conn)
+            if not members:
+                del self._tls_by_pair[pair]
+        _remember(self._recent_tls, pair, (conn.uid, conn.first_us, conn.last_us))
+        media = {
+            s.uid
+            for s in self._sessions_by_pair.get(pair, ())
+            if s.proven and s.first_us <= conn.last_us
+        }
+        media.update(
+            uid
+            for uid, first, last in self._recent_media.get(pair, ())
+            if first <= conn.last_us and last >= conn.first_us
+        )
+        extra = {
+            "protocols": ["tls"],
+            "encryption": "tls",
+            "server_name": conn.server_name,
+            "alpn": conn.alpn,
+            "app": tls_label(conn.sip_basis),
+            "media_uids": sorted(media),
+        }
+        self._done.append(
+            self._record(conn, "encrypted", "tls", DISPOSITION_TLS, (), set(), reason, extra)
+        )
+
+    # -- records -------------------------------------------------------------
+
+    def _record(
+        self,
+        entry: _UdpSession | _TlsConnection,
+        kind: str,
+        transport: str,
+        disposition: str,
+        media: tuple[MediaStream, ...],
+        flags: set[str],
+        reason: EndReason | None,
+        extra: dict,
+    ) -> CallRecord:
+        caller_ip, callee_ip = format_ip(entry.ips[0]), format_ip(entry.ips[1])
+        ended_by = None
+        if reason is not None:
+            flags.add(reason.value)
+            if reason is EndReason.SHUTDOWN:
+                ended_by = reason.value
+        subscriber_ip, direction, subscriber = self._classify(caller_ip, callee_ip)
+        started = format_ts(entry.first_us)
+        return CallRecord(
+            uid=entry.uid,
+            kind=kind,
+            call_id=None,
+            caller=None,
+            callee=None,
+            caller_uri=None,
+            callee_uri=None,
+            request_uri=None,
+            caller_ip=caller_ip,
+            caller_port=entry.ports[0],
+            callee_ip=callee_ip,
+            callee_port=entry.ports[1],
+            transport=transport,
+            subscriber_ip=subscriber_ip,
+            direction=direction,
+            started_at=started,
+            ringing_at=None,
+            answered_at=started,
+            ended_at=format_ts(entry.last_us),
+            duration_s=round((entry.last_us - entry.first_us) / _US, 6),
+            setup_ms=None,
+            disposition=disposition,
+            final_status=None,
+            ended_by=ended_by,
+            user_agent=None,
+            media=media,
+            flags=tuple(sorted(flags)),
+            subscriber=subscriber,
+            extra={
+                "caller_packets": entry.packets[0],
+                "callee_packets": entry.packets[1],
+                "caller_bytes": entry.octets[0],
+                "callee_bytes": entry.octets[1],
+                **extra,
+            },
+        )
+
+    def _take(self) -> list[CallRecord]:
+        done, self._done = self._done, []
+        return done
+
+
+def _may_start_session(payload: bytes) -> bool:
+    """Whether a datagram of an unknown flow is worth a session (RFC 7983 demultiplexing)."""
+    first = payload[0]
+    if first >= 128:
+        return first < 192 and (
+            looks_like_rtp(payload) or looks_like_rtcp(payload) or looks_like_srtcp(payload)
+        )
+    if first < 4:
+        return looks_like_stun(payload)
+    if 20 <= first < 64:
+        return looks_like_dtls(payload)
+    if 64 <= first < 80:
+        return looks_like_channel_data(payload)
+    return False
+
+
+def _remember(table: OrderedDict, pair: tuple[bytes, bytes], item: tuple) -> None:
+    entries = table.get(pair)
+    if entries is None:
+        if len(table) >= _MAX_RECENT:
+            table.popitem(last=False)
+        entries = table[pair] = []
+    else:
+        table.move_to_end(pair)
+    entries.append(item)
+    del entries[:-_RECENT_PER_PAIR]
+
+
+def _media(streams) -> tuple[MediaStream, ...]:
+    out = []
+    for stream in streams:
+        s = stream.summary()
+        out.append(
+            MediaStream(
+                src_ip=s["src_ip"],
+                src_port=s["src_port"],
+                dst_ip=s["dst_ip"],
+                dst_port=s["dst_port"],
+                ssrc=s["ssrc"],
+                payload_type=s["payload_type"],
+                codec=s["codec"],
+                packets=s["packets"],
+                lost=s["lost"],
+                jitter_max_ms=s["jitter_max_ms"],
+                jitter_mean_ms=s["jitter_mean_ms"],
+                first_at=format_ts(s["first_us"]),
+                last_at=format_ts(s["last_us"]),
+            )
+        )
+    out.sort(key=lambda m: (m.first_at, m.src_ip, m.src_port, m.dst_ip, m.dst_port, m.ssrc))
+    return tuple(out)
