@@ -5,32 +5,69 @@ This loop runs once per packet, so it is written for speed: the RTP of flows
 already attached to a call (most of the traffic) is handled with one dict
 lookup on the 5-tuple and one on the SSRC, before anything else is tried.
 Packet time is the only clock; `expire` runs once per second of it.
+
+The general (slow) path also reassembles IP fragments, follows the TCP
+connections that carry SIP (and SIP over WebSocket) through
+`voiplog.sip.SipStreamTable`, drops mirror copies when a dedup window is set,
+and notes the outer tunnel of each call's first INVITE, which is added to the
+call's record as ``tunnel`` when it is written.
 """
 
 from __future__ import annotations
 
 import struct
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from voiplog.calls import CallSettings, CallTracker, EndReason, flow_key, new_stream
 from voiplog.cdr import CallRecord
 from voiplog.errors import ParseError
-from voiplog.packet import PROTO_TCP, PROTO_UDP, DecodeError, decode, format_ip
+from voiplog.packet import (
+    PROTO_TCP,
+    PROTO_UDP,
+    DecodeError,
+    decode,
+    decode_fragment,
+    decode_tcp,
+    decode_transport,
+    format_ip,
+)
+from voiplog.packet.ipfrag import FragmentReassembler, FragmentSettings
+from voiplog.packet.mirror import MirrorDedup
+from voiplog.packet.tcp import TcpSettings
+from voiplog.packet.tunnel import outer_tunnel
 from voiplog.rtp import looks_like_rtp
-from voiplog.sip import looks_like_sip, parse_message, split_stream
+from voiplog.sip import SipStreamTable, looks_like_sip, parse_message
 
 # Ports always treated as SIP; SIP on any other port is found by its start line.
 DEFAULT_SIP_PORTS = (5060, 5061, 5062, 5070, 5080, 5090, 5160)
 
 _EXPIRE_EVERY_US = 1_000_000
 
+# Requests whose packet's outer tunnel is noted for the record of their Call-ID.
+_TUNNELLED_METHODS = frozenset({"INVITE", "REGISTER"})
+
 # What the fast path reads of an Ethernet/IPv4/UDP/RTP frame, at these offsets:
 # EtherType 12, version+IHL 14, flags+fragment offset 20, protocol 23, UDP
 # length 38, the first two RTP bytes 42 (all 4 bytes later behind an 802.1Q tag).
 _FAST_FIELDS = struct.Struct(">12xHB5xHxB14xH2xBB")
 _MAX_NEGATIVE_FLOWS = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class ReassemblySettings:
+    """Limits of IP fragment and TCP stream reassembly, and mirror deduplication."""
+
+    fragments: FragmentSettings = field(default_factory=FragmentSettings)
+    tcp: TcpSettings = field(default_factory=TcpSettings)
+    max_stream_buffer: int = 256 * 1024
+    """Bytes one TCP direction may buffer for an unfinished SIP or WebSocket message."""
+    mirror_window_us: int = 0
+    """Drop a datagram identical to one seen less than this long before (0: off).
+    Turning it on sends every packet through the general path."""
+    mirror_max_entries: int = 65536
+    """Recent datagrams remembered for mirror deduplication."""
 
 
 @dataclass
@@ -47,6 +84,8 @@ class PipelineStats:
     sip_requests: Counter = field(default_factory=Counter)
     sip_responses: Counter = field(default_factory=Counter)
     dispositions: Counter = field(default_factory=Counter)
+    reassembled: int = 0  # IP datagrams rebuilt from fragments
+    mirror_duplicates: int = 0  # mirror copies dropped
     parse_errors: Counter = field(default_factory=Counter)  # unreadable packets, by kind
     weird: Counter = field(default_factory=Counter)  # oddities in readable traffic, by kind
 
@@ -62,6 +101,7 @@ class Pipeline:
         call_settings: CallSettings | None = None,
         classify=None,
         on_parse_error: Callable[[int, ParseError], None] | None = None,
+        reassembly: ReassemblySettings | None = None,
     ) -> None:
         """`on_parse_error(packet_number, error)` hears of every unreadable packet;
         packets are numbered from 1 across everything this pipeline is fed."""
@@ -77,6 +117,24 @@ class Pipeline:
         # RTP-looking flows that matched no SDP, with the expectation generation
         # at which they were tried: retried only when new SDP arrives.
         self._unmatched: dict[bytes, int] = {}
+        reassembly = reassembly or ReassemblySettings()
+        self.fragments = FragmentReassembler(reassembly.fragments, self._count_weird)
+        self.streams = SipStreamTable(
+            self.sip_ports,
+            reassembly.tcp,
+            max_buffer=reassembly.max_stream_buffer,
+            on_weird=self._count_weird,
+            on_error=self._parse_error,
+        )
+        self._dedup = (
+            MirrorDedup(reassembly.mirror_window_us, reassembly.mirror_max_entries)
+            if reassembly.mirror_window_us > 0
+            else None
+        )
+        # Outer tunnel of each open call's first INVITE, by Call-ID, added to its
+        # record when written. Bounded like the call table it shadows.
+        self._tunnels: OrderedDict[str, dict] = OrderedDict()
+        self._max_tunnels = 2 * self.tracker.settings.max_open_calls
 
     def _count_weird(self, kind: str) -> None:
         self.stats.weird[kind] += 1
@@ -99,6 +157,9 @@ class Pipeline:
         sip_ports = self.sip_ports
         unmatched = self._unmatched
         fast_fields = _FAST_FIELDS.unpack_from
+        dedup = self._dedup
+        # Mirror deduplication must see every packet: no fast path then.
+        fast_linktype = 1 if dedup is None else -1
         next_expire = self._next_expire_us
         now = self._now_us
         ts = now
@@ -121,7 +182,7 @@ class Pipeline:
             # attached to a call, in Ethernet (untagged or one 802.1Q tag) /
             # IPv4 without options, not fragmented / UDP. It reads the frame in
             # place; anything it does not accept takes the general path below.
-            if linktype == 1 and len(frame) >= 58:
+            if linktype == fast_linktype and len(frame) >= 58:
                 ethertype, ver_ihl, frag, proto, udp_len, rtp0, rtp1 = fast_fields(frame)
                 ip = 14
                 if ethertype == 0x8100:
@@ -156,9 +217,17 @@ class Pipeline:
                 self._parse_error(exc)
                 continue
             if datagram is None:
-                stats.not_ip += 1
+                datagram = self._reassemble(ts, linktype, frame)
+                if datagram is None:
+                    continue
+            proto, src, sport, dst, dport, payload = datagram[:6]
+            if (
+                dedup is not None
+                and (payload or proto != PROTO_TCP)
+                and dedup.seen(datagram[:6], ts)
+            ):
+                stats.mirror_duplicates += 1
                 continue
-            proto, src, sport, dst, dport, payload = datagram
             if proto == PROTO_UDP:
                 udp += 1
                 key = flow_key(src, sport, dst, dport)
@@ -177,7 +246,7 @@ class Pipeline:
                     rtp += 1
                     continue
                 if sport in sip_ports or dport in sip_ports or looks_like_sip(payload):
-                    self._sip(ts, src, sport, dst, dport, payload, "udp")
+                    self._sip(ts, src, sport, dst, dport, payload, "udp", linktype, frame)
                 elif flow is None and looks_like_rtp(payload):
                     generation = tracker.expect_generation
                     if unmatched.get(key) == generation:
@@ -196,10 +265,7 @@ class Pipeline:
                     rtp += 1
             elif proto == PROTO_TCP:
                 stats.tcp += 1
-                if payload and (
-                    sport in sip_ports or dport in sip_ports or looks_like_sip(payload)
-                ):
-                    self._sip_stream_segment(ts, src, sport, dst, dport, payload)
+                self._tcp(ts, linktype, frame, datagram)
         if ts > now:
             now = ts  # the fast path leaves `now` behind; catch up with the last packet
         stats.packets += fast + slow
@@ -217,6 +283,8 @@ class Pipeline:
         dport: int,
         payload: bytes,
         transport: str,
+        linktype: int = -1,
+        frame: bytes = b"",
     ) -> None:
         stats = self.stats
         if not payload.strip(b"\r\n\0 "):
@@ -234,30 +302,68 @@ class Pipeline:
             stats.sip_requests[msg.method] += 1
         else:
             stats.sip_responses[msg.status] += 1
+        if frame and msg.method in _TUNNELLED_METHODS and msg.call_id is not None:
+            self._note_tunnel(msg.call_id, linktype, frame)
         self.tracker.on_sip(msg, ts, format_ip(src), sport, format_ip(dst), dport, transport)
         self._drain()
 
-    def _sip_stream_segment(
-        self, ts: int, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes
-    ) -> None:
-        # Without TCP stream reassembly only segments holding whole messages can
-        # be read, framed by their Content-Length. A piece of a message is
-        # counted and left alone rather than read as something it is not (a
-        # 200 OK cut in half would make an answered call look refused).
+    def _reassemble(self, ts: int, linktype: int, frame: bytes) -> tuple | None:
+        """The datagram an IP fragment completes, if it is one and completes it."""
+        fragment = decode_fragment(linktype, frame)
+        if fragment is None:
+            self.stats.not_ip += 1
+            return None
+        data = self.fragments.add(fragment, ts)
+        if data is None:
+            return None
+        self.stats.reassembled += 1
         try:
-            messages, consumed = split_stream(payload)
-        except ParseError as exc:
+            return decode_transport(
+                fragment.proto, fragment.src_ip, fragment.dst_ip, data, detail=True
+            )
+        except DecodeError as exc:
             self._parse_error(exc)
-            return
-        for message in messages:
-            if not looks_like_sip(message):
-                self.stats.weird["sip.tcp_partial_message"] += 1
+            return None
+
+    def _tcp(self, ts: int, linktype: int, frame: bytes, datagram: tuple) -> None:
+        """One TCP segment: fed to the stream table when it may carry SIP."""
+        src, sport, dst, dport, payload = datagram[1:6]
+        key = (src, sport, dst, dport)
+        streams = self.streams
+        if len(datagram) == 6:
+            sip_ports = self.sip_ports
+            if not (
+                streams.tcp.get(key) is not None
+                or sport in sip_ports
+                or dport in sip_ports
+                or (payload and streams.wants(key, 0, payload))
+            ):
                 return
-            self._sip(ts, src, sport, dst, dport, message, "tcp")
-        if consumed < len(payload):
-            self.stats.weird["sip.tcp_partial_message"] += 1
+            # Sequence number and flags: walked again only for the few segments
+            # of connections that carry SIP.
+            datagram = decode_tcp(linktype, frame)
+            if datagram is None:
+                return
+        seq, flags = datagram[6], datagram[8]
+        for message, transport in streams.segment(key, seq, flags, payload, ts):
+            self._sip(ts, src, sport, dst, dport, message, transport, linktype, frame)
+
+    def _note_tunnel(self, call_id: str, linktype: int, frame: bytes) -> None:
+        tunnels = self._tunnels
+        if call_id in tunnels:
+            return
+        tunnel = outer_tunnel(linktype, frame)
+        if tunnel is None:
+            return
+        if len(tunnels) >= self._max_tunnels:
+            tunnels.popitem(last=False)
+            self.stats.weird["tunnel.table_full"] += 1
+        tunnels[call_id] = tunnel.to_dict()
 
     def _expire(self, now_us: int) -> None:
+        self.fragments.expire(now_us)
+        for (src, sport, dst, dport), message, transport in self.streams.expire(now_us):
+            self._sip(now_us, src, sport, dst, dport, message, transport)
         for record in self.tracker.expire(now_us):
             self._write(record)
 
@@ -266,6 +372,10 @@ class Pipeline:
             self._write(record)
 
     def _write(self, record: CallRecord) -> None:
+        if self._tunnels:
+            tunnel = self._tunnels.pop(getattr(record, "call_id", None), None)
+            if tunnel is not None and hasattr(record, "extra"):
+                record = replace(record, extra={**record.extra, "tunnel": tunnel})
         self.stats.records += 1
         self.stats.dispositions[record.disposition] += 1
         self._emit(record)
@@ -273,5 +383,7 @@ class Pipeline:
     def finish(self, reason: EndReason = EndReason.END_OF_INPUT) -> None:
         """End of input: expire what is due, then close every open call."""
         self._expire(self._now_us)
+        for (src, sport, dst, dport), message, transport in self.streams.flush():
+            self._sip(self._now_us, src, sport, dst, dport, message, transport)
         for record in self.tracker.close_all(reason):
             self._write(record)

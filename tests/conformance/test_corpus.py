@@ -46,10 +46,10 @@ KNOWN_DIFFERENCES: dict[str, str] = {
         "arrives, while Wireshark's per-Call-ID view ignores time"
     ),
     "heplify__sip_sctp.pcap": "SIP over SCTP is not decoded yet",
-    "sngrep__ipv6frag.pcap": "the INVITE arrives in IPv6 fragments, not reassembled yet",
-    "suricata-verify__sip-body-large_sip-body-large.pcap": (
-        "the INVITE spans five TCP segments; TCP stream reassembly is not there yet, "
-        "and a partial message is counted (sip.tcp_partial_message), never guessed at"
+    "heplify__sip_ipv4_tcp_fragmented.pcap": (
+        "SIP over TCP on port 6060, which Wireshark dissects as X11 (6000-6063), so "
+        "its reference lists no call; voiplog finds SIP on any TCP port by its start "
+        "line and records the 37 INVITE calls that tshark -d tcp.port==6060,sip shows"
     ),
     "ipfixprobe__sip-sample.pcap": (
         "INVITE answered 401 and never sent again: the CDR contract calls that "
