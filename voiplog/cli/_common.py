@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from voiplog.calls import CallSettings
-from voiplog.pipeline import DEFAULT_SIP_PORTS
+from voiplog.pipeline import DEFAULT_SIP_PORTS, ReassemblySettings
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class PipelineOptions:
     sip_ports: tuple[int, ...] = DEFAULT_SIP_PORTS
     call_settings: CallSettings = field(default_factory=CallSettings)
     classify: Any = None
+    reassembly: ReassemblySettings | None = None
 
 
 def load_pipeline_options(config_path: str | None) -> PipelineOptions:
@@ -42,4 +43,5 @@ def load_pipeline_options(config_path: str | None) -> PipelineOptions:
         sip_ports=tuple(cfg.sip.ports),
         call_settings=cfg.calls.settings(),
         classify=networks.classify if networks else None,
+        reassembly=cfg.reassembly.settings(),
     )

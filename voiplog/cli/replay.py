@@ -80,6 +80,7 @@ def replay(
             call_settings=options.call_settings,
             classify=options.classify,
             on_parse_error=where.report,
+            reassembly=options.reassembly,
         )
         try:
             _run(pipeline, readers, show_progress, where)
