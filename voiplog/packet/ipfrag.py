@@ -68,7 +68,7 @@ class FragmentReassembler:
         on_weird: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings or FragmentSettings()
-        self._weird = on_weird or (lambda kind: None)
+        self._weird = on_weird if on_weird is not None else _ignore
         self._pending: OrderedDict[tuple, _Pending] = OrderedDict()  # oldest first
         self._bytes = 0
 
@@ -175,3 +175,7 @@ class FragmentReassembler:
 
 def _start(piece: tuple[int, bytes]) -> int:
     return piece[0]
+
+
+def _ignore(kind: str) -> None:
+    return None

@@ -93,7 +93,7 @@ class TcpReassembler:
         on_weird: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings or TcpSettings()
-        self._weird = on_weird or (lambda kind: None)
+        self._weird = on_weird if on_weird is not None else _ignore
         # Both directions of every connection, by key; connection order (LRU) is
         # kept on the direction that created it.
         self._directions: dict[tuple, TcpDirection] = {}
@@ -212,7 +212,8 @@ class TcpReassembler:
         released = []
         for direction in list(self._holding.values()):
             out: list[bytes | None] = []
-            self._skip_gap(direction, out)
+            while direction.held:
+                self._skip_gap(direction, out)
             released.append((direction, out))
         return released
 
@@ -288,3 +289,7 @@ def _signed(difference: int) -> int:
     """A sequence-number difference as a signed 32-bit value."""
     difference %= _MOD
     return difference - _MOD if difference >= _HALF else difference
+
+
+def _ignore(kind: str) -> None:
+    return None
