@@ -345,8 +345,8 @@ class Pipeline:
             if datagram is None:
                 return
         seq, flags = datagram[6], datagram[8]
-        for message, transport in streams.segment(key, seq, flags, payload, ts):
-            self._sip(ts, src, sport, dst, dport, message, transport, linktype, frame)
+        for when, message, transport in streams.segment(key, seq, flags, payload, ts):
+            self._sip(when, src, sport, dst, dport, message, transport, linktype, frame)
 
     def _note_tunnel(self, call_id: str, linktype: int, frame: bytes) -> None:
         tunnels = self._tunnels
@@ -362,8 +362,8 @@ class Pipeline:
 
     def _expire(self, now_us: int) -> None:
         self.fragments.expire(now_us)
-        for (src, sport, dst, dport), message, transport in self.streams.expire(now_us):
-            self._sip(now_us, src, sport, dst, dport, message, transport)
+        for (src, sport, dst, dport), ts, message, transport in self.streams.expire(now_us):
+            self._sip(ts, src, sport, dst, dport, message, transport)
         for record in self.tracker.expire(now_us):
             self._write(record)
 
@@ -383,7 +383,7 @@ class Pipeline:
     def finish(self, reason: EndReason = EndReason.END_OF_INPUT) -> None:
         """End of input: expire what is due, then close every open call."""
         self._expire(self._now_us)
-        for (src, sport, dst, dport), message, transport in self.streams.flush():
-            self._sip(self._now_us, src, sport, dst, dport, message, transport)
+        for (src, sport, dst, dport), ts, message, transport in self.streams.flush():
+            self._sip(ts, src, sport, dst, dport, message, transport)
         for record in self.tracker.close_all(reason):
             self._write(record)

@@ -14,9 +14,22 @@ class Weirds(list):
         self.append(kind)
 
 
+class Table(TcpReassembler):
+    """Returns only the chunks' bytes, for the tests about order (times: see below)."""
+
+    def segment(self, *args):
+        return [data for _, data in super().segment(*args)]
+
+    def expire(self, now_us):
+        return [(d, [data for _, data in chunks]) for d, chunks in super().expire(now_us)]
+
+    def flush(self):
+        return [(d, [data for _, data in chunks]) for d, chunks in super().flush()]
+
+
 def _table(**settings) -> tuple[TcpReassembler, Weirds]:
     weirds = Weirds()
-    return TcpReassembler(TcpSettings(**settings), weirds), weirds
+    return Table(TcpSettings(**settings), weirds), weirds
 
 
 def _stream(table, seq0=1000, syn=True):
@@ -169,3 +182,14 @@ def test_reverse_direction_activity_keeps_the_connection():
     table.segment(table.get(B), 1, ACK, b"x", 9_000_000)
     table.expire(11_000_000)
     assert table.get(A) is d
+
+
+def test_chunks_carry_the_capture_time_of_their_segment():
+    table = TcpReassembler()
+    d = table.follow(A, 0)
+    table.segment(d, 999, TCP_SYN, b"", 0)
+    assert table.segment(d, 1003, ACK, b"def", 10) == []
+    assert table.segment(d, 1000, ACK, b"abc", 20) == [(20, b"abc"), (10, b"def")]
+    table.segment(d, 1100, ACK, b"late", 30)
+    ((_, chunks),) = table.flush()
+    assert chunks == [(30, None), (30, b"late")]

@@ -19,8 +19,10 @@ counted ``tcp.stream_evicted``), idle ones dropped after `idle_timeout_us`
 (``tcp.stream_timeout``), held bytes per direction capped. RST drops the
 connection; FIN ends its direction, and the connection goes when both have.
 
-`TcpReassembler.segment` returns a direction's new in-order chunks, with None
-where bytes were lost; ``direction.app`` is free for the caller's per-direction
+`TcpReassembler.segment` returns a direction's new in-order chunks, each with the
+capture time of its segment (a message completed by held data is dated by the
+segment that completed it, not by the one that filled the hole), and None where
+bytes were lost; ``direction.app`` is free for the caller's per-direction
 reader state.
 """
 
@@ -30,11 +32,22 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["TCP_FIN", "TCP_RST", "TCP_SYN", "TcpDirection", "TcpReassembler", "TcpSettings"]
+__all__ = [
+    "TCP_FIN",
+    "TCP_RST",
+    "TCP_SYN",
+    "Chunk",
+    "TcpDirection",
+    "TcpReassembler",
+    "TcpSettings",
+]
 
 TCP_FIN = 0x01
 TCP_SYN = 0x02
 TCP_RST = 0x04
+
+# (capture time of the segment, its in-order bytes or None for lost bytes)
+Chunk = tuple[int, bytes | None]
 
 _MOD = 1 << 32
 _HALF = 1 << 31
@@ -76,7 +89,7 @@ class TcpDirection:
         self.key = key  # (src_ip, src_port, dst_ip, dst_port)
         self.peer: TcpDirection | None = None
         self.next_seq: int | None = None  # None until the first segment is seen
-        self.held: dict[int, bytes] = {}  # out-of-order data by sequence number
+        self.held: dict[int, Chunk] = {}  # out-of-order (ts, data) by sequence number
         self.held_bytes = 0
         self.held_since = 0
         self.fin = False
@@ -129,11 +142,12 @@ class TcpReassembler:
 
     def segment(
         self, direction: TcpDirection, seq: int, flags: int, payload: bytes, now_us: int
-    ) -> list[bytes | None]:
+    ) -> list[Chunk]:
         """Feed one segment of a followed direction; its new in-order bytes, in chunks.
 
-        A None chunk marks lost bytes: the capture joined the stream mid-way, or a
-        hole was given up. After the call the connection may have been dropped (RST,
+        Each chunk is ``(ts_us, data)``: when its segment was captured, and its bytes,
+        or None where bytes were lost (the capture joined the stream mid-way, or a
+        hole was given up). After the call the connection may have been dropped (RST,
         or FIN both ways): check with `get`.
         """
         direction.last_us = now_us
@@ -141,7 +155,7 @@ class TcpReassembler:
         if flags & TCP_RST:
             self._drop(direction)
             return []
-        out: list[bytes | None] = []
+        out: list[Chunk] = []
         if flags & TCP_SYN:
             seq = (seq + 1) % _MOD  # the SYN takes one sequence number
             if direction.next_seq is None:
@@ -149,7 +163,7 @@ class TcpReassembler:
         expected = direction.next_seq
         if expected is None:
             expected = direction.next_seq = seq
-            out.append(None)  # joined mid-stream
+            out.append((now_us, None))  # joined mid-stream
         if payload:
             ahead = (seq - expected) % _MOD
             if ahead >= _HALF:
@@ -158,10 +172,10 @@ class TcpReassembler:
                 if behind >= len(payload):
                     self._weird("tcp.retransmission")
                 else:
-                    out.append(payload[behind:])
+                    out.append((now_us, payload[behind:]))
                     direction.next_seq = (expected + len(payload) - behind) % _MOD
             elif ahead == 0:
-                out.append(payload)
+                out.append((now_us, payload))
                 direction.next_seq = (expected + len(payload)) % _MOD
             else:
                 self._hold(direction, seq, payload, now_us)
@@ -180,7 +194,7 @@ class TcpReassembler:
                 self._drop(direction)
         return out
 
-    def expire(self, now_us: int) -> list[tuple[TcpDirection, list[bytes | None]]]:
+    def expire(self, now_us: int) -> list[tuple[TcpDirection, list[Chunk]]]:
         """Forget idle connections; give up holes older than the gap timeout.
 
         Returns the directions whose held data was released by giving up a hole,
@@ -202,16 +216,16 @@ class TcpReassembler:
         gap_before = now_us - settings.gap_timeout_us
         for direction in list(self._holding.values()):
             if direction.held_since <= gap_before:
-                out: list[bytes | None] = []
+                out: list[Chunk] = []
                 self._skip_gap(direction, out)
                 released.append((direction, out))
         return released
 
-    def flush(self) -> list[tuple[TcpDirection, list[bytes | None]]]:
+    def flush(self) -> list[tuple[TcpDirection, list[Chunk]]]:
         """End of input: give up every hole and release all held data."""
         released = []
         for direction in list(self._holding.values()):
-            out: list[bytes | None] = []
+            out: list[Chunk] = []
             while direction.held:
                 self._skip_gap(direction, out)
             released.append((direction, out))
@@ -223,17 +237,17 @@ class TcpReassembler:
         held = direction.held
         previous = held.get(seq)
         if previous is not None:
-            if len(previous) >= len(payload):
+            if len(previous[1]) >= len(payload):
                 self._weird("tcp.retransmission")
                 return
-            direction.held_bytes -= len(previous)
+            direction.held_bytes -= len(previous[1])
         if not held:
             direction.held_since = now_us
             self._holding[direction.key] = direction
-        held[seq] = payload
+        held[seq] = (now_us, payload)
         direction.held_bytes += len(payload)
 
-    def _release(self, direction: TcpDirection, out: list[bytes | None]) -> None:
+    def _release(self, direction: TcpDirection, out: list[Chunk]) -> None:
         """Deliver held segments made contiguous (or stale) by the bytes delivered."""
         held = direction.held
         start = direction.next_seq
@@ -243,10 +257,10 @@ class TcpReassembler:
             ahead = _signed(seq - expected)
             if ahead > 0:
                 break  # a hole remains before this one
-            data = held.pop(seq)
+            ts, data = held.pop(seq)
             direction.held_bytes -= len(data)
             if -ahead < len(data):
-                out.append(data[-ahead:])
+                out.append((ts, data[-ahead:]))
                 direction.next_seq = (seq + len(data)) % _MOD
             else:
                 self._weird("tcp.retransmission")
@@ -256,12 +270,12 @@ class TcpReassembler:
         else:
             self._holding.pop(direction.key, None)
 
-    def _skip_gap(self, direction: TcpDirection, out: list[bytes | None]) -> None:
+    def _skip_gap(self, direction: TcpDirection, out: list[Chunk]) -> None:
         """Give up the hole before the earliest held segment and deliver from there."""
         expected = direction.next_seq
         direction.next_seq = min(direction.held, key=lambda s: _signed(s - expected))
         self._weird("tcp.gap")
-        out.append(None)
+        out.append((direction.held[direction.next_seq][0], None))
         self._release(direction, out)
 
     def _touch(self, direction: TcpDirection) -> None:

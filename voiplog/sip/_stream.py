@@ -199,11 +199,12 @@ class SipStreamTable:
 
     def segment(
         self, key: tuple, seq: int, flags: int, payload: bytes, now_us: int
-    ) -> list[tuple[bytes, str]]:
+    ) -> list[tuple[int, bytes, str]]:
         """Feed one TCP segment of `key` = (src_ip, src_port, dst_ip, dst_port).
 
-        Returns the SIP messages it completes, each with its transport (``tcp`` or
-        ``ws``); they travel in the segment's direction.
+        Returns the SIP messages it completes as ``(ts_us, message, transport)``:
+        the capture time of the last segment the message needed, the message, and
+        ``tcp`` or ``ws``. They travel in the segment's direction.
         """
         tcp = self.tcp
         direction = tcp.get(key)
@@ -213,27 +214,35 @@ class SipStreamTable:
             direction = tcp.follow(key, now_us)
             direction.app = _Reader()
             direction.peer.app = _Reader()
-        reader = direction.app
-        messages: list[tuple[bytes, str]] = []
-        for chunk in tcp.segment(direction, seq, flags, payload, now_us):
-            self._read(direction, reader, chunk, messages)
-        return messages
+        return self._read_chunks(direction, tcp.segment(direction, seq, flags, payload, now_us))
 
-    def expire(self, now_us: int) -> list[tuple[tuple, bytes, str]]:
+    def expire(self, now_us: int) -> list[tuple[tuple, int, bytes, str]]:
         """Time out connections and holes; messages released by giving up a hole."""
         return self._released(self.tcp.expire(now_us))
 
-    def flush(self) -> list[tuple[tuple, bytes, str]]:
+    def flush(self) -> list[tuple[tuple, int, bytes, str]]:
         """End of input: messages in data held behind holes that will never fill."""
         return self._released(self.tcp.flush())
 
-    def _released(self, released) -> list[tuple[tuple, bytes, str]]:
+    def _released(self, released) -> list[tuple[tuple, int, bytes, str]]:
         out = []
         for direction, chunks in released:
+            key = direction.key
+            out.extend((key, *message) for message in self._read_chunks(direction, chunks))
+        return out
+
+    def _read_chunks(self, direction, chunks) -> list[tuple[int, bytes, str]]:
+        reader = direction.app
+        out: list[tuple[int, bytes, str]] = []
+        ts = 0
+        for chunk_ts, chunk in chunks:
+            # A message is dated by the latest segment it needed; chunks released
+            # together after a reordering come in sequence order, not time order.
+            if chunk_ts > ts:
+                ts = chunk_ts
             messages: list[tuple[bytes, str]] = []
-            for chunk in chunks:
-                self._read(direction, direction.app, chunk, messages)
-            out.extend((direction.key, message, transport) for message, transport in messages)
+            self._read(direction, reader, chunk, messages)
+            out.extend((ts, message, transport) for message, transport in messages)
         return out
 
     # -- readers ---------------------------------------------------------------
