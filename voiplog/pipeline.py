@@ -344,9 +344,13 @@ class Pipeline:
             datagram = decode_tcp(linktype, frame)
             if datagram is None:
                 return
-        seq, flags = datagram[6], datagram[8]
-        for when, message, transport in streams.segment(key, seq, flags, payload, ts):
-            self._sip(when, src, sport, dst, dport, message, transport, linktype, frame)
+        seq, ack, flags = datagram[6:9]
+        messages = streams.segment(key, seq, flags, payload, ts, ack if flags & 0x10 else None)
+        for way, when, message, transport in messages:
+            if way is key:
+                self._sip(when, src, sport, dst, dport, message, transport, linktype, frame)
+            else:
+                self._sip(when, way[0], way[1], way[2], way[3], message, transport)
 
     def _note_tunnel(self, call_id: str, linktype: int, frame: bytes) -> None:
         tunnels = self._tunnels

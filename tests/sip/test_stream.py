@@ -117,7 +117,7 @@ class Table(SipStreamTable):
     """Leaves the capture times out, for the tests about content (times: see below)."""
 
     def segment(self, *args):
-        return [(message, transport) for _, message, transport in super().segment(*args)]
+        return [(message, transport) for _, _, message, transport in super().segment(*args)]
 
     def expire(self, now_us):
         return [(key, m, t) for key, _, m, t in super().expire(now_us)]
@@ -250,8 +250,8 @@ def test_message_is_dated_by_the_latest_segment_it_needed():
     cut = 100
     assert table.segment(key, 1000 + cut, ACK, INVITE[cut:] + BYE, 50) == []
     assert table.segment(key, 1000, ACK, INVITE[:cut], 70) == [
-        (70, INVITE, "tcp"),
-        (70, BYE, "tcp"),
+        (key, 70, INVITE, "tcp"),
+        (key, 70, BYE, "tcp"),
     ]
 
 
@@ -261,3 +261,28 @@ def test_message_behind_a_given_up_hole_keeps_its_capture_time():
     table.segment(key, 999, SYN, b"", 0)
     table.segment(key, 1000 + 40, ACK, BYE, 1_000_000)
     assert table.expire(7_000_000) == [(key, 1_000_000, BYE, "tcp")]
+
+
+def test_acknowledged_hole_is_given_up_at_once():
+    """The server acknowledges bytes the capture never saw: the client's held BYE is
+    read right away, in the client's direction, dated by its own capture time."""
+    table = SipStreamTable((5060,))
+    key = _key(40014)
+    back = (key[2], key[3], key[0], key[1])
+    table.segment(key, 999, SYN, b"", 0)
+    table.segment(key, 1000 + 40, ACK, BYE, 10)  # 40 bytes before it never captured
+    acked = 1000 + 40 + len(BYE)
+    assert table.segment(back, 5000, ACK, OK_200, 20, acked) == [
+        (key, 10, BYE, "tcp"),
+        (back, 20, OK_200, "tcp"),
+    ]
+
+
+def test_acknowledgement_short_of_the_hole_changes_nothing():
+    table = SipStreamTable((5060,))
+    key = _key(40015)
+    back = (key[2], key[3], key[0], key[1])
+    table.segment(key, 999, SYN, b"", 0)
+    table.segment(key, 1000 + 40, ACK, BYE, 10)
+    assert table.segment(back, 5000, ACK, b"", 20, 1000) == []
+    assert table.segment(back, 5000, ACK, b"", 20, 1010) == []  # the hole partly acked

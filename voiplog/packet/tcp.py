@@ -11,8 +11,10 @@ A capture may start in the middle of a connection: the first segment seen in a
 direction (or its SYN) fixes where that direction starts, and the stream's reader
 is told the bytes may begin mid-message. When the hole before held data does not
 fill (the capture lost a segment), the reassembler gives up on it after
-`TcpSettings.gap_timeout_us` or when held bytes pass `max_held_bytes`, skips to the
-held data and reports the gap, so the reader can resynchronise.
+`TcpSettings.gap_timeout_us`, when held bytes pass `max_held_bytes`, or as soon as
+the other side acknowledges bytes beyond the hole (the receiver got them: only the
+capture missed them), skips to the held data and reports the gap, so the reader
+can resynchronise.
 
 Bounds: at most `max_connections` connections (least recently used evicted,
 counted ``tcp.stream_evicted``), idle ones dropped after `idle_timeout_us`
@@ -112,6 +114,7 @@ class TcpReassembler:
         self._directions: dict[tuple, TcpDirection] = {}
         self._connections: OrderedDict[tuple, TcpDirection] = OrderedDict()
         self._holding: dict[tuple, TcpDirection] = {}  # directions with held data
+        self._released: list[tuple[TcpDirection, list[Chunk]]] = []
 
     @property
     def connections(self) -> int:
@@ -141,7 +144,13 @@ class TcpReassembler:
         return direction
 
     def segment(
-        self, direction: TcpDirection, seq: int, flags: int, payload: bytes, now_us: int
+        self,
+        direction: TcpDirection,
+        seq: int,
+        flags: int,
+        payload: bytes,
+        now_us: int,
+        ack: int | None = None,
     ) -> list[Chunk]:
         """Feed one segment of a followed direction; its new in-order bytes, in chunks.
 
@@ -149,6 +158,11 @@ class TcpReassembler:
         or None where bytes were lost (the capture joined the stream mid-way, or a
         hole was given up). After the call the connection may have been dropped (RST,
         or FIN both ways): check with `get`.
+
+        `ack`, the segment's acknowledgement number when its ACK flag is set, tells
+        what the other side has received: a hole in the other direction that it
+        acknowledges was lost by the capture, not the network, and is given up at
+        once; the other direction's chunks this releases wait in `take_released`.
         """
         direction.last_us = now_us
         self._touch(direction)
@@ -187,6 +201,8 @@ class TcpReassembler:
                     or len(direction.held) > settings.max_held_segments
                 ):
                     self._skip_gap(direction, out)
+        if ack is not None and direction.peer is not None and direction.peer.held:
+            self._acknowledged(direction.peer, ack)
         if flags & TCP_FIN:
             direction.fin = True
             peer = direction.peer
@@ -219,6 +235,11 @@ class TcpReassembler:
                 out: list[Chunk] = []
                 self._skip_gap(direction, out)
                 released.append((direction, out))
+        return released
+
+    def take_released(self) -> list[tuple[TcpDirection, list[Chunk]]]:
+        """Chunks of other directions released by acknowledgements, since the last call."""
+        released, self._released = self._released, []
         return released
 
     def flush(self) -> list[tuple[TcpDirection, list[Chunk]]]:
@@ -269,6 +290,21 @@ class TcpReassembler:
                 direction.held_since = direction.last_us  # progress: the wait starts again
         else:
             self._holding.pop(direction.key, None)
+
+    def _acknowledged(self, direction: TcpDirection, ack: int) -> None:
+        """The receiver of `direction` acknowledged up to `ack`: give up holes before it."""
+        expected = direction.next_seq
+        if expected is None or _signed(ack - expected) <= 0:
+            return
+        out: list[Chunk] = []
+        while direction.held:
+            expected = direction.next_seq
+            first = min(direction.held, key=lambda s: _signed(s - expected))
+            if _signed(first - ack) > 0:
+                break  # what is missing after the acknowledged bytes may still come
+            self._skip_gap(direction, out)
+        if out:
+            self._released.append((direction, out))
 
     def _skip_gap(self, direction: TcpDirection, out: list[Chunk]) -> None:
         """Give up the hole before the earliest held segment and deliver from there."""

@@ -198,13 +198,21 @@ class SipStreamTable:
         return bool(payload) and (looks_like_sip(payload) or looks_like_upgrade_request(payload))
 
     def segment(
-        self, key: tuple, seq: int, flags: int, payload: bytes, now_us: int
-    ) -> list[tuple[int, bytes, str]]:
+        self,
+        key: tuple,
+        seq: int,
+        flags: int,
+        payload: bytes,
+        now_us: int,
+        ack: int | None = None,
+    ) -> list[tuple[tuple, int, bytes, str]]:
         """Feed one TCP segment of `key` = (src_ip, src_port, dst_ip, dst_port).
 
-        Returns the SIP messages it completes as ``(ts_us, message, transport)``:
-        the capture time of the last segment the message needed, the message, and
-        ``tcp`` or ``ws``. They travel in the segment's direction.
+        `ack` is the acknowledgement number when the ACK flag is set. Returns the SIP
+        messages completed as ``(key, ts_us, message, transport)``: the direction
+        the message travels (the segment's, or the other one when the segment
+        acknowledged bytes the capture missed there), the capture time of the last
+        segment the message needed, the message, and ``tcp`` or ``ws``.
         """
         tcp = self.tcp
         direction = tcp.get(key)
@@ -214,7 +222,10 @@ class SipStreamTable:
             direction = tcp.follow(key, now_us)
             direction.app = _Reader()
             direction.peer.app = _Reader()
-        return self._read_chunks(direction, tcp.segment(direction, seq, flags, payload, now_us))
+        chunks = tcp.segment(direction, seq, flags, payload, now_us, ack)
+        released = tcp.take_released()
+        own = [(key, *message) for message in self._read_chunks(direction, chunks)]
+        return self._released(released) + own if released else own
 
     def expire(self, now_us: int) -> list[tuple[tuple, int, bytes, str]]:
         """Time out connections and holes; messages released by giving up a hole."""
