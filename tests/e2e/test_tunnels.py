@@ -140,7 +140,7 @@ TUNNELS = [
             "outer_dst": "2001:db8:ffff::2",
             "key": None,
         },
-    ),  # fmt: skip
+    ),
     (
         "mpls_stack_then_gre",
         lambda ip: bytes(
@@ -166,7 +166,7 @@ TUNNELS = [
             / _raw(ip)
         ),
         {"type": "gre", "outer_src": "198.51.100.1", "outer_dst": "198.51.100.2", "key": None},
-    ),  # fmt: skip
+    ),
 ]
 
 
