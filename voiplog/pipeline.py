@@ -36,7 +36,7 @@ from voiplog.packet import (
 from voiplog.packet.ipfrag import FragmentReassembler, FragmentSettings
 from voiplog.packet.mirror import MirrorDedup
 from voiplog.packet.tcp import TcpSettings
-from voiplog.packet.tunnel import outer_tunnel
+from voiplog.packet.tunnel import Tunnel, outer_tunnel
 from voiplog.rtp import looks_like_rtp
 from voiplog.sip import SipStreamTable, looks_like_sip, parse_message
 
@@ -46,7 +46,7 @@ DEFAULT_SIP_PORTS = (5060, 5061, 5062, 5070, 5080, 5090, 5160)
 _EXPIRE_EVERY_US = 1_000_000
 
 # Requests whose packet's outer tunnel is noted for the record of their Call-ID.
-_TUNNELLED_METHODS = frozenset({"INVITE", "REGISTER"})
+_TUNNELLED_METHODS = frozenset({"INVITE"})
 
 # What the fast path reads of an Ethernet/IPv4/UDP/RTP frame, at these offsets:
 # EtherType 12, version+IHL 14, flags+fragment offset 20, protocol 23, UDP
@@ -133,8 +133,8 @@ class Pipeline:
         )
         # Outer tunnel of each open call's first INVITE, by Call-ID, added to its
         # record when written. Bounded like the call table it shadows.
-        self._tunnels: OrderedDict[str, dict] = OrderedDict()
-        self._max_tunnels = 2 * self.tracker.settings.max_open_calls
+        self._tunnels: OrderedDict[str, Tunnel] = OrderedDict()
+        self._max_tunnels = self.tracker.settings.max_open_calls
 
     def _count_weird(self, kind: str) -> None:
         self.stats.weird[kind] += 1
@@ -362,7 +362,7 @@ class Pipeline:
         if len(tunnels) >= self._max_tunnels:
             tunnels.popitem(last=False)
             self.stats.weird["tunnel.table_full"] += 1
-        tunnels[call_id] = tunnel.to_dict()
+        tunnels[call_id] = tunnel
 
     def _expire(self, now_us: int) -> None:
         self.fragments.expire(now_us)
@@ -379,7 +379,7 @@ class Pipeline:
         if self._tunnels:
             tunnel = self._tunnels.pop(getattr(record, "call_id", None), None)
             if tunnel is not None and hasattr(record, "extra"):
-                record = replace(record, extra={**record.extra, "tunnel": tunnel})
+                record = replace(record, extra={**record.extra, "tunnel": tunnel.to_dict()})
         self.stats.records += 1
         self.stats.dispositions[record.disposition] += 1
         self._emit(record)

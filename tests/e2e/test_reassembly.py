@@ -193,4 +193,4 @@ def test_sip_over_websocket_without_the_sip_subprotocol_is_not_read(replayer):
     )
     records, stats = _pipeline(frames)
     assert [r["kind"] for r in records] == ["media"] * len(records)
-    assert stats.parse_errors["ws.not_sip"] == 1
+    assert not stats.parse_errors  # a WebSocket for something else is not an error

@@ -12,7 +12,8 @@ a reader chosen by its first bytes:
   handshake heads are checked, then both directions are read as WebSocket
   frames, each data message holding one SIP message (or several, framed by
   Content-Length);
-* anything else on a SIP port that looks like TLS: left alone (not readable).
+* TLS records on a SIP port, and WebSocket for another subprotocol: left alone
+  (the connection is still followed, for its end, but none of its bytes are kept).
 
 Which connections are followed: one whose first segment seen is on a SIP port, or
 whose payload starts like a SIP message or a WebSocket upgrade, on any port. That
@@ -222,6 +223,8 @@ class SipStreamTable:
             direction = tcp.follow(key, now_us)
             direction.app = _Reader()
             direction.peer.app = _Reader()
+        if direction.app.mode == _IGNORED and direction.peer.app.mode == _IGNORED:
+            payload = b""  # only follow its flags, until it closes: nothing to hold
         chunks = tcp.segment(direction, seq, flags, payload, now_us, ack)
         released = tcp.take_released()
         own = [(key, *message) for message in self._read_chunks(direction, chunks)]
@@ -300,7 +303,8 @@ class SipStreamTable:
             if rest:
                 self._read(direction, reader, rest, out)
         except WebSocketError as exc:
-            self._error(exc)
+            if exc.kind != "ws.not_sip":  # a WebSocket for something else: not ours
+                self._error(exc)
             self._ignore_connection(direction)
 
     def _choose(self, direction, reader: _Reader, chunk: bytes) -> int:
@@ -309,8 +313,8 @@ class SipStreamTable:
             reader.mode = _HTTP_REQUEST
             if peer.mode == _NEW:
                 peer.mode = _HTTP_RESPONSE
-        elif len(chunk) >= 3 and chunk[0] == 0x16 and chunk[1] == 3 and chunk[2] <= 4:
-            reader.mode = _IGNORED  # a TLS handshake record: SIP over TLS, not readable
+        elif len(chunk) >= 3 and 0x14 <= chunk[0] <= 0x17 and chunk[1] == 3 and chunk[2] <= 4:
+            reader.mode = _IGNORED  # a TLS record: SIP over TLS, not readable
             peer.mode = _IGNORED
         else:
             reader.mode = _SIP
