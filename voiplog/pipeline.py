@@ -313,6 +313,12 @@ class Pipeline:
         if fragment is None:
             self.stats.not_ip += 1
             return None
+        dedup = self._dedup
+        if dedup is not None and dedup.seen(
+            (fragment.src_ip, fragment.dst_ip, fragment.ident, fragment.offset, fragment.data), ts
+        ):
+            self.stats.mirror_duplicates += 1
+            return None
         data = self.fragments.add(fragment, ts)
         if data is None:
             return None

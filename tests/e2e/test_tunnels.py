@@ -254,3 +254,25 @@ def test_mirror_dedup_with_tunnelled_and_plain_copies(replayer, reference):
     both = sorted(frames + [(ts + 25, wrap(f[14:])) for ts, f in frames], key=lambda f: f[0])
     (rec,) = replayer.records(both, config=MIRROR_CONFIG)
     assert rec == reference
+
+
+def test_mirrored_fragments_count_once(replayer, reference):
+    from tests.streamcraft import ip_fragments
+
+    frames = _two_taps(ip_fragments(_call(), 256))
+    records, stats = _pipeline(frames, mirror_window_us=2000)
+    assert records == [reference]
+    assert stats.reassembled == 7
+    assert not stats.weird  # no duplicate fragments, no half datagram left to time out
+
+
+def _pipeline(frames, **settings):
+    from voiplog.pipeline import Pipeline, ReassemblySettings
+
+    records = []
+    pipeline = Pipeline(
+        lambda r: records.append(r.to_dict()), reassembly=ReassemblySettings(**settings)
+    )
+    pipeline.feed((ts, 1, frame) for ts, frame in frames)
+    pipeline.finish()
+    return records, pipeline.stats
