@@ -49,7 +49,8 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "heplify__sip_ipv4_tcp_fragmented.pcap": (
         "SIP over TCP on port 6060, which Wireshark dissects as X11 (6000-6063), so "
         "its reference lists no call; voiplog finds SIP on any TCP port by its start "
-        "line and records the 37 INVITE calls that tshark -d tcp.port==6060,sip shows"
+        "line and records the 37 INVITE calls that tshark -d tcp.port==6060,sip shows, "
+        "with the same final answers (32 answered, one 487, one 403, three without)"
     ),
     "ipfixprobe__sip-sample.pcap": (
         "INVITE answered 401 and never sent again: the CDR contract calls that "
