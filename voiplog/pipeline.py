@@ -64,8 +64,7 @@ class ReassemblySettings:
     max_stream_buffer: int = 256 * 1024
     """Bytes one TCP direction may buffer for an unfinished SIP or WebSocket message."""
     mirror_window_us: int = 0
-    """Drop a datagram identical to one seen less than this long before (0: off).
-    Turning it on sends every packet through the general path."""
+    """Drop a datagram identical to one seen less than this long before (0: off)."""
     mirror_max_entries: int = 65536
     """Recent datagrams remembered for mirror deduplication."""
 
@@ -158,8 +157,7 @@ class Pipeline:
         unmatched = self._unmatched
         fast_fields = _FAST_FIELDS.unpack_from
         dedup = self._dedup
-        # Mirror deduplication must see every packet: no fast path then.
-        fast_linktype = 1 if dedup is None else -1
+        copies = 0  # mirror copies dropped by the fast path
         next_expire = self._next_expire_us
         now = self._now_us
         ts = now
@@ -182,7 +180,7 @@ class Pipeline:
             # attached to a call, in Ethernet (untagged or one 802.1Q tag) /
             # IPv4 without options, not fragmented / UDP. It reads the frame in
             # place; anything it does not accept takes the general path below.
-            if linktype == fast_linktype and len(frame) >= 58:
+            if linktype == 1 and len(frame) >= 58:
                 ethertype, ver_ihl, frag, proto, udp_len, rtp0, rtp1 = fast_fields(frame)
                 ip = 14
                 if ethertype == 0x8100:
@@ -199,6 +197,13 @@ class Pipeline:
                 ):
                     flow = flows.get(frame[ip + 12 : ip + 24])
                     if flow is not None:
+                        if dedup is not None and dedup.seen(
+                            # The general path's key: flow_key + UDP payload.
+                            frame[ip + 12 : ip + 24] + frame[ip + 28 : ip + 20 + udp_len],
+                            ts,
+                        ):
+                            copies += 1
+                            continue
                         ssrc = frame[ip + 36 : ip + 40]
                         stream = flow.streams.get(ssrc)
                         if stream is None:
@@ -221,13 +226,11 @@ class Pipeline:
                 if datagram is None:
                     continue
             proto, src, sport, dst, dport, payload = datagram[:6]
-            if (
-                dedup is not None
-                and (payload or proto != PROTO_TCP)
-                and dedup.seen(datagram[:6], ts)
-            ):
-                stats.mirror_duplicates += 1
-                continue
+            if dedup is not None and (payload or proto != PROTO_TCP):
+                key = flow_key(src, sport, dst, dport) + payload
+                if dedup.seen(key if proto == PROTO_UDP else b"\x06" + key, ts):
+                    stats.mirror_duplicates += 1
+                    continue
             if proto == PROTO_UDP:
                 udp += 1
                 key = flow_key(src, sport, dst, dport)
@@ -268,7 +271,8 @@ class Pipeline:
                 self._tcp(ts, linktype, frame, datagram)
         if ts > now:
             now = ts  # the fast path leaves `now` behind; catch up with the last packet
-        stats.packets += fast + slow
+        stats.packets += fast + slow + copies
+        stats.mirror_duplicates += copies
         stats.rtp_packets += rtp + fast
         stats.udp += udp + fast
         self._now_us = now
