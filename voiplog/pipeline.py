@@ -131,9 +131,11 @@ class Pipeline:
             else None
         )
         # Outer tunnel of each open call's first INVITE, by Call-ID, added to its
-        # record when written. Bounded like the call table it shadows.
+        # record when written. Bounded like the call table it shadows, with room
+        # for the INVITE that makes the tracker evict a call and for INVITEs that
+        # open no call (their entries go first).
         self._tunnels: OrderedDict[str, Tunnel] = OrderedDict()
-        self._max_tunnels = self.tracker.settings.max_open_calls
+        self._max_tunnels = self.tracker.settings.max_open_calls + 1024
 
     def _count_weird(self, kind: str) -> None:
         self.stats.weird[kind] += 1

@@ -194,3 +194,10 @@ def test_sip_over_websocket_without_the_sip_subprotocol_is_not_read(replayer):
     records, stats = _pipeline(frames)
     assert [r["kind"] for r in records] == ["media"] * len(records)
     assert not stats.parse_errors  # a WebSocket for something else is not an error
+
+
+def test_sip_over_tcp_on_ipv6_with_reordering(replayer):
+    frames = _call(72, caller_ip="2001:db8:1::10", callee_ip="2001:db8:2::50")
+    (expected,) = replayer.records(frames)
+    tcp = tcp_stream(frames, split={0: [50, 400]}, order={0: [2, 1, 0]})
+    assert replayer.records(tcp) == [{**expected, "transport": "tcp"}]

@@ -276,3 +276,38 @@ def _pipeline(frames, **settings):
     pipeline.feed((ts, 1, frame) for ts, frame in frames)
     pipeline.finish()
     return records, pipeline.stats
+
+
+def test_only_the_tunnelled_call_gets_a_tunnel(replayer):
+    plain = make_dialog(82)
+    plain.basic_answered(T0, talk_s=0.5)
+    inside = make_dialog(83, caller_ip="10.1.0.11")
+    inside.basic_answered(T0 + 100_000, talk_s=0.5)
+    wrap = TUNNELS[0][1]  # GRE with key 1001
+    frames = sorted(
+        plain.frames + tunnelled(inside.frames, wrap), key=lambda f: f[0]
+    )  # fmt: skip
+    records = {r["call_id"]: r for r in replayer.records(frames)}
+    assert "tunnel" not in records["call-82@craft.example"]
+    assert records["call-83@craft.example"]["tunnel"]["key"] == 1001
+
+
+def test_tunnel_table_is_bounded_by_the_call_table():
+    from voiplog.calls import CallSettings
+    from voiplog.pipeline import Pipeline
+
+    records = []
+    pipeline = Pipeline(
+        lambda r: records.append(r.to_dict()), call_settings=CallSettings(max_open_calls=2)
+    )
+    frames = []
+    for n in range(5):
+        d = make_dialog(90 + n, caller_ip=f"10.1.0.{20 + n}")
+        d.invite(T0 + n * 1000)
+        frames += tunnelled(d.frames, TUNNELS[0][1])
+    pipeline.feed((ts, 1, frame) for ts, frame in sorted(frames, key=lambda f: f[0]))
+    assert len(pipeline._tunnels) <= 2  # the evicted calls' entries went with their records
+    pipeline.finish()
+    # Evicted calls were written when the call table overflowed, with their tunnel.
+    assert len(records) == 5
+    assert all(r["tunnel"]["key"] == 1001 for r in records)
