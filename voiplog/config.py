@@ -21,7 +21,9 @@ from voiplog.calls import CallSettings
 from voiplog.enrich import SubscriberNetwork, SubscriberNetworks
 from voiplog.errors import UsageError
 from voiplog.flows import FlowSettings
-from voiplog.pipeline import DEFAULT_SIP_PORTS
+from voiplog.packet.ipfrag import FragmentSettings
+from voiplog.packet.tcp import TcpSettings
+from voiplog.pipeline import DEFAULT_SIP_PORTS, ReassemblySettings
 
 
 class ConfigError(UsageError):
@@ -93,6 +95,40 @@ class MediaSessionsConfig(_Strict):
         return FlowSettings(**values)
 
 
+_FRAGMENT_DEFAULTS = FragmentSettings()
+_TCP_DEFAULTS = TcpSettings()
+_REASSEMBLY_DEFAULTS = ReassemblySettings()
+
+
+class ReassemblyConfig(_Strict):
+    fragment_timeout_s: float = Field(_FRAGMENT_DEFAULTS.timeout_us / 1e6, gt=0)
+    fragment_max_datagrams: int = Field(_FRAGMENT_DEFAULTS.max_datagrams, ge=1)
+    fragment_max_bytes: int = Field(_FRAGMENT_DEFAULTS.max_bytes, ge=65535)
+    tcp_max_connections: int = Field(_TCP_DEFAULTS.max_connections, ge=1)
+    tcp_max_held_bytes: int = Field(_TCP_DEFAULTS.max_held_bytes, ge=1500)
+    tcp_gap_timeout_s: float = Field(_TCP_DEFAULTS.gap_timeout_us / 1e6, gt=0)
+    tcp_idle_timeout_s: float = Field(_TCP_DEFAULTS.idle_timeout_us / 1e6, gt=0)
+    max_stream_buffer: int = Field(_REASSEMBLY_DEFAULTS.max_stream_buffer, ge=4096)
+    mirror_dedup_ms: float = Field(0.0, ge=0, le=1000)
+
+    def settings(self) -> ReassemblySettings:
+        return ReassemblySettings(
+            fragments=FragmentSettings(
+                timeout_us=round(self.fragment_timeout_s * 1e6),
+                max_datagrams=self.fragment_max_datagrams,
+                max_bytes=self.fragment_max_bytes,
+            ),
+            tcp=TcpSettings(
+                max_connections=self.tcp_max_connections,
+                max_held_bytes=self.tcp_max_held_bytes,
+                gap_timeout_us=round(self.tcp_gap_timeout_s * 1e6),
+                idle_timeout_us=round(self.tcp_idle_timeout_s * 1e6),
+            ),
+            max_stream_buffer=self.max_stream_buffer,
+            mirror_window_us=round(self.mirror_dedup_ms * 1000),
+        )
+
+
 class SubscriberNetworkConfig(BaseModel):
     model_config = ConfigDict(extra="allow")  # free location keys: site, address, lat, lon, cell...
 
@@ -139,6 +175,7 @@ class PopConfig(BaseSettings):
     sip: SipConfig = Field(default_factory=SipConfig)
     calls: CallsConfig = Field(default_factory=CallsConfig)
     media_sessions: MediaSessionsConfig = Field(default_factory=MediaSessionsConfig)
+    reassembly: ReassemblyConfig = Field(default_factory=ReassemblyConfig)
     subscriber_networks: list[SubscriberNetworkConfig] = Field(default_factory=list)
     store: StoreConfig = Field(default_factory=StoreConfig)
 

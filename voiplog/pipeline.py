@@ -6,33 +6,69 @@ This loop runs once per packet, so it is written for speed: the RTP of flows
 already attached to a call (most of the traffic) is handled with one dict
 lookup on the 5-tuple and one on the SSRC, before anything else is tried.
 Packet time is the only clock; `expire` runs once per second of it.
+
+The general (slow) path also reassembles IP fragments, follows the TCP
+connections that carry SIP (and SIP over WebSocket) through
+`voiplog.sip.SipStreamTable`, drops mirror copies when a dedup window is set,
+and notes the outer tunnel of each call's first INVITE, which is added to the
+call's record as ``tunnel`` when it is written.
 """
 
 from __future__ import annotations
 
 import struct
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from voiplog.calls import CallSettings, CallTracker, EndReason, flow_key, new_stream
 from voiplog.cdr import CallRecord, RegistrationRecord
 from voiplog.errors import ParseError
 from voiplog.flows import FlowClassifier, FlowSettings, looks_like_tls
-from voiplog.packet import PROTO_TCP, PROTO_UDP, DecodeError, decode, format_ip
+from voiplog.packet import (
+    PROTO_TCP,
+    PROTO_UDP,
+    DecodeError,
+    decode,
+    decode_fragment,
+    decode_tcp,
+    decode_transport,
+    format_ip,
+)
+from voiplog.packet.ipfrag import FragmentReassembler, FragmentSettings
+from voiplog.packet.mirror import MirrorDedup
+from voiplog.packet.tcp import TcpSettings
+from voiplog.packet.tunnel import Tunnel, outer_tunnel
 from voiplog.rtp import looks_like_rtp
-from voiplog.sip import looks_like_sip, parse_message, split_stream
+from voiplog.sip import SipStreamTable, looks_like_sip, parse_message
 
 # Ports always treated as SIP; SIP on any other port is found by its start line.
 DEFAULT_SIP_PORTS = (5060, 5061, 5062, 5070, 5080, 5090, 5160)
 
 _EXPIRE_EVERY_US = 1_000_000
 
+# Requests whose packet's outer tunnel is noted for the record of their Call-ID.
+_TUNNELLED_METHODS = frozenset({"INVITE"})
+
 # What the fast path reads of an Ethernet/IPv4/UDP/RTP frame, at these offsets:
 # EtherType 12, version+IHL 14, flags+fragment offset 20, protocol 23, UDP
 # length 38, the first two RTP bytes 42 (all 4 bytes later behind an 802.1Q tag).
 _FAST_FIELDS = struct.Struct(">12xHB5xHxB14xH2xBB")
 _MAX_NEGATIVE_FLOWS = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class ReassemblySettings:
+    """Limits of IP fragment and TCP stream reassembly, and mirror deduplication."""
+
+    fragments: FragmentSettings = field(default_factory=FragmentSettings)
+    tcp: TcpSettings = field(default_factory=TcpSettings)
+    max_stream_buffer: int = 256 * 1024
+    """Bytes one TCP direction may buffer for an unfinished SIP or WebSocket message."""
+    mirror_window_us: int = 0
+    """Drop a datagram identical to one seen less than this long before (0: off)."""
+    mirror_max_entries: int = 65536
+    """Recent datagrams remembered for mirror deduplication."""
 
 
 @dataclass
@@ -51,6 +87,8 @@ class PipelineStats:
     sip_requests: Counter = field(default_factory=Counter)
     sip_responses: Counter = field(default_factory=Counter)
     dispositions: Counter = field(default_factory=Counter)
+    reassembled: int = 0  # IP datagrams rebuilt from fragments
+    mirror_duplicates: int = 0  # mirror copies dropped
     parse_errors: Counter = field(default_factory=Counter)  # unreadable packets, by kind
     weird: Counter = field(default_factory=Counter)  # oddities in readable traffic, by kind
 
@@ -67,6 +105,7 @@ class Pipeline:
         classify=None,
         on_parse_error: Callable[[int, ParseError], None] | None = None,
         flow_settings: FlowSettings | None = None,
+        reassembly: ReassemblySettings | None = None,
     ) -> None:
         """`on_parse_error(packet_number, error)` hears of every unreadable packet;
         packets are numbered from 1 across everything this pipeline is fed."""
@@ -90,6 +129,26 @@ class Pipeline:
         # RTP-looking flows that matched no SDP, with the expectation generation
         # at which they were tried: retried only when new SDP arrives.
         self._unmatched: dict[bytes, int] = {}
+        reassembly = reassembly or ReassemblySettings()
+        self.fragments = FragmentReassembler(reassembly.fragments, self._count_weird)
+        self.streams = SipStreamTable(
+            self.sip_ports,
+            reassembly.tcp,
+            max_buffer=reassembly.max_stream_buffer,
+            on_weird=self._count_weird,
+            on_error=self._parse_error,
+        )
+        self._dedup = (
+            MirrorDedup(reassembly.mirror_window_us, reassembly.mirror_max_entries)
+            if reassembly.mirror_window_us > 0
+            else None
+        )
+        # Outer tunnel of each open call's first INVITE, by Call-ID, added to its
+        # record when written. Bounded like the call table it shadows, with room
+        # for the INVITE that makes the tracker evict a call and for INVITEs that
+        # open no call (their entries go first).
+        self._tunnels: OrderedDict[str, Tunnel] = OrderedDict()
+        self._max_tunnels = self.tracker.settings.max_open_calls + 1024
 
     def _count_weird(self, kind: str) -> None:
         self.stats.weird[kind] += 1
@@ -118,6 +177,8 @@ class Pipeline:
         else:
             session_keys = {}
         fast_fields = _FAST_FIELDS.unpack_from
+        dedup = self._dedup
+        copies = 0  # mirror copies dropped by the fast path
         next_expire = self._next_expire_us
         now = self._now_us
         ts = now
@@ -158,6 +219,13 @@ class Pipeline:
                 ):
                     flow = flows.get(frame[ip + 12 : ip + 24])
                     if flow is not None:
+                        if dedup is not None and dedup.seen(
+                            # The general path's key: flow_key + UDP payload.
+                            frame[ip + 12 : ip + 24] + frame[ip + 28 : ip + 20 + udp_len],
+                            ts,
+                        ):
+                            copies += 1
+                            continue
                         ssrc = frame[ip + 36 : ip + 40]
                         stream = flow.streams.get(ssrc)
                         if stream is None:
@@ -178,7 +246,7 @@ class Pipeline:
                         continue
 
             slow += 1
-            self._number = stats.packets + fast + media_fast + slow
+            self._number = stats.packets + fast + media_fast + slow + copies
             if ts > now:
                 now = ts
             try:
@@ -187,9 +255,15 @@ class Pipeline:
                 self._parse_error(exc)
                 continue
             if datagram is None:
-                stats.not_ip += 1
-                continue
-            proto, src, sport, dst, dport, payload = datagram
+                datagram = self._reassemble(ts, linktype, frame)
+                if datagram is None:
+                    continue
+            proto, src, sport, dst, dport, payload = datagram[:6]
+            if dedup is not None and (payload or proto != PROTO_TCP):
+                key = flow_key(src, sport, dst, dport) + payload
+                if dedup.seen(key if proto == PROTO_UDP else b"\x06" + key, ts):
+                    stats.mirror_duplicates += 1
+                    continue
             if proto == PROTO_UDP:
                 udp += 1
                 key = flow_key(src, sport, dst, dport)
@@ -208,13 +282,13 @@ class Pipeline:
                     rtp += 1
                     continue
                 if sport in sip_ports or dport in sip_ports or looks_like_sip(payload):
-                    self._sip(ts, src, sport, dst, dport, payload, "udp")
+                    self._sip(ts, src, sport, dst, dport, payload, "udp", linktype, frame)
                 elif flow is None and looks_like_rtp(payload):
                     generation = tracker.expect_generation
                     if unmatched.get(key) == generation:
                         weird["rtp.unmatched"] += 1
                         if classifier is not None:
-                            self._write_all(classifier.feed_udp(ts, *datagram[1:]))
+                            self._write_all(classifier.feed_udp(ts, *datagram[1:6]))
                         continue
                     flow = tracker.match_flow(src, sport, dst, dport)
                     if flow is None:
@@ -223,7 +297,7 @@ class Pipeline:
                         unmatched[key] = generation
                         weird["rtp.unmatched"] += 1
                         if classifier is not None:
-                            self._write_all(classifier.feed_udp(ts, *datagram[1:]))
+                            self._write_all(classifier.feed_udp(ts, *datagram[1:6]))
                         continue
                     if classifier is not None:
                         classifier.claim(src, sport, dst, dport)
@@ -233,18 +307,17 @@ class Pipeline:
                     rtp += 1
                 elif flow is None and classifier is not None and payload:
                     # STUN, DTLS, TURN ChannelData, RTCP: the classifier's to judge.
-                    self._write_all(classifier.feed_udp(ts, *datagram[1:]))
+                    self._write_all(classifier.feed_udp(ts, *datagram[1:6]))
             elif proto == PROTO_TCP:
                 stats.tcp += 1
                 if classifier is not None and looks_like_tls(payload):
-                    self._write_all(classifier.feed_tcp(ts, *datagram[1:]))
-                elif payload and (
-                    sport in sip_ports or dport in sip_ports or looks_like_sip(payload)
-                ):
-                    self._sip_stream_segment(ts, src, sport, dst, dport, payload)
+                    self._write_all(classifier.feed_tcp(ts, *datagram[1:6]))
+                else:
+                    self._tcp(ts, linktype, frame, datagram)
         if ts > now:
             now = ts  # the fast path leaves `now` behind; catch up with the last packet
-        stats.packets += fast + media_fast + slow
+        stats.packets += fast + media_fast + slow + copies
+        stats.mirror_duplicates += copies
         stats.rtp_packets += rtp + fast
         stats.udp += udp + fast + media_fast
         stats.media_session_packets += media_fast
@@ -260,6 +333,8 @@ class Pipeline:
         dport: int,
         payload: bytes,
         transport: str,
+        linktype: int = -1,
+        frame: bytes = b"",
     ) -> None:
         stats = self.stats
         if not payload.strip(b"\r\n\0 "):
@@ -277,30 +352,78 @@ class Pipeline:
             stats.sip_requests[msg.method] += 1
         else:
             stats.sip_responses[msg.status] += 1
+        if frame and msg.method in _TUNNELLED_METHODS and msg.call_id is not None:
+            self._note_tunnel(msg.call_id, linktype, frame)
         self.tracker.on_sip(msg, ts, format_ip(src), sport, format_ip(dst), dport, transport)
         self._drain()
 
-    def _sip_stream_segment(
-        self, ts: int, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes
-    ) -> None:
-        # Without TCP stream reassembly only segments holding whole messages can
-        # be read, framed by their Content-Length. A piece of a message is
-        # counted and left alone rather than read as something it is not (a
-        # 200 OK cut in half would make an answered call look refused).
+    def _reassemble(self, ts: int, linktype: int, frame: bytes) -> tuple | None:
+        """The datagram an IP fragment completes, if it is one and completes it."""
+        fragment = decode_fragment(linktype, frame)
+        if fragment is None:
+            self.stats.not_ip += 1
+            return None
+        dedup = self._dedup
+        if dedup is not None and dedup.seen(
+            (fragment.src_ip, fragment.dst_ip, fragment.ident, fragment.offset, fragment.data), ts
+        ):
+            self.stats.mirror_duplicates += 1
+            return None
+        data = self.fragments.add(fragment, ts)
+        if data is None:
+            return None
+        self.stats.reassembled += 1
         try:
-            messages, consumed = split_stream(payload)
-        except ParseError as exc:
+            return decode_transport(
+                fragment.proto, fragment.src_ip, fragment.dst_ip, data, detail=True
+            )
+        except DecodeError as exc:
             self._parse_error(exc)
-            return
-        for message in messages:
-            if not looks_like_sip(message):
-                self.stats.weird["sip.tcp_partial_message"] += 1
+            return None
+
+    def _tcp(self, ts: int, linktype: int, frame: bytes, datagram: tuple) -> None:
+        """One TCP segment: fed to the stream table when it may carry SIP."""
+        src, sport, dst, dport, payload = datagram[1:6]
+        key = (src, sport, dst, dport)
+        streams = self.streams
+        if len(datagram) == 6:
+            sip_ports = self.sip_ports
+            if not (
+                streams.tcp.get(key) is not None
+                or sport in sip_ports
+                or dport in sip_ports
+                or (payload and streams.wants(key, 0, payload))
+            ):
                 return
-            self._sip(ts, src, sport, dst, dport, message, "tcp")
-        if consumed < len(payload):
-            self.stats.weird["sip.tcp_partial_message"] += 1
+            # Sequence number and flags: walked again only for the few segments
+            # of connections that carry SIP.
+            datagram = decode_tcp(linktype, frame)
+            if datagram is None:
+                return
+        seq, ack, flags = datagram[6:9]
+        messages = streams.segment(key, seq, flags, payload, ts, ack if flags & 0x10 else None)
+        for way, when, message, transport in messages:
+            if way is key:
+                self._sip(when, src, sport, dst, dport, message, transport, linktype, frame)
+            else:
+                self._sip(when, way[0], way[1], way[2], way[3], message, transport)
+
+    def _note_tunnel(self, call_id: str, linktype: int, frame: bytes) -> None:
+        tunnels = self._tunnels
+        if call_id in tunnels:
+            return
+        tunnel = outer_tunnel(linktype, frame)
+        if tunnel is None:
+            return
+        if len(tunnels) >= self._max_tunnels:
+            tunnels.popitem(last=False)
+            self.stats.weird["tunnel.table_full"] += 1
+        tunnels[call_id] = tunnel
 
     def _expire(self, now_us: int) -> None:
+        self.fragments.expire(now_us)
+        for (src, sport, dst, dport), ts, message, transport in self.streams.expire(now_us):
+            self._sip(ts, src, sport, dst, dport, message, transport)
         for record in self.tracker.expire(now_us):
             self._write(record)
         if self.classifier is not None:
@@ -315,6 +438,10 @@ class Pipeline:
             self._write(record)
 
     def _write(self, record: CallRecord | RegistrationRecord) -> None:
+        if self._tunnels:
+            tunnel = self._tunnels.pop(getattr(record, "call_id", None), None)
+            if tunnel is not None and hasattr(record, "extra"):
+                record = replace(record, extra={**record.extra, "tunnel": tunnel.to_dict()})
         if type(record) is RegistrationRecord:
             self.stats.registrations += 1
         else:
@@ -325,6 +452,8 @@ class Pipeline:
     def finish(self, reason: EndReason = EndReason.END_OF_INPUT) -> None:
         """End of input: expire what is due, then close every open call."""
         self._expire(self._now_us)
+        for (src, sport, dst, dport), ts, message, transport in self.streams.flush():
+            self._sip(ts, src, sport, dst, dport, message, transport)
         for record in self.tracker.close_all(reason):
             self._write(record)
         if self.classifier is not None:

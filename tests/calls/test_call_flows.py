@@ -157,3 +157,39 @@ def test_a_call_without_flow_details_has_no_extra_keys():
     d = make_dialog(8)
     _feed(tracker, d, *_answered(d))
     assert _record(tracker).extra == {}
+
+
+def test_the_answer_relayed_on_another_leg_under_another_tag_is_no_fork():
+    """A proxy captured on both legs, rewriting the To tag on the way back: its
+    2xx reaches the caller under a tag of its own, and the caller's BYE with
+    that tag ends the call (seen in a real capture, sngrep's ipv6frag)."""
+    tracker = CallTracker()
+    d = make_dialog(6)
+    proxy = ("10.9.9.9", 5060)
+    caller, callee = (d.caller.ip, d.caller.port), (d.callee.ip, d.callee.port)
+    invite = d.invite(0)
+    early_a = d.response(0, 183, to_tag="a", sdp=d._sdp(d.callee))
+    early_b = d.response(0, 183, to_tag="b", sdp=d._sdp(d.callee))
+    ok_b = d.response(0, 200, to_tag="b", sdp=d._sdp(d.callee))  # callee -> proxy
+    ok_a = d.response(0, 200, to_tag="a", sdp=d._sdp(d.callee))  # proxy -> caller
+    d.callee.tag = "a"
+    bye = d.request(0, "BYE", cseq=2)
+    legs = [
+        (invite, caller, proxy),
+        (invite, proxy, callee),
+        (early_a, callee, proxy),
+        (early_a, proxy, caller),
+        (early_b, callee, proxy),
+        (early_b, proxy, caller),
+        (ok_b, callee, proxy),
+        (ok_a, proxy, caller),
+        (bye, caller, proxy),
+    ]
+    for n, (payload, (sip, sport), (dip, dport)) in enumerate(legs):
+        tracker.on_sip(parse_message(payload), T0 + n * 10_000, sip, sport, dip, dport)
+    record = _record(tracker)
+    assert record.disposition == "answered"
+    assert record.ended_by == "caller"
+    assert record.ended_at == "2023-11-14T22:13:20.080000Z"
+    assert "no_bye" not in record.flags
+    assert "other_answers" not in record.extra

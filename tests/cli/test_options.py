@@ -19,3 +19,43 @@ def test_defaults_without_config_match_the_validated_defaults(monkeypatch, tmp_p
     assert validated.sip_ports == light.sip_ports
     assert validated.call_settings == light.call_settings
     assert validated.classify is None
+
+
+def test_reassembly_defaults_match_the_pipeline_defaults(tmp_path):
+    from voiplog.pipeline import ReassemblySettings
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert load_pipeline_options(str(empty)).reassembly == ReassemblySettings()
+
+
+def test_reassembly_section_reaches_the_pipeline(tmp_path):
+    cfg = tmp_path / "pop.toml"
+    cfg.write_text(
+        "[reassembly]\n"
+        "fragment_timeout_s = 2.5\n"
+        "fragment_max_datagrams = 10\n"
+        "tcp_max_connections = 7\n"
+        "tcp_gap_timeout_s = 0.5\n"
+        "max_stream_buffer = 8192\n"
+        "mirror_dedup_ms = 1.5\n"
+    )
+    settings = load_pipeline_options(str(cfg)).reassembly
+    assert settings.fragments.timeout_us == 2_500_000
+    assert settings.fragments.max_datagrams == 10
+    assert settings.tcp.max_connections == 7
+    assert settings.tcp.gap_timeout_us == 500_000
+    assert settings.max_stream_buffer == 8192
+    assert settings.mirror_window_us == 1500
+
+
+def test_bad_reassembly_key_names_it(tmp_path, capsys):
+    import pytest
+
+    cfg = tmp_path / "pop.toml"
+    cfg.write_text("[reassembly]\nmirror_dedup_ms = -1\ntcp_max_conections = 3\n")
+    with pytest.raises(SystemExit) as exc:
+        load_pipeline_options(str(cfg))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "reassembly.mirror_dedup_ms" in err and "reassembly.tcp_max_conections" in err

@@ -404,6 +404,7 @@ def _as_tcp(frames, split_index=None):
     from scapy.layers.l2 import Ether
 
     out = []
+    next_seq: dict[tuple, int] = {}  # each direction's stream goes on where it stopped
     for n, (ts, frame) in enumerate(frames):
         pkt = Ether(frame)
         udp = pkt[UDP]
@@ -413,10 +414,13 @@ def _as_tcp(frames, split_index=None):
         payload = bytes(udp.payload)
         pieces = [payload] if n != split_index else [payload[:40], payload[40:]]
         for i, piece in enumerate(pieces):
+            way = (pkt[IP].src, udp.sport, pkt[IP].dst, udp.dport)
+            seq = next_seq.get(way, 1000)
+            next_seq[way] = seq + len(piece)
             seg = (
                 Ether(src=pkt.src, dst=pkt.dst)
                 / IP(src=pkt[IP].src, dst=pkt[IP].dst)
-                / TCP(sport=udp.sport, dport=udp.dport, flags="PA", seq=1000 + n * 4000 + i * 40)
+                / TCP(sport=udp.sport, dport=udp.dport, flags="PA", seq=seq)
                 / piece
             )
             out.append((ts + i, bytes(seg)))
@@ -432,7 +436,7 @@ def test_sip_over_tcp_whole_messages(replayer):
     assert [m["packets"] for m in rec["media"]] == [50, 50]
 
 
-def test_sip_over_tcp_partial_message_is_not_misread(replayer):
+def test_sip_over_tcp_message_across_segments_is_reassembled(replayer):
     d = make_dialog(62)
     d.invite(T0)
     d.response(T0 + 50_000, 180)
@@ -443,7 +447,7 @@ def test_sip_over_tcp_partial_message_is_not_misread(replayer):
     answer_index = 2  # the 200 OK, cut in two segments
     records = replayer.records(_as_tcp(frames, split_index=answer_index))
     (rec,) = records
-    # The 200 OK was not read, so the record cannot claim an answer time; the BYE
-    # still ends it, and the record says so.
-    assert rec["answered_at"] is None
-    assert "bye_without_answer" in rec["flags"]
+    # The 200 OK, cut in two segments, is read once its second part arrives.
+    assert rec["disposition"] == "answered"
+    assert rec["answered_at"] == "2023-11-14T22:13:21.000001Z"
+    assert "bye_without_answer" not in rec["flags"]

@@ -244,6 +244,7 @@ class RegistrationTracker:
         self._classify = classify or (lambda source, destination: (None, None, None))
         self._weird = on_weird or (lambda kind: None)
         self._chains: OrderedDict[str, _Chain] = OrderedDict()
+        self._recent_uids: OrderedDict[str, None] = OrderedDict()
         self._heap: list[tuple[int, int, str]] = []
         self._seq = 0
         self._done: list[RegistrationRecord] = []
@@ -358,6 +359,22 @@ class RegistrationTracker:
         return done
 
     # -- helpers -------------------------------------------------------------
+
+    def _unique_uid(self, *facts) -> str:
+        # The same REGISTER seen again once its chain was written early (evicted,
+        # or a copy at the same instant) would repeat the uid; the store would
+        # then keep only one of the two records. Recent uids are remembered and
+        # a repeat gets the next occurrence number: still the same for the
+        # same input.
+        uid = make_uid("registration", *facts)
+        occurrence = 1
+        while uid in self._recent_uids:
+            occurrence += 1
+            uid = make_uid("registration", *facts, occurrence)
+        self._recent_uids[uid] = None
+        if len(self._recent_uids) > 2 * self.settings.max_open_registrations + 1024:
+            self._recent_uids.popitem(last=False)
+        return uid
 
     def _open(
         self,
@@ -486,8 +503,7 @@ class RegistrationTracker:
         contact_port = uri_port(contact_uri) if contact_ip is not None else None
         subscriber_ip, direction, subscriber = self._classify(chain.source_ip, chain.registrar_ip)
         return RegistrationRecord(
-            uid=make_uid(
-                "registration",
+            uid=self._unique_uid(
                 chain.call_id,
                 chain.started_us,
                 chain.first_cseq,

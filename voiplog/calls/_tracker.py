@@ -174,6 +174,8 @@ class MediaFlow:
 
 class _Call:
     __slots__ = (
+        "answer_aliases",
+        "answer_hop",
         "answer_tag",
         "answered_us",
         "bye_us",
@@ -249,6 +251,10 @@ class _Call:
         self.request_uri: str | None = None
         self.user_agent: str | None = None
         self.answer_tag: str | None = None  # To tag of the first 2xx: the dialog kept
+        self.answer_hop: tuple[str, str] | None = None  # (source, destination) of that 2xx
+        # To tags of 2xx seen on another hop than the first one: the same answer
+        # on another leg of a proxy or B2BUA that rewrites the tag, not a fork.
+        self.answer_aliases: set[str] = set()
         # (To tag, status, time) of the 2xx of forks that answered after the first.
         self.other_answers: list[tuple[str, int, int]] = []
         self.early_sdp = False  # a provisional response carried SDP
@@ -331,7 +337,7 @@ class CallTracker:
             hop = _Hop(src_ip, src_port, dst_ip, dst_port, transport)
             self._on_request(msg, call_id, ts_us, hop)
         else:
-            self._on_response(msg, call_id, ts_us)
+            self._on_response(msg, call_id, ts_us, (src_ip, dst_ip))
 
     def match_flow(
         self, src_ip: bytes, src_port: int, dst_ip: bytes, dst_port: int
@@ -505,7 +511,9 @@ class CallTracker:
 
     # -- responses -----------------------------------------------------------
 
-    def _on_response(self, msg: SipMessage, call_id: str, ts_us: int) -> None:
+    def _on_response(
+        self, msg: SipMessage, call_id: str, ts_us: int, hop: tuple[str, str] = ("", "")
+    ) -> None:
         call = self._calls.get(call_id)
         if call is None:
             return
@@ -549,6 +557,11 @@ class CallTracker:
             return
         if status < 300:
             if call.answer_tag is not None and to_tag and to_tag != call.answer_tag:
+                if hop != call.answer_hop and hop[::-1] != call.answer_hop:
+                    # Another hop: the same answer relayed on another leg under
+                    # a tag of the relay's own. Requests with it are the call's.
+                    call.answer_aliases.add(to_tag)
+                    return
                 # A second fork answered too: the first answer made the call; this
                 # one is noted, and its media is not the call's.
                 if all(t != to_tag for t, _, _ in call.other_answers):
@@ -556,6 +569,7 @@ class CallTracker:
                 return
             if call.answered_us is None:
                 call.answer_tag = to_tag
+                call.answer_hop = hop
                 call.answered_us = ts_us
                 call.final_status = status
                 call.final_us = ts_us
@@ -698,6 +712,8 @@ class CallTracker:
         from_tag = msg.from_.tag if msg.from_ else None
         to_tag = msg.to.tag if msg.to else None
         if answer_tag in (to_tag, from_tag):
+            return False
+        if to_tag in call.answer_aliases or from_tag in call.answer_aliases:
             return False
         return to_tag in call.to_tags or from_tag in call.to_tags
 

@@ -10,7 +10,7 @@ import click
 
 from voiplog.calls import CallSettings
 from voiplog.flows import FlowSettings
-from voiplog.pipeline import DEFAULT_SIP_PORTS
+from voiplog.pipeline import DEFAULT_SIP_PORTS, ReassemblySettings
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class PipelineOptions:
     call_settings: CallSettings = field(default_factory=CallSettings)
     classify: Any = None
     flow_settings: FlowSettings = field(default_factory=FlowSettings)
+    reassembly: ReassemblySettings | None = None
 
 
 def load_pipeline_options(config_path: str | None) -> PipelineOptions:
@@ -45,4 +46,5 @@ def load_pipeline_options(config_path: str | None) -> PipelineOptions:
         call_settings=cfg.calls.settings(),
         classify=networks.classify if networks else None,
         flow_settings=cfg.media_sessions.settings(),
+        reassembly=cfg.reassembly.settings(),
     )

@@ -22,6 +22,8 @@ def print_summary(stats: PipelineStats, corrupt_records: int, captures: tuple[st
         ("corrupt records skipped", corrupt_records),
         ("UDP datagrams", stats.udp),
         ("TCP segments", stats.tcp),
+        ("IP datagrams reassembled", stats.reassembled),
+        ("mirror copies dropped", stats.mirror_duplicates),
         ("SIP messages", stats.sip_messages),
         ("RTP packets on calls", stats.rtp_packets),
         ("call records", stats.records),

@@ -83,6 +83,7 @@ def replay(
             classify=options.classify,
             on_parse_error=where.report,
             flow_settings=options.flow_settings,
+            reassembly=options.reassembly,
         )
         try:
             _run(pipeline, readers, show_progress, where)

@@ -249,17 +249,18 @@ def decode_tcp(
 
 
 def decode_transport(
-    proto: int, src_ip: bytes, dst_ip: bytes, data: bytes
-) -> tuple[int, bytes, int, bytes, int, bytes] | None:
+    proto: int, src_ip: bytes, dst_ip: bytes, data: bytes, detail: bool = False
+) -> tuple | None:
     """Decode the transport layer of a reassembled IP datagram (see `IPFragment`).
 
     ``data`` starts right after the IP header (for IPv6, after the fragment header, so
-    it may begin with more extension headers). Same results and errors as `decode`.
+    it may begin with more extension headers). Same results and errors as `decode`;
+    with ``detail``, a TCP segment comes back as `decode_tcp`'s longer tuple.
     """
     if len(src_ip) == 16:
-        result = _ipv6_chain(data, 0, len(data), proto, src_ip, dst_ip, 0, False)
+        result = _ipv6_chain(data, 0, len(data), proto, src_ip, dst_ip, 0, detail)
     else:
-        result = _transport(data, 0, len(data), proto, src_ip, dst_ip, 0, False)
+        result = _transport(data, 0, len(data), proto, src_ip, dst_ip, 0, detail)
     return result if result.__class__ is tuple else None
 
 

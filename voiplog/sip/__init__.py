@@ -2,7 +2,8 @@
 
 `looks_like_sip` is the cheap gate run on every non-RTP datagram; `parse_message`
 reads one SIP message; `parse_name_addr`, `uri_user` and `uri_host` take apart the
-From/To/Contact values and URIs a CDR quotes; `parse_sdp` tells where media flows.
+From/To/Contact values and URIs a CDR quotes; `parse_sdp` tells where media flows;
+`SipStreamTable` reads SIP out of TCP connections and WebSocket (RFC 7118).
 Every parser raises only its own `ParseError` subclass, whose `kind` names the
 problem for counting.
 """
@@ -26,6 +27,7 @@ from voiplog.sip._sdp import (
     SessionDescription,
     parse_sdp,
 )
+from voiplog.sip._stream import SipStreamReader, SipStreamTable, split_websocket_message
 from voiplog.sip._uri import (
     NameAddr,
     parse_name_addr,
@@ -49,6 +51,8 @@ __all__ = [
     "SessionDescription",
     "SipMessage",
     "SipParseError",
+    "SipStreamReader",
+    "SipStreamTable",
     "canonical_header_name",
     "charging_icid",
     "credentials_username",
@@ -61,6 +65,7 @@ __all__ = [
     "percent_unescape",
     "session_id",
     "split_stream",
+    "split_websocket_message",
     "uri_host",
     "uri_port",
     "uri_scheme",

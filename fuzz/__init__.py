@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz harnesses (atheris), one per parser and reassembler; see run.py."""
