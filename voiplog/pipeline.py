@@ -4,7 +4,8 @@ Frame -> decode -> (RTP of a known flow | SIP | candidate RTP) -> call tracker.
 This loop runs once per packet, so it is written for speed: the RTP of flows
 already attached to a call (most of the traffic) is handled with one dict
 lookup on the 5-tuple and one on the SSRC, before anything else is tried.
-Packet time is the only clock; `expire` runs once per second of it.
+Packet time is the clock; `expire` runs once per second of it (the live daemon
+also calls `expire` with wall-clock time while traffic is idle).
 """
 
 from __future__ import annotations
@@ -256,6 +257,15 @@ class Pipeline:
             self._sip(ts, src, sport, dst, dport, message, "tcp")
         if consumed < len(payload):
             self.stats.weird["sip.tcp_partial_message"] += 1
+
+    def expire(self, now_us: int) -> None:
+        """Expire what is due at `now_us` without a packet: the live daemon calls this
+        with wall-clock time when traffic is idle (the same path `feed` takes once per
+        second of packet time). A clock behind the last packet seen changes nothing."""
+        if now_us > self._now_us:
+            self._now_us = now_us
+        self._expire(self._now_us)
+        self._next_expire_us = self._now_us + _EXPIRE_EVERY_US
 
     def _expire(self, now_us: int) -> None:
         for record in self.tracker.expire(now_us):

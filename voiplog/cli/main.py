@@ -19,6 +19,7 @@ from voiplog import __version__
 SUBCOMMANDS = {
     "replay": ("voiplog.cli.replay", "replay"),
     "config": ("voiplog.cli.config_cmd", "config"),
+    "run": ("voiplog.cli.run", "run"),
 }
 
 
