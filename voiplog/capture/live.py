@@ -59,7 +59,8 @@ _BLOCK_HEADER = struct.Struct("<8xIIII")
 _BLOCK_STATUS = struct.Struct("<I")
 # struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len,
 # tp_status, tp_mac, tp_net, then hv1: tp_rxhash, tp_vlan_tci, tp_vlan_tpid.
-_PACKET_HEADER = struct.Struct("<IIIIIIHHIIH")
+_PACKET_HEADER_SHORT = struct.Struct("<IIII4xIHH")  # without tp_len and hv1
+_VLAN_FIELDS = struct.Struct("<IH")  # tp_vlan_tci, tp_vlan_tpid at offset 32
 _REQ3 = struct.Struct("IIIIIII")
 _STATS3 = struct.Struct("III")
 _MREQ = struct.Struct("iHH8s")
@@ -232,42 +233,51 @@ class _Interface:
         ring = self.ring
         block_bytes = self.block_bytes
         linktype = self.linktype
-        unpack = _PACKET_HEADER.unpack_from
+        ethernet = linktype == LINKTYPE_ETHERNET
+        unpack = _PACKET_HEADER_SHORT.unpack_from
+        append = out.append
         done = 0
         frames = 0
         nbytes = 0
         while done < max_blocks:
             base = self.next_block * block_bytes
-            status, count, first, length = _BLOCK_HEADER.unpack_from(ring, base)
+            status, count, offset, length = _BLOCK_HEADER.unpack_from(ring, base)
             if not status & TP_STATUS_USER:
                 break
-            if not first <= length <= block_bytes:
+            if not offset <= length <= block_bytes:
                 length = block_bytes
             data = ring[base : base + length]
             _BLOCK_STATUS.pack_into(ring, base + 8, TP_STATUS_KERNEL)  # hand it back
             self.next_block = (self.next_block + 1) % self.blocks
             done += 1
-            offset = first
-            append = out.append
+            frames += count
             for _ in range(count):
-                nxt, sec, nsec, caplen, _wire, pstatus, mac, net, _hash, tci, tpid = unpack(
-                    data, offset
-                )
-                start = mac if linktype == LINKTYPE_ETHERNET else net
-                frame = data[offset + start : offset + start + caplen]
-                if pstatus & TP_STATUS_VLAN_VALID and linktype == LINKTYPE_ETHERNET:
-                    # The NIC took the 802.1Q tag off; put it back where it was.
-                    if not pstatus & TP_STATUS_VLAN_TPID_VALID:
-                        tpid = 0x8100
-                    frame = frame[:12] + _VLAN_TAG.pack(tpid, tci & 0xFFFF) + frame[12:]
+                nxt, sec, nsec, caplen, pstatus, mac, net = unpack(data, offset)
+                if ethernet:
+                    start = offset + mac
+                    if pstatus & TP_STATUS_VLAN_VALID:
+                        frame = self._retag(data, offset, start, caplen, pstatus)
+                    else:
+                        frame = data[start : start + caplen]
+                else:
+                    start = offset + net
+                    frame = data[start : start + caplen]
                 append((sec * 1_000_000 + nsec // 1000, linktype, frame))
                 nbytes += caplen
                 offset += nxt
-            frames += count
         c = self.counters
         c.frames += frames
         c.bytes += nbytes
         return done
+
+    @staticmethod
+    def _retag(data: bytes, offset: int, start: int, caplen: int, pstatus: int) -> bytes:
+        # The NIC took the 802.1Q tag off; put it back where it was on the wire.
+        tci, tpid = _VLAN_FIELDS.unpack_from(data, offset + 32)
+        if not pstatus & TP_STATUS_VLAN_TPID_VALID:
+            tpid = 0x8100
+        frame = data[start : start + caplen]
+        return frame[:12] + _VLAN_TAG.pack(tpid, tci & 0xFFFF) + frame[12:]
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

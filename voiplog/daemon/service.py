@@ -262,6 +262,15 @@ class Daemon:
         self.pipeline.expire(now_us)
         self.pipeline.finish(EndReason.SHUTDOWN)
         self._publish()
+        for c in self._last_counters:
+            log.info(
+                "capture on %s: %d packets received, %d dropped in the ring, "
+                "%d missed by the interface",
+                c.name,
+                c.received,
+                c.dropped,
+                c.if_rx_missed,
+            )
         log.info("stopped: %d records written", self.pipeline.stats.records)
 
     # -- reload -----------------------------------------------------------------
