@@ -12,7 +12,10 @@ kind and tcpreplay reached at least 98 % of it.
 
 Rates are tried in ascending order until one fails; then the gap between the
 last pass and the first failure is halved `--refine` times. The result line
-gives the highest passing rate. Needs root, iproute2 and tcpreplay (Debian:
+gives the highest passing rate. Each trial also reports the daemon's own CPU
+time per packet, a figure that holds whatever else the machine is running, and
+the load average when it started: on a shared machine the rate a daemon keeps
+up with depends on the CPU it is given. Needs root, iproute2 and tcpreplay (Debian:
 tcpreplay). Traffic stays inside the two namespaces made for the run
 (TEST-NET-1 addresses), and each namespace is deleted at the end.
 
@@ -45,14 +48,20 @@ status_interval_s = 5
 """
 
 
-def trial(pair, capture: Path, rate: int, seconds: int, workdir: Path) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def trial(pair, capture: Path, rate: int, seconds: int, workdir: Path, nice: int) -> dict:
     cfg = workdir / "bench.toml"
     cfg.write_text(CONFIG)
     err = workdir / f"daemon-{rate}.err"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    niceness = ["nice", "-n", str(nice)] if nice else []
     daemon = subprocess.Popen(
         pair.command(
-            pair.callee_ns, sys.executable, "-m", "voiplog", "run", "--config", str(cfg),
+            pair.callee_ns, *niceness, sys.executable, "-m", "voiplog", "run", "--config", str(cfg),
             "--interface", pair.callee_if, "--store", "none", "--jsonl", str(workdir / "out.jsonl"),
         ),
         cwd=ROOT, env=env, stderr=err.open("w"),
@@ -63,6 +72,8 @@ def trial(pair, capture: Path, rate: int, seconds: int, workdir: Path) -> dict:
             if daemon.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"daemon did not start:\n{err.read_text()}")
             time.sleep(0.1)
+        load = os.getloadavg()[0]
+        cpu_before = _cpu_seconds(daemon.pid)
         sender = subprocess.run(
             pair.command(
                 pair.caller_ns, "tcpreplay", "-q", "-K", "-i", pair.caller_if,
@@ -71,6 +82,7 @@ def trial(pair, capture: Path, rate: int, seconds: int, workdir: Path) -> dict:
             capture_output=True, text=True, timeout=seconds + 120,
         )  # fmt: skip
         time.sleep(1.0)
+        cpu = _cpu_seconds(daemon.pid) - cpu_before
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)
     finally:
@@ -96,6 +108,8 @@ def trial(pair, capture: Path, rate: int, seconds: int, workdir: Path) -> dict:
         "received": received,
         "dropped": dropped,
         "missed": missed,
+        "cpu_us_per_packet": cpu / received * 1e6 if received else 0.0,
+        "load": load,
     }
 
 
@@ -114,6 +128,9 @@ def main() -> int:
     parser.add_argument("--refine", type=int, default=2, help="halvings after the first failure")
     parser.add_argument("--capture", type=Path, help="pcap to replay (default: generated)")
     parser.add_argument("--packets", type=int, default=1_000_000, help="size of the generated one")
+    parser.add_argument(
+        "--nice", type=int, default=0, help="run the daemon under `nice -n N` (e.g. -5)"
+    )
     args = parser.parse_args()
     reason = available()
     if reason is None and shutil.which("tcpreplay") is None:
@@ -131,17 +148,18 @@ def main() -> int:
             capture = workdir / "traffic.pcap"
             generate(capture, calls_concurrent=300, packets=args.packets, seed=1)
         print(f"{'rate':>9} {'sent/s':>9} {'seconds':>7} {'received':>10} {'ring drops':>10} "
-              f"{'if missed':>9}  verdict")  # fmt: skip
+              f"{'if missed':>9} {'cpu µs/pkt':>10} {'load':>5}  verdict")  # fmt: skip
         best = 0
         first_failure = None
         with veth_pair("vlr") as pair:
 
             def run(rate: int) -> bool:
-                result = trial(pair, capture, rate, args.seconds, workdir)
+                result = trial(pair, capture, rate, args.seconds, workdir, args.nice)
                 ok = passed(result)
                 print(
                     f"{rate:>9,} {result['sent_pps']:>9,.0f} {result['seconds']:>7.1f} "
-                    f"{result['received']:>10,} {result['dropped']:>10,} {result['missed']:>9,}  "
+                    f"{result['received']:>10,} {result['dropped']:>10,} {result['missed']:>9,} "
+                    f"{result['cpu_us_per_packet']:>10.2f} {result['load']:>5.1f}  "
                     f"{'pass' if ok else 'FAIL'}",
                     flush=True,
                 )
@@ -164,6 +182,10 @@ def main() -> int:
                     else:
                         high = middle
         print(f"highest rate with zero drops for {args.seconds} s: {best:,} packets/s")
+        print(
+            "cpu µs/pkt: the daemon's own CPU time (user + system) per packet received; "
+            "load: 1-minute load average when the trial started (2 cores)"
+        )
     return 0
 
 

@@ -14,7 +14,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voiplog.calls import CallSettings
@@ -109,6 +116,15 @@ class CaptureConfig(_Strict):
         if kb & (kb - 1) or kb % 4:
             raise ValueError(f"{kb} is not a power of two of at least 4")
         return kb
+
+    @model_validator(mode="after")
+    def _snaplen_fits_a_block(self) -> CaptureConfig:
+        if self.snaplen + 128 > self.block_kb * 1024:
+            raise ValueError(
+                f"snaplen {self.snaplen} does not fit a {self.block_kb} KiB ring block; "
+                "raise block_kb or lower snaplen"
+            )
+        return self
 
     @field_validator("interfaces")
     @classmethod

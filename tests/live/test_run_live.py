@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections import Counter
@@ -166,3 +167,48 @@ def _value(metrics: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     raise AssertionError(f"{name} not in metrics:\n{metrics}")
+
+
+def test_drops_flag_the_records_they_overlap(lab):
+    """A daemon that cannot keep up (stopped here, with a 1 MiB ring) loses packets;
+    the call in progress meanwhile says so, the call that ended before does not."""
+    daemon = lab.start_daemon(CONFIG + "[capture]\nring_mb = 1\nblock_kb = 128\n")
+    lab.callee("uas_busy.xml", BUSY_PORT, 1)
+    lab.callee("uas_answer.xml", ANSWER_PORT, 1)
+    time.sleep(0.3)
+    lab.call(BUSY_PORT, 1)
+    assert len(daemon.wait_for_records(1, timeout=8)) == 1
+    caller = subprocess.Popen(
+        lab.pair.command(
+            lab.pair.caller_ns, "sipp", f"{CALLEE_IP}:{ANSWER_PORT}", "-sf", "uac.xml",
+            "-i", CALLER_IP, "-p", "6061", "-mi", CALLER_IP, "-s", "bob", "-m", "1",
+            "-d", "4000", "-nostdin", "-timeout", "20s",
+        ),
+        cwd=lab.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    lab.procs.append(caller)
+    time.sleep(1.5)  # answered
+    daemon.proc.send_signal(19)  # SIGSTOP: the ring fills and overflows
+    try:
+        subprocess.run(
+            lab.pair.command(
+                lab.pair.caller_ns, "python3", "-c",
+                "import socket\n"
+                "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                "for i in range(20000):\n"
+                f"    s.sendto(b'\\x80\\x08' + bytes(170), ('{CALLEE_IP}', 40000))\n",
+            ),
+            check=True, timeout=30,
+        )  # fmt: skip
+    finally:
+        daemon.proc.send_signal(18)  # SIGCONT
+    assert caller.wait(20) == 0
+    records = daemon.wait_for_records(2, timeout=15)
+    daemon.wait_for_log(r"capture lost \d+ packets")
+    assert daemon.terminate() == 0
+    busy, answered = records
+    assert busy["disposition"] == "busy" and "capture_loss" not in busy["flags"]
+    assert answered["disposition"] == "answered" and "capture_loss" in answered["flags"]
+    assert re.search(
+        r"capture on vlb: \d+ packets received, [1-9]\d* dropped", daemon.err.read_text()
+    )
