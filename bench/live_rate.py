@@ -76,7 +76,7 @@ def trial(pair, capture: Path, rate: int, seconds: int, workdir: Path, nice: int
         cpu_before = _cpu_seconds(daemon.pid)
         sender = subprocess.run(
             pair.command(
-                pair.caller_ns, "tcpreplay", "-q", "-K", "-i", pair.caller_if,
+                pair.caller_ns, *niceness, "tcpreplay", "-q", "-K", "-i", pair.caller_if,
                 f"--pps={rate}", f"--duration={seconds}", "--loop=0", str(capture),
             ),
             capture_output=True, text=True, timeout=seconds + 120,
@@ -129,7 +129,10 @@ def main() -> int:
     parser.add_argument("--capture", type=Path, help="pcap to replay (default: generated)")
     parser.add_argument("--packets", type=int, default=1_000_000, help="size of the generated one")
     parser.add_argument(
-        "--nice", type=int, default=0, help="run the daemon under `nice -n N` (e.g. -5)"
+        "--nice",
+        type=int,
+        default=0,
+        help="run the daemon and the sender under `nice -n N` (e.g. -10: ahead of other work)",
     )
     args = parser.parse_args()
     reason = available()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -153,7 +154,7 @@ def test_systemd_notifications_and_metrics(lab, notify_socket):
 def _scrape(lab, port: int) -> str:
     result = subprocess.run(
         lab.pair.command(
-            lab.pair.callee_ns, "python3", "-c",
+            lab.pair.callee_ns, sys.executable, "-c",
             "import urllib.request,sys;"
             f"sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:{port}/metrics',timeout=5).read().decode())",
         ),
@@ -192,7 +193,7 @@ def test_drops_flag_the_records_they_overlap(lab):
     try:
         subprocess.run(
             lab.pair.command(
-                lab.pair.caller_ns, "python3", "-c",
+                lab.pair.caller_ns, sys.executable, "-c",
                 "import socket\n"
                 "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
                 "for i in range(20000):\n"
