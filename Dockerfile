@@ -11,8 +11,10 @@
 # It needs CAP_NET_RAW (packet sockets) and CAP_NET_ADMIN (promiscuous mode),
 # and nothing else: run with --cap-drop ALL --cap-add NET_RAW --cap-add NET_ADMIN.
 # Docker gives added capabilities to root only, so the image grants these two
-# to the Python interpreter as file capabilities (setcap); without the
-# --cap-add flags the container's bounding set removes them again.
+# to the Python interpreter as file capabilities (setcap). The container must
+# be given both: without them the kernel refuses to start an interpreter whose
+# file capabilities it cannot grant (so even `voiplog config check` needs them;
+# run that one with `--entrypoint` and a plain python image if need be).
 # --network host lets it see the host's interfaces. SIGTERM (docker stop)
 # closes open calls and writes their records; give it the default 10 s.
 FROM python:3.11-slim-bookworm
