@@ -60,6 +60,12 @@ def test_unknown_interface(tmp_path):
     assert "capture.interfaces: no such interface: nosuchif0" in result.stderr
 
 
+def test_unknown_interface_on_the_command_line(tmp_path):
+    result = run(tmp_path, 'pop = "x"\n', "--interface", "nosuchif1")
+    assert result.returncode == 2
+    assert "--interface: no such interface: nosuchif1" in result.stderr
+
+
 @pytest.mark.skipif(ctypes.util.find_library("pcap") is None, reason="needs libpcap")
 def test_bad_extra_filter(tmp_path):
     result = run(tmp_path, '[capture]\nextra_filter = "udp prt 1"\n', "--interface", "lo")

@@ -32,8 +32,8 @@ log = logging.getLogger("voiplog.run")
     type=click.Choice(["none", "db"]),
     default="none",
     show_default=True,
-    help="Where records are kept: 'none' writes only the --jsonl output; 'db' the "
-    "Postgres retention store.",
+    help="Where records are kept: 'none' writes only the --jsonl output; 'db' (the "
+    "Postgres retention store) is not part of this version yet.",
 )
 @click.option(
     "--jsonl",
@@ -94,7 +94,14 @@ def run(
         daemon = Daemon(cfg, options, emit)
         try:
             daemon.open()
-        except (NoSuchInterface, FilterError) as exc:
+        except NoSuchInterface as exc:
+            if interfaces:  # named on the command line, not in the file
+                text = str(exc).replace("capture.interfaces:", "--interface:", 1)
+                click.echo(f"voiplog: {text}", err=True)
+            else:
+                click.echo(f"voiplog: {_prefixed(config_path, exc)}", err=True)
+            raise SystemExit(2) from None
+        except FilterError as exc:
             click.echo(f"voiplog: {_prefixed(config_path, exc)}", err=True)
             raise SystemExit(2) from None
         except CaptureError as exc:
@@ -114,7 +121,9 @@ def run(
 
 
 def _prefixed(config_path: str | None, exc: Exception) -> str:
+    from voiplog.capture.bpf import FilterError
+
     text = str(exc)
-    if isinstance(exc, Exception) and "FilterError" in type(exc).__name__:
+    if isinstance(exc, FilterError):
         text = f"capture.extra_filter: {text}"
     return f"{config_path}: {text}" if config_path else text
