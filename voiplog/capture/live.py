@@ -59,7 +59,10 @@ _BLOCK_HEADER = struct.Struct("<8xIIII")
 _BLOCK_STATUS = struct.Struct("<I")
 # struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len,
 # tp_status, tp_mac, tp_net, then hv1: tp_rxhash, tp_vlan_tci, tp_vlan_tpid.
-_PACKET_HEADER_SHORT = struct.Struct("<IIII4xIHH")  # without tp_len and hv1
+# What the reader takes of it: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_status
+# and where the frame starts (tp_mac with a link header, tp_net without).
+_PACKET_HEADER_MAC = struct.Struct("<IIII4xIH")
+_PACKET_HEADER_NET = struct.Struct("<IIII4xI2xH")
 _VLAN_FIELDS = struct.Struct("<IH")  # tp_vlan_tci, tp_vlan_tpid at offset 32
 _REQ3 = struct.Struct("IIIIIII")
 _STATS3 = struct.Struct("III")
@@ -234,7 +237,8 @@ class _Interface:
         block_bytes = self.block_bytes
         linktype = self.linktype
         ethernet = linktype == LINKTYPE_ETHERNET
-        unpack = _PACKET_HEADER_SHORT.unpack_from
+        unpack = _PACKET_HEADER_MAC.unpack_from
+        unpack_net = _PACKET_HEADER_NET.unpack_from
         append = out.append
         done = 0
         frames = 0
@@ -251,20 +255,24 @@ class _Interface:
             self.next_block = (self.next_block + 1) % self.blocks
             done += 1
             frames += count
-            for _ in range(count):
-                nxt, sec, nsec, caplen, pstatus, mac, net = unpack(data, offset)
-                if ethernet:
-                    start = offset + mac
+            if ethernet:
+                for _ in range(count):
+                    nxt, sec, nsec, caplen, pstatus, start = unpack(data, offset)
+                    start += offset
                     if pstatus & TP_STATUS_VLAN_VALID:
                         frame = self._retag(data, offset, start, caplen, pstatus)
                     else:
                         frame = data[start : start + caplen]
-                else:
-                    start = offset + net
-                    frame = data[start : start + caplen]
-                append((sec * 1_000_000 + nsec // 1000, linktype, frame))
-                nbytes += caplen
-                offset += nxt
+                    append((sec * 1_000_000 + nsec // 1000, linktype, frame))
+                    nbytes += caplen
+                    offset += nxt
+            else:
+                for _ in range(count):
+                    nxt, sec, nsec, caplen, _status, start = unpack_net(data, offset)
+                    start += offset
+                    append((sec * 1_000_000 + nsec // 1000, linktype, data[start : start + caplen]))
+                    nbytes += caplen
+                    offset += nxt
         c = self.counters
         c.frames += frames
         c.bytes += nbytes
