@@ -136,8 +136,11 @@ def test_systemd_notifications_and_metrics(lab, notify_socket):
     lab.callee("uas_busy.xml", BUSY_PORT, 2)
     time.sleep(0.3)
     lab.call(BUSY_PORT, 2)
-    time.sleep(1.5)
+    deadline = time.monotonic() + 10  # records come out linger_s after the calls end
     metrics = _scrape(lab, 9464)
+    while _value(metrics, "voiplog_records_total") < 2 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        metrics = _scrape(lab, 9464)
     assert _value(metrics, "voiplog_records_total") == 2
     assert _value(metrics, "voiplog_sip_messages_total") >= 8  # INVITE 100 486 ACK, twice
     assert _value(metrics, "voiplog_open_calls") == 0

@@ -2,9 +2,10 @@
 
 Strategy: one thread does everything that touches the pipeline. Each turn of
 the loop reads the capture rings (waiting at most `_POLL_S` when idle), feeds
-the pipeline, reads the socket drop counters, and once a second expires idle
-calls on wall-clock time, reads the interface counters, publishes metrics and
-answers the watchdog. Because the watchdog is answered from this loop, a stuck
+the pipeline, reads the socket drop counters, and once a second reads the
+interface counters, publishes metrics, answers the watchdog and, when no packet
+came, expires idle calls on wall-clock time (packets expire them on their own
+time otherwise, as in replay). Because the watchdog is answered from this loop, a stuck
 pipeline stops the pings and systemd restarts the service.
 
 Signals only set flags (and wake the poll through a pipe): SIGTERM/SIGINT stop
@@ -205,6 +206,7 @@ class Daemon:
         next_watchdog = now
         last_check_us = time.time_ns() // 1000
         rate_base = (now, 0)
+        idle_lag_us = 2 * self.cfg.capture.block_timeout_ms * 1000
         while not self._stop:
             frames = capture.read(_POLL_S)
             if frames:
@@ -224,7 +226,12 @@ class Daemon:
             now = time.monotonic()
             if tick:
                 next_tick = now + _TICK_S
-                pipeline.expire(now_us)
+                if not frames:
+                    # Idle: the wall clock stands in for packet time. It runs behind
+                    # by the longest a packet can wait in a block not yet handed
+                    # over, so no call is closed with its next packet still queued.
+                    # While packets flow, `feed` expires on their time instead.
+                    pipeline.expire(now_us - idle_lag_us)
                 self._flush_sinks()
                 self._publish()
             if watchdog_every is not None and now >= next_watchdog:
