@@ -14,7 +14,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voiplog.calls import CallSettings
@@ -163,6 +170,84 @@ class StoreConfig(_Strict):
     drain_timeout_s: float = Field(30.0, ge=0)
 
 
+class CaptureConfig(_Strict):
+    interfaces: list[str] = Field(
+        default_factory=list, description="Interfaces `voiplog run` captures on."
+    )
+    snaplen: int = Field(65535, ge=64, le=262144, description="Bytes kept of each packet.")
+    promiscuous: bool = Field(True, description="Put the interfaces in promiscuous mode.")
+    udp_ports: list[int] = Field(
+        default_factory=lambda: [1813, 3478, 3479, 4789, 5349],
+        description="UDP ports captured besides SIP and RTP (RADIUS, STUN/TURN, VXLAN).",
+    )
+    tcp_ports: list[int] = Field(
+        default_factory=lambda: [5349],
+        description="TCP ports captured besides SIP (TURN over TLS).",
+    )
+    extra_filter: str = Field(
+        "", description="tcpdump-style expression ORed with the built-in filter (needs libpcap)."
+    )
+    ring_mb: int = Field(64, ge=1, le=4096, description="Receive ring per interface, MiB.")
+    block_kb: int = Field(1024, ge=64, le=65536, description="Ring block size, KiB.")
+    block_timeout_ms: int = Field(50, ge=1, le=1000, description="Hand over a partial block after.")
+
+    @field_validator("udp_ports", "tcp_ports")
+    @classmethod
+    def _ports_in_range(cls, ports: list[int]) -> list[int]:
+        for port in ports:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is outside 1..65535")
+        return sorted(set(ports))
+
+    @field_validator("block_kb")
+    @classmethod
+    def _power_of_two(cls, kb: int) -> int:
+        if kb & (kb - 1) or kb % 4:
+            raise ValueError(f"{kb} is not a power of two of at least 4")
+        return kb
+
+    @model_validator(mode="after")
+    def _snaplen_fits_a_block(self) -> CaptureConfig:
+        if self.snaplen + 128 > self.block_kb * 1024:
+            raise ValueError(
+                f"snaplen {self.snaplen} does not fit a {self.block_kb} KiB ring block; "
+                "raise block_kb or lower snaplen"
+            )
+        return self
+
+    @field_validator("interfaces")
+    @classmethod
+    def _interface_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not name or len(name) > 15 or "/" in name or name.strip() != name:
+                raise ValueError(f"{name!r} is not an interface name")
+        return names
+
+
+class MetricsConfig(_Strict):
+    address: str = Field("", description="host:port of the Prometheus endpoint; empty for none.")
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, address: str) -> str:
+        if not address:
+            return address
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{address!r} is not host:port")
+        return address
+
+
+class DaemonConfig(_Strict):
+    log_level: str = Field(
+        "info", pattern="^(debug|info|warning|error)$", description="Reloaded on SIGHUP."
+    )
+    status_interval_s: float = Field(
+        5.0, gt=0, description="How often rates are told to systemd (STATUS=) and the log."
+    )
+    watchdog: bool = Field(True, description="Answer systemd's watchdog when it asks for it.")
+
+
 class PopConfig(BaseSettings):
     """Everything a POP's voiplog instance needs to know."""
 
@@ -178,6 +263,9 @@ class PopConfig(BaseSettings):
     reassembly: ReassemblyConfig = Field(default_factory=ReassemblyConfig)
     subscriber_networks: list[SubscriberNetworkConfig] = Field(default_factory=list)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
 
     @classmethod
     def settings_customise_sources(

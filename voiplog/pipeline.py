@@ -5,7 +5,8 @@ UDP that no SDP announced and TLS that may carry SIP -> flow classifier.
 This loop runs once per packet, so it is written for speed: the RTP of flows
 already attached to a call (most of the traffic) is handled with one dict
 lookup on the 5-tuple and one on the SSRC, before anything else is tried.
-Packet time is the only clock; `expire` runs once per second of it.
+Packet time is the clock; `expire` runs once per second of it (the live daemon
+also calls `expire` with wall-clock time while traffic is idle).
 
 The general (slow) path also reassembles IP fragments, follows the TCP
 connections that carry SIP (and SIP over WebSocket) through
@@ -419,6 +420,15 @@ class Pipeline:
             tunnels.popitem(last=False)
             self.stats.weird["tunnel.table_full"] += 1
         tunnels[call_id] = tunnel
+
+    def expire(self, now_us: int) -> None:
+        """Expire what is due at `now_us` without a packet: the live daemon calls this
+        with wall-clock time when traffic is idle (the same path `feed` takes once per
+        second of packet time). A clock behind the last packet seen changes nothing."""
+        if now_us > self._now_us:
+            self._now_us = now_us
+        self._expire(self._now_us)
+        self._next_expire_us = self._now_us + _EXPIRE_EVERY_US
 
     def _expire(self, now_us: int) -> None:
         self.fragments.expire(now_us)

@@ -15,38 +15,73 @@ Emit = Callable[[Any], None]
 log = logging.getLogger("voiplog.store")
 
 
+class RecordSinks:
+    """The sinks a command writes to. `write` is what the pipeline emits into;
+    `flush` and `metrics` serve the daemon's once-a-second housekeeping."""
+
+    def __init__(self) -> None:
+        self.jsonl: JsonlSink | None = None
+        self.writer = None  # voiplog.store.writer.StoreWriter
+
+    def write(self, record) -> None:
+        if self.writer is not None:
+            self.writer.put(record)
+        if self.jsonl is not None:
+            self.jsonl.write(record)
+
+    def flush(self) -> None:
+        if self.jsonl is not None:
+            self.jsonl.flush()
+
+    def metrics(self) -> dict[str, float]:
+        if self.writer is None:
+            return {"spool_depth": 0, "store_latency_s": 0.0}
+        return {
+            "spool_depth": self.writer.records_put - self.writer.records_stored,
+            "store_latency_s": self.writer.last_batch_s,
+        }
+
+
 def open_record_sinks(
-    stack: ExitStack, store: str, jsonl_path: str | None, config_path: str | None = None
+    stack: ExitStack,
+    store: str,
+    jsonl_path: str | None,
+    config_path: str | None = None,
+    *,
+    drain_timeout_s: float | None = None,
+    spooled_is_failure: bool = True,
 ) -> Emit:
     """Open the sinks chosen on the command line inside `stack`; return `emit(record)`.
 
     `store` is "db" (the retention store, through the durable spool) or "none".
     With "none" and no --jsonl, records go to standard output as JSON lines.
-    Exits 2 when a sink cannot be opened.
+    `drain_timeout_s` bounds the time spent storing the spool at exit (default:
+    store.drain_timeout_s); what is left is stored at the next start, and makes
+    the command exit 1 when `spooled_is_failure` (a replay), a warning only
+    otherwise (a daemon stopping while the database is away).
+    Exits 2 when a sink cannot be opened. The returned callable is the bound
+    `RecordSinks.write`.
     """
-    emitters: list[Emit] = []
+    sinks = RecordSinks()
     if store == "db":
-        emitters.append(_open_store_writer(stack, config_path))
+        sinks.writer = _open_store_writer(stack, config_path, drain_timeout_s, spooled_is_failure)
     elif jsonl_path is None:
         jsonl_path = "-"
     if jsonl_path is not None:
         try:
-            sink = stack.enter_context(JsonlSink(jsonl_path))
+            sinks.jsonl = stack.enter_context(JsonlSink(jsonl_path))
         except OSError as exc:
             click.echo(f"voiplog: {jsonl_path}: cannot write: {exc.strerror}", err=True)
             raise SystemExit(2) from None
-        emitters.append(sink.write)
-    if len(emitters) == 1:
-        return emitters[0]
-
-    def emit(record) -> None:
-        for write in emitters:
-            write(record)
-
-    return emit
+    return sinks.write
 
 
-def _open_store_writer(stack: ExitStack, config_path: str | None) -> Emit:
+def _open_store_writer(
+    stack: ExitStack,
+    config_path: str | None,
+    drain_timeout_s: float | None,
+    spooled_is_failure: bool,
+):
     from voiplog.cli._store import locked_spool_dir, open_store
     from voiplog.store.spool import Spool
     from voiplog.store.writer import StoreWriter
@@ -70,10 +105,13 @@ def _open_store_writer(stack: ExitStack, config_path: str | None) -> Emit:
         accept_past_days=cfg.accept_past_days,
         drainers=cfg.drainers,
     ).start()
+    timeout = cfg.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
 
     def close() -> None:
-        left = writer.close(drain_timeout_s=cfg.drain_timeout_s)
-        if left:
+        left = writer.close(drain_timeout_s=timeout)
+        if left and not spooled_is_failure:
+            log.warning("%d records stay in the spool %s for the next start", left, directory)
+        elif left:
             click.echo(
                 f"voiplog: {left} records are kept in the spool {directory}: the database did not "
                 "take them in time; they are stored at the next start or with `voiplog db drain`",
@@ -82,11 +120,11 @@ def _open_store_writer(stack: ExitStack, config_path: str | None) -> Emit:
             raise SystemExit(1)
         if writer.records_rejected:
             click.echo(
-                f"voiplog: {writer.records_rejected} records were refused by the database and "
-                f"kept in {directory / 'rejected'} (see the log for the reasons)",
+                f"voiplog: {writer.records_rejected} records could not be stored and were kept "
+                f"in {directory / 'rejected'} (see the log for the reasons)",
                 err=True,
             )
             raise SystemExit(1)
 
     stack.callback(close)
-    return writer.put
+    return writer

@@ -91,11 +91,12 @@ def open_store(
 
 
 def spool_dir(cfg) -> Path:
+    """store.spool_dir, else <state directory>/spool/<pop> (see `state_dir`)."""
     if cfg.store.spool_dir:
         return Path(cfg.store.spool_dir)
-    from platformdirs import user_data_dir
+    from voiplog.store.embedded import state_dir
 
-    return Path(user_data_dir("voiplog")) / "spool" / cfg.pop
+    return state_dir() / "spool" / cfg.pop
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "db": ("voiplog.cli.db", "db"),
     "purge": ("voiplog.cli.purge", "purge"),
     "hold": ("voiplog.cli.hold", "hold"),
+    "run": ("voiplog.cli.run", "run"),
 }
 
 

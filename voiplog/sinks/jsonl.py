@@ -27,6 +27,10 @@ class JsonlSink:
             # Records on a pipe are read as they come (tail, jq).
             self._out.flush()
 
+    def flush(self) -> None:
+        """Push buffered records to the file (the daemon does this once a second)."""
+        self._out.flush()
+
     def close(self) -> None:
         self._out.flush()
         if self._owned:

@@ -37,10 +37,19 @@ _NAMESPACE_ID = "65534"  # the uid and gid root appears as inside the namespace
 _SOCKET_PATH_MAX = 107 - len("/.s.PGSQL.5432")  # sun_path holds 107 bytes and a NUL
 
 
-def default_data_dir() -> Path:
+def state_dir() -> Path:
+    """Where voiplog keeps its state: systemd's StateDirectory when run as a
+    service ($STATE_DIRECTORY), else the user's data directory."""
+    given = os.environ.get("STATE_DIRECTORY")
+    if given:
+        return Path(given.split(":")[0])
     from platformdirs import user_data_dir
 
-    return Path(user_data_dir("voiplog")) / "postgres"
+    return Path(user_data_dir("voiplog"))
+
+
+def default_data_dir() -> Path:
+    return state_dir() / "postgres"
 
 
 def find_binaries() -> Path:

@@ -1,0 +1,385 @@
+"""The daemon's main loop: live frames through the pipeline, records out, systemd told.
+
+Strategy: one thread does everything that touches the pipeline. Each turn of
+the loop reads the capture rings (waiting at most `_POLL_S` when idle), feeds
+the pipeline, reads the socket drop counters, and once a second reads the
+interface counters, publishes metrics, answers the watchdog and, when no packet
+came, expires idle calls on wall-clock time (packets expire them on their own
+time otherwise, as in replay). Because the watchdog is answered from this loop, a stuck
+pipeline stops the pings and systemd restarts the service.
+
+Signals only set flags (and wake the poll through a pipe): SIGTERM/SIGINT stop
+the loop, SIGHUP reloads the configuration between two batches, so no packet is
+lost: the rings keep filling while the file is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from voiplog.calls import EndReason
+from voiplog.capture.bpf import LINKTYPE_ETHERNET, Program, build_filter, compile_expression, either
+from voiplog.capture.live import LiveCapture, RingSettings
+from voiplog.cdr import CallRecord
+from voiplog.daemon.loss import FLAG, LossIntervals
+from voiplog.daemon.notify import Notifier
+from voiplog.pipeline import Pipeline
+
+log = logging.getLogger("voiplog.run")
+
+_POLL_S = 0.2
+_TICK_S = 1.0
+# Stop draining the rings at shutdown after this long, to stay well inside
+# systemd's stop timeout.
+_SHUTDOWN_DRAIN_S = 1.0
+
+
+def filter_factory(cfg) -> Callable[[int], Program]:
+    """`linktype -> BPF program` for the capture section of a POP config.
+
+    Raises `voiplog.capture.bpf.FilterError` for an extra expression that does not compile.
+    """
+    capture = cfg.capture
+    extra: dict[int, Program] = {}
+    if capture.extra_filter:
+        for linktype in (LINKTYPE_ETHERNET, 101):
+            extra[linktype] = compile_expression(
+                capture.extra_filter, linktype=linktype, snaplen=capture.snaplen
+            )
+
+    def filter_for(linktype: int) -> Program:
+        program = build_filter(
+            link_header=14 if linktype == LINKTYPE_ETHERNET else 0,
+            sip_ports=cfg.sip.ports,
+            udp_ports=capture.udp_ports,
+            tcp_ports=capture.tcp_ports,
+            snaplen=capture.snaplen,
+        )
+        return either(program, extra[linktype]) if linktype in extra else program
+
+    return filter_for
+
+
+def ring_settings(cfg) -> RingSettings:
+    capture = cfg.capture
+    return RingSettings(
+        snaplen=capture.snaplen,
+        ring_bytes=capture.ring_mb << 20,
+        block_bytes=capture.block_kb << 10,
+        block_timeout_ms=capture.block_timeout_ms,
+        promiscuous=capture.promiscuous,
+    )
+
+
+class _Classifier:
+    """The subscriber-network lookup, swappable on reload without touching the tracker."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target) -> None:
+        self.target = target
+
+    def __call__(self, caller_ip: str, callee_ip: str):
+        return self.target(caller_ip, callee_ip)
+
+
+@dataclass
+class DaemonOptions:
+    interfaces: list[str]
+    config_path: str | None = None
+    # Re-reads the configuration for SIGHUP; raises ConfigError when invalid.
+    load_config: Callable[[], object] | None = None
+    follow_config_log_level: bool = True
+    environ: dict[str, str] | None = None
+
+
+class Daemon:
+    """Runs until SIGTERM/SIGINT (or `stop()`); `run` returns the exit code."""
+
+    def __init__(self, cfg, options: DaemonOptions, emit: Callable[[CallRecord], None]) -> None:
+        self.cfg = cfg
+        self.options = options
+        self._sink_emit = emit
+        self._store = getattr(emit, "__self__", None)
+        self.loss = LossIntervals()
+        self.loss_records = 0
+        self._stop = False
+        self._reload = False
+        self.notifier = Notifier(options.environ)
+        self._classifier = _Classifier(cfg.subscriber_index().classify)
+        self.pipeline = Pipeline(
+            self._emit,
+            sip_ports=cfg.sip.ports,
+            call_settings=cfg.calls.settings(),
+            classify=self._classifier,
+            on_parse_error=self._parse_error,
+        )
+        self.capture: LiveCapture | None = None
+        self.metrics = None
+        self._last_counters: list = []
+
+    # -- records ----------------------------------------------------------------
+
+    def _emit(self, record: CallRecord) -> None:
+        record = self.loss.mark(record, time.time_ns() // 1000)
+        if FLAG in record.flags:
+            self.loss_records += 1
+        self._sink_emit(record)
+
+    @staticmethod
+    def _parse_error(number: int, error: Exception) -> None:
+        log.debug("packet %d: %s: %s", number, getattr(error, "kind", "error"), error)
+
+    # -- signals ----------------------------------------------------------------
+
+    def stop(self, *_: object) -> None:
+        self._stop = True
+
+    def request_reload(self, *_: object) -> None:
+        self._reload = True
+
+    def _install_signals(self) -> int:
+        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._pipe = (read_fd, write_fd)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+        return read_fd
+
+    def _restore_signals(self) -> None:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        for fd in self._pipe:
+            os.close(fd)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open capture and metrics; raises CaptureError / UsageError / FilterError."""
+        wake_fd = self._install_signals()
+        try:
+            self.capture = LiveCapture(
+                self.options.interfaces,
+                ring_settings(self.cfg),
+                filter_factory(self.cfg),
+                wakeup_fd=wake_fd,
+            )
+            if self.cfg.metrics.address:
+                from voiplog.daemon.metrics import MetricsServer
+
+                self.metrics = MetricsServer(self.cfg.metrics.address)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.close()
+            self.capture = None
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
+        if hasattr(self, "_pipe"):
+            self._restore_signals()
+            del self._pipe
+        self.notifier.close()
+
+    def run(self) -> int:
+        capture = self.capture
+        assert capture is not None, "open() first"
+        pipeline = self.pipeline
+        notifier = self.notifier
+        watchdog_every = notifier.watchdog_interval_s if self.cfg.daemon.watchdog else None
+        names = ", ".join(self.options.interfaces)
+        log.info("capturing on %s", names)
+        notifier.ready(f"capturing on {names}")
+        now = time.monotonic()
+        next_tick = now + _TICK_S
+        next_status = now + self.cfg.daemon.status_interval_s
+        next_watchdog = now
+        last_check_us = time.time_ns() // 1000
+        rate_base = (now, 0)
+        idle_lag_us = 2 * self.cfg.capture.block_timeout_ms * 1000
+        while not self._stop:
+            frames = capture.read(_POLL_S)
+            if frames:
+                pipeline.feed(frames)
+            # Socket drop counters every turn: the interval a drop is pinned to stays
+            # short, so few records are flagged that did not need to be.
+            now_us = time.time_ns() // 1000
+            tick = time.monotonic() >= next_tick
+            drops = sum(capture.update_counters(interface=tick).values())
+            if drops:
+                self.loss.add(last_check_us, now_us, drops)
+                log.warning("capture lost %d packets (kernel ring or interface)", drops)
+            last_check_us = now_us
+            if self._reload:
+                self._reload = False
+                self.reload()
+            now = time.monotonic()
+            if tick:
+                next_tick = now + _TICK_S
+                if not frames:
+                    # Idle: the wall clock stands in for packet time. It runs behind
+                    # by the longest a packet can wait in a block not yet handed
+                    # over, so no call is closed with its next packet still queued.
+                    # While packets flow, `feed` expires on their time instead.
+                    pipeline.expire(now_us - idle_lag_us)
+                self._flush_sinks()
+                self._publish()
+            if watchdog_every is not None and now >= next_watchdog:
+                notifier.watchdog()
+                next_watchdog = now + watchdog_every
+            if now >= next_status:
+                next_status = now + self.cfg.daemon.status_interval_s
+                status = self._status_line(now, rate_base)
+                rate_base = (now, pipeline.stats.packets)
+                notifier.status(status)
+                log.info("%s", status)
+        self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        notifier = self.notifier
+        notifier.stopping("stopping: closing open calls")
+        log.info(
+            "stopping: draining capture, closing %d open calls", self.pipeline.tracker.open_calls
+        )
+        capture = self.capture
+        deadline = time.monotonic() + _SHUTDOWN_DRAIN_S
+        wait = self.cfg.capture.block_timeout_ms / 1000 * 2
+        while time.monotonic() < deadline:
+            frames = capture.read(wait)
+            if not frames:
+                break
+            self.pipeline.feed(frames)
+        now_us = time.time_ns() // 1000
+        drops = sum(capture.update_counters().values())
+        self.loss.add(now_us - 1, now_us, drops)
+        self._last_counters = capture.counters
+        capture.close()
+        self.capture = None
+        self.pipeline.expire(now_us)
+        self.pipeline.finish(EndReason.SHUTDOWN)
+        self._publish()
+        for c in self._last_counters:
+            log.info(
+                "capture on %s: %d packets received, %d dropped in the ring, "
+                "%d missed by the interface",
+                c.name,
+                c.received,
+                c.dropped,
+                c.if_rx_missed,
+            )
+        log.info("stopped: %d records written", self.pipeline.stats.records)
+
+    # -- reload -----------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Apply what can change while running; the rest waits for a restart."""
+        loader = self.options.load_config
+        if loader is None:
+            return
+        self.notifier.reloading()
+        try:
+            new = loader()
+        except Exception as exc:  # a bad file must not stop a running capture
+            log.error("reload: configuration not changed: %s", exc)
+            self.notifier.send(
+                "READY=1", "STATUS=reload failed; running with the old configuration"
+            )
+            return
+        old = self.cfg
+        if self.options.follow_config_log_level:
+            logging.getLogger().setLevel(new.daemon.log_level.upper())
+        self._classifier.target = new.subscriber_index().classify
+        self.pipeline.tracker.settings = new.calls.settings()
+        filter_changed = (
+            new.sip.ports != old.sip.ports
+            or new.capture.udp_ports != old.capture.udp_ports
+            or new.capture.tcp_ports != old.capture.tcp_ports
+            or new.capture.extra_filter != old.capture.extra_filter
+        )
+        if filter_changed and self.capture is not None:
+            try:
+                self.capture.set_filter(filter_factory(new))
+            except Exception as exc:
+                log.error("reload: capture filter not changed: %s", exc)
+                new = new.model_copy(update={"capture": old.capture, "sip": old.sip})
+        self.pipeline.sip_ports = frozenset(new.sip.ports)
+        for section in ("interfaces", "snaplen", "promiscuous", "ring_mb", "block_kb"):
+            if getattr(new.capture, section) != getattr(old.capture, section):
+                log.warning("reload: capture.%s changes on restart only", section)
+        if new.metrics.address != old.metrics.address:
+            log.warning("reload: metrics.address changes on restart only")
+        self.cfg = new
+        log.info(
+            "reloaded configuration: %d subscriber networks, log level %s",
+            len(new.subscriber_networks),
+            new.daemon.log_level,
+        )
+        self.notifier.send("READY=1", "STATUS=configuration reloaded")
+
+    def _flush_sinks(self) -> None:
+        flush = getattr(self._store, "flush", None)
+        if callable(flush):
+            try:
+                flush()
+            except OSError as exc:
+                log.error("cannot flush records: %s", exc)
+
+    # -- reporting --------------------------------------------------------------
+
+    def _status_line(self, now: float, base: tuple[float, int]) -> str:
+        stats = self.pipeline.stats
+        elapsed = max(now - base[0], 1e-6)
+        rate = (stats.packets - base[1]) / elapsed
+        drops = (
+            sum(c.dropped + c.if_rx_missed for c in self.capture.counters) if self.capture else 0
+        )
+        return (
+            f"{rate:,.0f} packets/s, {self.pipeline.tracker.open_calls} calls open, "
+            f"{stats.records} records, {drops} packets dropped"
+        )
+
+    def _publish(self) -> None:
+        if self.metrics is None:
+            return
+        from voiplog.daemon.metrics import Snapshot
+
+        stats = self.pipeline.stats
+        store = {}
+        probe = getattr(self._store, "metrics", None)
+        if callable(probe):
+            try:
+                store = probe() or {}
+            except Exception as exc:
+                log.debug("store metrics unavailable: %s", exc)
+        counters = self.capture.counters if self.capture is not None else self._last_counters
+        self._last_counters = counters
+        self.metrics.publish(
+            Snapshot(
+                packets=stats.packets,
+                bytes=sum(c.bytes for c in counters),
+                sip_messages=stats.sip_messages,
+                rtp_packets=stats.rtp_packets,
+                records=stats.records,
+                open_calls=self.pipeline.tracker.open_calls,
+                spool_depth=int(store.get("spool_depth", 0)),
+                store_latency_s=float(store.get("store_latency_s", 0.0)),
+                parse_errors=dict(stats.parse_errors),
+                dispositions=dict(stats.dispositions),
+                interfaces={
+                    c.name: (c.received, c.dropped, c.if_rx_dropped, c.if_rx_missed)
+                    for c in counters
+                },
+                records_capture_loss=self.loss_records,
+            )
+        )
