@@ -106,7 +106,13 @@ class Lab:
             shutil.copy(scenario, workdir / scenario.name)
 
     def start_daemon(
-        self, config: str, *, env: dict | None = None, name: str = "daemon", args=()
+        self,
+        config: str,
+        *,
+        env: dict | None = None,
+        name: str = "daemon",
+        args=(),
+        ready_timeout: float = 10,
     ) -> Daemon:
         cfg = self.workdir / f"{name}.toml"
         cfg.write_text(config)
@@ -122,7 +128,7 @@ class Lab:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=environ, stderr=err.open("w"))
         daemon = Daemon(proc, out, err)
         self.daemons.append(daemon)
-        daemon.wait_for_log("capturing on")
+        daemon.wait_for_log("capturing on", timeout=ready_timeout)
         return daemon
 
     def callee(self, scenario: str, port: int, calls: int) -> subprocess.Popen:

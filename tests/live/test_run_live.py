@@ -216,3 +216,37 @@ def test_drops_flag_the_records_they_overlap(lab):
     assert re.search(
         r"capture on vlb: \d+ packets received, [1-9]\d* dropped", daemon.err.read_text()
     )
+
+
+def test_records_land_in_the_store_and_survive_sigterm(lab):
+    """The default store with nothing configured: the embedded Postgres, kept in
+    the service's state directory; SIGTERM leaves every record stored."""
+    import psycopg2
+
+    from voiplog.store.embedded import EmbeddedPostgres
+    from voiplog.store.read import iter_records
+
+    state = lab.workdir / "state"
+    daemon = lab.start_daemon(
+        CONFIG,
+        env={"STATE_DIRECTORY": str(state)},
+        args=("--store", "db"),
+        ready_timeout=60,  # the first start makes the embedded cluster
+    )
+    lab.callee("uas_answer.xml", ANSWER_PORT, 3)
+    time.sleep(0.3)
+    lab.call(ANSWER_PORT, 3, hold_ms=500, rate=10)
+    records = daemon.wait_for_records(3, timeout=8)
+    assert daemon.terminate(timeout=10) == 0
+    assert len(records) == 3
+    with EmbeddedPostgres(state / "postgres") as server, psycopg2.connect(server.dsn) as db:
+        stored = list(iter_records(db))
+        (pop,) = {row[0] for row in _rows(db, "SELECT pop FROM cdr")}
+    assert sorted(stored, key=lambda r: r["uid"]) == sorted(records, key=lambda r: r["uid"])
+    assert pop == "lab"
+
+
+def _rows(connection, sql):
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchall()
