@@ -9,14 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.store._records import call
-from voiplog.store._ingest import RenderError, epoch_us, render, rows, split
+from voiplog.store._ingest import RenderError, epoch_us, parts, render, split
 
 
 def test_a_call_renders_one_cdr_row_and_one_row_per_stream_on_its_day():
     record = render(call("2026-03-01T23:59:59Z").to_dict(), "ams1", "edge-1")
-    tags = [(tag, day) for tag, day, _ in rows(record)]
-    day = (dt.date(2026, 3, 1) - dt.date(1970, 1, 1)).days
-    assert tags == [(b"c", day), (b"m", day), (b"m", day)]
+    day, cdr, media, registration = parts(record)
+    assert day == (dt.date(2026, 3, 1) - dt.date(1970, 1, 1)).days
+    assert cdr[:2] == (32).to_bytes(2, "big")  # 29 contract fields, extra, pop, sensor
+    assert media[:2] == (16).to_bytes(2, "big") and media.count(b"PCMA") == 1
+    assert registration == b""
     streams, days = split([record, record])
     assert days == {day}
     assert streams[b"c"].startswith(b"PGCOPY\n\xff\r\n\x00")

@@ -145,7 +145,7 @@ def test_rows_the_database_refuses_are_kept_aside_and_the_rest_is_stored(store_d
 
     good = render(call("2026-03-01T10:00:00Z", 0).to_dict(), None, None)
     bad = bytearray(render(call("2026-03-01T10:00:00Z", 1).to_dict(), None, None))
-    bad[9:11] = (3).to_bytes(2, "big")  # the cdr row claims 3 fields
+    bad[16:18] = (3).to_bytes(2, "big")  # the cdr row, after the 16-byte header, claims 3 fields
     spool = Spool(tmp_path / "spool", fsync="never")
     spool.append(good)
     spool.append(bytes(bad))

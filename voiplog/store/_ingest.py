@@ -1,10 +1,10 @@
 """How records travel from the spool into the store: binary COPY rows, tagged by table.
 
 A record is rendered once, when it is spooled, into rows in Postgres' binary
-COPY format, each framed with its table's tag (``c`` for `cdr`, ``m`` for each
-of its `cdr_media` streams, ``r`` for `registration`) and the UTC day of its
-partition. Draining a segment is then byte moving: rows are grouped by table
-and COPYed (Postgres routes them to the day partitions). Binary rows spare
+COPY format: its `cdr` row and its `cdr_media` rows (or its `registration`
+row), behind a small header with the UTC day of its partition and the length
+of each part. Draining a segment is then byte moving: the parts are gathered
+by table and COPYed (Postgres routes them to the day partitions). Binary rows spare
 Postgres the parsing of times, addresses, numbers and arrays, which is a good
 part of what ingest costs.
 
@@ -58,7 +58,10 @@ _NUL_JSON = b"\\u0000"
 
 _PG_EPOCH_DAYS = 10_957  # 2000-01-01, Postgres' epoch, in days since 1970-01-01
 _DAY_US = 86_400_000_000
-_ROW = struct.Struct(">ciI")  # tag, UTC day (days since 1970-01-01), row length
+# A rendered record: UTC day of its partition (days since 1970-01-01), then the
+# lengths of its cdr row, its cdr_media rows and its registration row, then
+# those bytes. Splitting a segment by table is then three slices per record.
+_HEAD = struct.Struct(">iIII")
 _I16 = struct.Struct(">h")
 _NULL = struct.pack(">i", -1)
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -193,18 +196,19 @@ def render(doc: dict, pop: str | None, sensor: str | None) -> bytes:
         extra = {k: v for k, v in doc.items() if k not in _REGISTRATION_CONTRACT}
         values = [doc.get(key) for key in REGISTRATION_KEYS] + [extra, pop, sensor]
         row = _tuple(_REGISTRATION_ENCODERS, values, REGISTRATION_COLUMNS)
-        return _ROW.pack(b"r", _row_day(doc.get("requested_at")), len(row)) + row
+        return _HEAD.pack(_row_day(doc.get("requested_at")), 0, 0, len(row)) + row
     extra = {k: v for k, v in doc.items() if k not in _CDR_CONTRACT}
     values = [doc.get(key) for key in CDR_KEYS] + [extra, pop, sensor]
     row = _tuple(_CDR_ENCODERS, values, CDR_COLUMNS)
     day = _row_day(doc.get("started_at"))
-    out = [_ROW.pack(b"c", day, len(row)), row]
     uid, started = doc.get("uid"), doc.get("started_at")
-    for ordinal, stream in enumerate(doc.get("media") or ()):
-        values = [uid, started, ordinal] + [stream.get(k) for k in MEDIA_KEYS]
-        row = _tuple(_MEDIA_ENCODERS, values, MEDIA_COLUMNS)
-        out += (_ROW.pack(b"m", day, len(row)), row)
-    return b"".join(out)
+    media = b"".join(
+        _tuple(
+            _MEDIA_ENCODERS, [uid, started, ordinal] + [s.get(k) for k in MEDIA_KEYS], MEDIA_COLUMNS
+        )
+        for ordinal, s in enumerate(doc.get("media") or ())
+    )
+    return _HEAD.pack(day, len(row), len(media), 0) + row + media
 
 
 def _row_day(started: str | None) -> int:
@@ -213,25 +217,33 @@ def _row_day(started: str | None) -> int:
     return epoch_us(started) // _DAY_US
 
 
-def rows(record: bytes):
-    """(tag, day, row) of each row of a rendered record."""
-    offset, end = 0, len(record)
-    while offset < end:
-        tag, day, length = _ROW.unpack_from(record, offset)
-        offset += _ROW.size
-        yield tag, day, record[offset : offset + length]
-        offset += length
+def parts(record: bytes) -> tuple[int, bytes, bytes, bytes]:
+    """(day, cdr row, cdr_media rows, registration row) of a rendered record."""
+    day, c, m, r = _HEAD.unpack_from(record)
+    start = _HEAD.size
+    return day, record[start : start + c], record[start + c : start + c + m], record[start + c + m : start + c + m + r]  # fmt: skip
 
 
 def split(records) -> tuple[dict[bytes, bytes], set[int]]:
     """Rendered records grouped into one binary COPY stream per table, and their days."""
-    groups: dict[bytes, list[bytes]] = {b"c": [], b"m": [], b"r": []}
+    cdr: list[bytes] = []
+    media: list[bytes] = []
+    registration: list[bytes] = []
     days: set[int] = set()
+    unpack, size = _HEAD.unpack_from, _HEAD.size
     for record in records:
-        for tag, day, row in rows(record):
-            groups[tag].append(row)
-            days.add(day)
-    streams = {tag: COPY_HEADER + b"".join(parts) + COPY_TRAILER for tag, parts in groups.items() if parts}  # fmt: skip
+        day, c, m, r = unpack(record)
+        days.add(day)
+        if c:
+            cdr.append(record[size : size + c])
+        if m:
+            media.append(record[size + c : size + c + m])
+        if r:
+            registration.append(record[size + c + m : size + c + m + r])
+    streams = {}
+    for tag, rows in ((b"c", cdr), (b"m", media), (b"r", registration)):
+        if rows:
+            streams[tag] = COPY_HEADER + b"".join(rows) + COPY_TRAILER
     return streams, days
 
 
