@@ -74,6 +74,50 @@ class SubscriberNetworkConfig(BaseModel):
             raise ValueError(f"not a network address: {exc}") from None
 
 
+class RadiusClientConfig(_Strict):
+    address: str = Field(description="Source address of a NAS sending accounting")
+    secret: str | None = Field(None, description="Shared secret, to check each request")
+
+    @field_validator("address")
+    @classmethod
+    def _valid_address(cls, address: str) -> str:
+        try:
+            return str(ipaddress.ip_address(address))
+        except ValueError as exc:
+            raise ValueError(f"not an address: {exc}") from None
+
+
+class EnrichmentConfig(_Strict):
+    """Sources telling which subscriber held an address, and where a far end is."""
+
+    lease_files: list[str] = Field(
+        default_factory=list, description="Lease history files: .csv, or .jsonl JSON lines"
+    )
+    leases_from_database: bool = Field(
+        False, description="Also load the leases imported into VOIPLOG_DATABASE_URL"
+    )
+    radius_ports: list[int] = Field(
+        default_factory=lambda: [1813], description="UDP ports of RADIUS accounting to follow"
+    )
+    radius_session_timeout_s: float = Field(7200, gt=0)
+    radius_max_sessions: int = Field(1_000_000, ge=1)
+    radius_clients: list[RadiusClientConfig] = Field(default_factory=list)
+    cgnat_files: list[str] = Field(
+        default_factory=list, description="Port-block files: .csv, or IPFIX NAT event logs"
+    )
+    maxmind_databases: list[str] = Field(
+        default_factory=list, description="MaxMind-format databases (Country/City, ASN)"
+    )
+
+    @field_validator("radius_ports")
+    @classmethod
+    def _radius_ports_in_range(cls, ports: list[int]) -> list[int]:
+        for port in ports:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is outside 1..65535")
+        return sorted(set(ports))
+
+
 class PopConfig(BaseSettings):
     """Everything a POP's voiplog instance needs to know."""
 
@@ -86,6 +130,9 @@ class PopConfig(BaseSettings):
     sip: SipConfig = Field(default_factory=SipConfig)
     calls: CallsConfig = Field(default_factory=CallsConfig)
     subscriber_networks: list[SubscriberNetworkConfig] = Field(default_factory=list)
+    enrichment: EnrichmentConfig | None = Field(
+        None, description="Subscriber and far-end enrichment; absent: records name no subscriber"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -13,6 +13,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from voiplog.calls import CallSettings, CallTracker, EndReason, flow_key, new_stream
 from voiplog.cdr import CallRecord
@@ -49,6 +50,8 @@ class PipelineStats:
     dispositions: Counter = field(default_factory=Counter)
     parse_errors: Counter = field(default_factory=Counter)  # unreadable packets, by kind
     weird: Counter = field(default_factory=Counter)  # oddities in readable traffic, by kind
+    radius_packets: int = 0  # RADIUS accounting requests read
+    enrichment: Counter = field(default_factory=Counter)  # subscriber/remote found or not
 
 
 class Pipeline:
@@ -62,9 +65,15 @@ class Pipeline:
         call_settings: CallSettings | None = None,
         classify=None,
         on_parse_error: Callable[[int, ParseError], None] | None = None,
+        enricher: Any = None,
+        radius_ports: Iterable[int] = (),
     ) -> None:
         """`on_parse_error(packet_number, error)` hears of every unreadable packet;
-        packets are numbered from 1 across everything this pipeline is fed."""
+        packets are numbered from 1 across everything this pipeline is fed.
+
+        `enricher` (a `voiplog.enrich.Enricher`) fills each record's subscriber and
+        remote before it is written; UDP to `radius_ports` feeds its RADIUS sessions.
+        """
         self.stats = PipelineStats()
         self._emit = emit
         self._on_parse_error = on_parse_error
@@ -77,6 +86,11 @@ class Pipeline:
         # RTP-looking flows that matched no SDP, with the expectation generation
         # at which they were tried: retried only when new SDP arrives.
         self._unmatched: dict[bytes, int] = {}
+        self._enricher = enricher
+        self._accounting = enricher.radius if enricher is not None else None
+        self.radius_ports = frozenset(radius_ports) if self._accounting is not None else frozenset()
+        if enricher is not None:
+            self.stats.enrichment = enricher.stats
 
     def _count_weird(self, kind: str) -> None:
         self.stats.weird[kind] += 1
@@ -97,6 +111,7 @@ class Pipeline:
         tracker = self.tracker
         flows = tracker.flows
         sip_ports = self.sip_ports
+        radius_ports = self.radius_ports
         unmatched = self._unmatched
         fast_fields = _FAST_FIELDS.unpack_from
         next_expire = self._next_expire_us
@@ -175,6 +190,9 @@ class Pipeline:
                         stream = new_stream(flow, ssrc, payload[1] & 0x7F, format_ip)
                     stream.add(ts, payload)
                     rtp += 1
+                    continue
+                if radius_ports and dport in radius_ports:
+                    self._radius(ts, src, payload)
                     continue
                 if sport in sip_ports or dport in sip_ports or looks_like_sip(payload):
                     self._sip(ts, src, sport, dst, dport, payload, "udp")
@@ -257,7 +275,16 @@ class Pipeline:
         if consumed < len(payload):
             self.stats.weird["sip.tcp_partial_message"] += 1
 
+    def _radius(self, ts: int, src: bytes, payload: bytes) -> None:
+        try:
+            if self._accounting.feed(payload, ts, format_ip(src)) is not None:
+                self.stats.radius_packets += 1
+        except ParseError as exc:
+            self._parse_error(exc)
+
     def _expire(self, now_us: int) -> None:
+        if self._accounting is not None:
+            self._accounting.expire(now_us)
         for record in self.tracker.expire(now_us):
             self._write(record)
 
@@ -266,6 +293,11 @@ class Pipeline:
             self._write(record)
 
     def _write(self, record: CallRecord) -> None:
+        if self._enricher is not None:
+            try:
+                record = self._enricher.enrich(record)
+            except Exception:  # a bug in enrichment must not lose the record
+                self.stats.enrichment["enrich.failed"] += 1
         self.stats.records += 1
         self.stats.dispositions[record.disposition] += 1
         self._emit(record)

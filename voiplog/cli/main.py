@@ -19,6 +19,8 @@ from voiplog import __version__
 SUBCOMMANDS = {
     "replay": ("voiplog.cli.replay", "replay"),
     "config": ("voiplog.cli.config_cmd", "config"),
+    "leases": ("voiplog.cli.leases", "leases"),
+    "lookup": ("voiplog.cli.lookup", "lookup"),
 }
 
 

@@ -80,6 +80,8 @@ def replay(
             call_settings=options.call_settings,
             classify=options.classify,
             on_parse_error=where.report,
+            enricher=options.enricher,
+            radius_ports=options.radius_ports,
         )
         try:
             _run(pipeline, readers, show_progress, where)

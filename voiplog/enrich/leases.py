@@ -1,0 +1,463 @@
+"""Who held an address when: an in-memory interval index of leases, for the hot path.
+
+Strategy. A lease is an address or prefix, a validity interval and an owner
+(subscriber id, account, access line). Intervals are half-open, [start, end):
+at the very microsecond a lease ends, the next holder's lease (starting then)
+is the one found. Leases are kept per (IP version, prefix length) in sorted
+arrays: the distinct network numbers, and for each one its intervals in start
+order, so that a lookup is one bisection over the networks and, when a network
+has several intervals, one over its starts. Owners are interned and packed as
+text in one buffer. IPv6 prefixes (and any IPv4 prefix shorter than /32) are
+found by longest match: the most specific network holding a lease at that time.
+
+Per network the intervals are kept disjoint. Touching or overlapping intervals
+of one owner (renewals) merge into one; where two owners overlap, the later
+start takes the address over and the earlier lease is cut short there (counted
+in `overlaps`). New leases collect in a small pending table, searched as well,
+and are merged into the arrays in batches.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from voiplog.enrich._address import bits, format_network, parse_address, parse_network
+from voiplog.enrich._errors import SourceError
+from voiplog.enrich._time import FOREVER, format_time, parse_time
+
+_NONE = ""  # an absent owner field in the packed buffer (empty fields are absent too)
+_SEP = "\x1f"
+_MIN_BATCH = 65_536
+
+
+class Owner(NamedTuple):
+    """Who holds a lease."""
+
+    subscriber_id: str | None
+    account: str | None = None
+    access_line: str | None = None
+
+
+class Lease(NamedTuple):
+    """One validity interval of one address or prefix. `end_us` None: still held.
+
+    A named tuple rather than a dataclass: one is made per lookup on the hot
+    path, and a tuple is made in a third of the time.
+    """
+
+    version: int
+    prefixlen: int
+    value: int  # network address as an integer
+    start_us: int
+    end_us: int | None
+    subscriber_id: str | None
+    account: str | None
+    access_line: str | None
+    source: str | None = None
+    attributes: dict | None = None  # what the source said beyond the owner (RADIUS NAS...)
+
+    @property
+    def network(self) -> str:
+        return format_network(self.version, self.prefixlen, self.value)
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(self.subscriber_id, self.account, self.access_line)
+
+    def to_dict(self) -> dict:
+        return {
+            "network": self.network,
+            "start": format_time(self.start_us),
+            "end": format_time(self.end_us),
+            "subscriber_id": self.subscriber_id,
+            "account": self.account,
+            "access_line": self.access_line,
+            "source": self.source,
+            **({"attributes": self.attributes} if self.attributes else {}),
+        }
+
+
+class _Owners:
+    """Owners packed as text in one buffer; an owner is its number."""
+
+    def __init__(self) -> None:
+        self._text: list[str] = []  # chunks not yet joined into _packed
+        self._packed = ""
+        self._offsets = array("Q", [0])
+        self._numbers: dict[Owner, int] = {}  # recent owners, for sharing numbers
+
+    def number(self, owner: Owner) -> int:
+        found = self._numbers.get(owner)
+        if found is not None:
+            return found
+        fields = (owner.subscriber_id, owner.account, owner.access_line)
+        text = _SEP.join(_NONE if f is None else f.replace(_SEP, " ") for f in fields)
+        self._text.append(text)
+        self._offsets.append(self._offsets[-1] + len(text))
+        number = len(self._offsets) - 2
+        if len(self._numbers) >= _MIN_BATCH:
+            self._numbers.clear()
+        self._numbers[owner] = number
+        return number
+
+    def seal(self) -> None:
+        if self._text:
+            self._packed += "".join(self._text)
+            self._text.clear()
+        self._numbers.clear()
+
+    def raw(self, number: int) -> str:
+        if self._text:
+            self.seal()
+        return self._packed[self._offsets[number] : self._offsets[number + 1]]
+
+    def get(self, number: int) -> Owner:
+        sub, account, line = self.raw(number).split(_SEP)
+        return Owner(sub or None, account or None, line or None)
+
+    def same(self, a: int, b: int) -> bool:
+        return a == b or self.raw(a) == self.raw(b)
+
+    def memory_bytes(self) -> int:
+        return len(self._packed) + self._offsets.itemsize * len(self._offsets)
+
+
+class _Table:
+    """The leases of one (version, prefix length): sorted, disjoint per network."""
+
+    __slots__ = ("ends", "first", "keys", "owners", "sources", "starts")
+
+    def __init__(self, wide: bool) -> None:
+        # Network numbers wider than 64 bits (IPv6 prefixes longer than /64) stay ints.
+        self.keys: array | list[int] = [] if wide else array("Q")
+        self.first = array("L", [0])  # intervals of keys[i]: first[i] .. first[i+1]
+        self.starts = array("q")
+        self.ends = array("q")
+        self.owners = array("L")
+        self.sources = array("H")
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def entries(self) -> Iterator[tuple[int, int, int, int, int]]:
+        keys, first = self.keys, self.first
+        starts, ends, owners, sources = self.starts, self.ends, self.owners, self.sources
+        for i, key in enumerate(keys):
+            for j in range(first[i], first[i + 1]):
+                yield key, starts[j], ends[j], owners[j], sources[j]
+
+
+class LeaseIndex:
+    """Leases by address or prefix and time; `lookup(ip, t)` gives the lease held then."""
+
+    def __init__(self) -> None:
+        self._owners = _Owners()
+        self._sources: list[str | None] = [None]
+        self._source_numbers: dict[str | None, int] = {None: 0}
+        self._tables: dict[tuple[int, int], _Table] = {}
+        # version -> [(bits to shift away, prefix length, table)], most specific first
+        self._search: dict[int, list[tuple[int, int, _Table]]] = {4: [], 6: []}
+        self._pending: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = {}
+        self._pending_count = 0
+        self._auto_compact = True
+        self._size = 0
+        self.overlaps = 0  # leases of one network by two owners at once, cut short
+
+    def __len__(self) -> int:
+        """Intervals held (after merging renewals), pending ones included."""
+        return self._size + self._pending_count
+
+    # -- adding --------------------------------------------------------------
+
+    def add(
+        self,
+        network: str | tuple[int, int, int],
+        start_us: int,
+        end_us: int | None,
+        owner: Owner,
+        source: str | None = None,
+    ) -> None:
+        """Add a lease; `network` as text or as (version, prefix length, integer)."""
+        if isinstance(network, str):
+            network = parse_network(network)
+        version, plen, value = network
+        end = FOREVER if end_us is None else end_us
+        if end <= start_us:
+            raise ValueError("a lease must end after it starts")
+        number = self._source_numbers.get(source)
+        if number is None:
+            if len(self._sources) >= 65_535:
+                raise ValueError("too many lease sources")
+            number = self._source_numbers[source] = len(self._sources)
+            self._sources.append(source)
+        key = value >> (bits(version) - plen)
+        entry = (key, start_us, end, self._owners.number(owner), number)
+        self._pending.setdefault((version, plen), []).append(entry)
+        self._pending_count += 1
+        if self._auto_compact and self._pending_count > max(_MIN_BATCH, self._size // 2):
+            self.compact()
+
+    def load(self, leases: Iterable[LeaseRow | tuple]) -> int:
+        """Add many leases with one merge at the end; returns how many were given.
+
+        Each is a LeaseRow or a tuple of `add`'s arguments.
+        """
+        self._auto_compact = False
+        count = 0
+        add = self.add
+        try:
+            for lease in leases:
+                if isinstance(lease, LeaseRow):
+                    add(lease.network, lease.start_us, lease.end_us, lease.owner, lease.source)
+                else:
+                    add(*lease)
+                count += 1
+        finally:
+            self._auto_compact = True
+            self.compact()
+        return count
+
+    def compact(self) -> None:
+        """Merge pending leases into the sorted arrays (done by `add` in batches)."""
+        if not self._pending:
+            return
+        for (version, plen), pending in self._pending.items():
+            old = self._tables.get((version, plen))
+            entries = list(old.entries()) if old is not None else []
+            entries.extend(pending)
+            entries.sort()
+            table = self._build(entries, wide=plen > 64)
+            self._size += len(table) - (len(old) if old is not None else 0)
+            self._tables[(version, plen)] = table
+            del entries
+        self._pending.clear()
+        self._pending_count = 0
+        self._owners.seal()
+        for version in (4, 6):
+            self._search[version] = sorted(
+                (
+                    (bits(v) - plen, plen, table)
+                    for (v, plen), table in self._tables.items()
+                    if v == version
+                ),
+                key=lambda item: -item[1],
+            )
+
+    def _build(self, entries: list[tuple[int, int, int, int, int]], wide: bool) -> _Table:
+        table = _Table(wide)
+        keys, first, starts, ends = table.keys, table.first, table.starts, table.ends
+        owners, sources = table.owners, table.sources
+        same = self._owners.same
+        last_key = None
+        for key, start, end, owner, source in entries:
+            if key == last_key:
+                previous_end = ends[-1]
+                if start <= previous_end and same(owners[-1], owner):
+                    if end > previous_end:
+                        ends[-1] = end  # a renewal: one longer lease
+                    continue
+                if start < previous_end:
+                    self.overlaps += 1
+                    if start == starts[-1]:
+                        # Same start: the lease added last stands.
+                        starts.pop()
+                        ends.pop()
+                        owners.pop()
+                        sources.pop()
+                        if len(starts) == first[-1]:
+                            keys.pop()
+                            first.pop()
+                            last_key = None
+                    else:
+                        ends[-1] = start
+            if key != last_key:
+                keys.append(key)
+                first.append(first[-1])
+                last_key = key
+            starts.append(start)
+            ends.append(end)
+            owners.append(owner)
+            sources.append(source)
+            first[-1] += 1
+        return table
+
+    # -- looking up ----------------------------------------------------------
+
+    def lookup(self, ip: str, at_us: int) -> Lease | None:
+        """The lease of `ip` (longest matching prefix) valid at `at_us`, or None.
+
+        ValueError when `ip` is not an address.
+        """
+        version, value = parse_address(ip)
+        return self.lookup_value(version, value, at_us)
+
+    def lookup_value(self, version: int, value: int, at_us: int) -> Lease | None:
+        """`lookup` of an address given as (version, integer)."""
+        if self._pending:
+            self.compact()
+        for shift, plen, table in self._search[version]:
+            key = value >> shift
+            keys = table.keys
+            i = bisect_left(keys, key)
+            if i == len(keys) or keys[i] != key:
+                continue
+            first = table.first
+            lo = first[i]
+            hi = first[i + 1]
+            starts = table.starts
+            if hi - lo == 1:
+                if starts[lo] > at_us:
+                    continue
+                j = lo
+            else:
+                j = bisect_right(starts, at_us, lo, hi) - 1
+                if j < lo:
+                    continue
+            end = table.ends[j]
+            if at_us >= end:
+                continue
+            owners = self._owners
+            offsets = owners._offsets
+            number = table.owners[j]
+            sub, account, line = owners._packed[offsets[number] : offsets[number + 1]].split(_SEP)
+            return Lease(
+                version,
+                plen,
+                key << shift,
+                starts[j],
+                None if end == FOREVER else end,
+                sub or None,
+                account or None,
+                line or None,
+                self._sources[table.sources[j]],
+            )
+        return None
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the arrays and packed owners (not counting pending leases)."""
+        total = self._owners.memory_bytes()
+        for table in self._tables.values():
+            for part in (table.first, table.starts, table.ends, table.owners, table.sources):
+                total += part.itemsize * len(part)
+            if isinstance(table.keys, array):
+                total += table.keys.itemsize * len(table.keys)
+            else:
+                total += sum(8 + 36 for _ in table.keys)
+        return total
+
+
+# -- lease files ---------------------------------------------------------------
+
+LEASE_FIELDS = ("network", "subscriber_id", "account", "access_line", "start", "end")
+_ALIASES = {"ip": "network", "prefix": "network", "subscriber": "subscriber_id"}
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """One lease read from a file, with where it came from."""
+
+    network: tuple[int, int, int]
+    start_us: int
+    end_us: int | None
+    owner: Owner
+    source: str
+    line: int
+    attributes: dict = field(default_factory=dict)
+
+    @property
+    def network_text(self) -> str:
+        return format_network(*self.network)
+
+
+def read_lease_rows(lines: Iterable[str], source: str, fmt: str = "csv") -> Iterator[LeaseRow]:
+    """Leases of a CSV (with a header line) or JSON-lines file, given as its lines.
+
+    Columns/keys: network (or ip, prefix), subscriber_id, account (optional),
+    access_line (optional), start, end (empty or absent: still held). Times are
+    ISO 8601 with a UTC offset. Other keys are kept as attributes. Raises
+    SourceError naming `source` and the line.
+    """
+    if fmt == "csv":
+        yield from _csv_rows(lines, source)
+    elif fmt == "jsonl":
+        yield from _jsonl_rows(lines, source)
+    else:
+        raise ValueError(f"unknown lease file format {fmt!r}")
+
+
+def _csv_rows(lines: Iterable[str], source: str) -> Iterator[LeaseRow]:
+    reader = csv.reader(lines)
+    header = None
+    for row in reader:
+        line = reader.line_num
+        if not row or (len(row) == 1 and not row[0].strip()) or row[0].startswith("#"):
+            continue
+        if header is None:
+            header = [_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in row]
+            missing = {"network", "subscriber_id", "start"} - set(header)
+            if missing:
+                raise SourceError(source, line, f"header lacks {', '.join(sorted(missing))}")
+            continue
+        if len(row) != len(header):
+            raise SourceError(source, line, f"{len(row)} fields where the header has {len(header)}")
+        yield _row(dict(zip(header, row, strict=True)), source, line)
+    if header is None:
+        raise SourceError(source, 1, "empty file: no header line")
+
+
+def _jsonl_rows(lines: Iterable[str], source: str) -> Iterator[LeaseRow]:
+    for line, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SourceError(source, line, f"not JSON: {exc.msg}") from None
+        if not isinstance(obj, dict):
+            raise SourceError(source, line, "not a JSON object")
+        obj = {_ALIASES.get(k, k): v for k, v in obj.items()}
+        for key in ("network", "subscriber_id", "start"):
+            if key not in obj:
+                raise SourceError(source, line, f"no {key!r}")
+        yield _row(obj, source, line)
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _row(fields: dict, source: str, line: int) -> LeaseRow:
+    try:
+        network = parse_network(str(fields["network"]))
+    except ValueError as exc:
+        raise SourceError(source, line, f"network: {exc}") from None
+    times = []
+    for key in ("start", "end"):
+        value = _text(fields.get(key))
+        if value is None:
+            if key == "start":
+                raise SourceError(source, line, "start: empty")
+            times.append(None)
+            continue
+        try:
+            times.append(parse_time(value))
+        except ValueError as exc:
+            raise SourceError(source, line, f"{key}: {exc}") from None
+    start, end = times
+    if end is not None and end <= start:
+        raise SourceError(source, line, "end is not after start")
+    subscriber = _text(fields.get("subscriber_id"))
+    if subscriber is None:
+        raise SourceError(source, line, "subscriber_id: empty")
+    owner = Owner(subscriber, _text(fields.get("account")), _text(fields.get("access_line")))
+    attributes = {k: v for k, v in fields.items() if k not in LEASE_FIELDS and v not in (None, "")}
+    return LeaseRow(network, start, end, owner, source, line, attributes)
