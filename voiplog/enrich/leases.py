@@ -25,6 +25,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import NamedTuple
 
 from voiplog.enrich._address import bits, format_network, parse_address, parse_network
@@ -34,6 +35,7 @@ from voiplog.enrich._time import FOREVER, format_time, parse_time
 _NONE = ""  # an absent owner field in the packed buffer (empty fields are absent too)
 _SEP = "\x1f"
 _MIN_BATCH = 65_536
+_NETWORK_AND_START = itemgetter(0, 1)
 
 
 class Owner(NamedTuple):
@@ -231,7 +233,7 @@ class LeaseIndex:
             old = self._tables.get((version, plen))
             entries = list(old.entries()) if old is not None else []
             entries.extend(pending)
-            entries.sort()
+            entries.sort(key=_NETWORK_AND_START)  # stable: same start, the one added last after
             table = self._build(entries, wide=plen > 64)
             self._size += len(table) - (len(old) if old is not None else 0)
             self._tables[(version, plen)] = table
@@ -270,7 +272,8 @@ class LeaseIndex:
                         ends.pop()
                         owners.pop()
                         sources.pop()
-                        if len(starts) == first[-1]:
+                        first[-1] -= 1
+                        if first[-1] == first[-2]:
                             keys.pop()
                             first.pop()
                             last_key = None

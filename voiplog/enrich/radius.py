@@ -297,8 +297,14 @@ class RadiusSessions:
         if at > session.last_us:
             session.last_us = at
             heapq.heappush(self._deadlines, (at + self.session_timeout_us, session.key))
-        if record.owner.subscriber_id is not None:
-            session.owner = record.owner
+        new, old = record.owner, session.owner
+        if new != old:
+            # A later request may leave out what the Start said (NAS-Port-Id on a Stop).
+            session.owner = Owner(
+                new.subscriber_id or old.subscriber_id,
+                new.account or old.account,
+                new.access_line or old.access_line,
+            )
         if record.networks and set(record.networks) != set(session.networks):
             # Addresses dropped from the session end their lease now.
             for network in set(session.networks) - set(record.networks):
