@@ -75,6 +75,7 @@ def test_interim_update_keeps_the_session_alive():
         sessions.expire(T + minute * 60 * S)
     assert sessions.expire(T + 20 * 60 * S) == 0
     assert len(sessions) == 1
+    assert len(sessions._deadlines) == 1  # one deadline per session, however often updated
     assert _who(sessions, "100.64.0.1", T + 20 * 60 * S) == "alice"
 
 

@@ -17,7 +17,7 @@ def parse_address(text: str) -> tuple[int, int]:
     (embedded IPv4, zone ids, malformed text) goes to ipaddress, which also
     words the error.
     """
-    if text.replace(".", "").isdigit():
+    if text.isascii() and text.replace(".", "").isdigit():
         parts = text.split(".")
         if len(parts) == 4:
             try:
@@ -33,24 +33,26 @@ def parse_address(text: str) -> tuple[int, int]:
 
 
 def _ipv6_value(text: str) -> int | None:
-    head, compressed, tail = text.partition("::")
-    if compressed:
+    """The integer of IPv6 text made of hex digits and colons only; None when malformed."""
+    if "::" in text:
+        try:
+            head, tail = text.split("::")
+        except ValueError:
+            return None  # two "::"
         left = head.split(":") if head else []
         right = tail.split(":") if tail else []
         missing = 8 - len(left) - len(right)
-        if missing < 1 or "::" in tail:
+        if missing < 1 or "" in left or "" in right:
             return None
-        groups = [*left, *("0" * missing), *right]
+        groups = left + ["0"] * missing + right
     else:
         groups = text.split(":")
-        if len(groups) != 8:
+        if len(groups) != 8 or "" in groups:
             return None
-    value = 0
-    for group in groups:
-        if not 0 < len(group) <= 4:
-            return None
-        value = value << 16 | int(group, 16)
-    return value
+    digits = "".join([group.zfill(4) for group in groups])
+    if len(digits) != 32:  # an empty group, or one longer than four digits
+        return None
+    return int(digits, 16)
 
 
 def parse_network(text: str) -> tuple[int, int, int]:

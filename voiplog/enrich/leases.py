@@ -14,13 +14,15 @@ Per network the intervals are kept disjoint. Touching or overlapping intervals
 of one owner (renewals) merge into one; where two owners overlap, the later
 start takes the address over and the earlier lease is cut short there (counted
 in `overlaps`). New leases collect in a small pending table, searched as well,
-and are merged into the arrays in batches.
+and are merged into the arrays in batches: a merge costs time in proportion to
+the whole index (seconds for a million leases), so batches grow with it.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
@@ -86,12 +88,17 @@ class Lease(NamedTuple):
 
 
 class _Owners:
-    """Owners packed as text in one buffer; an owner is its number."""
+    """Owners packed as text in one buffer; an owner is its number.
+
+    New owners wait in a list until the next merge packs them (`seal`), so that
+    adding one never copies the buffer.
+    """
 
     def __init__(self) -> None:
-        self._text: list[str] = []  # chunks not yet joined into _packed
         self._packed = ""
         self._offsets = array("Q", [0])
+        self.sealed = 0  # owners in _packed
+        self._text: list[str] = []  # owners sealed + i, not packed yet
         self._numbers: dict[Owner, int] = {}  # recent owners, for sharing numbers
 
     def number(self, owner: Owner) -> int:
@@ -99,10 +106,8 @@ class _Owners:
         if found is not None:
             return found
         fields = (owner.subscriber_id, owner.account, owner.access_line)
-        text = _SEP.join(_NONE if f is None else f.replace(_SEP, " ") for f in fields)
-        self._text.append(text)
-        self._offsets.append(self._offsets[-1] + len(text))
-        number = len(self._offsets) - 2
+        self._text.append(_SEP.join(_NONE if f is None else f.replace(_SEP, " ") for f in fields))
+        number = self.sealed + len(self._text) - 1
         if len(self._numbers) >= _MIN_BATCH:
             self._numbers.clear()
         self._numbers[owner] = number
@@ -110,13 +115,17 @@ class _Owners:
 
     def seal(self) -> None:
         if self._text:
+            offsets = self._offsets
+            for text in self._text:
+                offsets.append(offsets[-1] + len(text))
             self._packed += "".join(self._text)
+            self.sealed += len(self._text)
             self._text.clear()
         self._numbers.clear()
 
     def raw(self, number: int) -> str:
-        if self._text:
-            self.seal()
+        if number >= self.sealed:
+            return self._text[number - self.sealed]
         return self._packed[self._offsets[number] : self._offsets[number + 1]]
 
     def get(self, number: int) -> Owner:
@@ -133,9 +142,13 @@ class _Owners:
 class _Table:
     """The leases of one (version, prefix length): sorted, disjoint per network."""
 
-    __slots__ = ("ends", "first", "keys", "owners", "sources", "starts")
+    __slots__ = ("buckets", "ends", "first", "keys", "owners", "shift", "sources", "starts")
 
     def __init__(self, wide: bool) -> None:
+        # keys >> shift -> lo << 32 | hi: the slice of keys to bisect, a few dozen
+        # long, so that a lookup probes a small, cached stretch of the array.
+        self.buckets: dict[int, int] = {}
+        self.shift = 0
         # Network numbers wider than 64 bits (IPv6 prefixes longer than /64) stay ints.
         self.keys: array | list[int] = [] if wide else array("Q")
         self.first = array("L", [0])  # intervals of keys[i]: first[i] .. first[i+1]
@@ -155,6 +168,29 @@ class _Table:
                 yield key, starts[j], ends[j], owners[j], sources[j]
 
 
+_BUCKET_SIZE = 32  # networks per bucket, on average
+
+
+def _bucket(table: _Table) -> None:
+    keys = table.keys
+    if not keys:
+        return
+    span = keys[-1] - keys[0]
+    wanted = max(1, len(keys) // _BUCKET_SIZE)
+    shift = max(0, span.bit_length() - wanted.bit_length())
+    buckets: dict[int, int] = {}
+    start = 0
+    current = keys[0] >> shift
+    for i, key in enumerate(keys):
+        bucket = key >> shift
+        if bucket != current:
+            buckets[current] = start << 32 | i
+            current, start = bucket, i
+    buckets[current] = start << 32 | len(keys)
+    table.shift = shift
+    table.buckets = buckets
+
+
 class LeaseIndex:
     """Leases by address or prefix and time; `lookup(ip, t)` gives the lease held then."""
 
@@ -164,8 +200,10 @@ class LeaseIndex:
         self._source_numbers: dict[str | None, int] = {None: 0}
         self._tables: dict[tuple[int, int], _Table] = {}
         # version -> [(bits to shift away, prefix length, table)], most specific first
-        self._search: dict[int, list[tuple[int, int, _Table]]] = {4: [], 6: []}
+        self._search: dict[int, list[tuple[int, int, _Table | None]]] = {4: [], 6: []}
         self._pending: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = {}
+        # The same pending leases by (version, prefix length, network), for lookups.
+        self._pending_keys: dict[tuple[int, int, int], list[tuple[int, int, int, int, int]]] = {}
         self._pending_count = 0
         self._auto_compact = True
         self._size = 0
@@ -200,9 +238,16 @@ class LeaseIndex:
             self._sources.append(source)
         key = value >> (bits(version) - plen)
         entry = (key, start_us, end, self._owners.number(owner), number)
-        self._pending.setdefault((version, plen), []).append(entry)
+        pending = self._pending.get((version, plen))
+        if pending is None:
+            pending = self._pending[(version, plen)] = []
+            if (version, plen) not in self._tables:
+                self._update_search()
+        pending.append(entry)
+        if self._auto_compact:
+            self._pending_keys.setdefault((version, plen, key), []).append(entry)
         self._pending_count += 1
-        if self._auto_compact and self._pending_count > max(_MIN_BATCH, self._size // 2):
+        if self._auto_compact and self._pending_count > max(_MIN_BATCH, self._size // 8):
             self.compact()
 
     def load(self, leases: Iterable[LeaseRow | tuple]) -> int:
@@ -239,17 +284,18 @@ class LeaseIndex:
             self._tables[(version, plen)] = table
             del entries
         self._pending.clear()
+        self._pending_keys.clear()
         self._pending_count = 0
         self._owners.seal()
+        self._update_search()
+
+    def _update_search(self) -> None:
         for version in (4, 6):
-            self._search[version] = sorted(
-                (
-                    (bits(v) - plen, plen, table)
-                    for (v, plen), table in self._tables.items()
-                    if v == version
-                ),
-                key=lambda item: -item[1],
-            )
+            plens = {plen for v, plen in (*self._tables, *self._pending) if v == version}
+            self._search[version] = [
+                (bits(version) - plen, plen, self._tables.get((version, plen)))
+                for plen in sorted(plens, reverse=True)
+            ]
 
     def _build(self, entries: list[tuple[int, int, int, int, int]], wide: bool) -> _Table:
         table = _Table(wide)
@@ -288,6 +334,7 @@ class LeaseIndex:
             owners.append(owner)
             sources.append(source)
             first[-1] += 1
+        _bucket(table)
         return table
 
     # -- looking up ----------------------------------------------------------
@@ -302,50 +349,79 @@ class LeaseIndex:
 
     def lookup_value(self, version: int, value: int, at_us: int) -> Lease | None:
         """`lookup` of an address given as (version, integer)."""
-        if self._pending:
-            self.compact()
+        pending_keys = self._pending_keys
         for shift, plen, table in self._search[version]:
             key = value >> shift
-            keys = table.keys
-            i = bisect_left(keys, key)
-            if i == len(keys) or keys[i] != key:
-                continue
-            first = table.first
-            lo = first[i]
-            hi = first[i + 1]
-            starts = table.starts
-            if hi - lo == 1:
-                if starts[lo] > at_us:
-                    continue
-                j = lo
-            else:
-                j = bisect_right(starts, at_us, lo, hi) - 1
-                if j < lo:
-                    continue
-            end = table.ends[j]
-            if at_us >= end:
-                continue
-            owners = self._owners
-            offsets = owners._offsets
-            number = table.owners[j]
-            sub, account, line = owners._packed[offsets[number] : offsets[number + 1]].split(_SEP)
-            return Lease(
-                version,
-                plen,
-                key << shift,
-                starts[j],
-                None if end == FOREVER else end,
-                sub or None,
-                account or None,
-                line or None,
-                self._sources[table.sources[j]],
-            )
+            j = -1
+            if table is not None:
+                span = table.buckets.get(key >> table.shift)
+                if span is not None:
+                    keys = table.keys
+                    i = bisect_left(keys, key, span >> 32, span & 0xFFFFFFFF)
+                    if i < len(keys) and keys[i] == key:
+                        first = table.first
+                        lo = first[i]
+                        hi = first[i + 1]
+                        starts = table.starts
+                        if hi - lo == 1:
+                            if starts[lo] <= at_us:
+                                j = lo
+                        else:
+                            j = bisect_right(starts, at_us, lo, hi) - 1
+                            if j < lo:
+                                j = -1
+                        if j >= 0 and at_us >= table.ends[j]:
+                            j = -1
+            if pending_keys:
+                entries = pending_keys.get((version, plen, key))
+                if entries:
+                    # Added since the last merge: the latest start holding then wins.
+                    # (Merging may still cut a conflicting lease differently: a lease
+                    # cut short by another owner's does not hold again after it.)
+                    best = None
+                    for entry in entries:
+                        if entry[1] <= at_us < entry[2] and (best is None or entry[1] >= best[1]):
+                            best = entry
+                    if best is not None and (j < 0 or best[1] >= table.starts[j]):
+                        return self._lease(version, plen, shift, *best)
+            if j >= 0:
+                return self._lease(
+                    version,
+                    plen,
+                    shift,
+                    key,
+                    table.starts[j],
+                    table.ends[j],
+                    table.owners[j],
+                    table.sources[j],
+                )
         return None
+
+    def _lease(self, version, plen, shift, key, start, end, owner, source) -> Lease:
+        owners = self._owners
+        if owner < owners.sealed:
+            offsets = owners._offsets
+            text = owners._packed[offsets[owner] : offsets[owner + 1]]
+        else:
+            text = owners.raw(owner)
+        sub, account, line = text.split(_SEP)
+        return Lease(
+            version,
+            plen,
+            key << shift,
+            start,
+            None if end == FOREVER else end,
+            sub or None,
+            account or None,
+            line or None,
+            self._sources[source],
+        )
 
     def memory_bytes(self) -> int:
         """Bytes held by the arrays and packed owners (not counting pending leases)."""
         total = self._owners.memory_bytes()
         for table in self._tables.values():
+            total += sys.getsizeof(table.buckets) + 32 * len(table.buckets)
             for part in (table.first, table.starts, table.ends, table.owners, table.sources):
                 total += part.itemsize * len(part)
             if isinstance(table.keys, array):

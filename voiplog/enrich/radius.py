@@ -295,8 +295,7 @@ class RadiusSessions:
     def _update(self, session: _Session, record: AccountingRecord) -> None:
         at = record.event_us
         if at > session.last_us:
-            session.last_us = at
-            heapq.heappush(self._deadlines, (at + self.session_timeout_us, session.key))
+            session.last_us = at  # its deadline entry is moved when it comes up
         new, old = record.owner, session.owner
         if new != old:
             # A later request may leave out what the Start said (NAS-Port-Id on a Stop).
@@ -355,10 +354,15 @@ class RadiusSessions:
         while deadlines and deadlines[0][0] <= now_us:
             deadline, key = heapq.heappop(deadlines)
             session = self._sessions.get(key)
-            if session is None or session.last_us + self.session_timeout_us != deadline:
-                continue  # closed already, or heard of since
+            if session is None:
+                continue  # closed already
+            current = session.last_us + self.session_timeout_us
+            if current > deadline:
+                # Heard of since: one entry per session, moved to its new deadline.
+                heapq.heappush(deadlines, (current, key))
+                continue
             self._on_weird("radius.session_expired")
-            self._close(session, deadline)
+            self._close(session, current)
             expired += 1
         return expired
 
