@@ -4,9 +4,11 @@ Builds a lease history like an access network's: IPv4 addresses of
 subscribers, each held by one to three subscribers in turn over a month, and
 IPv6 delegated /56 prefixes; then times `LeaseIndex.lookup(ip_text, time)` on
 random addresses of the history at random times (most hit a lease, some fall
-between two), best of ``--repeat`` runs. Memory is the index's own, measured
-twice: Python's allocations (tracemalloc) still held after the build, and the
-growth of the process's resident set.
+between two), best of ``--repeat`` runs. The rate is given per second of the
+process's own CPU time, which other work on a shared machine does not inflate,
+and per second of wall time. Memory is the index's own, measured twice:
+Python's allocations (tracemalloc) still held after the build, and the growth
+of the process's resident set (which keeps what the build used at its peak).
 
     python bench/enrich_lookup.py [--leases 1000000] [--lookups 200000] [--repeat 5]
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import sys
 import time
@@ -127,21 +130,24 @@ def main() -> int:
     v6_queries = [q for q in queries if ":" in q[0]]
 
     def run(batch):
+        """(lookups per CPU second, per wall second, share of hits), best of the runs."""
         lookup = index.lookup
-        best = float("inf")
+        best_cpu = best_wall = float("inf")
         hits = 0
         for _ in range(args.repeat):
-            t = time.perf_counter()
+            wall = time.perf_counter()
+            cpu = time.process_time()
             hits = 0
             for ip, at in batch:
                 if lookup(ip, at) is not None:
                     hits += 1
-            best = min(best, time.perf_counter() - t)
-        return len(batch) / best, hits / len(batch)
+            best_cpu = min(best_cpu, time.process_time() - cpu)
+            best_wall = min(best_wall, time.perf_counter() - wall)
+        return len(batch) / best_cpu, len(batch) / best_wall, hits / len(batch)
 
-    rate, hit_share = run(queries)
-    v4_rate, _ = run(v4_queries)
-    v6_rate, _ = run(v6_queries) if v6_queries else (0.0, 0.0)
+    rate, wall_rate, hit_share = run(queries)
+    v4_rate, v4_wall, _ = run(v4_queries)
+    v6_rate, v6_wall, _ = run(v6_queries) if v6_queries else (0.0, 0.0, 0.0)
     count = args.leases
     print(f"leases loaded            {count:,} ({len(index):,} intervals after merging)")
     print(f"build time               {built:.1f} s")
@@ -149,10 +155,12 @@ def main() -> int:
         f"bytes per lease          {traced / count:.0f} (tracemalloc), "
         f"{rss / count:.0f} (RSS growth), {index.memory_bytes() / count:.0f} (arrays)"
     )
-    print(f"lookups per second       {rate:,.0f} (mixed, {hit_share:.0%} hit a lease)")
-    print(f"  IPv4 addresses         {v4_rate:,.0f}")
-    print(f"  IPv6 in /56 prefixes   {v6_rate:,.0f}")
-    ok = rate >= 300_000 and traced / count <= 200
+    print(f"load average             {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print("lookups per second       per CPU second / per wall second")
+    print(f"  mixed                  {rate:,.0f} / {wall_rate:,.0f} ({hit_share:.0%} hit a lease)")
+    print(f"  IPv4 addresses         {v4_rate:,.0f} / {v4_wall:,.0f}")
+    print(f"  IPv6 in /56 prefixes   {v6_rate:,.0f} / {v6_wall:,.0f}")
+    ok = rate >= 300_000 and (args.no_memory or traced / count <= 200)
     print("target (>= 300,000/s, <= 200 bytes/lease):", "met" if ok else "NOT met")
     return 0
 

@@ -155,3 +155,15 @@ def test_lookup_command(tmp_path):
     assert code == 1 and out["lease"] is None and out["cgnat_block"] is None
     code, out = lookup("--ip", "100.64.0.1", "--at", "2024-05-01T10:30:00")
     assert code == 2 and "no UTC offset" in out
+
+
+def test_radius_session_without_stop_expires_in_the_replay(replayer):
+    config = CONFIG.replace("radius_session_timeout_s = 3600", "radius_session_timeout_s = 60")
+    start = accounting("Start", "s1", User_Name="alice@isp", Framed_IP_Address="10.1.0.10")
+    early, late = make_dialog(1), make_dialog(2)
+    early.basic_answered(T0 - 90 * S, talk_s=1.0, rtp=False)  # within the session's timeout
+    late.basic_answered(T0, talk_s=1.0, rtp=False)  # after it: the Stop went missing
+    frames = sorted_frames(early, late, extra=[_radius(T0 - 100 * S, start)])
+    first, second = replayer.records(frames, config=config.format(extra=""))
+    assert first["subscriber"]["id"] == "alice@isp"
+    assert second["subscriber"]["id"] is None

@@ -199,3 +199,55 @@ def test_leases_import_command(dsn, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert '"subscriber_id": "alice"' in result.output
+
+
+def test_ipfix_nat_log_import_command(dsn, tmp_path):
+    from tests.enrich.test_cgnat import TEMPLATE_ID, _event, _message, _set, _template
+
+    log = tmp_path / "nat.ipfix"
+    log.write_bytes(
+        _message(
+            [_template(), _set(TEMPLATE_ID, _event(T, 16, "100.64.0.1", "203.0.113.7", 1024, 2047))]
+        )
+        + _message([_set(TEMPLATE_ID, _event(T + H, 17, "100.64.0.1", "203.0.113.7", 1024, 2047))])
+    )
+    result = CliRunner().invoke(cli, ["leases", "import", "--cgnat", str(log), "--dsn", dsn])
+    assert result.exit_code == 0, result.output
+    assert f"{log}: 1 port blocks added" in result.output
+    leases = tmp_path / "l.csv"
+    leases.write_text(HEADER + "100.64.0.1,alice,,,2024-05-01T09:00:00Z,\n")
+    assert CliRunner().invoke(cli, ["leases", "import", str(leases), "--dsn", dsn]).exit_code == 0
+    result = CliRunner().invoke(
+        cli,
+        [
+            "lookup",
+            "--ip",
+            "203.0.113.7",
+            "--port",
+            "1500",
+            "--at",
+            "2024-05-01T10:59:59Z",
+            "--dsn",
+            dsn,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        '"private_ip": "100.64.0.1"' in result.output
+        and '"subscriber_id": "alice"' in result.output
+    )
+    result = CliRunner().invoke(
+        cli,
+        [
+            "lookup",
+            "--ip",
+            "203.0.113.7",
+            "--port",
+            "1500",
+            "--at",
+            "2024-05-01T11:00:00Z",
+            "--dsn",
+            dsn,
+        ],
+    )
+    assert result.exit_code == 1

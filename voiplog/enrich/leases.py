@@ -87,6 +87,10 @@ class Lease(NamedTuple):
         }
 
 
+# Lease(...) goes through a Python-level __new__; the hot path builds the tuple directly.
+_new_tuple = tuple.__new__
+
+
 class _Owners:
     """Owners packed as text in one buffer; an owner is its number.
 
@@ -385,15 +389,28 @@ class LeaseIndex:
                     if best is not None and (j < 0 or best[1] >= table.starts[j]):
                         return self._lease(version, plen, shift, *best)
             if j >= 0:
-                return self._lease(
-                    version,
-                    plen,
-                    shift,
-                    key,
-                    table.starts[j],
-                    table.ends[j],
-                    table.owners[j],
-                    table.sources[j],
+                # _lease, inlined: this is the common case of the hot path.
+                owners = self._owners
+                owner = table.owners[j]
+                offsets = owners._offsets
+                sub, account, line = owners._packed[offsets[owner] : offsets[owner + 1]].split(
+                    _SEP
+                )
+                end = table.ends[j]
+                return _new_tuple(
+                    Lease,
+                    (
+                        version,
+                        plen,
+                        key << shift,
+                        table.starts[j],
+                        None if end == FOREVER else end,
+                        sub or None,
+                        account or None,
+                        line or None,
+                        self._sources[table.sources[j]],
+                        None,
+                    ),
                 )
         return None
 
