@@ -393,9 +393,7 @@ class LeaseIndex:
                 owners = self._owners
                 owner = table.owners[j]
                 offsets = owners._offsets
-                sub, account, line = owners._packed[offsets[owner] : offsets[owner + 1]].split(
-                    _SEP
-                )
+                sub, account, line = owners._packed[offsets[owner] : offsets[owner + 1]].split(_SEP)
                 end = table.ends[j]
                 return _new_tuple(
                     Lease,
