@@ -203,8 +203,9 @@ class LeaseIndex:
         self._sources: list[str | None] = [None]
         self._source_numbers: dict[str | None, int] = {None: 0}
         self._tables: dict[tuple[int, int], _Table] = {}
-        # version -> [(bits to shift away, prefix length, table)], most specific first
-        self._search: dict[int, list[tuple[int, int, _Table | None]]] = {4: [], 6: []}
+        # version -> [(bits to shift away, prefix length, arrays of the table or None)],
+        # most specific first
+        self._search: dict[int, list[tuple[int, int, tuple | None]]] = {4: [], 6: []}
         self._pending: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = {}
         # The same pending leases by (version, prefix length, network), for lookups.
         self._pending_keys: dict[tuple[int, int, int], list[tuple[int, int, int, int, int]]] = {}
@@ -296,10 +297,26 @@ class LeaseIndex:
     def _update_search(self) -> None:
         for version in (4, 6):
             plens = {plen for v, plen in (*self._tables, *self._pending) if v == version}
-            self._search[version] = [
-                (bits(version) - plen, plen, self._tables.get((version, plen)))
-                for plen in sorted(plens, reverse=True)
-            ]
+            search = []
+            for plen in sorted(plens, reverse=True):
+                t = self._tables.get((version, plen))
+                # A table's arrays as one tuple: one unpacking on the hot path.
+                parts = (
+                    None
+                    if t is None
+                    else (
+                        t.buckets,
+                        t.shift,
+                        t.keys,
+                        t.first,
+                        t.starts,
+                        t.ends,
+                        t.owners,
+                        t.sources,
+                    )
+                )
+                search.append((bits(version) - plen, plen, parts))
+            self._search[version] = search
 
     def _build(self, entries: list[tuple[int, int, int, int, int]], wide: bool) -> _Table:
         table = _Table(wide)
@@ -348,25 +365,32 @@ class LeaseIndex:
 
         ValueError when `ip` is not an address.
         """
+        if ip.isascii() and ip.replace(".", "").isdigit():  # parse_address's IPv4 case, inlined
+            parts = ip.split(".")
+            if len(parts) == 4:
+                try:
+                    value = int.from_bytes(bytes(map(int, parts)))  # bytes() refuses > 255
+                except ValueError:
+                    pass  # parse_address words the error
+                else:
+                    return self.lookup_value(4, value, at_us)
         version, value = parse_address(ip)
         return self.lookup_value(version, value, at_us)
 
     def lookup_value(self, version: int, value: int, at_us: int) -> Lease | None:
         """`lookup` of an address given as (version, integer)."""
         pending_keys = self._pending_keys
-        for shift, plen, table in self._search[version]:
+        for shift, plen, parts in self._search[version]:
             key = value >> shift
             j = -1
-            if table is not None:
-                span = table.buckets.get(key >> table.shift)
+            if parts is not None:
+                buckets, bucket_shift, keys, first, starts, ends, owners, sources = parts
+                span = buckets.get(key >> bucket_shift)
                 if span is not None:
-                    keys = table.keys
                     i = bisect_left(keys, key, span >> 32, span & 0xFFFFFFFF)
                     if i < len(keys) and keys[i] == key:
-                        first = table.first
                         lo = first[i]
                         hi = first[i + 1]
-                        starts = table.starts
                         if hi - lo == 1:
                             if starts[lo] <= at_us:
                                 j = lo
@@ -374,7 +398,7 @@ class LeaseIndex:
                             j = bisect_right(starts, at_us, lo, hi) - 1
                             if j < lo:
                                 j = -1
-                        if j >= 0 and at_us >= table.ends[j]:
+                        if j >= 0 and at_us >= ends[j]:
                             j = -1
             if pending_keys:
                 entries = pending_keys.get((version, plen, key))
@@ -386,27 +410,29 @@ class LeaseIndex:
                     for entry in entries:
                         if entry[1] <= at_us < entry[2] and (best is None or entry[1] >= best[1]):
                             best = entry
-                    if best is not None and (j < 0 or best[1] >= table.starts[j]):
+                    if best is not None and (j < 0 or best[1] >= starts[j]):
                         return self._lease(version, plen, shift, *best)
             if j >= 0:
                 # _lease, inlined: this is the common case of the hot path.
-                owners = self._owners
-                owner = table.owners[j]
-                offsets = owners._offsets
-                sub, account, line = owners._packed[offsets[owner] : offsets[owner + 1]].split(_SEP)
-                end = table.ends[j]
+                packed_owners = self._owners
+                owner = owners[j]
+                offsets = packed_owners._offsets
+                sub, account, line = packed_owners._packed[
+                    offsets[owner] : offsets[owner + 1]
+                ].split(_SEP)
+                end = ends[j]
                 return _new_tuple(
                     Lease,
                     (
                         version,
                         plen,
                         key << shift,
-                        table.starts[j],
+                        starts[j],
                         None if end == FOREVER else end,
                         sub or None,
                         account or None,
                         line or None,
-                        self._sources[table.sources[j]],
+                        self._sources[sources[j]],
                         None,
                     ),
                 )
