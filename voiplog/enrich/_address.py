@@ -6,7 +6,7 @@ import ipaddress
 import re
 
 _BITS = {4: 32, 6: 128}
-_HEX_GROUPS = re.compile(r"[0-9A-Fa-f:]{2,39}").fullmatch
+hex_groups = re.compile(r"[0-9A-Fa-f:]{2,39}").fullmatch
 
 
 def parse_address(text: str) -> tuple[int, int]:
@@ -24,15 +24,15 @@ def parse_address(text: str) -> tuple[int, int]:
                 return 4, int.from_bytes(bytes(map(int, parts)))  # bytes() refuses > 255
             except ValueError:
                 pass  # an empty or out-of-range part
-    elif _HEX_GROUPS(text):
-        value = _ipv6_value(text)
+    elif hex_groups(text):
+        value = ipv6_value(text)
         if value is not None:
             return 6, value
     address = ipaddress.ip_address(text)
     return address.version, int(address)
 
 
-def _ipv6_value(text: str) -> int | None:
+def ipv6_value(text: str) -> int | None:
     """The integer of IPv6 text made of hex digits and colons only; None when malformed."""
     if "::" in text:
         try:
