@@ -27,7 +27,6 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import NamedTuple
 
 from voiplog.enrich._address import (
@@ -44,7 +43,6 @@ from voiplog.enrich._time import FOREVER, format_time, parse_time
 _NONE = ""  # an absent owner field in the packed buffer (empty fields are absent too)
 _SEP = "\x1f"
 _MIN_BATCH = 65_536
-_NETWORK_AND_START = itemgetter(0, 1)
 
 
 class Owner(NamedTuple):
@@ -171,12 +169,67 @@ class _Table:
     def __len__(self) -> int:
         return len(self.starts)
 
-    def entries(self) -> Iterator[tuple[int, int, int, int, int]]:
-        keys, first = self.keys, self.first
-        starts, ends, owners, sources = self.starts, self.ends, self.owners, self.sources
-        for i, key in enumerate(keys):
-            for j in range(first[i], first[i + 1]):
-                yield key, starts[j], ends[j], owners[j], sources[j]
+
+class _Columns:
+    """Leases as parallel arrays, for merging: compact where a list of tuples is not."""
+
+    def __init__(self, wide: bool) -> None:
+        self.keys: array | list[int] = [] if wide else array("Q")
+        self.starts = array("q")
+        self.ends = array("q")
+        self.owners = array("L")
+        self.sources = array("H")
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def append(self, key: int, start: int, end: int, owner: int, source: int) -> None:
+        self.keys.append(key)
+        self.starts.append(start)
+        self.ends.append(end)
+        self.owners.append(owner)
+        self.sources.append(source)
+
+    def extend(self, other: _Columns) -> None:
+        self.keys.extend(other.keys)
+        self.starts.extend(other.starts)
+        self.ends.extend(other.ends)
+        self.owners.extend(other.owners)
+        self.sources.extend(other.sources)
+
+    def extend_table(self, table: _Table) -> None:
+        first = table.first
+        for i, key in enumerate(table.keys):
+            self.keys.extend([key] * (first[i + 1] - first[i]))
+        self.starts.extend(table.starts)
+        self.ends.extend(table.ends)
+        self.owners.extend(table.owners)
+        self.sources.extend(table.sources)
+
+    def sorted_entries(self) -> Iterator[tuple[int, int, int, int, int]]:
+        """Entries by network and start; of equal ones, the one added first first.
+
+        Sorted as single integers (network, start, position) rather than tuples:
+        a third of the memory, and faster.
+        """
+        keys, starts, ends, owners, sources = (
+            self.keys,
+            self.starts,
+            self.ends,
+            self.owners,
+            self.sources,
+        )
+        width = len(starts).bit_length()
+        mask = (1 << width) - 1
+        bias = 1 << 63  # starts may be negative
+        order = [
+            ((k << 64 | (t + bias)) << width) | i
+            for i, (k, t) in enumerate(zip(keys, starts, strict=True))
+        ]
+        order.sort()
+        for code in order:
+            i = code & mask
+            yield keys[i], starts[i], ends[i], owners[i], sources[i]
 
 
 _BUCKET_SIZE = 32  # networks per bucket, on average
@@ -213,7 +266,7 @@ class LeaseIndex:
         # version -> [(bits to shift away, prefix length, arrays of the table or None)],
         # most specific first
         self._search: dict[int, list[tuple[int, int, tuple | None]]] = {4: [], 6: []}
-        self._pending: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = {}
+        self._pending: dict[tuple[int, int], _Columns] = {}
         # The same pending leases by (version, prefix length, network), for lookups.
         self._pending_keys: dict[tuple[int, int, int], list[tuple[int, int, int, int, int]]] = {}
         self._pending_count = 0
@@ -249,14 +302,15 @@ class LeaseIndex:
             number = self._source_numbers[source] = len(self._sources)
             self._sources.append(source)
         key = value >> (bits(version) - plen)
-        entry = (key, start_us, end, self._owners.number(owner), number)
+        owner_number = self._owners.number(owner)
         pending = self._pending.get((version, plen))
         if pending is None:
-            pending = self._pending[(version, plen)] = []
+            pending = self._pending[(version, plen)] = _Columns(wide=plen > 64)
             if (version, plen) not in self._tables:
                 self._update_search()
-        pending.append(entry)
+        pending.append(key, start_us, end, owner_number, number)
         if self._auto_compact:
+            entry = (key, start_us, end, owner_number, number)
             self._pending_keys.setdefault((version, plen, key), []).append(entry)
         self._pending_count += 1
         if self._auto_compact and self._pending_count > max(_MIN_BATCH, self._size // 8):
@@ -288,13 +342,14 @@ class LeaseIndex:
             return
         for (version, plen), pending in self._pending.items():
             old = self._tables.get((version, plen))
-            entries = list(old.entries()) if old is not None else []
-            entries.extend(pending)
-            entries.sort(key=_NETWORK_AND_START)  # stable: same start, the one added last after
-            table = self._build(entries, wide=plen > 64)
+            columns = _Columns(wide=plen > 64)
+            if old is not None:
+                columns.extend_table(old)
+            columns.extend(pending)
+            table = self._build(columns.sorted_entries(), wide=plen > 64)
             self._size += len(table) - (len(old) if old is not None else 0)
             self._tables[(version, plen)] = table
-            del entries
+            del columns
         self._pending.clear()
         self._pending_keys.clear()
         self._pending_count = 0
@@ -325,7 +380,7 @@ class LeaseIndex:
                 search.append((bits(version) - plen, plen, parts))
             self._search[version] = search
 
-    def _build(self, entries: list[tuple[int, int, int, int, int]], wide: bool) -> _Table:
+    def _build(self, entries: Iterable[tuple[int, int, int, int, int]], wide: bool) -> _Table:
         table = _Table(wide)
         keys, first, starts, ends = table.keys, table.first, table.starts, table.ends
         owners, sources = table.owners, table.sources
