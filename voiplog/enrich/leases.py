@@ -117,8 +117,8 @@ class _Owners:
         fields = (owner.subscriber_id, owner.account, owner.access_line)
         self._text.append(_SEP.join(_NONE if f is None else f.replace(_SEP, " ") for f in fields))
         number = self.sealed + len(self._text) - 1
-        if len(self._numbers) >= _MIN_BATCH:
-            self._numbers.clear()
+        if len(self._text) >= _MIN_BATCH:
+            self.seal()  # a million small strings would outlive themselves as fragmentation
         self._numbers[owner] = number
         return number
 
