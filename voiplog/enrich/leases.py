@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
@@ -151,19 +150,20 @@ class _Owners:
 class _Table:
     """The leases of one (version, prefix length): sorted, disjoint per network."""
 
-    __slots__ = ("buckets", "ends", "first", "keys", "owners", "shift", "sources", "starts")
+    __slots__ = ("base", "buckets", "ends", "first", "keys", "owners", "shift", "sources", "starts")
 
     def __init__(self, wide: bool) -> None:
-        # keys >> shift -> lo << 32 | hi: the slice of keys to bisect, a few dozen
-        # long, so that a lookup probes a small, cached stretch of the array.
-        self.buckets: dict[int, int] = {}
+        # keys[buckets[b] : buckets[b + 1]] are those with (key - base) >> shift == b:
+        # a few dozen, so that a lookup probes a small, cached stretch of the array.
+        self.base = 0
         self.shift = 0
+        self.buckets = array("I", [0])
         # Network numbers wider than 64 bits (IPv6 prefixes longer than /64) stay ints.
         self.keys: array | list[int] = [] if wide else array("Q")
-        self.first = array("L", [0])  # intervals of keys[i]: first[i] .. first[i+1]
+        self.first = array("I", [0])  # intervals of keys[i]: first[i] .. first[i+1]
         self.starts = array("q")
         self.ends = array("q")
-        self.owners = array("L")
+        self.owners = array("I")
         self.sources = array("H")
 
     def __len__(self) -> int:
@@ -177,7 +177,7 @@ class _Columns:
         self.keys: array | list[int] = [] if wide else array("Q")
         self.starts = array("q")
         self.ends = array("q")
-        self.owners = array("L")
+        self.owners = array("I")
         self.sources = array("H")
 
     def __len__(self) -> int:
@@ -236,21 +236,31 @@ _BUCKET_SIZE = 32  # networks per bucket, on average
 
 
 def _bucket(table: _Table) -> None:
+    """Index the sorted keys by their high bits: buckets[b] is the first key of bucket b.
+
+    A direct-address array (a bucket per 2**shift network numbers from the
+    first), sized to about one bucket per _BUCKET_SIZE networks, so a lookup
+    reads two neighbouring integers instead of hashing into a dict.
+    """
     keys = table.keys
     if not keys:
         return
-    span = keys[-1] - keys[0]
+    base = keys[0]
+    span = keys[-1] - base
     wanted = max(1, len(keys) // _BUCKET_SIZE)
     shift = max(0, span.bit_length() - wanted.bit_length())
-    buckets: dict[int, int] = {}
-    start = 0
-    current = keys[0] >> shift
+    count = (span >> shift) + 1
+    buckets = array("I", [0]) * (count + 1)
+    bucket = 0
     for i, key in enumerate(keys):
-        bucket = key >> shift
-        if bucket != current:
-            buckets[current] = start << 32 | i
-            current, start = bucket, i
-    buckets[current] = start << 32 | len(keys)
+        b = (key - base) >> shift
+        while bucket < b:
+            bucket += 1
+            buckets[bucket] = i
+    while bucket < count:
+        bucket += 1
+        buckets[bucket] = len(keys)
+    table.base = base
     table.shift = shift
     table.buckets = buckets
 
@@ -367,8 +377,10 @@ class LeaseIndex:
                     None
                     if t is None
                     else (
-                        t.buckets,
+                        t.base,
                         t.shift,
+                        t.buckets,
+                        len(t.buckets) - 1,
                         t.keys,
                         t.first,
                         t.starts,
@@ -452,10 +464,12 @@ class LeaseIndex:
             key = value >> shift
             j = -1
             if parts is not None:
-                buckets, bucket_shift, keys, first, starts, ends, owners, sources = parts
-                span = buckets.get(key >> bucket_shift)
-                if span is not None:
-                    i = bisect_left(keys, key, span >> 32, span & 0xFFFFFFFF)
+                base, bucket_shift, buckets, count, keys, first, starts, ends, owners, sources = (
+                    parts
+                )
+                b = (key - base) >> bucket_shift
+                if 0 <= b < count:
+                    i = bisect_left(keys, key, buckets[b], buckets[b + 1])
                     if i < len(keys) and keys[i] == key:
                         lo = first[i]
                         hi = first[i + 1]
@@ -530,8 +544,14 @@ class LeaseIndex:
         """Bytes held by the arrays and packed owners (not counting pending leases)."""
         total = self._owners.memory_bytes()
         for table in self._tables.values():
-            total += sys.getsizeof(table.buckets) + 32 * len(table.buckets)
-            for part in (table.first, table.starts, table.ends, table.owners, table.sources):
+            for part in (
+                table.buckets,
+                table.first,
+                table.starts,
+                table.ends,
+                table.owners,
+                table.sources,
+            ):
                 total += part.itemsize * len(part)
             if isinstance(table.keys, array):
                 total += table.keys.itemsize * len(table.keys)
