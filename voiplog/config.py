@@ -14,7 +14,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voiplog.calls import CallSettings
@@ -76,7 +83,8 @@ class SubscriberNetworkConfig(BaseModel):
 
 class RadiusClientConfig(_Strict):
     address: str = Field(description="Source address of a NAS sending accounting")
-    secret: str | None = Field(None, description="Shared secret, to check each request")
+    # SecretStr: `voiplog config check` prints it as stars.
+    secret: SecretStr | None = Field(None, description="Shared secret, to check each request")
 
     @field_validator("address")
     @classmethod

@@ -132,7 +132,7 @@ def build_enricher(config, networks: SubscriberNetworks | None = None) -> Enrich
     secrets = None
     if section.radius_clients:
         secrets = {
-            c.address: (c.secret.encode() if c.secret is not None else None)
+            c.address: (c.secret.get_secret_value().encode() if c.secret is not None else None)
             for c in section.radius_clients
         }
     if section.radius_ports:
