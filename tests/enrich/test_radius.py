@@ -216,3 +216,19 @@ def test_fuzz_anything_decodes_or_raises_the_parse_error():
             data = data[: rng.randrange(len(data))]
         with contextlib.suppress(RadiusParseError):
             decode_accounting(bytes(data), T, NAS)
+
+
+def test_dated_back_session_taking_an_address_keeps_the_old_holders_lease():
+    sessions = _sessions()
+    sessions.feed(_start("s1", "alice"), T, NAS)
+    sessions.feed(
+        accounting(
+            "Interim-Update", "s2", User_Name="bob", Framed_IP_Address="100.64.0.1",
+            Acct_Session_Time=200,
+        ),
+        T + 100 * S,
+        NAS,
+    )  # fmt: skip
+    history = sessions.leases.lookup("100.64.0.1", T + 50 * S)
+    assert (history.subscriber_id, history.end_us) == ("alice", T + 100 * S)
+    assert _who(sessions, "100.64.0.1", T + 100 * S) == "bob"

@@ -289,7 +289,8 @@ class RadiusSessions:
             self._evict_one(record.event_us)
         session = _Session(key, (), record.owner, start_us, record.event_us, record.attributes)
         self._sessions[key] = session
-        self._set_networks(session, record.networks, start_us)
+        # Another open session holding an address loses it now, not at a dated-back start.
+        self._set_networks(session, record.networks, record.event_us)
         heapq.heappush(self._deadlines, (session.last_us + self.session_timeout_us, key))
 
     def _update(self, session: _Session, record: AccountingRecord) -> None:
