@@ -148,9 +148,16 @@ class _Owners:
 
 
 class _Table:
-    """The leases of one (version, prefix length): sorted, disjoint per network."""
+    """The leases of one (version, prefix length): sorted, disjoint per network.
 
-    __slots__ = ("base", "buckets", "ends", "first", "keys", "owners", "shift", "sources", "starts")
+    Most networks have one interval: its start, end and owner sit beside each
+    other in `rec`, so that a lookup reads one place rather than one per field
+    (memory latency, not arithmetic, is most of a lookup's time). A network
+    with several intervals points from `rec` to its run in `multi_starts`
+    (bisected) and `multi_rest`.
+    """
+
+    __slots__ = ("base", "buckets", "count", "keys", "multi_rest", "multi_starts", "rec", "shift")
 
     def __init__(self, wide: bool) -> None:
         # keys[buckets[b] : buckets[b + 1]] are those with (key - base) >> shift == b:
@@ -160,14 +167,27 @@ class _Table:
         self.buckets = array("I", [0])
         # Network numbers wider than 64 bits (IPv6 prefixes longer than /64) stay ints.
         self.keys: array | list[int] = [] if wide else array("Q")
-        self.first = array("I", [0])  # intervals of keys[i]: first[i] .. first[i+1]
-        self.starts = array("q")
-        self.ends = array("q")
-        self.owners = array("I")
-        self.sources = array("H")
+        # Three per network: (start, end, owner << 16 | source) of its one interval,
+        # or (first, last + 1, -1): its intervals in multi_starts / multi_rest.
+        self.rec = array("q")
+        self.multi_starts = array("q")
+        self.multi_rest = array("q")  # two per interval: end, owner << 16 | source
+        self.count = 0  # intervals
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return self.count
+
+    def intervals(self) -> Iterator[tuple[int, int, int, int, int]]:
+        """(key, start, end, owner, source) of every interval, in order."""
+        rec, starts, rest = self.rec, self.multi_starts, self.multi_rest
+        for i, key in enumerate(self.keys):
+            tag = rec[3 * i + 2]
+            if tag >= 0:
+                yield key, rec[3 * i], rec[3 * i + 1], tag >> 16, tag & 0xFFFF
+                continue
+            for j in range(rec[3 * i], rec[3 * i + 1]):
+                tag = rest[2 * j + 1]
+                yield key, starts[j], rest[2 * j], tag >> 16, tag & 0xFFFF
 
 
 class _Columns:
@@ -198,13 +218,8 @@ class _Columns:
         self.sources.extend(other.sources)
 
     def extend_table(self, table: _Table) -> None:
-        first = table.first
-        for i, key in enumerate(table.keys):
-            self.keys.extend([key] * (first[i + 1] - first[i]))
-        self.starts.extend(table.starts)
-        self.ends.extend(table.ends)
-        self.owners.extend(table.owners)
-        self.sources.extend(table.sources)
+        for key, start, end, owner, source in table.intervals():
+            self.append(key, start, end, owner, source)
 
     def sorted_entries(self) -> Iterator[tuple[int, int, int, int, int]]:
         """Entries by network and start; of equal ones, the one added first first.
@@ -382,20 +397,21 @@ class LeaseIndex:
                         t.buckets,
                         len(t.buckets) - 1,
                         t.keys,
-                        t.first,
-                        t.starts,
-                        t.ends,
-                        t.owners,
-                        t.sources,
+                        t.rec,
+                        t.multi_starts,
+                        t.multi_rest,
                     )
                 )
                 search.append((bits(version) - plen, plen, parts))
             self._search[version] = search
 
     def _build(self, entries: Iterable[tuple[int, int, int, int, int]], wide: bool) -> _Table:
-        table = _Table(wide)
-        keys, first, starts, ends = table.keys, table.first, table.starts, table.ends
-        owners, sources = table.owners, table.sources
+        keys: array | list[int] = [] if wide else array("Q")
+        first = array("I", [0])  # intervals of keys[i]: first[i] .. first[i+1]
+        starts = array("q")
+        ends = array("q")
+        owners = array("I")
+        sources = array("H")
         same = self._owners.same
         last_key = None
         for key, start, end, owner, source in entries:
@@ -429,6 +445,20 @@ class LeaseIndex:
             owners.append(owner)
             sources.append(source)
             first[-1] += 1
+        del entries
+        table = _Table(wide)
+        table.keys = keys
+        table.count = len(starts)
+        rec, multi_starts, multi_rest = table.rec, table.multi_starts, table.multi_rest
+        for i in range(len(keys)):
+            lo, hi = first[i], first[i + 1]
+            if hi - lo == 1:
+                rec.extend((starts[lo], ends[lo], owners[lo] << 16 | sources[lo]))
+                continue
+            rec.extend((len(multi_starts), len(multi_starts) + hi - lo, -1))
+            for j in range(lo, hi):
+                multi_starts.append(starts[j])
+                multi_rest.extend((ends[j], owners[j] << 16 | sources[j]))
         _bucket(table)
         return table
 
@@ -462,26 +492,28 @@ class LeaseIndex:
         pending_keys = self._pending_keys
         for shift, plen, parts in self._search[version]:
             key = value >> shift
-            j = -1
+            start = -1
+            tag = -1
             if parts is not None:
-                base, bucket_shift, buckets, count, keys, first, starts, ends, owners, sources = (
-                    parts
-                )
+                base, bucket_shift, buckets, count, keys, rec, multi_starts, multi_rest = parts
                 b = (key - base) >> bucket_shift
                 if 0 <= b < count:
                     i = bisect_left(keys, key, buckets[b], buckets[b + 1])
                     if i < len(keys) and keys[i] == key:
-                        lo = first[i]
-                        hi = first[i + 1]
-                        if hi - lo == 1:
-                            if starts[lo] <= at_us:
-                                j = lo
+                        k = 3 * i
+                        tag = rec[k + 2]
+                        if tag >= 0:
+                            start = rec[k]
+                            end = rec[k + 1]
+                            if not start <= at_us < end:
+                                tag = -1
                         else:
-                            j = bisect_right(starts, at_us, lo, hi) - 1
-                            if j < lo:
-                                j = -1
-                        if j >= 0 and at_us >= ends[j]:
-                            j = -1
+                            lo = rec[k]
+                            j = bisect_right(multi_starts, at_us, lo, rec[k + 1]) - 1
+                            if j >= lo and at_us < multi_rest[2 * j]:
+                                start = multi_starts[j]
+                                end = multi_rest[2 * j]
+                                tag = multi_rest[2 * j + 1]
             if pending_keys:
                 entries = pending_keys.get((version, plen, key))
                 if entries:
@@ -492,29 +524,28 @@ class LeaseIndex:
                     for entry in entries:
                         if entry[1] <= at_us < entry[2] and (best is None or entry[1] >= best[1]):
                             best = entry
-                    if best is not None and (j < 0 or best[1] >= starts[j]):
+                    if best is not None and (tag < 0 or best[1] >= start):
                         return self._lease(version, plen, shift, *best)
-            if j >= 0:
+            if tag >= 0:
                 # _lease, inlined: this is the common case of the hot path.
                 packed_owners = self._owners
-                owner = owners[j]
+                owner = tag >> 16
                 offsets = packed_owners._offsets
                 sub, account, line = packed_owners._packed[
                     offsets[owner] : offsets[owner + 1]
                 ].split(_SEP)
-                end = ends[j]
                 return _new_tuple(
                     Lease,
                     (
                         version,
                         plen,
                         key << shift,
-                        starts[j],
+                        start,
                         None if end == FOREVER else end,
                         sub or None,
                         account or None,
                         line or None,
-                        self._sources[sources[j]],
+                        self._sources[tag & 0xFFFF],
                         None,
                     ),
                 )
@@ -544,14 +575,7 @@ class LeaseIndex:
         """Bytes held by the arrays and packed owners (not counting pending leases)."""
         total = self._owners.memory_bytes()
         for table in self._tables.values():
-            for part in (
-                table.buckets,
-                table.first,
-                table.starts,
-                table.ends,
-                table.owners,
-                table.sources,
-            ):
+            for part in (table.buckets, table.rec, table.multi_starts, table.multi_rest):
                 total += part.itemsize * len(part)
             if isinstance(table.keys, array):
                 total += table.keys.itemsize * len(table.keys)
