@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -150,6 +151,51 @@ class SubscriberNetworkConfig(BaseModel):
             raise ValueError(f"not a network address: {exc}") from None
 
 
+class RadiusClientConfig(_Strict):
+    address: str = Field(description="Source address of a NAS sending accounting")
+    # SecretStr: `voiplog config check` prints it as stars.
+    secret: SecretStr | None = Field(None, description="Shared secret, to check each request")
+
+    @field_validator("address")
+    @classmethod
+    def _valid_address(cls, address: str) -> str:
+        try:
+            return str(ipaddress.ip_address(address))
+        except ValueError as exc:
+            raise ValueError(f"not an address: {exc}") from None
+
+
+class EnrichmentConfig(_Strict):
+    """Sources telling which subscriber held an address, and where a far end is."""
+
+    lease_files: list[str] = Field(
+        default_factory=list, description="Lease history files: .csv, or .jsonl JSON lines"
+    )
+    leases_from_database: bool = Field(
+        False, description="Also load the leases imported into VOIPLOG_DATABASE_URL"
+    )
+    radius_ports: list[int] = Field(
+        default_factory=lambda: [1813], description="UDP ports of RADIUS accounting to follow"
+    )
+    radius_session_timeout_s: float = Field(7200, gt=0)
+    radius_max_sessions: int = Field(1_000_000, ge=1)
+    radius_clients: list[RadiusClientConfig] = Field(default_factory=list)
+    cgnat_files: list[str] = Field(
+        default_factory=list, description="Port-block files: .csv, or IPFIX NAT event logs"
+    )
+    maxmind_databases: list[str] = Field(
+        default_factory=list, description="MaxMind-format databases (Country/City, ASN)"
+    )
+
+    @field_validator("radius_ports")
+    @classmethod
+    def _radius_ports_in_range(cls, ports: list[int]) -> list[int]:
+        for port in ports:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is outside 1..65535")
+        return sorted(set(ports))
+
+
 class StoreConfig(_Strict):
     database_url: str | None = Field(
         None,
@@ -263,6 +309,9 @@ class PopConfig(BaseSettings):
     reassembly: ReassemblyConfig = Field(default_factory=ReassemblyConfig)
     subscriber_networks: list[SubscriberNetworkConfig] = Field(default_factory=list)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    enrichment: EnrichmentConfig | None = Field(
+        None, description="Subscriber and far-end enrichment; absent: records name no subscriber"
+    )
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)

@@ -21,6 +21,7 @@ import struct
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from voiplog.calls import CallSettings, CallTracker, EndReason, flow_key, new_stream
 from voiplog.cdr import CallRecord, RegistrationRecord
@@ -92,6 +93,8 @@ class PipelineStats:
     mirror_duplicates: int = 0  # mirror copies dropped
     parse_errors: Counter = field(default_factory=Counter)  # unreadable packets, by kind
     weird: Counter = field(default_factory=Counter)  # oddities in readable traffic, by kind
+    radius_packets: int = 0  # RADIUS accounting requests read
+    enrichment: Counter = field(default_factory=Counter)  # subscriber/remote found or not
 
 
 class Pipeline:
@@ -107,9 +110,15 @@ class Pipeline:
         on_parse_error: Callable[[int, ParseError], None] | None = None,
         flow_settings: FlowSettings | None = None,
         reassembly: ReassemblySettings | None = None,
+        enricher: Any = None,
+        radius_ports: Iterable[int] = (),
     ) -> None:
         """`on_parse_error(packet_number, error)` hears of every unreadable packet;
-        packets are numbered from 1 across everything this pipeline is fed."""
+        packets are numbered from 1 across everything this pipeline is fed.
+
+        `enricher` (a `voiplog.enrich.Enricher`) fills each record's subscriber and
+        remote before it is written; UDP to `radius_ports` feeds its RADIUS sessions.
+        """
         self.stats = PipelineStats()
         self._emit = emit
         self._on_parse_error = on_parse_error
@@ -150,6 +159,11 @@ class Pipeline:
         # open no call (their entries go first).
         self._tunnels: OrderedDict[str, Tunnel] = OrderedDict()
         self._max_tunnels = self.tracker.settings.max_open_calls + 1024
+        self._enricher = enricher
+        self._accounting = enricher.radius if enricher is not None else None
+        self.radius_ports = frozenset(radius_ports) if self._accounting is not None else frozenset()
+        if enricher is not None:
+            self.stats.enrichment = enricher.stats
 
     def _count_weird(self, kind: str) -> None:
         self.stats.weird[kind] += 1
@@ -170,6 +184,7 @@ class Pipeline:
         tracker = self.tracker
         flows = tracker.flows
         sip_ports = self.sip_ports
+        radius_ports = self.radius_ports
         unmatched = self._unmatched
         classifier = self.classifier
         if classifier is not None:
@@ -281,6 +296,9 @@ class Pipeline:
                         stream = new_stream(flow, ssrc, payload[1] & 0x7F, format_ip)
                     stream.add(ts, payload)
                     rtp += 1
+                    continue
+                if radius_ports and dport in radius_ports:
+                    self._radius(ts, src, payload)
                     continue
                 if sport in sip_ports or dport in sip_ports or looks_like_sip(payload):
                     self._sip(ts, src, sport, dst, dport, payload, "udp", linktype, frame)
@@ -430,10 +448,19 @@ class Pipeline:
         self._expire(self._now_us)
         self._next_expire_us = self._now_us + _EXPIRE_EVERY_US
 
+    def _radius(self, ts: int, src: bytes, payload: bytes) -> None:
+        try:
+            if self._accounting.feed(payload, ts, format_ip(src)) is not None:
+                self.stats.radius_packets += 1
+        except ParseError as exc:
+            self._parse_error(exc)
+
     def _expire(self, now_us: int) -> None:
         self.fragments.expire(now_us)
         for (src, sport, dst, dport), ts, message, transport in self.streams.expire(now_us):
             self._sip(ts, src, sport, dst, dport, message, transport)
+        if self._accounting is not None:
+            self._accounting.expire(now_us)
         for record in self.tracker.expire(now_us):
             self._write(record)
         if self.classifier is not None:
@@ -455,6 +482,11 @@ class Pipeline:
         if type(record) is RegistrationRecord:
             self.stats.registrations += 1
         else:
+            if self._enricher is not None:
+                try:
+                    record = self._enricher.enrich(record)
+                except Exception:  # a bug in enrichment must not lose the record
+                    self.stats.enrichment["enrich.failed"] += 1
             self.stats.records += 1
             self.stats.dispositions[record.disposition] += 1
         self._emit(record)

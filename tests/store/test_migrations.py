@@ -13,7 +13,7 @@ from voiplog.store.errors import SchemaBehindError
 
 pytestmark = pytest.mark.postgres
 
-TABLES = {"cdr", "cdr_media", "registration", "legal_hold", "held_record", "purge_log"}
+TABLES = {"cdr", "cdr_media", "registration", "legal_hold", "held_record", "purge_log", "lease", "cgnat_block"}  # fmt: skip
 
 
 def _tables(dsn):

@@ -74,6 +74,8 @@ def test_the_writer_role_writes_records_and_nothing_else(roles, store_dsn, tmp_p
         "SELECT * FROM legal_hold",
         "SELECT * FROM held_record",
         "SELECT * FROM purge_log",
+        "SELECT * FROM lease",
+        "SELECT * FROM cgnat_block",
         "INSERT INTO legal_hold (case_ref, selector, value, valid_from, valid_to, created_by) "
         "VALUES ('x', 'ip', '1.1.1.1', now(), now() + interval '1 day', 'x')",
         "DROP TABLE cdr_p20260301",

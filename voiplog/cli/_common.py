@@ -22,6 +22,8 @@ class PipelineOptions:
     classify: Any = None
     flow_settings: FlowSettings = field(default_factory=FlowSettings)
     reassembly: ReassemblySettings | None = None
+    enricher: Any = None  # voiplog.enrich.Enricher, with an [enrichment] section
+    radius_ports: tuple[int, ...] = ()
 
 
 def load_pipeline_options(config_path: str | None) -> PipelineOptions:
@@ -41,10 +43,35 @@ def load_pipeline_options(config_path: str | None) -> PipelineOptions:
         click.echo(str(exc), err=True)
         raise SystemExit(2) from None
     networks = cfg.subscriber_index()
+    enricher = None
+    if cfg.enrichment is not None:
+        enricher = load_enricher(cfg, networks)
     return PipelineOptions(
         sip_ports=tuple(cfg.sip.ports),
         call_settings=cfg.calls.settings(),
         classify=networks.classify if networks else None,
         flow_settings=cfg.media_sessions.settings(),
         reassembly=cfg.reassembly.settings(),
+        enricher=enricher,
+        radius_ports=tuple(cfg.enrichment.radius_ports) if enricher is not None else (),
     )
+
+
+def load_enricher(cfg, networks):
+    """The enricher of a loaded config's [enrichment] section; exit 2 naming a bad source."""
+    from voiplog.cli._enrichment import EnrichmentSourceError, build_enricher
+
+    try:
+        return build_enricher(cfg, networks)
+    except EnrichmentSourceError as exc:
+        click.echo(f"voiplog: {exc}", err=True)
+        raise SystemExit(2) from None
+
+
+def database_dsn(dsn: str | None) -> str:
+    """The --dsn option, else VOIPLOG_DATABASE_URL; exit 2 when neither is given."""
+    dsn = dsn or os.environ.get("VOIPLOG_DATABASE_URL")
+    if not dsn:
+        click.echo("voiplog: no database: give --dsn or set VOIPLOG_DATABASE_URL", err=True)
+        raise SystemExit(2)
+    return dsn

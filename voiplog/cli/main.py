@@ -23,6 +23,8 @@ SUBCOMMANDS = {
     "purge": ("voiplog.cli.purge", "purge"),
     "hold": ("voiplog.cli.hold", "hold"),
     "run": ("voiplog.cli.run", "run"),
+    "leases": ("voiplog.cli.leases", "leases"),
+    "lookup": ("voiplog.cli.lookup", "lookup"),
 }
 
 

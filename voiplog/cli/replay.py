@@ -84,6 +84,8 @@ def replay(
             on_parse_error=where.report,
             flow_settings=options.flow_settings,
             reassembly=options.reassembly,
+            enricher=options.enricher,
+            radius_ports=options.radius_ports,
         )
         try:
             _run(pipeline, readers, show_progress, where)

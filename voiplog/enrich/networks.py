@@ -32,6 +32,10 @@ class SubscriberNetworks:
     def __bool__(self) -> bool:
         return bool(self._networks)
 
+    @property
+    def pop(self) -> str | None:
+        return self._pop
+
     def lookup(self, ip: str) -> SubscriberNetwork | None:
         if ip in self._cache:
             return self._cache[ip]

@@ -44,7 +44,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, CIDR, INET, INT4RANGE, JSONB, TSTZRANGE
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -220,3 +220,33 @@ class PurgeLog(Base):
     rows_dropped: Mapped[int] = mapped_column(BigInteger)
     rows_held: Mapped[int] = mapped_column(BigInteger)
     held_released: Mapped[int] = mapped_column(BigInteger)
+
+
+class Lease(Base):
+    """Who held an address or prefix over a time range (RADIUS, DHCP/BNG exports)."""
+
+    __tablename__ = "lease"
+    __table_args__ = (Index("lease_subscriber_idx", "subscriber_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    network: Mapped[str] = mapped_column(CIDR)
+    valid: Mapped[object] = mapped_column(TSTZRANGE)
+    subscriber_id: Mapped[str] = mapped_column(Text)
+    account: Mapped[str | None] = mapped_column(Text)
+    access_line: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    attributes: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class CgnatBlock(Base):
+    """A CGNAT port block: public address and ports to a private address, over a time range."""
+
+    __tablename__ = "cgnat_block"
+    __table_args__ = (Index("cgnat_block_private_idx", "private_ip"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    public_ip: Mapped[str] = mapped_column(INET)
+    port: Mapped[object] = mapped_column(INT4RANGE)
+    private_ip: Mapped[str] = mapped_column(INET)
+    valid: Mapped[object] = mapped_column(TSTZRANGE)
+    source: Mapped[str] = mapped_column(Text)

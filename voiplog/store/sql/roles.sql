@@ -10,8 +10,11 @@
 --   read, change or delete a record, and cannot see holds, purge log or leases.
 --   It reads the schema revision (alembic_version) to refuse a schema it does
 --   not know, and the uid/started_at of records to skip ones stored before.
--- voiplog_admin: purge and legal holds. It owns the tables (partitions are
---   dropped by their owner), so migrations run as this role too.
+-- voiplog_admin: purge, legal holds, lease imports. It owns the tables
+--   (partitions are dropped by their owner), so migrations run as this role too.
+-- voiplog_lease_reader: reads the lease and port-block tables, for a daemon
+--   configured with enrichment.leases_from_database (grant it next to the
+--   writer role); nothing else.
 --
 -- Both are group roles (NOLOGIN); grant them to login roles.
 
@@ -23,10 +26,13 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'voiplog_admin') THEN
         CREATE ROLE voiplog_admin NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'voiplog_lease_reader') THEN
+        CREATE ROLE voiplog_lease_reader NOLOGIN;
+    END IF;
 END
 $$;
 
-GRANT USAGE ON SCHEMA public TO voiplog_writer, voiplog_admin;
+GRANT USAGE ON SCHEMA public TO voiplog_writer, voiplog_admin, voiplog_lease_reader;
 GRANT CREATE ON SCHEMA public TO voiplog_admin;
 
 -- The admin owns everything voiplog made (tables, partitions, the function).
@@ -36,6 +42,8 @@ ALTER TABLE registration OWNER TO voiplog_admin;
 ALTER TABLE legal_hold OWNER TO voiplog_admin;
 ALTER TABLE held_record OWNER TO voiplog_admin;
 ALTER TABLE purge_log OWNER TO voiplog_admin;
+ALTER TABLE lease OWNER TO voiplog_admin;
+ALTER TABLE cgnat_block OWNER TO voiplog_admin;
 ALTER TABLE alembic_version OWNER TO voiplog_admin;
 DO $$
 DECLARE part record;
@@ -52,8 +60,12 @@ $$;
 ALTER FUNCTION voiplog_ensure_day_partitions(date) OWNER TO voiplog_admin;
 
 -- Writer: insert records, nothing else.
-REVOKE ALL ON cdr, cdr_media, registration, legal_hold, held_record, purge_log FROM voiplog_writer;
+REVOKE ALL ON cdr, cdr_media, registration, legal_hold, held_record, purge_log, lease, cgnat_block
+    FROM voiplog_writer;
 GRANT INSERT ON cdr, cdr_media, registration TO voiplog_writer;
 GRANT SELECT (uid, started_at) ON cdr TO voiplog_writer;
 GRANT SELECT ON alembic_version TO voiplog_writer;
 GRANT EXECUTE ON FUNCTION voiplog_ensure_day_partitions(date) TO voiplog_writer;
+
+-- Lease reader: the lease and port-block tables, read only.
+GRANT SELECT ON lease, cgnat_block TO voiplog_lease_reader;

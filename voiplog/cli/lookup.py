@@ -1,0 +1,101 @@
+"""`voiplog lookup --ip ADDR [--port P] --at TIME`: how an address resolves at a moment."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from voiplog.cli._common import load_enricher
+
+
+@click.command()
+@click.option("--ip", "ip", required=True, help="Address seen (the public one behind CGNAT).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port seen, for CGNAT port blocks.")
+@click.option(
+    "--at",
+    "at",
+    required=True,
+    help="Moment, ISO 8601 with a UTC offset: 2024-05-01T10:00:00Z or 2024-05-01T12:00:00+02:00.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="POP config file (TOML): subscriber networks and its [enrichment] sources.",
+)
+@click.option(
+    "--dsn",
+    metavar="URL",
+    help="Also search the leases and port blocks imported into this Postgres database; "
+    "default: $VOIPLOG_DATABASE_URL when set.",
+)
+def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str | None) -> None:
+    """Show which subscriber held IP (and PORT, behind CGNAT) at the moment AT.
+
+    Prints one JSON object: the port block and private address (behind CGNAT),
+    the lease found (network, validity, subscriber, account, access line,
+    source), the subscriber object a call record would carry, and the far-end
+    fields of the address. Validity is half-open: at the very moment a lease
+    ends, it no longer holds. Exit code 1 when no lease is found.
+    """
+    import os
+
+    from voiplog.cli._enrichment import EnrichmentSourceError, load_from_database
+    from voiplog.config import ConfigError, load_config
+    from voiplog.enrich import CgnatIndex, Enricher, parse_time
+    from voiplog.enrich._address import parse_address
+
+    try:
+        at_us = parse_time(at)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--at") from None
+    try:
+        parse_address(ip)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ip") from None
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from None
+    networks = cfg.subscriber_index()
+    if cfg.enrichment is not None:
+        enricher = load_enricher(cfg, networks)
+    else:
+        enricher = Enricher(networks=networks)
+    dsn = dsn or os.environ.get("VOIPLOG_DATABASE_URL")
+    if dsn:
+        if enricher.cgnat is None:
+            enricher.cgnat = CgnatIndex()
+        try:
+            load_from_database(dsn, enricher.leases, enricher.cgnat)
+        except EnrichmentSourceError as exc:
+            click.echo(f"voiplog: {exc}", err=True)
+            raise SystemExit(2) from None
+    resolution = enricher.resolve(ip, port, at_us)
+    lease = resolution.lease
+    address = resolution.private_ip or ip
+    subscriber = None
+    if lease is not None:
+        found = networks.lookup(ip)
+        subscriber = {
+            "id": lease.subscriber_id,
+            "account": lease.account,
+            "access_line": lease.access_line,
+            "pop": networks.pop,
+            "location": (dict(found.location) or None) if found is not None else None,
+        }
+    out = {
+        "ip": ip,
+        "port": port,
+        "at": at,
+        "cgnat_block": resolution.block.to_dict() if resolution.block is not None else None,
+        "private_ip": resolution.private_ip,
+        "lease": lease.to_dict() if lease is not None else None,
+        "subscriber": subscriber,
+        "remote": enricher.remote.lookup(address),
+    }
+    click.echo(json.dumps(out, indent=2))
+    if lease is None:
+        raise SystemExit(1)
