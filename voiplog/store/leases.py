@@ -1,8 +1,8 @@
 """Lease history and CGNAT port blocks in Postgres: tables, imports, and loading the indexes.
 
-The tables are made by the store's migrations (0002). `lease` holds who held which address or prefix when (cidr plus tstzrange); its
-exclusion constraint refuses two leases of overlapping networks at overlapping
-times. `cgnat_block` holds port blocks (public inet, int4range of ports,
+The tables are made by the store's migrations (0002). `lease` holds who held
+which address or prefix when (cidr plus tstzrange); its exclusion constraint
+refuses two leases of overlapping networks at overlapping times. `cgnat_block` holds port blocks (public inet, int4range of ports,
 private inet, tstzrange), refusing overlapping blocks of one public address.
 Ranges are half-open in time, `[start, end)`, with no upper bound for a lease
 still held; port ranges are stored canonical, `[first, last + 1)`.
