@@ -76,6 +76,14 @@ def make_record(rng: random.Random, start_us: int) -> CallRecord:
     )  # fmt: skip
 
 
+def _cpu_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs so far, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def scratch_database(dsn: str) -> tuple[str, str]:
     name = f"voiplog_bench_{uuid.uuid4().hex[:8]}"
     admin = psycopg2.connect(dsn)
@@ -96,13 +104,13 @@ def drop_database(dsn: str, name: str) -> None:
     admin.close()
 
 
-def bench_ingest(dsn: str, records: int, day: dt.date, drainers: int) -> dict:
+def bench_ingest(dsn: str, records: int, day: dt.date, drainers: int, segment_mb: int = 8) -> dict:
     rng = random.Random(7)
     base = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1e6)
     docs = [make_record(rng, base + i * 80_000).to_dict() for i in range(records)]
     directory = tempfile.mkdtemp(prefix="voiplog-bench-spool-")
     try:
-        spool = Spool(directory, max_bytes=1 << 40, fsync="batch")
+        spool = Spool(directory, max_bytes=1 << 40, fsync="batch", segment_bytes=segment_mb << 20)
         writer = StoreWriter(
             dsn, spool, pop="bench", sensor="bench", drainers=drainers, today=lambda: day
         )
@@ -112,10 +120,12 @@ def bench_ingest(dsn: str, records: int, day: dt.date, drainers: int) -> dict:
         spool.close()
         spooled_s = time.perf_counter() - started
         started = time.perf_counter()
+        busy_before = _cpu_busy()
         writer.start()  # its drainers take the sealed segments in parallel
         while spool.ready():
             time.sleep(0.01)
         drained_s = time.perf_counter() - started
+        busy, total = (a - b for a, b in zip(_cpu_busy(), busy_before, strict=True))
         writer.close(drain_timeout_s=0)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -131,6 +141,7 @@ def bench_ingest(dsn: str, records: int, day: dt.date, drainers: int) -> dict:
         "cdr_per_s": records / drained_s,
         "media_rows_per_s": media / drained_s,
         "spool_us_per_record": spooled_s / records * 1e6,
+        "cpu_busy": busy / total if total else 0.0,
     }
 
 
@@ -181,16 +192,20 @@ def main() -> None:
     parser.add_argument("--drop-records", type=int, default=1_000_000)
     parser.add_argument("--dsn", default=DEFAULT_DSN)
     parser.add_argument("--drainers", type=int, default=2, help="parallel drain connections")
+    parser.add_argument("--segment-mb", type=int, default=8, help="spool segment size, MiB")
     args = parser.parse_args()
     name, dsn = scratch_database(args.dsn)
     try:
         migrate.upgrade(make_engine(dsn))
-        ingest = bench_ingest(dsn, args.records, dt.date(2026, 1, 10), args.drainers)
+        ingest = bench_ingest(
+            dsn, args.records, dt.date(2026, 1, 10), args.drainers, args.segment_mb
+        )
         print(
             f"ingest: {ingest['records']} CDRs + {ingest['media_rows']} media rows "
             f"spooled in {ingest['spool_s']:.2f} s ({ingest['spool_us_per_record']:.1f} us/record), "
             f"drained into Postgres in {ingest['drain_s']:.2f} s: "
-            f"{ingest['cdr_per_s']:,.0f} CDRs/s, {ingest['media_rows_per_s']:,.0f} media rows/s"
+            f"{ingest['cdr_per_s']:,.0f} CDRs/s, {ingest['media_rows_per_s']:,.0f} media rows/s "
+            f"(machine CPU busy {100 * ingest['cpu_busy']:.0f}% while draining)"
         )
         drop = bench_drop(dsn, args.drop_records, dt.date(2026, 1, 5))
         print(

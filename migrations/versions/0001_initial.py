@@ -49,9 +49,9 @@ CREATE TABLE cdr (
     stored_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
     CONSTRAINT pk_cdr PRIMARY KEY (started_at, uid)
 ) PARTITION BY RANGE (started_at);
-CREATE INDEX ix_cdr_caller ON cdr (caller);
-CREATE INDEX ix_cdr_callee ON cdr (callee);
-CREATE INDEX ix_cdr_subscriber_ip ON cdr (subscriber_ip);
+CREATE INDEX ix_cdr_caller ON cdr USING hash (caller);
+CREATE INDEX ix_cdr_callee ON cdr USING hash (callee);
+CREATE INDEX ix_cdr_subscriber_ip ON cdr USING hash (subscriber_ip);
 
 CREATE TABLE cdr_media (
     uid TEXT COLLATE "C" NOT NULL,
@@ -71,7 +71,7 @@ CREATE TABLE cdr_media (
     first_at TIMESTAMP WITH TIME ZONE NOT NULL,
     last_at TIMESTAMP WITH TIME ZONE NOT NULL
 ) PARTITION BY RANGE (started_at);
-CREATE INDEX ix_cdr_media_started_at_uid ON cdr_media (started_at, uid);
+CREATE INDEX ix_cdr_media_started_at ON cdr_media USING brin (started_at);
 
 CREATE TABLE registration (
     uid TEXT COLLATE "C" NOT NULL,

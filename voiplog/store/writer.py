@@ -38,6 +38,7 @@ from voiplog.store.spool import Spool, frame, iter_entries
 log = logging.getLogger("voiplog.store")
 
 _MAX_BACKOFF_S = 30.0
+_COPY_CHUNK = 1 << 20  # bytes handed to libpq per call: fewer round trips through Python
 # Refusals of the data itself: the record is set aside, the rest stored. Any
 # other database error (a missing privilege, a schema changed underneath) is
 # the store's problem, not the record's: the segment stays spooled.
@@ -174,18 +175,36 @@ class StoreWriter:
                         last_seal = now
                 if self._outage_since is not None and self._stop.wait(self._backoff_s):
                     break
-                if not self.drain_once(link):
+                try:
+                    drained = self.drain_once(link, newest_first=number % 2 == 1)
+                except Exception:
+                    # A bug must not silently stop the draining: the records
+                    # stay spooled, the error is logged, and it is tried again.
+                    log.exception("store drainer %d failed; retrying in 5 s", number)
+                    self._disconnect(link)
+                    self._stop.wait(5.0)
+                    continue
+                if not drained:
                     self._stop.wait(0.05)
         finally:
             self._disconnect(link)
 
     # -- draining ------------------------------------------------------------
 
-    def drain_once(self, link: _Link | None = None) -> bool:
-        """Store the oldest unclaimed sealed segment; False when none or Postgres failed."""
+    def drain_once(self, link: _Link | None = None, newest_first: bool = False) -> bool:
+        """Store the oldest (or newest) unclaimed sealed segment; False when none or
+        Postgres failed.
+
+        With a backlog, odd-numbered drainers take the newest segments: two
+        drainers then write far-apart times, not the same right edge of the
+        time-ordered indexes, which would make them wait on each other's pages.
+        """
         link = link or self._link
         with self._lock:
-            segment = next((s for s in self.spool.ready() if s not in self._claimed), None)
+            ready = self.spool.ready()
+            if newest_first:
+                ready.reverse()
+            segment = next((s for s in ready if s not in self._claimed), None)
             if segment is None:
                 return False
             self._claimed.add(segment)
@@ -325,7 +344,7 @@ class StoreWriter:
         with connection.cursor() as cursor:
             for tag, rows in groups.items():
                 table, columns = _ingest.TABLES[tag]
-                cursor.copy_expert(_ingest.copy_sql(table, columns), BytesIO(rows))
+                cursor.copy_expert(_ingest.copy_sql(table, columns), BytesIO(rows), _COPY_CHUNK)
         connection.commit()
 
     @staticmethod
@@ -336,7 +355,9 @@ class StoreWriter:
                 cursor.execute(_ingest.staging_sql(table))
                 rows = groups.get(tag)
                 if rows:
-                    cursor.copy_expert(_ingest.copy_sql(f"stage_{table}", columns), BytesIO(rows))
+                    cursor.copy_expert(
+                        _ingest.copy_sql(f"stage_{table}", columns), BytesIO(rows), _COPY_CHUNK
+                    )
                     merge = _ingest.merge_sql(table, columns)
                     if merge:
                         cursor.execute(merge)
