@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -250,3 +252,44 @@ def _rows(connection, sql):
     with connection.cursor() as cursor:
         cursor.execute(sql)
         return cursor.fetchall()
+
+
+def test_radius_accounting_on_the_wire_names_the_subscriber_of_a_call(lab):
+    """A BNG's RADIUS accounting seen on the captured link before a SIPp call:
+    the call's record names the subscriber who held the caller's address."""
+    config = (
+        CONFIG
+        + f"""
+[[subscriber_networks]]
+cidr = "{CALLER_IP}/32"
+site = "lab"
+
+[enrichment]
+radius_ports = [1813]
+"""
+    )
+    daemon = lab.start_daemon(config)
+    send = (
+        "import socket\n"
+        "from tests.radiuscraft import accounting\n"
+        "packet = accounting('Start', 'sess-1', User_Name='alice@isp', "
+        f"Framed_IP_Address='{CALLER_IP}', Calling_Station_Id='line-7')\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"s.bind(('{CALLER_IP}', 0))\n"
+        f"s.sendto(packet, ('{CALLEE_IP}', 1813))\n"
+    )
+    result = subprocess.run(
+        lab.pair.command(lab.pair.caller_ns, sys.executable, "-c", send),
+        capture_output=True, text=True, timeout=30,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    time.sleep(0.3)
+    lab.callee("uas_answer.xml", ANSWER_PORT, 1)
+    time.sleep(0.3)
+    lab.call(ANSWER_PORT, 1, hold_ms=500)
+    (record,) = daemon.wait_for_records(1, timeout=8)
+    assert daemon.terminate() == 0
+    assert record["subscriber_ip"] == CALLER_IP
+    assert record["subscriber"]["id"] == "alice@isp"
+    assert record["subscriber"]["location"]["site"] == "lab"

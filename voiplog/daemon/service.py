@@ -112,12 +112,21 @@ class Daemon:
         self._reload = False
         self.notifier = Notifier(options.environ)
         self._classifier = _Classifier(cfg.subscriber_index().classify)
+        enricher = None
+        if cfg.enrichment is not None:
+            from voiplog.cli._common import load_enricher
+
+            enricher = load_enricher(cfg, cfg.subscriber_index())
         self.pipeline = Pipeline(
             self._emit,
             sip_ports=cfg.sip.ports,
             call_settings=cfg.calls.settings(),
             classify=self._classifier,
             on_parse_error=self._parse_error,
+            flow_settings=cfg.media_sessions.settings(),
+            reassembly=cfg.reassembly.settings(),
+            enricher=enricher,
+            radius_ports=tuple(cfg.enrichment.radius_ports) if enricher is not None else (),
         )
         self.capture: LiveCapture | None = None
         self.metrics = None
