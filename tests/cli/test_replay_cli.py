@@ -146,3 +146,15 @@ def test_unreadable_packets_are_named_by_file_and_number(tmp_path):
     assert f"{path}: packet 3: sip.bad_start_line" in stderr
     assert "unreadable packets: 1 (sip.bad_start_line 1)" in stderr
     assert json.loads(result.stdout.decode().splitlines()[0])["disposition"] == "answered"
+
+
+def test_config_check_hides_the_database_password(tmp_path, monkeypatch):
+    cfg = tmp_path / "pop.toml"
+    cfg.write_text('[store]\ndatabase_url = "postgresql://writer:s3cret@db.example.net/voiplog"\n')
+    result = CliRunner().invoke(cli, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    assert "postgresql://writer:***@db.example.net/voiplog" in result.output
+    monkeypatch.setenv("VOIPLOG_STORE__DATABASE_URL", "host=db user=w password=s3cret dbname=v")
+    result = CliRunner().invoke(cli, ["config", "check", str(cfg)])
+    assert "s3cret" not in result.output and "password=***" in result.output

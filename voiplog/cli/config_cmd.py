@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import click
 
@@ -26,4 +27,13 @@ def check(path: str) -> None:
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(2) from None
-    click.echo(json.dumps(effective.model_dump(mode="json"), indent=2))
+    shown = effective.model_dump(mode="json")
+    if shown.get("store", {}).get("database_url"):
+        shown["store"]["database_url"] = _without_password(shown["store"]["database_url"])
+    click.echo(json.dumps(shown, indent=2))
+
+
+def _without_password(dsn: str) -> str:
+    """A DSN fit to print: its password (URL or key=value form) as stars."""
+    dsn = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", dsn)
