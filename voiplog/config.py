@@ -38,6 +38,14 @@ class ConfigError(UsageError):
     """A configuration file or environment override that cannot be used."""
 
 
+def _valid_ports(ports: list[int]) -> list[int]:
+    """Ports checked to be in 1..65535, sorted, each once."""
+    for port in ports:
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port {port} is outside 1..65535")
+    return sorted(set(ports))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -51,10 +59,7 @@ class SipConfig(_Strict):
     @field_validator("ports")
     @classmethod
     def _ports_in_range(cls, ports: list[int]) -> list[int]:
-        for port in ports:
-            if not 1 <= port <= 65535:
-                raise ValueError(f"port {port} is outside 1..65535")
-        return sorted(set(ports))
+        return _valid_ports(ports)
 
 
 _CALL_DEFAULTS = CallSettings()
@@ -92,10 +97,7 @@ class MediaSessionsConfig(_Strict):
     @field_validator("sip_tls_ports")
     @classmethod
     def _ports_in_range(cls, ports: list[int]) -> list[int]:
-        for port in ports:
-            if not 1 <= port <= 65535:
-                raise ValueError(f"port {port} is outside 1..65535")
-        return sorted(set(ports))
+        return _valid_ports(ports)
 
     def settings(self) -> FlowSettings:
         values = self.model_dump()
@@ -190,10 +192,7 @@ class EnrichmentConfig(_Strict):
     @field_validator("radius_ports")
     @classmethod
     def _radius_ports_in_range(cls, ports: list[int]) -> list[int]:
-        for port in ports:
-            if not 1 <= port <= 65535:
-                raise ValueError(f"port {port} is outside 1..65535")
-        return sorted(set(ports))
+        return _valid_ports(ports)
 
 
 class StoreConfig(_Strict):
@@ -240,10 +239,7 @@ class CaptureConfig(_Strict):
     @field_validator("udp_ports", "tcp_ports")
     @classmethod
     def _ports_in_range(cls, ports: list[int]) -> list[int]:
-        for port in ports:
-            if not 1 <= port <= 65535:
-                raise ValueError(f"port {port} is outside 1..65535")
-        return sorted(set(ports))
+        return _valid_ports(ports)
 
     @field_validator("block_kb")
     @classmethod

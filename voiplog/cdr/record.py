@@ -52,6 +52,25 @@ class MediaStream:
     first_at: str
     last_at: str
 
+    @classmethod
+    def from_summary(cls, s: dict[str, Any]) -> MediaStream:
+        """The record of an RTP stream from its statistics (`RtpStream.summary()`)."""
+        return cls(
+            src_ip=s["src_ip"],
+            src_port=s["src_port"],
+            dst_ip=s["dst_ip"],
+            dst_port=s["dst_port"],
+            ssrc=s["ssrc"],
+            payload_type=s["payload_type"],
+            codec=s["codec"],
+            packets=s["packets"],
+            lost=s["lost"],
+            jitter_max_ms=s["jitter_max_ms"],
+            jitter_mean_ms=s["jitter_mean_ms"],
+            first_at=format_ts(s["first_us"]),
+            last_at=format_ts(s["last_us"]),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "src_ip": self.src_ip,

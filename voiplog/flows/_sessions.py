@@ -765,22 +765,6 @@ def _media(streams) -> tuple[MediaStream, ...]:
     out = []
     for stream in streams:
         s = stream.summary()
-        out.append(
-            MediaStream(
-                src_ip=s["src_ip"],
-                src_port=s["src_port"],
-                dst_ip=s["dst_ip"],
-                dst_port=s["dst_port"],
-                ssrc=s["ssrc"],
-                payload_type=s["payload_type"],
-                codec=s["codec"],
-                packets=s["packets"],
-                lost=s["lost"],
-                jitter_max_ms=s["jitter_max_ms"],
-                jitter_mean_ms=s["jitter_mean_ms"],
-                first_at=format_ts(s["first_us"]),
-                last_at=format_ts(s["last_us"]),
-            )
-        )
+        out.append(MediaStream.from_summary(s))
     out.sort(key=lambda m: (m.first_at, m.src_ip, m.src_port, m.dst_ip, m.dst_port, m.ssrc))
     return tuple(out)
