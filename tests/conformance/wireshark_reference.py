@@ -11,11 +11,13 @@ _CALL = re.compile(
     r"(?P<state>COMPLETED|IN CALL \(no BYE\)|CANCELLED|REJECTED \d+|CALL SETUP/UNKNOWN|\S.*?)\s+"
     r"(?P<call_id>\S+) \| (?P<parties>.*?) \| (?P<details>.*)$"
 )
+# A stream with no known clock rate shows -1.000 as its minimum jitter, and a
+# one-packet stream -1.000 as its minimum delta.
 _STREAM = re.compile(
     r"^\s*(?P<start>[\d.]+)\s+(?P<end>[\d.]+)\s+(?P<src>\S+)\s+(?P<sport>\d+)\s+(?P<dst>\S+)\s+"
     r"(?P<dport>\d+)\s+0x(?P<ssrc>[0-9A-Fa-f]+)\s+(?P<payload>.+?)\s+(?P<pkts>\d+)\s+"
-    r"(?P<lost>-?\d+) \(.*?\)\s+(?P<min_delta>[\d.]+)\s+(?P<mean_delta>[\d.]+)\s+"
-    r"(?P<max_delta>[\d.]+)\s+(?P<min_jitter>[\d.]+)\s+(?P<mean_jitter>[\d.]+)\s+"
+    r"(?P<lost>-?\d+) \(.*?\)\s+(?P<min_delta>-?[\d.]+)\s+(?P<mean_delta>[\d.]+)\s+"
+    r"(?P<max_delta>[\d.]+)\s+(?P<min_jitter>-?[\d.]+)\s+(?P<mean_jitter>[\d.]+)\s+"
     r"(?P<max_jitter>[\d.]+)"
 )
 

@@ -9,12 +9,11 @@ when ../shared/corpus is absent.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
-from tests.conformance.wireshark_reference import ReferenceStream
+from tests.conformance.wireshark_reference import read_streams
 from voiplog.capture import open_capture
 from voiplog.flows import FlowSettings
 from voiplog.pipeline import Pipeline
@@ -35,37 +34,6 @@ def _captures() -> list[str]:
 
 
 CAPTURES = _captures()
-
-# One line of `tshark -z rtp,streams`; a stream with no known clock rate shows
-# -1.000 as its minimum jitter (and a one-packet stream as its minimum delta).
-_STREAM = re.compile(
-    r"^\s*[\d.]+\s+[\d.]+\s+(?P<src>\S+)\s+(?P<sport>\d+)\s+(?P<dst>\S+)\s+"
-    r"(?P<dport>\d+)\s+0x(?P<ssrc>[0-9A-Fa-f]+)\s+(?P<payload>.+?)\s+(?P<pkts>\d+)\s+"
-    r"(?P<lost>-?\d+) \(.*?\)\s+-?[\d.]+\s+[\d.]+\s+[\d.]+\s+-?[\d.]+\s+"
-    r"(?P<mean_jitter>[\d.]+)\s+(?P<max_jitter>[\d.]+)"
-)
-
-
-def read_streams(path: Path) -> list[ReferenceStream]:
-    streams = []
-    for line in path.read_text(errors="replace").splitlines():
-        m = _STREAM.match(line)
-        if m:
-            streams.append(
-                ReferenceStream(
-                    src=m["src"],
-                    sport=int(m["sport"]),
-                    dst=m["dst"],
-                    dport=int(m["dport"]),
-                    ssrc=int(m["ssrc"], 16),
-                    payload=m["payload"],
-                    packets=int(m["pkts"]),
-                    lost=int(m["lost"]),
-                    max_jitter_ms=float(m["max_jitter"]),
-                    mean_jitter_ms=float(m["mean_jitter"]),
-                )
-            )
-    return streams
 
 
 def _streams(path: Path) -> dict[tuple, dict]:
