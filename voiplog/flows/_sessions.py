@@ -516,16 +516,7 @@ class FlowClassifier:
 
     def _forget_udp(self, session: _UdpSession) -> None:
         (self._sessions if session.believed else self._candidates).pop(session.key, None)
-        for key in (session.key, session.reverse_key):
-            entry = self._by_key.get(key)
-            if entry is not None and entry[0] is session:
-                del self._by_key[key]
-        pair = _pair(*session.ips)
-        members = self._sessions_by_pair.get(pair)
-        if members is not None:
-            members.discard(session)
-            if not members:
-                del self._sessions_by_pair[pair]
+        _unindex(session, self._by_key, self._sessions_by_pair)
 
     def _close_udp(self, session: _UdpSession, reason: EndReason | None) -> None:
         self._forget_udp(session)
@@ -636,16 +627,7 @@ class FlowClassifier:
 
     def _close_tls(self, conn: _TlsConnection, reason: EndReason | None) -> None:
         self._tls.pop(conn.key, None)
-        for key in (conn.key, conn.reverse_key):
-            entry = self._tls_by_key.get(key)
-            if entry is not None and entry[0] is conn:
-                del self._tls_by_key[key]
-        pair = _pair(*conn.ips)
-        members = self._tls_by_pair.get(pair)
-        if members is not None:
-            members.discard(conn)
-            if not members:
-                del self._tls_by_pair[pair]
+        pair = _unindex(conn, self._tls_by_key, self._tls_by_pair)
         _remember(self._recent_tls, pair, (conn.uid, conn.first_us, conn.last_us))
         media = {
             s.uid
@@ -768,3 +750,19 @@ def _media(streams) -> tuple[MediaStream, ...]:
         out.append(MediaStream.from_summary(s))
     out.sort(key=lambda m: (m.first_at, m.src_ip, m.src_port, m.dst_ip, m.dst_port, m.ssrc))
     return tuple(out)
+
+
+def _unindex(item, by_key: dict, by_pair: dict) -> tuple:
+    """Take a session or connection out of its key and address-pair indexes
+    (only where the entries are still its own); return its address pair."""
+    for key in (item.key, item.reverse_key):
+        entry = by_key.get(key)
+        if entry is not None and entry[0] is item:
+            del by_key[key]
+    pair = _pair(*item.ips)
+    members = by_pair.get(pair)
+    if members is not None:
+        members.discard(item)
+        if not members:
+            del by_pair[pair]
+    return pair
