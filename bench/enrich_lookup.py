@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from voiplog._allocator import pin_mmap_threshold  # noqa: E402
 from voiplog.enrich.leases import LeaseIndex, Owner  # noqa: E402
 
 T0 = 1_700_000_000_000_000
@@ -92,6 +93,7 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(1)
 
+    pin_mmap_threshold()  # as the voiplog command does when it starts
     gc.collect()
     rss_before = rss_bytes()
     if not args.no_memory:
@@ -157,6 +159,7 @@ def main() -> int:
         f"{index.memory_bytes() / count:.0f} (arrays)"
     )
     print(f"load average             {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"interpreter              {sys.executable} ({sys.version.split()[0]})")
     print("lookups per second       per CPU second / per wall second")
     print(f"  mixed                  {rate:,.0f} / {wall_rate:,.0f} ({hit_share:.0%} hit a lease)")
     print(f"  IPv4 addresses         {v4_rate:,.0f} / {v4_wall:,.0f}")

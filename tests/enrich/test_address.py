@@ -35,6 +35,8 @@ def test_forms_left_to_ipaddress(text):
         "1.2.3.256", "1.2.3", "1..2.3", "1.2.3.4 ", "", "x", "\u0661.2.3.4",
         "2001:db8::1::2", "1:2:3:4:5:6:7:8:9", "12345::", "1:2:3:4:5:6:7::8", ":::",
         "1:2:3:4:5:6:7:", ":1:2:3:4:5:6:7", "1::2:", ":1::2", "0x12::1", "1:2:3:4:5:6:7:0x1",
+        "01.2.3.4", "1.2.3.+4", "1.2.3.4\n", "1_0::1", "+1::", "1:: 2", "1::2\t", "::g",
+        "1:2:3:4:5:6:7:12345", "12345:2:3:4:5:6::", "\uff11::",
     ],
 )  # fmt: skip
 def test_malformed_addresses_are_refused(text):
@@ -54,3 +56,17 @@ def test_networks():
     assert format_network(4, 32, 1) == "0.0.0.1"
     with pytest.raises(ValueError):
         parse_network("10.0.0.1/24")
+
+
+_ADDRESS_ALPHABET = "0123456789abcdefABCDEFx.:_+ %\t\u0661"
+
+
+@given(st.text(_ADDRESS_ALPHABET, max_size=45))
+def test_any_text_parses_as_ipaddress_does(text):
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_address(text)
+    else:
+        assert parse_address(text) == (address.version, int(address))

@@ -194,6 +194,24 @@ def test_index_agrees_with_a_model_of_disjoint_leases(leases, times):
             assert _who(index, ip, at) == model_lookup(ip, at), (ip, at)
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    # Clustered and scattered addresses: buckets holding none, one or many networks.
+    st.sets(
+        st.one_of(st.integers(0x0A000000, 0x0A00003F), st.integers(0, 2**32 - 1)),
+        min_size=1,
+        max_size=120,
+    ),
+    st.lists(st.integers(0, 2**32 - 1), max_size=30),
+)
+def test_every_network_is_found_whatever_the_spread_of_addresses(held, probes):
+    index = LeaseIndex()
+    index.load(((4, 32, value), T, T + H, Owner(f"s{value}")) for value in held)
+    for value in [*held, *probes, *(v + 1 for v in held if v < 2**32 - 1)]:
+        ip = str(ipaddress.IPv4Address(value))
+        assert _who(index, ip, T) == (f"s{value}" if value in held else None), ip
+
+
 # -- lease files ---------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import logging
 import click
 
 from voiplog import __version__
+from voiplog._allocator import pin_mmap_threshold
 
 # command name -> (module, attribute)
 SUBCOMMANDS = {
@@ -52,6 +53,7 @@ class _LazyGroup(click.Group):
 def cli(log_level: str) -> None:
     """voiplog: call-detail records of the VoIP calls crossing a POP."""
     logging.basicConfig(level=log_level.upper(), format="voiplog: %(levelname)s: %(message)s")
+    pin_mmap_threshold()
 
 
 def main() -> None:
