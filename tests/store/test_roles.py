@@ -88,6 +88,32 @@ def test_the_writer_role_writes_records_and_nothing_else(roles, store_dsn, tmp_p
         connection.close()
 
 
+def test_the_writer_role_has_days_that_are_over_indexed_but_cannot_index(
+    roles, store_dsn, tmp_path
+):
+    writer_dsn, _ = roles
+    writer = StoreWriter(
+        writer_dsn, Spool(tmp_path, fsync="never"), today=lambda: dt.date(2026, 3, 1)
+    )
+    with writer:
+        writer.put(call("2026-02-27T10:00:00Z", 0))
+    assert writer.records_rejected == 0
+    made = query(
+        store_dsn,
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'cdr_p20260227' ORDER BY 1",
+    )
+    assert made == [
+        ("cdr_p20260227_callee_idx",),
+        ("cdr_p20260227_caller_idx",),
+        ("cdr_p20260227_pkey",),
+        ("cdr_p20260227_subscriber_ip_idx",),
+    ]
+    connection = psycopg2.connect(writer_dsn)
+    with connection.cursor() as cursor, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        cursor.execute("CREATE INDEX intruder ON cdr_p20260301 (caller)")
+    connection.close()
+
+
 def test_the_admin_role_purges(roles, store_dsn, tmp_path):
     writer_dsn, admin_dsn = roles
     today = dt.date(2026, 3, 10)

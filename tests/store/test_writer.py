@@ -267,3 +267,49 @@ def _wait(condition, timeout=30.0):
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.05)
+
+
+def _lookup_indexes(dsn):
+    return query(
+        dsn,
+        """
+        SELECT c.relname, count(n.relname) FILTER (WHERE n.relname LIKE '%%\\_idx')
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        LEFT JOIN pg_index x ON x.indrelid = c.oid LEFT JOIN pg_class n ON n.oid = x.indexrelid
+        WHERE i.inhparent = 'cdr'::regclass GROUP BY 1 ORDER BY 1
+        """,
+    )
+
+
+def test_days_that_are_over_are_indexed_and_today_is_not(store_dsn, tmp_path):
+    records = [call("2026-02-27T10:00:00Z", 0), call("2026-03-01T10:00:00Z", 1)]
+    writer = _writer(store_dsn, tmp_path)
+    with writer:
+        for record in records:
+            writer.put(record)
+    indexes = dict(_lookup_indexes(store_dsn))
+    # The writer indexed the day of the replayed record as it closed; today stays bare.
+    assert indexes["cdr_p20260227"] == 3
+    assert indexes["cdr_p20260228"] == 3
+    assert indexes["cdr_p20260301"] == 0
+    assert indexes["cdr_default"] == 3
+    assert writer.index_closed_days() == 0  # nothing left to do
+    # Questions by number use the index where there is one and find both days.
+    with psycopg2.connect(store_dsn) as connection, connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # the partitions are tiny
+        cursor.execute("SELECT count(*) FROM cdr WHERE caller = '+4930111'")
+        assert cursor.fetchone() == (2,)
+        cursor.execute("EXPLAIN SELECT * FROM cdr WHERE caller = '+4930111'")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "cdr_p20260227_caller_idx" in plan
+
+
+def test_a_late_record_lands_in_an_indexed_day(store_dsn, tmp_path):
+    writer = _writer(store_dsn, tmp_path)
+    with writer:
+        writer.put(call("2026-02-27T10:00:00Z", 0))
+    late = call("2026-02-27T11:00:00Z", 1, caller="+4930999")
+    with _writer(store_dsn, tmp_path) as writer:
+        writer.put(late)
+    found = query(store_dsn, "SELECT uid FROM cdr WHERE caller = '+4930999'")
+    assert found == [(late.uid,)]

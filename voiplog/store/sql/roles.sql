@@ -6,7 +6,8 @@
 --
 -- voiplog_writer: what a POP's daemon needs and nothing more. It can insert
 --   records (cdr, cdr_media, registration) and have day partitions made (through
---   the SECURITY DEFINER function voiplog_ensure_day_partitions); it cannot
+--   the SECURITY DEFINER function voiplog_ensure_day_partitions) and have the
+--   days that are over indexed (voiplog_index_closed_days); it cannot
 --   read, change or delete a record, and cannot see holds, purge log or leases.
 --   It reads the schema revision (alembic_version) to refuse a schema it does
 --   not know, and the uid/started_at of records to skip ones stored before.
@@ -58,6 +59,7 @@ BEGIN
 END
 $$;
 ALTER FUNCTION voiplog_ensure_day_partitions(date) OWNER TO voiplog_admin;
+ALTER FUNCTION voiplog_index_closed_days(date) OWNER TO voiplog_admin;
 
 -- Writer: insert records, nothing else.
 REVOKE ALL ON cdr, cdr_media, registration, legal_hold, held_record, purge_log, lease, cgnat_block
@@ -66,6 +68,7 @@ GRANT INSERT ON cdr, cdr_media, registration TO voiplog_writer;
 GRANT SELECT (uid, started_at) ON cdr TO voiplog_writer;
 GRANT SELECT ON alembic_version TO voiplog_writer;
 GRANT EXECUTE ON FUNCTION voiplog_ensure_day_partitions(date) TO voiplog_writer;
+GRANT EXECUTE ON FUNCTION voiplog_index_closed_days(date) TO voiplog_writer;
 
 -- Lease reader: the lease and port-block tables, read only.
 GRANT SELECT ON lease, cgnat_block TO voiplog_lease_reader;
