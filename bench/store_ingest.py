@@ -7,9 +7,9 @@ spools them, then measures how fast the writer drains the spool into a fresh
 scratch database (binary COPY into the day being written: primary key and
 media BRIN index in place, the look-up indexes come when the day is over), in
 CDRs and media rows per second; then the time to build that day's look-up
-indexes, as the writer has it done once the day is over. Then it fills one day partition with --drop-records
-CDRs and times `voiplog purge` dropping it. The scratch database is dropped at
-the end. Target: >= 100,000 CDRs/s ingest; drop of 1,000,000 CDRs < 1 s.
+indexes, as the writer has it done once the day is over. Then it fills one day
+partition with --drop-records CDRs and times `voiplog purge` dropping it. The
+scratch database is dropped at the end. Target: >= 100,000 CDRs/s ingest; drop of 1,000,000 CDRs < 1 s.
 """
 
 from __future__ import annotations

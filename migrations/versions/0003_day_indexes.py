@@ -28,7 +28,7 @@ COLUMNS = ("caller", "callee", "subscriber_ip")
 # them. Under an advisory lock so that two writers do not build the same index
 # at once; SECURITY DEFINER so that the writer role, which may not create
 # anything, can have its finished days indexed. Returns the partitions indexed.
-INDEX_CLOSED_DAYS = """
+INDEX_CLOSED_DAYS = f"""
 CREATE FUNCTION voiplog_index_closed_days(before date) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
 DECLARE
@@ -40,13 +40,14 @@ BEGIN
     FOR part IN
         SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent = 'cdr'::regclass
-          AND c.relname ~ '^cdr_p[0-9]{8}$'
+          AND c.relname ~ '^cdr_p[0-9]{{8}}$'
           AND to_date(substr(c.relname, 6), 'YYYYMMDD') < before
           AND (SELECT count(*) FROM pg_index x JOIN pg_class n ON n.oid = x.indexrelid
-               WHERE x.indrelid = c.oid AND n.relname LIKE c.relname || '\\_%\\_idx') < 3
+               WHERE x.indrelid = c.oid AND n.relname LIKE c.relname || '\\_%\\_idx')
+              < {len(COLUMNS)}
         ORDER BY c.relname
     LOOP
-        FOREACH col IN ARRAY ARRAY['caller', 'callee', 'subscriber_ip'] LOOP
+        FOREACH col IN ARRAY ARRAY[{", ".join(f"'{c}'" for c in COLUMNS)}] LOOP
             EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I (%I)',
                            part || '_' || col || '_idx', part, col);
         END LOOP;
@@ -71,7 +72,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP FUNCTION voiplog_index_closed_days(date)")
     op.execute(
-        """
+        f"""
         DO $$
         DECLARE idx text;
         BEGIN
@@ -80,7 +81,7 @@ def downgrade() -> None:
                 JOIN pg_index x ON x.indrelid = i.inhrelid
                 JOIN pg_class n ON n.oid = x.indexrelid
                 WHERE i.inhparent = 'cdr'::regclass
-                  AND n.relname ~ '_(caller|callee|subscriber_ip)_idx$'
+                  AND n.relname ~ '_({"|".join(COLUMNS)})_idx$'
             LOOP
                 EXECUTE format('DROP INDEX %I', idx);
             END LOOP;

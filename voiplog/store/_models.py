@@ -23,9 +23,9 @@ records land, such indexes took a third of the ingest rate; built in one
 sorted pass after the day, they cost about as much in all but not at the busy
 hour. Questions about the current day scan its one partition. The keys that
 are filled as rows land lead with the start time, so that inserts append at
-the right edge of the index instead of landing at random pages. `cdr_media` has no primary key of its own: its rows are written only
-together with their new `cdr` row, whose key already makes the write
-idempotent. Its rows arrive in time order, so a BRIN index on started_at
+the right edge of the index instead of landing at random pages. `cdr_media`
+has no primary key of its own: its rows are written only together with their
+new `cdr` row, whose key already makes the write idempotent. Its rows arrive in time order, so a BRIN index on started_at
 (nearly free to keep) finds a call's streams among a few pages. Questions
 by media address scan the day partitions concerned; an operator who asks them
 often can add an index on src_ip/dst_ip in a migration of their own.

@@ -258,10 +258,9 @@ class StoreWriter:
             connection.commit()
         except (psycopg2.Error, SchemaBehindError) as exc:
             self._disconnect(link)
-            first = str(exc).strip().splitlines()
             log.warning(
                 "indexing the day partitions that are over failed (%s); tried again later",
-                first[0] if first else type(exc).__name__,
+                _first_line(exc),
             )
             return 0
         if made:
@@ -277,11 +276,10 @@ class StoreWriter:
         with self._lock:
             if self._outage_since is None:
                 self._outage_since = time.monotonic()
-                first = str(exc).strip().splitlines()
                 log.error(
                     "database %s unusable (%s); records stay in the spool %s until it is back",
                     describe(self.dsn),
-                    first[0] if first else type(exc).__name__,
+                    _first_line(exc),
                     self.spool.directory,
                 )
             self._backoff_s = min(_MAX_BACKOFF_S, max(0.25, self._backoff_s * 2))
@@ -410,7 +408,7 @@ class StoreWriter:
         log.warning(
             "spool segment %s refused as a whole (%s); storing its records one by one",
             segment.name,
-            str(exc).strip().splitlines()[0],
+            _first_line(exc),
         )
         rejected_dir = self.spool.directory / "rejected"
         for number, record in enumerate(records, 1):
@@ -418,7 +416,7 @@ class StoreWriter:
                 self._merge(connection, _ingest.split([record])[0])
             except _REFUSED_AS_DATA as error:
                 connection.rollback()
-                reason = str(error).strip().splitlines()[0]
+                reason = _first_line(error)
                 rejected_dir.mkdir(exist_ok=True, mode=0o700)
                 # Kept as spool entries: once the cause is fixed, the file can be
                 # moved back into the spool as seg-<anything>.ready to retry.
@@ -435,6 +433,12 @@ class StoreWriter:
                     reason,
                     rejected_dir,
                 )
+
+
+def _first_line(exc: Exception) -> str:
+    """The first line of a database error's message, or its type when it has none."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _day_text(day: int) -> str:
