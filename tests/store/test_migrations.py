@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -13,7 +15,7 @@ from voiplog.store.errors import SchemaBehindError
 
 pytestmark = pytest.mark.postgres
 
-TABLES = {"cdr", "cdr_media", "registration", "legal_hold", "held_record", "purge_log", "lease", "cgnat_block"}  # fmt: skip
+TABLES = {"cdr", "registration", "legal_hold", "held_record", "purge_log", "lease", "cgnat_block"}  # fmt: skip
 
 
 def _tables(dsn):
@@ -27,7 +29,7 @@ def test_up_down_up_on_an_empty_database(scratch_dsn):
     migrate.upgrade(engine)
     assert migrate.current(engine) == migrate.head()
     assert _tables(scratch_dsn) >= TABLES
-    assert {"cdr_default", "cdr_media_default", "registration_default"} <= _tables(scratch_dsn)
+    assert {"cdr_default", "registration_default"} <= _tables(scratch_dsn)
     migrate.downgrade(engine, "base")
     assert migrate.current(engine) is None
     assert _tables(scratch_dsn) == {"alembic_version"}
@@ -93,3 +95,64 @@ def test_the_models_match_what_the_migrations_make(store_dsn):
         diff = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def _stored_by_the_first_layout(dsn) -> list[dict]:
+    """The fixture's two calls stored as revision 0003 stored them; their contract dicts."""
+    from io import BytesIO
+    from pathlib import Path
+
+    import orjson
+    import psycopg2
+
+    from voiplog.store._ingest import COPY_HEADER, COPY_TRAILER, parts
+    from voiplog.store.spool import iter_entries
+
+    data = Path(__file__).parent / "data"
+    entries = list(iter_entries((data / "spool-v1-calls.entries").read_bytes()))
+    rows, media = (b"".join(parts(e)[i] for e in entries) for i in (1, 2))
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT voiplog_ensure_day_partitions('2026-03-01')")
+        for table, data_rows in (("cdr", rows), ("cdr_media", media)):
+            cursor.execute(
+                f"SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute "
+                f"WHERE attrelid = '{table}'::regclass AND attnum > 0 AND NOT attisdropped "
+                "AND attname <> 'stored_at'"
+            )
+            (columns,) = cursor.fetchone()
+            cursor.copy_expert(
+                f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT binary)",
+                BytesIO(COPY_HEADER + data_rows + COPY_TRAILER),
+            )
+    connection.close()
+    lines = (data / "spool-v1-calls.jsonl").read_bytes().splitlines()
+    return [orjson.loads(line) for line in lines]
+
+
+def test_upgrading_moves_streams_and_enrichment_into_the_call_row_and_back(scratch_dsn):
+    import psycopg2
+
+    from voiplog.store.read import iter_records
+
+    engine = make_engine(scratch_dsn)
+    migrate.upgrade(engine, "0003")
+    docs = _stored_by_the_first_layout(scratch_dsn)
+    # A record from elsewhere: a subscriber object of another shape.
+    odd = {"id": 42, "vlan": "7"}
+    query(scratch_dsn, "UPDATE cdr SET subscriber = %s WHERE uid = %s", (json.dumps(odd), docs[1]["uid"]))  # fmt: skip
+    docs[1]["subscriber"] = odd
+    before = query(scratch_dsn, "SELECT uid, subscriber, remote, extra FROM cdr ORDER BY uid")
+    media_before = query(scratch_dsn, "SELECT * FROM cdr_media ORDER BY uid, ordinal")
+    assert len(media_before) == 2
+
+    migrate.upgrade(engine)
+    with psycopg2.connect(scratch_dsn) as connection:
+        assert list(iter_records(connection)) == docs
+    connection.close()
+    assert query(scratch_dsn, "SELECT (subscriber).id, (remote).asn FROM cdr ORDER BY started_at") == [("sub-1", 3320), (None, None)]  # fmt: skip
+    assert query(scratch_dsn, "SELECT count(*) FROM cdr WHERE extra IS NULL") == [(0,)]
+
+    migrate.downgrade(engine, "0003")
+    assert query(scratch_dsn, "SELECT uid, subscriber, remote, extra FROM cdr ORDER BY uid") == before  # fmt: skip
+    assert query(scratch_dsn, "SELECT * FROM cdr_media ORDER BY uid, ordinal") == media_before
+    engine.dispose()

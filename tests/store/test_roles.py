@@ -64,13 +64,12 @@ def test_the_writer_role_writes_records_and_nothing_else(roles, store_dsn, tmp_p
             writer.put(call("2026-03-05T10:00:00Z", 1))  # a new day: made through the function
         assert writer.records_rejected == 0
     assert query(store_dsn, "SELECT count(*) FROM cdr") == [(2,)]
-    assert query(store_dsn, "SELECT count(*) FROM cdr_media") == [(4,)]
+    assert query(store_dsn, "SELECT sum(cardinality(media)) FROM cdr") == [(4,)]
     denied = [
         "DELETE FROM cdr",
         "UPDATE cdr SET caller = 'x'",
         "TRUNCATE cdr",
         "SELECT caller FROM cdr",
-        "SELECT * FROM cdr_media",
         "SELECT * FROM legal_hold",
         "SELECT * FROM held_record",
         "SELECT * FROM purge_log",
@@ -124,6 +123,6 @@ def test_the_admin_role_purges(roles, store_dsn, tmp_path):
     done = purge.execute(
         engine, purge.make_plan(engine, dt.datetime(2026, 3, 2, tzinfo=dt.UTC)), "t"
     )
-    assert done.rows_dropped == 3
+    assert done.rows_dropped == 1  # one call, its media streams in its row
     engine.dispose()
     assert query(store_dsn, "SELECT count(*) FROM cdr") == [(0,)]

@@ -82,3 +82,61 @@ def test_batch_policy_syncs_on_tick(tmp_path, monkeypatch):
     assert spool._unsynced_since is not None
     spool.tick()
     assert synced and spool._unsynced_since is None
+
+
+class _Memo:
+    def __init__(self):
+        self.records = []
+        self.size = 0
+
+    def add(self, record):
+        self.records.append(record)
+        self.size += len(record)
+        return len(record)
+
+
+def test_each_sealed_segment_has_a_memo_of_exactly_its_records(tmp_path):
+    spool = Spool(tmp_path, segment_bytes=40, fsync="never")
+    spool.keep_memos(_Memo, max_bytes=1 << 20)
+    for n in range(9):
+        spool.append(b"record-%d" % n)
+    spool.seal()
+    ready = spool.ready()
+    assert len(ready) >= 3
+    for segment in ready:
+        assert spool.memo(segment).records == list(iter_entries(segment.read_bytes()))
+    spool.remove(ready[0])
+    assert spool.memo(ready[0]) is None
+    assert spool._memo_bytes == sum(spool.memo(p).size for p in ready[1:])
+
+
+def test_past_the_memory_bound_segments_are_read_from_their_files(tmp_path):
+    spool = Spool(tmp_path, segment_bytes=40, fsync="never")
+    spool.keep_memos(_Memo, max_bytes=50)
+    for n in range(12):
+        spool.append(b"record-%02d" % n)  # 9 bytes a record, 3 to 4 a segment
+    spool.seal()
+    memos = [spool.memo(p) for p in spool.ready()]
+    assert memos[0] is not None and memos[-1] is None
+    # A segment has its whole memo or none.
+    for segment, memo in zip(spool.ready(), memos, strict=True):
+        if memo is not None:
+            assert memo.records == list(iter_entries(segment.read_bytes()))
+    assert spool._memo_bytes <= 50
+    for segment in spool.ready():
+        spool.remove(segment)
+    assert spool._memo_bytes == 0
+    spool.append(b"again")  # room again: the next segment has one
+    spool.seal()
+    assert spool.memo(spool.ready()[0]).records == [b"again"]
+
+
+def test_a_segment_recovered_after_a_crash_has_no_memo(tmp_path):
+    spool = Spool(tmp_path, fsync="always")
+    spool.keep_memos(_Memo, max_bytes=1 << 20)
+    spool.append(b"one")
+    # no close: the process died
+    again = Spool(tmp_path)
+    again.keep_memos(_Memo, max_bytes=1 << 20)
+    (segment,) = again.ready()
+    assert again.memo(segment) is None

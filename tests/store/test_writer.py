@@ -34,7 +34,8 @@ def _records(dsn):
         return list(iter_records(connection))
 
 
-def test_records_come_back_exactly_as_written(store_dsn, tmp_path):
+@pytest.mark.parametrize("memo_bytes", [0, 1 << 20])  # segments read back, or kept in memory
+def test_records_come_back_exactly_as_written(store_dsn, tmp_path, memo_bytes):
     records = [
         call("2026-03-01T10:00:00Z", 0),
         call(
@@ -52,8 +53,12 @@ def test_records_come_back_exactly_as_written(store_dsn, tmp_path):
             extra={"tunnel": {"type": "gre", "key": 7}},
         ),
         call("2026-03-02T00:00:00Z", 3, duration_s=0.000001, setup_ms=None, answered_at=None),
+        call("2026-03-01T11:00:00Z", 4, remote={"country": "NL", "asn": 1136, "org": "KPN"}),
+        call("2026-03-01T11:00:00Z", 5, remote={"country": None, "asn": None, "org": None}),
+        # Enrichment of another shape than the contract's (a record from elsewhere).
+        call("2026-03-01T11:00:00Z", 6, subscriber={"id": 7, "vlan": "x"}, remote={"asn": "AS1"}),
     ]
-    writer = _writer(store_dsn, tmp_path)
+    writer = _writer(store_dsn, tmp_path, memo_bytes=memo_bytes)
     with writer:
         for record in records:
             writer.put(record)
@@ -64,7 +69,7 @@ def test_records_come_back_exactly_as_written(store_dsn, tmp_path):
     parts = query(
         store_dsn, "SELECT tableoid::regclass::text, count(*) FROM cdr GROUP BY 1 ORDER BY 1"
     )
-    assert parts == [("cdr_p20260301", 3), ("cdr_p20260302", 1)]
+    assert parts == [("cdr_p20260301", 6), ("cdr_p20260302", 1)]
     pop = query(store_dsn, "SELECT DISTINCT pop, sensor FROM cdr")
     assert pop == [("ams1", "edge-1")]
 
@@ -87,7 +92,7 @@ def test_writing_twice_stores_once(store_dsn, tmp_path):
             for record in records[: 30 + attempt * 20]:  # the second run overlaps the first
                 writer.put(record)
     assert query(store_dsn, "SELECT count(*), count(DISTINCT uid) FROM cdr") == [(50, 50)]
-    assert query(store_dsn, "SELECT count(*) FROM cdr_media") == [(100,)]
+    assert query(store_dsn, "SELECT sum(cardinality(media)) FROM cdr") == [(100,)]
 
 
 def test_a_segment_drained_again_after_a_crash_adds_nothing(store_dsn, tmp_path):
@@ -103,7 +108,7 @@ def test_a_segment_drained_again_after_a_crash_adds_nothing(store_dsn, tmp_path)
     again = StoreWriter(store_dsn, spool, today=lambda: TODAY)
     assert again.close() == 0
     assert query(store_dsn, "SELECT count(*) FROM cdr") == [(10,)]
-    assert query(store_dsn, "SELECT count(*) FROM cdr_media") == [(20,)]
+    assert query(store_dsn, "SELECT sum(cardinality(media)) FROM cdr") == [(20,)]
 
 
 def test_far_off_timestamps_go_to_the_default_partition_with_a_warning(store_dsn, tmp_path, caplog):
@@ -113,7 +118,7 @@ def test_far_off_timestamps_go_to_the_default_partition_with_a_warning(store_dsn
         writer.put(call("2099-06-01T00:00:00Z", 1))
     assert "far outside the partition window" in caplog.text
     assert query(store_dsn, "SELECT count(*) FROM cdr_default") == [(2,)]
-    assert query(store_dsn, "SELECT count(*) FROM cdr_media_default") == [(4,)]
+    assert query(store_dsn, "SELECT sum(cardinality(media)) FROM cdr_default") == [(4,)]
 
 
 def test_a_day_made_later_takes_its_rows_out_of_the_default_partition(store_dsn, tmp_path):
@@ -123,7 +128,7 @@ def test_a_day_made_later_takes_its_rows_out_of_the_default_partition(store_dsn,
     assert query(store_dsn, "SELECT count(*) FROM cdr_default") == [(1,)]
     query(store_dsn, "SELECT voiplog_ensure_day_partitions('2026-01-01')")
     assert query(store_dsn, "SELECT tableoid::regclass::text FROM cdr") == [("cdr_p20260101",)]
-    assert query(store_dsn, "SELECT count(*) FROM cdr_media_p20260101") == [(2,)]
+    assert query(store_dsn, "SELECT sum(cardinality(media)) FROM cdr_p20260101") == [(2,)]
 
 
 def test_values_no_column_can_take_are_kept_aside_and_the_rest_is_stored(store_dsn, tmp_path):
@@ -244,7 +249,7 @@ def test_database_down_mid_stream_then_back_every_record_lands_once(store_dsn, t
         proxy.close()
     assert left == 0
     assert query(store_dsn, "SELECT count(*), count(DISTINCT uid) FROM cdr") == [(350, 350)]
-    assert query(store_dsn, "SELECT count(*) FROM cdr_media") == [(700,)]
+    assert query(store_dsn, "SELECT sum(cardinality(media)) FROM cdr") == [(700,)]
 
 
 def test_records_stay_spooled_when_the_database_never_comes_back(store_dsn, tmp_path):

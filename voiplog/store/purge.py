@@ -23,15 +23,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 PURGE_LOCK = 0x766F69706C7067  # distinct from the migration lock
-_PARTITION = re.compile(r"^(cdr|cdr_media|registration)_p(\d{8})$")
-_TIME_COLUMN = {"cdr": "started_at", "cdr_media": "started_at", "registration": "requested_at"}
+_PARTITION = re.compile(r"^(cdr|registration)_p(\d{8})$")
+_TIME_COLUMN = {"cdr": "started_at", "registration": "requested_at"}
 
 # The whole record of a cdr row `c` as a JSON document, media included.
-_CDR_DOC = """
-(to_jsonb(c) - 'extra' - 'stored_at') || c.extra || jsonb_build_object('media', COALESCE(
-    (SELECT jsonb_agg(to_jsonb(m) - 'uid' - 'started_at' - 'ordinal' ORDER BY m.ordinal)
-     FROM cdr_media m WHERE m.uid = c.uid AND m.started_at = c.started_at), '[]'::jsonb))
-"""
+# Objects kept whole in extra (they did not fit their typed columns) win.
+_CDR_DOC = "(to_jsonb(c) - 'extra' - 'stored_at') || COALESCE(c.extra, '{}')"
 _REGISTRATION_DOC = "(to_jsonb(c) - 'extra' - 'stored_at') || c.extra"
 
 # Which records a hold `h` covers: its selector, and a lifetime overlapping its window.
@@ -40,11 +37,11 @@ h.released_at IS NULL
 AND c.started_at < h.valid_to AND COALESCE(c.ended_at, c.started_at) >= h.valid_from
 AND CASE h.selector
     WHEN 'number' THEN c.caller = h.value OR c.callee = h.value
-    WHEN 'subscriber' THEN c.subscriber->>'id' = h.value
+    WHEN 'subscriber' THEN (c.subscriber).id = h.value OR c.extra->'subscriber'->>'id' = h.value
     WHEN 'ip' THEN c.caller_ip <<= h.value::inet OR c.callee_ip <<= h.value::inet
         OR c.subscriber_ip <<= h.value::inet
-        OR EXISTS (SELECT 1 FROM cdr_media m WHERE m.uid = c.uid AND m.started_at = c.started_at
-                   AND (m.src_ip <<= h.value::inet OR m.dst_ip <<= h.value::inet))
+        OR EXISTS (SELECT 1 FROM unnest(c.media) m
+                   WHERE m.src_ip <<= h.value::inet OR m.dst_ip <<= h.value::inet)
     END
 """
 _REGISTRATION_MATCH = """
@@ -109,7 +106,7 @@ def _day_partitions(connection: Connection, cutoff: dt.datetime) -> list[tuple[s
         text(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "JOIN pg_class p ON p.oid = i.inhparent "
-            "WHERE p.relname IN ('cdr', 'cdr_media', 'registration')"
+            "WHERE p.relname IN ('cdr', 'registration')"
         )
     ).scalars()
     found = []
@@ -164,7 +161,7 @@ def _plan(connection: Connection, cutoff: dt.datetime) -> PurgePlan:
     for table, name, day in _day_partitions(connection, cutoff):
         rows = _count(connection, f"SELECT count(*) FROM {name}")
         partitions.append(PartitionPlan(table, name, day, rows))
-        if holds and table in ("cdr", "registration"):
+        if holds:
             to_hold += _count(connection, _hold_sql(name, table))
     default_rows = {}
     for table, column in _TIME_COLUMN.items():
@@ -173,7 +170,7 @@ def _plan(connection: Connection, cutoff: dt.datetime) -> PurgePlan:
             f"SELECT count(*) FROM {table}_default WHERE {column} < :cutoff",
             cutoff=cutoff,
         )
-        if holds and table != "cdr_media":
+        if holds:
             to_hold += _count(
                 connection,
                 _hold_sql(f"{table}_default", table, f"AND c.{column} < :cutoff"),
@@ -197,7 +194,7 @@ def execute(engine: Engine, plan: PurgePlan, os_user: str) -> PurgePlan:
             connection.commit()
             for day in sorted({p.day for p in done.partitions}):
                 for part in (p for p in done.partitions if p.day == day):
-                    if done.to_hold and part.table in ("cdr", "registration"):
+                    if done.to_hold:
                         connection.execute(text(_hold_sql(part.name, part.table, insert=True)))
                 for part in (p for p in done.partitions if p.day == day):
                     connection.execute(text(f"DROP TABLE {part.name}"))
@@ -205,17 +202,14 @@ def execute(engine: Engine, plan: PurgePlan, os_user: str) -> PurgePlan:
             for table, column in _TIME_COLUMN.items():
                 if not done.default_rows.get(table):
                     continue
-                if table != "cdr_media":
-                    connection.execute(
-                        text(_hold_sql(f"{table}_default", table, f"AND c.{column} < :cutoff", insert=True)),
-                        {"cutoff": plan.cutoff},
-                    )  # fmt: skip
-            for table, column in (("cdr_media", "started_at"), ("cdr", "started_at"), ("registration", "requested_at")):  # fmt: skip
-                if done.default_rows.get(table):
-                    connection.execute(
-                        text(f"DELETE FROM {table}_default WHERE {column} < :cutoff"),
-                        {"cutoff": plan.cutoff},
-                    )
+                connection.execute(
+                    text(_hold_sql(f"{table}_default", table, f"AND c.{column} < :cutoff", insert=True)),
+                    {"cutoff": plan.cutoff},
+                )  # fmt: skip
+                connection.execute(
+                    text(f"DELETE FROM {table}_default WHERE {column} < :cutoff"),
+                    {"cutoff": plan.cutoff},
+                )
             connection.execute(
                 text("DELETE FROM held_record r USING legal_hold h WHERE h.id = r.hold_id AND h.released_at IS NOT NULL AND r.started_at < :cutoff"),
                 {"cutoff": plan.cutoff},

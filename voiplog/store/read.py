@@ -20,6 +20,8 @@ def _ts(value: dt.datetime | None) -> str | None:
 
 _CDR_TIMES = {"started_at", "ringing_at", "answered_at", "ended_at"}
 _REGISTRATION_TIMES = {"requested_at", "answered_at"}
+# Composite columns read as JSON objects: their fields are the contract's keys.
+_AS_JSON = {"subscriber", "remote"}
 
 
 def iter_records(connection, where: str = "TRUE", params=()) -> Iterator[dict]:
@@ -27,7 +29,7 @@ def iter_records(connection, where: str = "TRUE", params=()) -> Iterator[dict]:
 
     `connection` is a psycopg2 connection; rows come in (started_at, uid) order.
     """
-    columns = ", ".join(f'c."{k}"' for k in CDR_KEYS)
+    columns = ", ".join(f'to_jsonb(c."{k}")' if k in _AS_JSON else f'c."{k}"' for k in CDR_KEYS)
     media = ", ".join(f'm."{k}"' for k in MEDIA_KEYS)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -39,24 +41,26 @@ def iter_records(connection, where: str = "TRUE", params=()) -> Iterator[dict]:
     if rows:
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT m.uid, {media} FROM cdr_media m JOIN cdr c "
-                f"ON m.uid = c.uid AND m.started_at = c.started_at WHERE {where} "
-                f"ORDER BY m.uid, m.ordinal",
+                f"SELECT c.uid, c.started_at, {media} "
+                f"FROM cdr c, unnest(c.media) WITH ORDINALITY AS m WHERE {where} "
+                f"ORDER BY c.uid, c.started_at, m.ordinality",
                 params,
             )
-            by_uid: dict[str, list[dict]] = {}
-            for uid, *values in cursor.fetchall():
+            by_key: dict[tuple, list[dict]] = {}
+            for uid, started, *values in cursor.fetchall():
                 stream = dict(zip(MEDIA_KEYS, values, strict=True))
                 stream["first_at"] = _ts(stream["first_at"])
                 stream["last_at"] = _ts(stream["last_at"])
-                by_uid.setdefault(uid, []).append(stream)
-        streams_by_row = [by_uid.get(row[0], []) for row in rows]
+                by_key.setdefault((uid, started), []).append(stream)
+        streams_by_row = [by_key.get((row[0], row[1]), []) for row in rows]
     for row, streams in zip(rows, streams_by_row, strict=True):
         doc = dict(zip(CDR_KEYS, row[: len(CDR_KEYS)], strict=True))
         for key in _CDR_TIMES:
             doc[key] = _ts(doc[key])
         doc["flags"] = list(doc["flags"])
         doc["media"] = streams
+        # Objects kept whole because they did not fit their typed columns
+        # (see _ingest) come back from extra, as they came.
         doc.update(row[len(CDR_KEYS)] or {})
         yield doc
 

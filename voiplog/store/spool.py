@@ -11,6 +11,13 @@ rather than drop anything. After a crash, the open segment is sealed on the
 next start; an entry cut short or damaged at its end (never fsynced, so never
 taken) is dropped with a warning naming the file and byte offset.
 
+A memo may ride along with each segment (`keep_memos`): an object the owner
+fills from each record as it is appended (under the spool's lock, so that a
+sealed segment's memo holds exactly its records) and reads when draining the
+segment, sparing the drainer a pass over the file. Memos live in memory only,
+up to a bound: a segment recovered after a restart, or written while the bound
+was reached, has none and is read from its file.
+
 Policies: ``always`` fsyncs every record before `append` returns; ``batch``
 (default) fsyncs at the latest `fsync_interval_s` after a record was appended,
 grouping records the way databases group commits; ``never`` leaves it to the
@@ -68,10 +75,22 @@ class Spool:
         self._unsynced_since: float | None = None
         self._last_warning = 0.0
         self._seq = 0
+        self._memo_factory = None
+        self._memo_max_bytes = 0
+        self._memo = None  # of the open segment
+        self._memos: dict[Path, object] = {}  # of sealed segments
+        self._memo_bytes = 0
         self._recover()
         self._bytes = sum(p.stat().st_size for p in self._segments(_READY))
 
     # -- writer side ---------------------------------------------------------
+
+    def keep_memos(self, factory, max_bytes: int) -> None:
+        """Keep a memo per segment from now on: `factory()` makes one, `memo.add(record)`
+        is called with each record appended and returns the bytes it kept."""
+        with self._lock:
+            self._memo_factory = factory
+            self._memo_max_bytes = max_bytes
 
     def append(self, record: bytes, timeout_s: float | None = None) -> None:
         """Append one record; waits while the spool is full."""
@@ -89,6 +108,11 @@ class Spool:
             if self._file is None:
                 self._open_segment()
             self._file.write(line)
+            if self._memo is not None:
+                self._memo_bytes += self._memo.add(record)
+                if self._memo_bytes > self._memo_max_bytes:
+                    self._memo_bytes -= self._memo.size
+                    self._memo = None  # this segment is read from its file
             self._file_bytes += len(line)
             self._bytes += len(line)
             if self.policy == "always":
@@ -123,6 +147,7 @@ class Spool:
                     self._file.close()
                     self._file = None
                     path.unlink(missing_ok=True)
+                    self._memo = None
 
     # -- drainer side --------------------------------------------------------
 
@@ -131,9 +156,17 @@ class Spool:
         with self._lock:
             return self._segments(_READY)
 
+    def memo(self, segment: Path):
+        """The memo of a sealed segment, or None (then read its file)."""
+        with self._lock:
+            return self._memos.get(segment)
+
     def remove(self, segment: Path) -> None:
         """Forget a segment whose records are safely stored."""
         with self._lock:
+            memo = self._memos.pop(segment, None)
+            if memo is not None:
+                self._memo_bytes -= memo.size
             size = segment.stat().st_size
             segment.unlink()
             _fsync_dir(self.directory)
@@ -164,6 +197,9 @@ class Spool:
         path = self.directory / f"seg-{time.time_ns():020d}-{self._seq:06d}{_OPEN}"
         self._file = open(path, "ab", buffering=1 << 16)  # noqa: SIM115
         self._file_bytes = 0
+        self._memo = None
+        if self._memo_factory is not None and self._memo_bytes < self._memo_max_bytes:
+            self._memo = self._memo_factory()
 
     def _sync(self) -> None:
         if self._file is not None:
@@ -181,6 +217,9 @@ class Spool:
         path.rename(path.with_suffix(_READY))
         if self.policy != "never":
             _fsync_dir(self.directory)
+        if self._memo is not None:
+            self._memos[path.with_suffix(_READY)] = self._memo
+            self._memo = None
         self._file = None
         self._file_bytes = 0
         self._lock.notify_all()

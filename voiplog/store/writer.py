@@ -1,13 +1,13 @@
 """The store writer: records into the spool, a drainer thread from the spool into Postgres.
 
-`put` is all the pipeline sees: it serialises the record to its contract JSON
-line and appends it to the durable spool. A background thread seals the open
+`put` is all the pipeline sees: it renders the record to binary COPY rows
+and appends them to the durable spool. A background thread seals the open
 segment every `seal_interval_s` and drains sealed segments into Postgres, one
-transaction per segment (COPY into a staging table, then INSERT ... SELECT; see
-`_ingest`). Several drainers (one connection each) take segments in
-parallel. A segment leaves the spool only after its transaction committed, so
-a crash at any point leaves each record either stored or still spooled, and
-draining it again stores nothing twice.
+transaction per segment (binary COPY, or through staging tables when some
+records are stored already; see `_ingest`). Several drainers (one connection
+each) take segments in parallel. A segment leaves the spool only after its
+transaction committed, so a crash at any point leaves each record either
+stored or still spooled, and draining it again stores nothing twice.
 
 Postgres unreachable (or refusing for a reason that is not the data, such as a
 missing privilege): the drainers back off (up to 30 s between attempts) and
@@ -51,6 +51,7 @@ class _Link:
 
     def __init__(self) -> None:
         self.connection = None
+        self.media_oid = 0  # of the media_stream type, which media arrays name
 
 
 class StoreWriter:
@@ -67,6 +68,7 @@ class StoreWriter:
         accept_past_days: int = 7300,
         seal_interval_s: float = 1.0,
         drainers: int = 2,
+        memo_bytes: int = 128 << 20,
         today=None,
     ) -> None:
         self.dsn = dsn
@@ -84,6 +86,11 @@ class StoreWriter:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._link = _Link()  # for drain_once called from the caller's thread
+        self._media_oid = 0  # as the database last named it; records are rendered with it
+        # Segments' COPY streams are kept in memory as they are spooled (up to
+        # memo_bytes), so that draining them takes no pass over their records;
+        # a backlog beyond that (an outage) is read back from the files.
+        spool.keep_memos(_ingest.Batch, memo_bytes)
         self._outage_since: float | None = None
         self._backoff_s = 0.0
         self.records_put = 0
@@ -104,7 +111,7 @@ class StoreWriter:
         as its JSON line in ``rejected/`` next to the spool, and logged.
         """
         try:
-            rendered = _ingest.render(doc, self.pop, self.sensor)
+            rendered = _ingest.render(doc, self.pop, self.sensor, self._media_oid)
         except _ingest.RenderError as exc:
             self._reject_json(doc, str(exc))
             return
@@ -289,6 +296,7 @@ class StoreWriter:
             connection = connect(self.dsn)
             try:
                 self._check_schema(connection)
+                link.media_oid = self._media_oid = self._type_oid(connection)
                 self._ensure_days(connection, self._window_days(), force=True)
             except Exception:
                 connection.close()
@@ -313,6 +321,14 @@ class StoreWriter:
                 f"{row[0] if row else 'none'}, this voiplog writes {wanted}; "
                 "run `voiplog db upgrade`"
             )
+
+    @staticmethod
+    def _type_oid(connection) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 'media_stream'::regtype::oid")
+            (oid,) = cursor.fetchone()
+        connection.rollback()
+        return oid
 
     @staticmethod
     def _disconnect(link: _Link) -> None:
@@ -357,10 +373,16 @@ class StoreWriter:
             self._days.update(wanted)
 
     def _store_segment(self, link: _Link, segment: Path) -> None:
-        records = list(iter_entries(segment.read_bytes()))
         connection = self._connect(link)
         started = time.perf_counter()
-        groups, days = _ingest.split(records)
+        memo = self.spool.memo(segment)
+        if memo is not None:
+            groups, days = memo.streams(link.media_oid)
+            count = memo.count
+        else:
+            records = list(iter_entries(segment.read_bytes()))
+            groups, days = _ingest.split(records, link.media_oid)
+            count = len(records)
         self._ensure_days(connection, (_day_text(day) for day in days))
         try:
             self._copy(connection, groups)
@@ -371,14 +393,14 @@ class StoreWriter:
                 self._merge(connection, groups)
             except _REFUSED_AS_DATA as exc:
                 connection.rollback()
-                self._store_one_by_one(connection, segment, records, exc)
+                self._store_one_by_one(link, segment, exc)
         except _REFUSED_AS_DATA as exc:
             connection.rollback()
-            self._store_one_by_one(connection, segment, records, exc)
+            self._store_one_by_one(link, segment, exc)
         elapsed = time.perf_counter() - started
         with self._lock:
             self.last_batch_s = elapsed
-            self.records_stored += len(records)
+            self.records_stored += count
 
     @staticmethod
     def _copy(connection, groups: dict[bytes, bytes]) -> None:
@@ -391,20 +413,18 @@ class StoreWriter:
     @staticmethod
     def _merge(connection, groups: dict[bytes, bytes]) -> None:
         with connection.cursor() as cursor:
-            for tag in (b"m", b"c", b"r"):  # media staged before their calls merge
+            for tag, rows in groups.items():
                 table, columns = _ingest.TABLES[tag]
                 cursor.execute(_ingest.staging_sql(table))
-                rows = groups.get(tag)
-                if rows:
-                    cursor.copy_expert(
-                        _ingest.copy_sql(f"stage_{table}", columns), BytesIO(rows), _COPY_CHUNK
-                    )
-                    merge = _ingest.merge_sql(table, columns)
-                    if merge:
-                        cursor.execute(merge)
+                cursor.copy_expert(
+                    _ingest.copy_sql(f"stage_{table}", columns), BytesIO(rows), _COPY_CHUNK
+                )
+                cursor.execute(_ingest.merge_sql(table, columns))
         connection.commit()
 
-    def _store_one_by_one(self, connection, segment: Path, records, exc: Exception) -> None:
+    def _store_one_by_one(self, link: _Link, segment: Path, exc: Exception) -> None:
+        connection = link.connection
+        records = list(iter_entries(segment.read_bytes()))
         log.warning(
             "spool segment %s refused as a whole (%s); storing its records one by one",
             segment.name,
@@ -413,7 +433,7 @@ class StoreWriter:
         rejected_dir = self.spool.directory / "rejected"
         for number, record in enumerate(records, 1):
             try:
-                self._merge(connection, _ingest.split([record])[0])
+                self._merge(connection, _ingest.split([record], link.media_oid)[0])
             except _REFUSED_AS_DATA as error:
                 connection.rollback()
                 reason = _first_line(error)

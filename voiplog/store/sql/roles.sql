@@ -5,7 +5,7 @@
 --   ALTER ROLE voiplog_pop_ams1 LOGIN PASSWORD '...';  GRANT voiplog_writer TO voiplog_pop_ams1;
 --
 -- voiplog_writer: what a POP's daemon needs and nothing more. It can insert
---   records (cdr, cdr_media, registration) and have day partitions made (through
+--   records (cdr, registration) and have day partitions made (through
 --   the SECURITY DEFINER function voiplog_ensure_day_partitions) and have the
 --   days that are over indexed (voiplog_index_closed_days); it cannot
 --   read, change or delete a record, and cannot see holds, purge log or leases.
@@ -36,9 +36,8 @@ $$;
 GRANT USAGE ON SCHEMA public TO voiplog_writer, voiplog_admin, voiplog_lease_reader;
 GRANT CREATE ON SCHEMA public TO voiplog_admin;
 
--- The admin owns everything voiplog made (tables, partitions, the function).
+-- The admin owns everything voiplog made (tables, partitions, types, functions).
 ALTER TABLE cdr OWNER TO voiplog_admin;
-ALTER TABLE cdr_media OWNER TO voiplog_admin;
 ALTER TABLE registration OWNER TO voiplog_admin;
 ALTER TABLE legal_hold OWNER TO voiplog_admin;
 ALTER TABLE held_record OWNER TO voiplog_admin;
@@ -52,19 +51,22 @@ BEGIN
     FOR part IN
         SELECT c.relname FROM pg_inherits i
         JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-        WHERE p.relname IN ('cdr', 'cdr_media', 'registration')
+        WHERE p.relname IN ('cdr', 'registration')
     LOOP
         EXECUTE format('ALTER TABLE %I OWNER TO voiplog_admin', part.relname);
     END LOOP;
 END
 $$;
+ALTER TYPE media_stream OWNER TO voiplog_admin;
+ALTER TYPE subscriber_info OWNER TO voiplog_admin;
+ALTER TYPE remote_info OWNER TO voiplog_admin;
 ALTER FUNCTION voiplog_ensure_day_partitions(date) OWNER TO voiplog_admin;
 ALTER FUNCTION voiplog_index_closed_days(date) OWNER TO voiplog_admin;
 
 -- Writer: insert records, nothing else.
-REVOKE ALL ON cdr, cdr_media, registration, legal_hold, held_record, purge_log, lease, cgnat_block
+REVOKE ALL ON cdr, registration, legal_hold, held_record, purge_log, lease, cgnat_block
     FROM voiplog_writer;
-GRANT INSERT ON cdr, cdr_media, registration TO voiplog_writer;
+GRANT INSERT ON cdr, registration TO voiplog_writer;
 GRANT SELECT (uid, started_at) ON cdr TO voiplog_writer;
 GRANT SELECT ON alembic_version TO voiplog_writer;
 GRANT EXECUTE ON FUNCTION voiplog_ensure_day_partitions(date) TO voiplog_writer;
