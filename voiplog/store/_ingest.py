@@ -49,6 +49,8 @@ CDR_KEYS = (
 # `media` is last: its bytes are a part of their own in a rendered record (see split).
 CDR_COLUMNS = (*CDR_KEYS, "extra", "pop", "sensor", "media")
 _CDR_CONTRACT = frozenset((*CDR_KEYS, "media"))
+_SUBSCRIBER_AT = CDR_KEYS.index("subscriber")
+_REMOTE_AT = CDR_KEYS.index("remote")
 
 # The fields of the composite types, in their order, with their column types.
 MEDIA_FIELDS = (
@@ -304,7 +306,7 @@ def render(doc: dict, pop: str | None, sensor: str | None, media_oid: int = 0) -
 def _media_field(streams, extra: dict, oid: int = 0) -> bytes:
     """The media column: an array of media_stream values (element type `oid`)."""
     if not streams:
-        return struct.pack(">iiiI", 12, 0, 0, oid)
+        return _media_array([], oid)
     if not isinstance(streams, list | tuple):
         raise RenderError(f"media: {streams!r} is not a list of streams")
     elements = []
@@ -320,6 +322,13 @@ def _media_field(streams, extra: dict, oid: int = 0) -> bytes:
             elements.append(_media_stream([stream.get(k) for k in MEDIA_KEYS]))
         except RenderError as exc:
             raise RenderError(f"media[{number}].{exc}") from None
+    return _media_array(elements, oid)
+
+
+def _media_array(elements: list[bytes], oid: int) -> bytes:
+    """The media field: an array of encoded media_stream values, element type `oid`."""
+    if not elements:
+        return struct.pack(">iiiI", 12, 0, 0, oid)
     body = struct.pack(">iiIii", 1, 0, oid, len(elements), 1) + b"".join(elements)
     return _I32.pack(len(body)) + body
 
@@ -425,8 +434,6 @@ class Batch:
 
 _V1_COUNT = _I16.pack(32)
 _V1_EXTRA_AT = len(CDR_KEYS)
-_SUBSCRIBER_AT = CDR_KEYS.index("subscriber")
-_REMOTE_AT = CDR_KEYS.index("remote")
 _MEDIA_OIDS = tuple(_I32.pack(_OIDS[kind]) for _, kind in MEDIA_FIELDS)
 
 
@@ -463,12 +470,7 @@ def _from_v1(row: bytes, media_rows: bytes) -> tuple[bytes, bytes]:
             oid + value for oid, value in zip(_MEDIA_OIDS, stream[3:], strict=True)
         )
         elements.append(_I32.pack(len(body)) + body)
-    if elements:
-        body = struct.pack(">iiiii", 1, 0, 0, len(elements), 1) + b"".join(elements)
-        media = _I32.pack(len(body)) + body
-    else:
-        media = struct.pack(">iiii", 12, 0, 0, 0)
-    return _CDR_COUNT + b"".join(fields), media
+    return _CDR_COUNT + b"".join(fields), _media_array(elements, 0)
 
 
 def copy_sql(table: str, columns) -> str:
