@@ -193,3 +193,36 @@ def test_the_answer_relayed_on_another_leg_under_another_tag_is_no_fork():
     assert record.ended_at == "2023-11-14T22:13:20.080000Z"
     assert "no_bye" not in record.flags
     assert "other_answers" not in record.extra
+
+
+def _via_added(payload: bytes, branch: str) -> bytes:
+    """The request as a proxy forwards it (RFC 3261 §16.6): its own Via on top."""
+    start, rest = payload.split(b"\r\n", 1)
+    return start + f"\r\nVia: SIP/2.0/UDP 10.9.9.9:5060;branch={branch}\r\n".encode() + rest
+
+
+@pytest.mark.parametrize("upstream_first", [True, False])
+def test_an_invite_seen_on_both_sides_of_a_proxy_is_forwarded_not_retransmitted(upstream_first):
+    tracker = CallTracker()
+    d = make_dialog(10)
+    proxy = ("10.9.9.9", 5060)
+    caller, callee = (d.caller.ip, d.caller.port), (d.callee.ip, d.callee.port)
+    invite = d.invite(0)
+    legs = [(invite, caller, proxy), (_via_added(invite, "z9hG4bKproxy1"), proxy, callee)]
+    if not upstream_first:
+        legs.reverse()  # mirrored links can deliver the downstream copy first
+    for n, (payload, (sip, sport), (dip, dport)) in enumerate(legs):
+        tracker.on_sip(parse_message(payload), T0 + n * 1_000, sip, sport, dip, dport)
+    record = _record(tracker)
+    assert "invite_forwarded" in record.flags
+    assert "invite_retransmitted" not in record.flags
+
+
+def test_an_invite_sent_again_on_the_same_hop_is_retransmitted():
+    tracker = CallTracker()
+    d = make_dialog(11)
+    invite = d.invite(0)
+    _feed(tracker, d, (invite, True), (invite, True))
+    record = _record(tracker)
+    assert "invite_retransmitted" in record.flags
+    assert "invite_forwarded" not in record.flags

@@ -27,7 +27,6 @@ from voiplog.sip import (
     credentials_username,
     delta_seconds,
     parse_name_addr,
-    parse_params,
     uri_host,
     uri_port,
     uri_user,
@@ -202,19 +201,6 @@ def _same_binding(a: str, b: str) -> bool:
     )
 
 
-def _via_branches(msg: SipMessage) -> list[str]:
-    """The ``branch`` of every Via, topmost first (a proxy adds its own on top)."""
-    branches = []
-    for via in msg.get_all("via"):
-        semi = via.find(";")
-        if semi >= 0:
-            for key, value in parse_params(via[semi:]):
-                if key == "branch" and value:
-                    branches.append(value)
-                    break
-    return branches
-
-
 def _in_transaction(branches: list[str], branch: str | None) -> bool:
     """Whether a message with these Via branches belongs to the transaction started
     with `branch`: a retransmission, a copy forwarded by a proxy, or an answer to
@@ -268,7 +254,7 @@ class RegistrationTracker:
         if call_id is None:
             return
         cseq = msg.cseq_num or 0
-        branches = _via_branches(msg)
+        branches = msg.via_branches
         branch = branches[0] if branches else None
         chain = self._chains.get(call_id)
         if chain is None:
@@ -312,7 +298,7 @@ class RegistrationTracker:
         chain = self._chains.get(msg.call_id) if msg.call_id is not None else None
         if chain is None or msg.cseq_num != chain.cseq:
             return
-        if not _in_transaction(_via_branches(msg), chain.branch):
+        if not _in_transaction(msg.via_branches, chain.branch):
             return  # answers an earlier attempt with the same CSeq
         self._touch(chain, ts_us)
         status = msg.status or 0

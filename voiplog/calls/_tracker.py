@@ -172,6 +172,15 @@ class MediaFlow:
         self.streams: dict[bytes, RtpStream] = {}  # by the SSRC's 4 bytes
 
 
+def _forwarded(branches: list[str], first: list[str]) -> bool:
+    """Whether a request with Via `branches` is the one first seen with `first`
+    relayed by a proxy: another topmost branch, the transaction's own below it
+    (RFC 3261 §16.6 step 8). A retransmission has the same topmost branch."""
+    return (
+        bool(branches and first) and branches[0] != first[0] and not set(branches).isdisjoint(first)
+    )
+
+
 class _Call:
     __slots__ = (
         "answer_aliases",
@@ -199,6 +208,7 @@ class _Call:
         "from_uri",
         "heap_seq",
         "holds",
+        "invite_branches",
         "invite_cseq",
         "last_sdp",
         "last_sip_us",
@@ -230,6 +240,7 @@ class _Call:
         self.ended_by: str | None = None
         self.challenged = False
         self.invite_cseq = 0
+        self.invite_branches: list[str] = []  # Via branches of the INVITE, topmost first
         self.caller_tag: str | None = None
         self.to_tags: set[str] = set()
         # In-dialog INVITEs, by (CSeq, From tag) as each side numbers its own
@@ -463,7 +474,12 @@ class CallTracker:
                 self._weird("sip.invite_unknown_dialog")
                 return None
             return self._new_call(msg, call_id, cseq, ts_us, hop)
-        if cseq == call.invite_cseq or cseq < call.invite_cseq:
+        if cseq == call.invite_cseq and _forwarded(msg.via_branches, call.invite_branches):
+            # The same INVITE on a proxy's next hop (or, captured in the other
+            # order, on the hop before it): one call, no retransmission.
+            call.flags.add("invite_forwarded")
+            return call
+        if cseq <= call.invite_cseq:
             call.flags.add("invite_retransmitted")
             return call
         if call.answered_us is not None or call.bye_us is not None:
@@ -478,6 +494,7 @@ class CallTracker:
         else:
             call.flags.add("invite_retried")
         call.invite_cseq = cseq
+        call.invite_branches = msg.via_branches
         call.challenged = False
         call.final_status = None
         call.final_us = None
@@ -495,6 +512,7 @@ class CallTracker:
             self._close(oldest, None if oldest.end_us is not None else EndReason.EVICTED)
         call = _Call(call_id, ts_us)
         call.invite_cseq = cseq
+        call.invite_branches = msg.via_branches
         call.caller_ip, call.caller_port = hop.src_ip, hop.src_port
         call.callee_ip, call.callee_port = hop.dst_ip, hop.dst_port
         call.transport = hop.transport

@@ -251,6 +251,20 @@ class SipMessage:
         return None
 
     @property
+    def via_branches(self) -> list[str]:
+        """The ``branch`` of every Via that has one, topmost first: a proxy
+        forwarding a request adds its own on top of the sender's."""
+        branches = []
+        for via in self.get_all("via"):
+            semi = via.find(";")
+            if semi >= 0:
+                for key, value in parse_params(via[semi:]):
+                    if key == "branch" and value:
+                        branches.append(value)
+                        break
+        return branches
+
+    @property
     def contact(self) -> NameAddr | None:
         """First Contact, parsed; None when absent, ``*`` or unreadable.
 
