@@ -50,7 +50,7 @@ DEFAULT_SIP_PORTS = (5060, 5061, 5062, 5070, 5080, 5090, 5160)
 _EXPIRE_EVERY_US = 1_000_000
 
 # Requests whose packet's outer tunnel is noted for the record of their Call-ID.
-_TUNNELLED_METHODS = frozenset({"INVITE"})
+_TUNNELLED_METHODS = frozenset({"INVITE", "REGISTER"})
 
 # What the fast path reads of an Ethernet/IPv4/UDP/RTP frame, at these offsets:
 # EtherType 12, version+IHL 14, flags+fragment offset 20, protocol 23, UDP
@@ -116,8 +116,8 @@ class Pipeline:
         """`on_parse_error(packet_number, error)` hears of every unreadable packet;
         packets are numbered from 1 across everything this pipeline is fed.
 
-        `enricher` (a `voiplog.enrich.Enricher`) fills each record's subscriber and
-        remote before it is written; UDP to `radius_ports` feeds its RADIUS sessions.
+        `enricher` (a `voiplog.enrich.Enricher`) fills each record's subscriber (and
+        a call's remote) before it is written; UDP to `radius_ports` feeds its RADIUS sessions.
         """
         self.stats = PipelineStats()
         self._emit = emit
@@ -479,14 +479,14 @@ class Pipeline:
             tunnel = self._tunnels.pop(getattr(record, "call_id", None), None)
             if tunnel is not None and hasattr(record, "extra"):
                 record = replace(record, extra={**record.extra, "tunnel": tunnel.to_dict()})
+        if self._enricher is not None:
+            try:
+                record = self._enricher.enrich(record)
+            except Exception:  # a bug in enrichment must not lose the record
+                self.stats.enrichment["enrich.failed"] += 1
         if type(record) is RegistrationRecord:
             self.stats.registrations += 1
         else:
-            if self._enricher is not None:
-                try:
-                    record = self._enricher.enrich(record)
-                except Exception:  # a bug in enrichment must not lose the record
-                    self.stats.enrichment["enrich.failed"] += 1
             self.stats.records += 1
             self.stats.dispositions[record.disposition] += 1
         self._emit(record)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from tests.mmdbcraft import write_mmdb
 from tests.radiuscraft import SECRET, accounting
-from tests.sipcraft import T0, make_dialog, sorted_frames, udp_frame
+from tests.sipcraft import T0, make_dialog, make_registration, sorted_frames, udp_frame
 from voiplog.cdr import format_ts
 from voiplog.cli.main import cli
 
@@ -70,6 +70,27 @@ def test_radius_in_the_capture_names_the_subscriber(replayer, tmp_path):
     assert second["subscriber"]["id"] == "bob@isp"
     assert second["subscriber"]["access_line"] == "eth 1/1/2:100"
     assert first["remote"] == {"country": None, "asn": None, "org": None}
+
+
+def test_radius_in_the_capture_names_the_subscriber_of_a_registration(replayer):
+    reg = make_registration(1, ua_ip="10.1.0.20")
+    reg.register(T0, 1)
+    reg.reply(T0 + 20_000, 200, 1, contacts=[reg.default_contact()], expires=3600)
+    start = accounting(
+        "Start", "s7", User_Name="dave@isp", Framed_IP_Address="10.1.0.20",
+        NAS_Port_Id="eth 1/1/7:100",
+    )  # fmt: skip
+    radius = [_radius(T0 - 10 * S, start)]
+    (record,) = replayer.records(sorted_frames(reg, extra=radius), config=CONFIG.format(extra=""))
+    assert record["kind"] == "registration" and record["result"] == "registered"
+    assert record["subscriber"] == {
+        "id": "dave@isp",
+        "account": None,
+        "access_line": "eth 1/1/7:100",
+        "pop": "ams1",
+        "location": {"site": "hall 1"},
+    }
+    assert "remote" not in record
 
 
 def test_untrusted_radius_source_is_ignored(replayer):

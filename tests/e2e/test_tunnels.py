@@ -19,7 +19,7 @@ from scapy.layers.ppp import PPP, PPPoE
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
-from tests.sipcraft import ETHER, T0, make_dialog, sorted_frames
+from tests.sipcraft import ETHER, T0, make_dialog, make_registration, sorted_frames
 from tests.streamcraft import tunnelled
 
 
@@ -290,6 +290,17 @@ def test_only_the_tunnelled_call_gets_a_tunnel(replayer):
     records = {r["call_id"]: r for r in replayer.records(frames)}
     assert "tunnel" not in records["call-82@craft.example"]
     assert records["call-83@craft.example"]["tunnel"]["key"] == 1001
+
+
+def test_a_registration_through_a_tunnel_records_the_outer_endpoints(replayer):
+    reg = make_registration(84)
+    reg.register(T0, 1)
+    reg.reply(T0 + 20_000, 200, 1, contacts=[reg.default_contact()], expires=3600)
+    (record,) = replayer.records(tunnelled(reg.frames, TUNNELS[0][1]))  # GRE with key 1001
+    assert record["kind"] == "registration" and record["result"] == "registered"
+    assert record["tunnel"] == {
+        "type": "gre", "outer_src": "198.51.100.1", "outer_dst": "198.51.100.2", "key": 1001,
+    }  # fmt: skip
 
 
 def test_tunnel_table_is_bounded_by_the_call_table():

@@ -9,7 +9,7 @@ import maxminddb
 import pytest
 
 from tests.mmdbcraft import write_mmdb
-from voiplog.cdr import CallRecord, format_ts
+from voiplog.cdr import CallRecord, RegistrationRecord, format_ts
 from voiplog.enrich import (
     CgnatIndex,
     Enricher,
@@ -43,6 +43,20 @@ def _record(caller_ip="100.64.0.1", callee_ip="192.0.2.50", started_us=T, **kw) 
     )  # fmt: skip
     fields.update(kw)
     return CallRecord(**fields)
+
+
+def _registration(source_ip="100.64.0.1", registrar_ip="192.0.2.10", **kw) -> RegistrationRecord:
+    subscriber_ip, direction, subscriber = NETWORKS.classify(source_ip, registrar_ip)
+    fields = dict(
+        uid="R1", kind="registration", call_id="r1", aor="sip:3001@voip.example.net",
+        user="3001", contact_uri=None, contact_ip=None, contact_port=None, source_ip=source_ip,
+        source_port=5061, registrar_ip=registrar_ip, registrar_port=5060, transport="udp",
+        expires_s=3600, auth_user=None, user_agent=None, status=200, result="registered",
+        requested_at=format_ts(T), answered_at=format_ts(T + 20_000),
+        subscriber_ip=subscriber_ip, direction=direction, subscriber=subscriber,
+    )  # fmt: skip
+    fields.update(kw)
+    return RegistrationRecord(**fields)
 
 
 @pytest.fixture
@@ -148,3 +162,48 @@ def test_open_radius_session_answers_before_the_history():
     enricher = Enricher(leases=leases, radius=sessions, networks=NETWORKS)
     assert enricher.enrich(_record(started_us=T + S)).subscriber["id"] == "dave"
     assert enricher.enrich(_record(started_us=T - S)).subscriber["id"] is None
+
+
+def test_a_registration_names_the_holder_of_its_source_at_its_first_register(remote):
+    leases = LeaseIndex()
+    leases.add("100.64.0.1", T - 3600 * S, T + 10_000, Owner("alice", "acct-1", "olt1/1/1:100"))
+    leases.add("100.64.0.1", T + 10_000, None, Owner("bob"))  # before the 200 OK came
+    enricher = Enricher(leases=leases, remote=remote, networks=NETWORKS)
+    record = enricher.enrich(_registration())
+    assert record.subscriber == {
+        "id": "alice",
+        "account": "acct-1",
+        "access_line": "olt1/1/1:100",
+        "pop": "ams1",
+        "location": {"site": "hall 1"},
+    }
+    assert enricher.stats["enrich.subscriber_found"] == 1
+    assert "enrich.remote_found" not in enricher.stats  # a registrar is not a far end
+
+
+def test_a_registration_to_a_subscriber_registrar_names_that_subscriber():
+    leases = LeaseIndex()
+    leases.add("100.64.0.9", T, None, Owner("pbx-customer"))
+    enricher = Enricher(leases=leases, networks=NETWORKS)
+    record = enricher.enrich(_registration(source_ip="192.0.2.77", registrar_ip="100.64.0.9"))
+    assert record.direction == "inbound" and record.subscriber["id"] == "pbx-customer"
+
+
+def test_a_registration_behind_cgnat_resolves_through_its_source_port():
+    cgnat = CgnatIndex()
+    public = int(ipaddress.ip_address("100.64.0.1"))
+    private = int(ipaddress.ip_address("10.0.0.5"))
+    cgnat.add(PortBlock(4, public, 5000, 5999, 4, private, T - S, None, "nat.csv"))
+    leases = LeaseIndex()
+    leases.add("10.0.0.5", T - S, None, Owner("carol"))
+    enricher = Enricher(leases=leases, cgnat=cgnat, networks=NETWORKS)
+    found = enricher.enrich(_registration(source_port=5061))
+    assert (found.subscriber["id"], found.subscriber["private_ip"]) == ("carol", "10.0.0.5")
+    missed = enricher.enrich(_registration(source_port=6001))
+    assert missed.subscriber["id"] is None
+
+
+def test_a_transit_registration_is_left_alone():
+    enricher = Enricher(networks=NETWORKS)
+    record = _registration(source_ip="198.51.100.1")
+    assert enricher.enrich(record) is record

@@ -6,8 +6,10 @@ the public address and port to the private address through the port block in
 use then, and the address to the lease (an open RADIUS session, else the
 lease history) valid then. A lease that changes hands in the middle of a call
 therefore names the subscriber who held it when the call was placed. The far
-end is placed by the MaxMind-format databases. What cannot be resolved stays
-null and is counted; nothing here can fail a record.
+end is placed by the MaxMind-format databases. A registration is resolved the
+same way as of its first REGISTER, its source in the caller's place; it has no
+far end. What cannot be resolved stays null and is counted (calls and
+registrations alike); nothing here can fail a record.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from voiplog.cdr import CallRecord
+from voiplog.cdr import CallRecord, RegistrationRecord
 from voiplog.enrich._address import parse_address
 from voiplog.enrich._time import parse_time
 from voiplog.enrich.cgnat import CgnatIndex, PortBlock
@@ -26,6 +28,8 @@ from voiplog.enrich.geo import RemoteLookup
 from voiplog.enrich.leases import Lease, LeaseIndex
 from voiplog.enrich.networks import SubscriberNetworks
 from voiplog.enrich.radius import RadiusSessions
+
+Record = CallRecord | RegistrationRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +48,8 @@ class Resolution:
 
 
 class Enricher:
-    """`enrich(record) -> record`, and `resolve(ip, port, at)` for operators' lookups."""
+    """`enrich(record) -> record` (calls and registrations), and `resolve(ip, port, at)` for
+    operators' lookups."""
 
     def __init__(
         self,
@@ -87,25 +92,51 @@ class Enricher:
             lease = self.leases.lookup_value(version, value, at_us)
         return Resolution(ip, port, at_us, block, lease)
 
-    def enrich(self, record: CallRecord) -> CallRecord:
-        """The record with `subscriber` and `remote` filled as of the call's start."""
-        if record.caller_ip is None or record.callee_ip is None:
-            return record
+    def enrich(self, record: Record) -> Record:
+        """The record with `subscriber` filled as of the call's start (a
+        registration's first REGISTER), and a call's far end in `remote`."""
+        if type(record) is RegistrationRecord:
+            start = record.requested_at
+            sides = (
+                (record.source_ip, record.source_port, record.registrar_ip),
+                (record.registrar_ip, record.registrar_port, record.source_ip),
+            )
+        else:
+            if record.caller_ip is None or record.callee_ip is None:
+                return record
+            start = record.started_at
+            sides = (
+                (record.caller_ip, record.caller_port, record.callee_ip),
+                (record.callee_ip, record.callee_port, record.caller_ip),
+            )
         try:
-            at_us = parse_time(record.started_at)
+            at_us = parse_time(start)
         except ValueError:
             self._count("enrich.bad_start_time")
             return record
-        ip, port, far = self._endpoints(record, at_us)
+        ip, port, far = self._endpoint(record.subscriber_ip, record.direction, sides, at_us)
         if ip is None:
             return record
         changes: dict[str, Any] = {}
+        subscriber = self._subscriber(record.subscriber, ip, port, at_us)
+        if subscriber is not None:
+            changes["subscriber"] = subscriber
+        if far is not None and type(record) is not RegistrationRecord:
+            remote = self.remote.lookup(far)
+            self._count("enrich.remote_found" if any(remote.values()) else "enrich.remote_unknown")
+            changes["remote"] = remote
+        return dataclasses.replace(record, **changes) if changes else record
+
+    def _subscriber(
+        self, subscriber: dict[str, Any] | None, ip: str, port: int | None, at_us: int
+    ) -> dict[str, Any] | None:
+        """The subscriber object with the holder of `ip` (and `port`) at `at_us`."""
         try:
             resolution = self.resolve(ip, port, at_us)
         except ValueError:
             self._count("enrich.bad_address")
             resolution = None
-        subscriber = dict(record.subscriber) if record.subscriber is not None else None
+        subscriber = dict(subscriber) if subscriber is not None else None
         if resolution is not None and resolution.lease is not None:
             lease = resolution.lease
             if subscriber is None:
@@ -121,26 +152,23 @@ class Enricher:
             if resolution is not None and resolution.block is None and self.cgnat:
                 self._count("enrich.cgnat_block_unknown")
             self._count("enrich.subscriber_unknown")
-        if subscriber is not None:
-            changes["subscriber"] = subscriber
-        if far is not None:
-            remote = self.remote.lookup(far)
-            self._count("enrich.remote_found" if any(remote.values()) else "enrich.remote_unknown")
-            changes["remote"] = remote
-        return dataclasses.replace(record, **changes) if changes else record
+        return subscriber
 
-    def _endpoints(
-        self, record: CallRecord, at_us: int
+    def _endpoint(
+        self,
+        subscriber_ip: str | None,
+        direction: str | None,
+        sides: tuple[tuple[str, int | None, str], ...],
+        at_us: int,
     ) -> tuple[str | None, int | None, str | None]:
-        """(subscriber address, its port, far-end address) of a record."""
-        caller = (record.caller_ip, record.caller_port, record.callee_ip)
-        callee = (record.callee_ip, record.callee_port, record.caller_ip)
-        if record.subscriber_ip is not None:
-            return caller if record.subscriber_ip == record.caller_ip else callee
-        if record.direction is not None:
+        """(subscriber address, its port, far-end address) among a record's two
+        `sides`, each (address, port, the other side's address)."""
+        if subscriber_ip is not None:
+            return sides[0] if subscriber_ip == sides[0][0] else sides[1]
+        if direction is not None:
             return None, None, None  # transit: no subscriber of ours
         # No subscriber networks configured: the endpoint holding a lease is ours.
-        for ip, port, far in (caller, callee):
+        for ip, port, far in sides:
             try:
                 if self.resolve(ip, port, at_us).lease is not None:
                     return ip, port, far
