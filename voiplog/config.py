@@ -206,6 +206,12 @@ class StoreConfig(_Strict):
     )
     spool_max_bytes: int = Field(1 << 30, ge=1 << 20)
     spool_segment_bytes: int = Field(8 << 20, ge=1 << 12)
+    spool_memo_bytes: int = Field(
+        128 << 20,
+        ge=0,
+        description="Memory for the COPY streams of spooled segments, so that draining them "
+        "takes no pass over their records; 0 reads every segment back from its file.",
+    )
     fsync: Literal["always", "batch", "never"] = "batch"
     fsync_interval_ms: int = Field(200, ge=1)
     drainers: int = Field(2, ge=1, le=16)

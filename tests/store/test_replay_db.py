@@ -55,11 +55,18 @@ def _replay(path, tmp_path, env, *extra):
     )
 
 
-def test_replay_into_the_store_equals_jsonl_and_twice_changes_nothing(store_dsn, tmp_path):
+# Segments drained from the COPY streams kept as they were spooled (the
+# default), or all read back from their files.
+@pytest.mark.parametrize("memo_bytes", [None, "0"], ids=["memos", "files"])
+def test_replay_into_the_store_equals_jsonl_and_twice_changes_nothing(
+    store_dsn, tmp_path, memo_bytes
+):
     import os
 
     path = _capture(tmp_path)
     env = {**os.environ, "VOIPLOG_DATABASE_URL": store_dsn, "VOIPLOG_STORE__SPOOL_DIR": str(tmp_path / "spool")}  # fmt: skip
+    if memo_bytes is not None:
+        env["VOIPLOG_STORE__SPOOL_MEMO_BYTES"] = memo_bytes
     jsonl = _replay(path, tmp_path, env, "--store", "none", "--jsonl", "-")
     assert jsonl.returncode == 0, jsonl.stderr
     expected = [json.loads(line) for line in jsonl.stdout.splitlines()]

@@ -104,6 +104,7 @@ def _open_store_writer(
         partitions_ahead_days=cfg.partitions_ahead_days,
         accept_past_days=cfg.accept_past_days,
         drainers=cfg.drainers,
+        memo_bytes=cfg.spool_memo_bytes,
     ).start()
     timeout = cfg.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
 
