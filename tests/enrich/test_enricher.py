@@ -29,6 +29,15 @@ NETWORKS = SubscriberNetworks(
     [SubscriberNetwork(ipaddress.ip_network("100.64.0.0/10"), {"site": "hall 1"})], pop="ams1"
 )
 
+# Alice's lease on 100.64.0.1, as a record's subscriber object in NETWORKS.
+ALICE = {
+    "id": "alice",
+    "account": "acct-1",
+    "access_line": "olt1/1/1:100",
+    "pop": "ams1",
+    "location": {"site": "hall 1"},
+}
+
 
 def _record(caller_ip="100.64.0.1", callee_ip="192.0.2.50", started_us=T, **kw) -> CallRecord:
     subscriber_ip, direction, subscriber = NETWORKS.classify(caller_ip, callee_ip)
@@ -70,13 +79,7 @@ def test_subscriber_and_remote_filled(remote):
     leases.add("100.64.0.1", T - 3600 * S, None, Owner("alice", "acct-1", "olt1/1/1:100"))
     enricher = Enricher(leases=leases, remote=remote, networks=NETWORKS)
     record = enricher.enrich(_record())
-    assert record.subscriber == {
-        "id": "alice",
-        "account": "acct-1",
-        "access_line": "olt1/1/1:100",
-        "pop": "ams1",
-        "location": {"site": "hall 1"},
-    }
+    assert record.subscriber == ALICE
     assert record.remote == {"country": "NL", "asn": 64500, "org": "Example Carrier B.V."}
     assert enricher.stats["enrich.subscriber_found"] == 1
 
@@ -170,13 +173,7 @@ def test_a_registration_names_the_holder_of_its_source_at_its_first_register(rem
     leases.add("100.64.0.1", T + 10_000, None, Owner("bob"))  # before the 200 OK came
     enricher = Enricher(leases=leases, remote=remote, networks=NETWORKS)
     record = enricher.enrich(_registration())
-    assert record.subscriber == {
-        "id": "alice",
-        "account": "acct-1",
-        "access_line": "olt1/1/1:100",
-        "pop": "ams1",
-        "location": {"site": "hall 1"},
-    }
+    assert record.subscriber == ALICE
     assert enricher.stats["enrich.subscriber_found"] == 1
     assert "enrich.remote_found" not in enricher.stats  # a registrar is not a far end
 
