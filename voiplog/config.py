@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voiplog.calls import CallSettings
+from voiplog.capture.bpf import AppCallFilter
 from voiplog.enrich import SubscriberNetwork, SubscriberNetworks
 from voiplog.errors import UsageError
 from voiplog.flows import FlowSettings
@@ -93,6 +94,17 @@ class MediaSessionsConfig(_Strict):
     max_tls_connections: int = Field(_FLOW_DEFAULTS.max_tls_connections, ge=1)
     min_packets: int = Field(_FLOW_DEFAULTS.min_packets, ge=2, le=64)
     sip_tls_ports: list[int] = Field(default_factory=lambda: list(_FLOW_DEFAULTS.sip_tls_ports))
+    app_classifier: Literal["ndpi", "builtin", "off"] = _FLOW_DEFAULTS.app_classifier  # type: ignore[assignment]
+    app_min_packets: int = Field(_FLOW_DEFAULTS.app_min_packets, ge=2)
+    app_min_return_packets: int = Field(_FLOW_DEFAULTS.app_min_return_packets, ge=1)
+    app_min_span_s: float = Field(_FLOW_DEFAULTS.app_min_span_s, ge=0)
+    app_min_rate_pps: float = Field(_FLOW_DEFAULTS.app_min_rate_pps, gt=0)
+    app_quiet_min_packets: int = Field(_FLOW_DEFAULTS.app_quiet_min_packets, ge=2)
+    app_quiet_min_span_s: float = Field(_FLOW_DEFAULTS.app_quiet_min_span_s, ge=0)
+    app_quiet_min_rate_pps: float = Field(_FLOW_DEFAULTS.app_quiet_min_rate_pps, gt=0)
+    app_join_gap_s: float = Field(_FLOW_DEFAULTS.app_join_gap_s, ge=0)
+    app_sni_window_s: float = Field(_FLOW_DEFAULTS.app_sni_window_s, ge=0)
+    stream_min_rate_pps: float = Field(_FLOW_DEFAULTS.stream_min_rate_pps, gt=0)
 
     @field_validator("sip_tls_ports")
     @classmethod
@@ -241,11 +253,26 @@ class CaptureConfig(_Strict):
     ring_mb: int = Field(64, ge=1, le=4096, description="Receive ring per interface, MiB.")
     block_kb: int = Field(1024, ge=64, le=65536, description="Ring block size, KiB.")
     block_timeout_ms: int = Field(50, ge=1, le=1000, description="Hand over a partial block after.")
+    app_call_filter: AppCallFilter | None = Field(
+        None,
+        description='UDP kept for app calls: "off", "signatures", "all-udp"; unset: '
+        '"signatures" when media_sessions.app_classifier is not "off", else "off".',
+    )
+    udp_drop_ports: list[int] | None = Field(
+        None,
+        description="Replaces the built-in list of UDP ports never kept for app calls "
+        "(443, 53, 123...).",
+    )
 
     @field_validator("udp_ports", "tcp_ports")
     @classmethod
     def _ports_in_range(cls, ports: list[int]) -> list[int]:
         return _valid_ports(ports)
+
+    @field_validator("udp_drop_ports")
+    @classmethod
+    def _drop_ports_in_range(cls, ports: list[int] | None) -> list[int] | None:
+        return None if ports is None else _valid_ports(ports)
 
     @field_validator("block_kb")
     @classmethod

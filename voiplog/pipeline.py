@@ -26,7 +26,7 @@ from typing import Any
 from voiplog.calls import CallSettings, CallTracker, EndReason, flow_key, new_stream
 from voiplog.cdr import CallRecord, RegistrationRecord
 from voiplog.errors import ParseError
-from voiplog.flows import FlowClassifier, FlowSettings, looks_like_tls
+from voiplog.flows import AppClassifier, FlowClassifier, FlowSettings, looks_like_tls
 from voiplog.packet import (
     PROTO_TCP,
     PROTO_UDP,
@@ -112,12 +112,15 @@ class Pipeline:
         reassembly: ReassemblySettings | None = None,
         enricher: Any = None,
         radius_ports: Iterable[int] = (),
+        apps: AppClassifier | None = None,
     ) -> None:
         """`on_parse_error(packet_number, error)` hears of every unreadable packet;
         packets are numbered from 1 across everything this pipeline is fed.
 
         `enricher` (a `voiplog.enrich.Enricher`) fills each record's subscriber (and
         a call's remote) before it is written; UDP to `radius_ports` feeds its RADIUS sessions.
+        `apps` (see `voiplog.apps.open_app_classifier`) names the application of UDP
+        flows for app-call records.
         """
         self.stats = PipelineStats()
         self._emit = emit
@@ -130,7 +133,7 @@ class Pipeline:
         # classifier, for media and encrypted session records (None: disabled).
         flow_settings = flow_settings or FlowSettings()
         self.classifier = (
-            FlowClassifier(flow_settings, on_weird=self._count_weird, **kwargs)
+            FlowClassifier(flow_settings, on_weird=self._count_weird, apps=apps, **kwargs)
             if flow_settings.enabled
             else None
         )

@@ -90,9 +90,28 @@ def test_config_check_prints_effective_config_with_env_override(tmp_path, monkey
     cfg.write_text('pop = "ams1"\n[calls]\nlinger_s = 9\n')
     result = CliRunner().invoke(cli, ["config", "check", str(cfg)])
     assert result.exit_code == 0, result.output
-    effective = json.loads(result.output)
+    effective = json.loads(result.stdout)
     assert effective["pop"] == "ams1"
     assert effective["calls"]["linger_s"] == 4.0
+
+
+def test_config_check_says_who_names_apps_and_warns_without_ndpi(tmp_path, monkeypatch):
+    cfg = tmp_path / "pop.toml"
+    cfg.write_text('pop = "ams1"\n[media_sessions]\napp_classifier = "builtin"\n')
+    result = CliRunner().invoke(cli, ["config", "check", str(cfg)])
+    assert result.exit_code == 0
+    assert f"{cfg}: media_sessions.app_classifier: builtin traits" in result.stderr
+    assert "warning" not in result.stderr
+
+    monkeypatch.setenv("VOIPLOG_NDPI_LIBRARY", str(tmp_path / "no-such-libndpi.so"))
+    cfg.write_text('pop = "ams1"\n')
+    result = CliRunner().invoke(cli, ["config", "check", str(cfg)])
+    assert result.exit_code == 0
+    assert "builtin traits (nDPI unavailable)" in result.stderr
+    assert "app calls (WhatsApp, Telegram, Zoom...) whose media shows no RTP header will be " in (
+        result.stderr
+    )
+    assert "no-such-libndpi.so" in result.stderr
 
 
 def test_example_config_is_valid():

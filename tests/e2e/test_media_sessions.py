@@ -268,6 +268,10 @@ def test_webrtc_call_stun_dtls_srtp(replayer):
     assert rec["dtls_srtp_profiles"] == [7]
     assert rec["stun_mapped_address"] == {"ip": "10.1.0.20", "port": 50000}
     assert rec["app"] == {"name": "webrtc", "confidence": 0.7, "basis": "ice_dtls_srtp"}
+    # A WebRTC call is an app call: one record for all its flows (here one).
+    assert rec["disposition"] == "app_call" and rec["far_end"] == "peer"
+    (flow,) = rec["app_flows"]
+    assert (flow["src_ip"], flow["dst_ip"], flow["path"]) == ("10.1.0.20", "198.51.100.30", "peer")
     assert rec["media"] == [
         _media(
             "10.1.0.20",

@@ -31,6 +31,14 @@ def check(path: str) -> None:
     if shown.get("store", {}).get("database_url"):
         shown["store"]["database_url"] = _without_password(shown["store"]["database_url"])
     click.echo(json.dumps(shown, indent=2))
+    from voiplog.apps import open_app_classifier
+
+    apps = open_app_classifier(effective.media_sessions.settings())
+    if apps.classifier is not None:
+        apps.classifier.close()
+    click.echo(f"{path}: media_sessions.app_classifier: {apps.description}", err=True)
+    if apps.warning:
+        click.echo(f"{path}: warning: {apps.warning}", err=True)
 
 
 def _without_password(dsn: str) -> str:

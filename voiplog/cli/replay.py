@@ -9,6 +9,7 @@ from contextlib import ExitStack
 
 import click
 
+from voiplog.apps import open_app_classifier
 from voiplog.capture import CaptureFileError, open_capture
 from voiplog.cli._common import load_pipeline_options
 from voiplog.cli._sinks import open_record_sinks
@@ -76,6 +77,11 @@ def replay(
                 raise SystemExit(2) from None
         emit = open_record_sinks(stack, store, jsonl_path, config_path)
         where = _Position()
+        apps = open_app_classifier(options.flow_settings)
+        if apps.warning:
+            log.warning("%s", apps.warning)
+        if apps.classifier is not None:
+            stack.callback(apps.classifier.close)
         pipeline = Pipeline(
             emit,
             sip_ports=options.sip_ports,
@@ -86,6 +92,7 @@ def replay(
             reassembly=options.reassembly,
             enricher=options.enricher,
             radius_ports=options.radius_ports,
+            apps=apps.classifier,
         )
         try:
             _run(pipeline, readers, show_progress, where)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from voiplog.apps import open_app_classifier
 from voiplog.calls import EndReason
 from voiplog.capture.bpf import LINKTYPE_ETHERNET, Program, build_filter, compile_expression, either
 from voiplog.capture.live import LiveCapture, RingSettings
@@ -52,6 +53,12 @@ def filter_factory(cfg) -> Callable[[int], Program]:
                 capture.extra_filter, linktype=linktype, snaplen=capture.snaplen
             )
 
+    # App-call media often shows no RTP header at a fixed offset: let the
+    # flows the application classifier needs through unless told otherwise.
+    app_calls = capture.app_call_filter or (
+        "signatures" if cfg.media_sessions.app_classifier != "off" else "off"
+    )
+
     def filter_for(linktype: int) -> Program:
         program = build_filter(
             link_header=14 if linktype == LINKTYPE_ETHERNET else 0,
@@ -59,6 +66,8 @@ def filter_factory(cfg) -> Callable[[int], Program]:
             udp_ports=capture.udp_ports,
             tcp_ports=capture.tcp_ports,
             snaplen=capture.snaplen,
+            app_calls=app_calls,
+            udp_drop_ports=capture.udp_drop_ports,
         )
         return either(program, extra[linktype]) if linktype in extra else program
 
@@ -117,16 +126,21 @@ class Daemon:
             from voiplog.cli._common import load_enricher
 
             enricher = load_enricher(cfg, cfg.subscriber_index())
+        flow_settings = cfg.media_sessions.settings()
+        self.apps = open_app_classifier(flow_settings)
+        if self.apps.warning:
+            log.warning("%s", self.apps.warning)
         self.pipeline = Pipeline(
             self._emit,
             sip_ports=cfg.sip.ports,
             call_settings=cfg.calls.settings(),
             classify=self._classifier,
             on_parse_error=self._parse_error,
-            flow_settings=cfg.media_sessions.settings(),
+            flow_settings=flow_settings,
             reassembly=cfg.reassembly.settings(),
             enricher=enricher,
             radius_ports=tuple(cfg.enrichment.radius_ports) if enricher is not None else (),
+            apps=self.apps.classifier,
         )
         self.capture: LiveCapture | None = None
         self.metrics = None
@@ -277,6 +291,8 @@ class Daemon:
         self.capture = None
         self.pipeline.expire(now_us)
         self.pipeline.finish(EndReason.SHUTDOWN)
+        if self.apps.classifier is not None:
+            self.apps.classifier.close()
         self._publish()
         for c in self._last_counters:
             log.info(
@@ -315,6 +331,9 @@ class Daemon:
             or new.capture.udp_ports != old.capture.udp_ports
             or new.capture.tcp_ports != old.capture.tcp_ports
             or new.capture.extra_filter != old.capture.extra_filter
+            or new.capture.app_call_filter != old.capture.app_call_filter
+            or new.capture.udp_drop_ports != old.capture.udp_drop_ports
+            or new.media_sessions.app_classifier != old.media_sessions.app_classifier
         )
         if filter_changed and self.capture is not None:
             try:

@@ -102,13 +102,14 @@ class Enricher:
                 (record.registrar_ip, record.registrar_port, record.source_ip),
             )
         else:
-            if record.caller_ip is None or record.callee_ip is None:
+            if record.caller_ip is None:
                 return record
             start = record.started_at
-            sides = (
-                (record.caller_ip, record.caller_port, record.callee_ip),
-                (record.callee_ip, record.callee_port, record.caller_ip),
-            )
+            # An app call relayed end to end names no far party: its subscriber
+            # is the caller side, and there is no far end to look up.
+            sides = ((record.caller_ip, record.caller_port, record.callee_ip),)
+            if record.callee_ip is not None:
+                sides += ((record.callee_ip, record.callee_port, record.caller_ip),)
         try:
             at_us = parse_time(start)
         except ValueError:
@@ -158,13 +159,13 @@ class Enricher:
         self,
         subscriber_ip: str | None,
         direction: str | None,
-        sides: tuple[tuple[str, int | None, str], ...],
+        sides: tuple[tuple[str, int | None, str | None], ...],
         at_us: int,
     ) -> tuple[str | None, int | None, str | None]:
         """(subscriber address, its port, far-end address) among a record's two
         `sides`, each (address, port, the other side's address)."""
         if subscriber_ip is not None:
-            return sides[0] if subscriber_ip == sides[0][0] else sides[1]
+            return sides[0] if subscriber_ip == sides[0][0] else sides[-1]
         if direction is not None:
             return None, None, None  # transit: no subscriber of ours
         # No subscriber networks configured: the endpoint holding a lease is ours.

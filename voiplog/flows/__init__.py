@@ -1,16 +1,23 @@
 """Flow classification: VoIP that shows no readable SIP, as session records.
 
 RTP that no SDP announced (found by validated heuristics), SRTP/SRTCP, STUN and
-TURN, DTLS-SRTP (WebRTC) and SIP over TLS. Sans-IO like the rest of the
+TURN, DTLS-SRTP (WebRTC), SIP over TLS, and app calls (WhatsApp, Telegram,
+Zoom...) named by an injected application classifier. Sans-IO like the rest of the
 protocol code: `FlowClassifier` is fed UDP datagrams and TCP segments with
 their packet time and returns `voiplog.cdr.CallRecord` objects of kind
 "media" or "encrypted"; `expire(now)` closes idle sessions.
 """
 
+from voiplog.flows._apps import AppClassifier, AppVerdict
 from voiplog.flows._dtls import DtlsDatagram, looks_like_dtls, parse_dtls
 from voiplog.flows._errors import DtlsParseError, FlowParseError, StunParseError, TlsParseError
 from voiplog.flows._rtp_heuristic import RtpCandidate, looks_like_srtcp, plausible_payload_type
-from voiplog.flows._sessions import DISPOSITION_MEDIA, DISPOSITION_TLS, FlowClassifier
+from voiplog.flows._sessions import (
+    DISPOSITION_APP_CALL,
+    DISPOSITION_MEDIA,
+    DISPOSITION_TLS,
+    FlowClassifier,
+)
 from voiplog.flows._settings import FlowSettings
 from voiplog.flows._stun import (
     StunClass,
@@ -23,8 +30,11 @@ from voiplog.flows._stun import (
 from voiplog.flows._tls import Hello, looks_like_tls, parse_client_hello, says_sip
 
 __all__ = [
+    "DISPOSITION_APP_CALL",
     "DISPOSITION_MEDIA",
     "DISPOSITION_TLS",
+    "AppClassifier",
+    "AppVerdict",
     "DtlsDatagram",
     "DtlsParseError",
     "FlowClassifier",

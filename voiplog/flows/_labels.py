@@ -47,3 +47,48 @@ def tls_label(sip_basis: str) -> dict[str, Any]:
     """The label of a TLS connection taken as SIP, by what made it so."""
     confidence = {"alpn": 0.9, "sni": 0.8, "port": 0.6}[sip_basis]
     return label("sip-tls", confidence, sip_basis)
+
+
+# How far an application classifier's verdict goes, by how it was reached: deep
+# inspection of this flow, of a flow just before it, the application's
+# published address ranges (its relays and servers), a port, a guess.
+_VERDICT_CONFIDENCE = {
+    "dpi": 0.9,
+    "dpi_cache": 0.8,
+    "ip": 0.7,
+    "socket": 0.6,  # the same subscriber socket as a named flow, just before
+    "sni": 0.6,  # a TLS connection to the same address named the application
+    "port": 0.4,
+    "guess": 0.3,
+}
+
+
+def app_label(verdict: Any, builtin: dict[str, Any] | None) -> dict[str, Any]:
+    """The label of a flow that an application classifier named (an `AppVerdict`).
+
+    ``basis`` names the classifier's finding and how it was reached, e.g.
+    ``ndpi:STUN.WhatsAppCall/dpi``; where the built-in traits name something
+    else, it says that too rather than drop one of them silently.
+    """
+    how = verdict.confidence
+    if how == "builtin":
+        return builtin if builtin is not None else label(verdict.app, 0.4, verdict.protocol)
+    if how == "sni":
+        basis = verdict.protocol  # sni:<server name>
+    else:
+        found = verdict.protocol
+        if not found.startswith(("builtin:", "sni:")):
+            found = f"ndpi:{found}"
+        basis = f"same_socket:{found}" if how == "socket" else f"{found}/{how}"
+    if builtin is not None and builtin["name"] != verdict.app:
+        basis += f"; builtin:{builtin['name']}/{builtin['basis']}"
+    return label(verdict.app, _VERDICT_CONFIDENCE.get(how, 0.2), basis)
+
+
+def call_label(labels: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The label of an app call: its flows' most confident one (the first on a tie)."""
+    best = None
+    for found in labels:
+        if found is not None and (best is None or found["confidence"] > best["confidence"]):
+            best = found
+    return best

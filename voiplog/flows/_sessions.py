@@ -26,12 +26,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 
 from voiplog.calls import EndReason, flow_key
 from voiplog.cdr import CallRecord, MediaStream, format_ts, make_uid
+from voiplog.flows._appcalls import AppCall, AppCallTable, AppFlow
+from voiplog.flows._apps import AppClassifier, AppVerdict
 from voiplog.flows._dtls import looks_like_dtls, parse_dtls
 from voiplog.flows._errors import FlowParseError
-from voiplog.flows._labels import tls_label, udp_session_label
+from voiplog.flows._labels import app_label, call_label, tls_label, udp_session_label
 from voiplog.flows._rtp_heuristic import (
     RtpCandidate,
     looks_like_srtcp,
@@ -40,6 +43,8 @@ from voiplog.flows._rtp_heuristic import (
 )
 from voiplog.flows._settings import FlowSettings
 from voiplog.flows._stun import (
+    METHOD_DATA,
+    METHOD_SEND,
     TURN_METHODS,
     looks_like_channel_data,
     looks_like_stun,
@@ -55,11 +60,25 @@ _MAX_CANDIDATES = 8  # unproven SSRCs per session; random UDP makes a new one pe
 _MAX_CLAIMED = 100_000
 _MAX_RECENT = 20_000  # address pairs whose closed sessions are remembered for linking
 _RECENT_PER_PAIR = 8
+_MAX_IGNORED = 200_000  # flow keys the application classifier said are not VoIP
+_MAX_PENDING_APP_FLOWS = 20_000
+_MAX_SOCKET_TAGS = 100_000
+_MAX_HELLO_APPS = 20_000
 _NO_RECORDS: tuple[CallRecord, ...] = ()
 _EMPTY: dict = {}  # never filled: see _UdpSession
+_STUN_COOKIE = b"\x21\x12\xa4\x42"
+# Confidences of an application classifier's verdict that are enough to say a
+# flow is not a call: a port or a guess is not.
+_SURE = frozenset({"dpi", "dpi_cache", "ip"})
+# Verdicts sure enough to name the other flows of the same subscriber socket.
+_TAGGING = frozenset({"dpi", "dpi_cache", "socket", "builtin"})
 
 DISPOSITION_MEDIA = "media_session"
 DISPOSITION_TLS = "tls_session"
+DISPOSITION_APP_CALL = "app_call"
+# Built-in labels that name a calling stack (not just a relay): their sessions
+# are gathered into calls as an application's are.
+_BUILTIN_CALL_STACKS = frozenset({"webrtc", "pjsip", "jitsi"})
 
 # (caller_ip, callee_ip) -> (subscriber_ip, direction, subscriber object)
 Classifier = Callable[[str, str], tuple[str | None, str | None, dict | None]]
@@ -78,8 +97,11 @@ class _UdpSession:
 
     __slots__ = (
         "_uid",
+        "anchor",
+        "app_state",
         "believed",
         "by_ssrc",
+        "call",
         "candidates",
         "dtls",
         "first_us",
@@ -88,12 +110,16 @@ class _UdpSession:
         "key",
         "last_us",
         "mapped",
+        "media",
+        "media_first_us",
+        "media_last_us",
         "octets",
         "packets",
         "peer",
         "ports",
         "reverse_key",
         "rtcp",
+        "rtcp_media",
         "software",
         "sr_ssrcs",
         "srtcp",
@@ -101,6 +127,7 @@ class _UdpSession:
         "streams",
         "stun",
         "turn",
+        "verdict",
     )
 
     def __init__(self, ts_us: int, src: bytes, sport: int, dst: bytes, dport: int) -> None:
@@ -131,6 +158,17 @@ class _UdpSession:
         self.srtp_profiles: tuple[int, ...] | None = None
         self._uid: str | None = None
         self.believed = False  # in the table of believed sessions, not of candidates
+        # Application classification: the classifier's state while undecided,
+        # its verdict, and (for a flow of an app call) the call it belongs to.
+        self.app_state: object | None = None
+        self.verdict: AppVerdict | None = None
+        self.call: AppCall | None = None
+        self.anchor = 0  # which end is the subscriber's, for app calls
+        # Datagrams that may be call media (not STUN, not a DTLS handshake), by
+        # direction, with RTCP apart, counted until the session is believed.
+        self.media = [0, 0]
+        self.rtcp_media = [0, 0]
+        self.media_first_us = self.media_last_us = 0
 
     @property
     def uid(self) -> str:
@@ -201,8 +239,27 @@ class FlowClassifier:
         settings: FlowSettings | None = None,
         classify: Classifier = _no_classification,
         on_weird: Callable[[str], None] | None = None,
+        apps: AppClassifier | None = None,
     ) -> None:
+        """`apps` names the application behind each UDP flow (see `AppClassifier`);
+        without one, sessions are found and labelled by the built-in traits only."""
         self.settings = settings or FlowSettings()
+        self._apps = apps
+        self._labels = self.settings.app_classifier != "off"
+        self._ignored: dict[bytes, int] = {}  # flow key -> last packet time
+        settings_ = self.settings
+        self._app_calls = AppCallTable(
+            int(settings_.app_join_gap_s * _US), settings_.max_sessions, _MAX_PENDING_APP_FLOWS
+        )
+        self._app_min_span_us = int(settings_.app_min_span_s * _US)
+        self._app_quiet_span_us = int(settings_.app_quiet_min_span_s * _US)
+        self._join_gap_us = int(settings_.app_join_gap_s * _US)
+        self._hello_window_us = int(settings_.app_sni_window_s * _US)
+        # Subscriber sockets of flows named by application: (address, port) ->
+        # (verdict, last packet); TLS server names that named an application, by
+        # address pair: (app, basis, time of the ClientHello).
+        self._socket_apps: dict[tuple[bytes, int], tuple[AppVerdict, int]] = {}
+        self._hello_apps: OrderedDict[tuple[bytes, bytes], tuple[str, str, int]] = OrderedDict()
         self._classify = classify
         self._weird = on_weird or (lambda kind: None)
         self._gap_us = int(self.settings.idle_gap_s * _US)
@@ -234,19 +291,27 @@ class FlowClassifier:
     def open_sessions(self) -> int:
         return len(self._sessions) + len(self._candidates) + len(self._tls)
 
+    @property
+    def app_attempts_without_media(self) -> int:
+        """Flows of call applications that ended with no call media on any flow of
+        theirs (an unanswered call, a STUN check): counted, not written."""
+        return self._app_calls.attempts_without_media
+
     def feed_udp(
         self, ts_us: int, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes
     ) -> list[CallRecord] | tuple[CallRecord, ...]:
         """One UDP datagram that no signalled call claims; returns records it closed."""
         if not payload:
             return _NO_RECORDS
-        entry = self._by_key.get(flow_key(src, sport, dst, dport))
+        key = flow_key(src, sport, dst, dport)
+        entry = self._by_key.get(key)
         if entry is not None:
             session, direction = entry
             gap = self._gap_us if session.believed else self._candidate_gap_us
             if ts_us - session.last_us > gap:
                 self._close_udp(session, None)
                 entry = None
+        apps = self._apps
         if entry is None and sport & dport & 1 and len(payload) > 1 and 200 <= payload[1] <= 207:
             # RTCP on the odd ports next to the RTP ones (RFC 3550 section 11)
             # belongs to the RTP session, if there is one.
@@ -254,9 +319,17 @@ class FlowClassifier:
             if entry is not None and ts_us - entry[0].last_us > self._gap_us:
                 entry = None
         if entry is None:
-            if not _may_start_session(payload):
+            if apps is not None:
+                # A flow the application classifier said is no VoIP (QUIC, DNS,
+                # a VPN...) is passed over until it has been idle for a gap.
+                seen = self._ignored.get(key)
+                if seen is not None:
+                    if ts_us - seen <= self._gap_us:
+                        self._ignored[key] = ts_us
+                        return self._take() if self._done else _NO_RECORDS
+                    del self._ignored[key]
+            elif not _may_start_session(payload):
                 return self._take() if self._done else _NO_RECORDS
-            key = flow_key(src, sport, dst, dport)
             if key in self._claimed:
                 return self._take() if self._done else _NO_RECORDS
             if len(self._candidates) >= self.settings.max_candidates:
@@ -266,6 +339,8 @@ class FlowClassifier:
             self._candidates[session.key] = session
             self._by_key[session.key] = (session, 0)
             self._by_key[session.reverse_key] = (session, 1)
+            if apps is not None:
+                session.app_state = apps.new_flow()
         else:
             session, direction = entry
             (self._sessions if session.believed else self._candidates).move_to_end(session.key)
@@ -273,9 +348,138 @@ class FlowClassifier:
         session.packets[direction] += 1
         session.octets[direction] += len(payload)
         self._on_datagram(session, direction, ts_us, payload, relayed=False)
-        if not session.believed and session.proven:
-            self._believe(session)
+        if session.app_state is not None:
+            verdict = apps.feed(session.app_state, ts_us, src, sport, dst, dport, payload)
+            if verdict is not None and not self._decided(session, verdict):
+                return self._take() if self._done else _NO_RECORDS
+        if not session.believed:
+            media = _media_kind(payload)
+            if media:
+                if not session.media[0] and not session.media[1]:
+                    session.media_first_us = ts_us
+                session.media_last_us = ts_us
+                session.media[direction] += 1
+                if media == 2:
+                    session.rtcp_media[direction] += 1
+            if session.proven or self._app_media(session):
+                self._believe(session)
         return self._take() if self._done else _NO_RECORDS
+
+    def _decided(self, session: _UdpSession, verdict: AppVerdict) -> bool:
+        """The application classifier's verdict on a session; False if it is dropped."""
+        self._apps.release(session.app_state)
+        session.app_state = None
+        session.verdict = verdict
+        if verdict.excluded and verdict.confidence in _SURE:
+            self._weird("app.not_a_call")
+            self._ignore(session)
+            return False
+        if verdict.app is None:
+            inherited = self._inherited(session)
+            if inherited is None:
+                if not (session.believed or session.candidates or _voip_traits(session)):
+                    self._ignore(session)
+                    return False
+                return True
+            session.verdict = verdict = inherited
+        self._tag_socket(session)
+        if session.believed and session.call is None:
+            self._join_app_call(session)
+        return True
+
+    def _inherited(self, session: _UdpSession) -> AppVerdict | None:
+        """The application of a flow its classifier could not name, from what came
+        just before: a named flow from the same subscriber socket (ICE moves a call
+        to a new path from the same local address and port), or a TLS connection
+        to the same far address whose server name is the application's."""
+        sockets = self._socket_apps
+        for end in (0, 1):
+            tag = sockets.get((session.ips[end], session.ports[end]))
+            if tag is not None and tag[1] + self._join_gap_us >= session.first_us:
+                parent = tag[0]
+                return AppVerdict(
+                    parent.protocol, parent.app, parent.category, "socket", parent.call, True
+                )
+        hello = self._hello_apps.get(_pair(*session.ips))
+        if hello is not None and hello[2] + self._hello_window_us >= session.first_us:
+            return AppVerdict(hello[1], hello[0], "", "sni", False, True)
+        return None
+
+    def _streaming(self, session: _UdpSession) -> bool:
+        """Whether a session is a one-way stream (cloud gaming, live video), not a
+        call: far more datagrams a second one way than any call's video, and
+        little coming back."""
+        span = session.last_us - session.first_us
+        if span < 2 * _US:
+            return False
+        high, low = sorted(session.packets, reverse=True)
+        return high * _US >= self.settings.stream_min_rate_pps * span and low * 10 < high
+
+    def _tag_socket(self, session: _UdpSession) -> None:
+        """Remember the subscriber socket of a flow named by application, when the
+        name is sure (deep inspection of this flow or a flow just before): an
+        address range names the server's operator (Google's public STUN servers
+        serve every WebRTC application), not the subscriber's application."""
+        if session.verdict.confidence not in _TAGGING:
+            return
+        sockets = self._socket_apps
+        if len(sockets) >= _MAX_SOCKET_TAGS:
+            sockets.clear()
+        end = self._anchor(session)
+        sockets[(session.ips[end], session.ports[end])] = (session.verdict, session.last_us)
+
+    def _ignore(self, session: _UdpSession) -> None:
+        """Forget a session without a record; pass over its flow from now on."""
+        self._forget_udp(session)
+        ignored = self._ignored
+        if len(ignored) >= _MAX_IGNORED:
+            ignored.clear()
+        ignored[session.key] = ignored[session.reverse_key] = session.last_us
+
+    def _app_media(self, session: _UdpSession) -> bool:
+        """Whether a session of a call application shows two-way real-time traffic."""
+        verdict = session.verdict
+        if verdict is None or verdict.app is None:
+            return False
+        settings = self.settings
+        out, back = session.media
+        low, high = (out, back) if out <= back else (back, out)
+        if low < settings.app_min_return_packets:
+            return False
+        if session.rtcp_media[0] == out and session.rtcp_media[1] == back:
+            return True  # RTCP alone both ways: a call whose parties are muted
+        span = session.media_last_us - session.media_first_us
+        if (
+            high >= settings.app_min_packets
+            and span >= self._app_min_span_us
+            and high * _US >= settings.app_min_rate_pps * span
+        ):
+            return True
+        # A quiet call (muted parties, silence suppressed) still exchanges
+        # something every few seconds; a keepalive, every 15 s or more.
+        return (
+            low >= settings.app_quiet_min_packets
+            and span >= self._app_quiet_span_us
+            and high * _US >= settings.app_quiet_min_rate_pps * span
+        )
+
+    def _join_app_call(self, session: _UdpSession) -> None:
+        session.anchor = self._anchor(session)
+        session.call = self._app_calls.open(
+            (session.verdict.app, session.ips[session.anchor]), session.first_us, session.verdict
+        )
+
+    def _anchor(self, session: _UdpSession) -> int:
+        """Which end of a session of an app call is the subscriber's (0 or 1)."""
+        first, other = session.ips
+        subscriber_ip, _direction, _subscriber = self._classify(format_ip(first), format_ip(other))
+        if subscriber_ip is not None:
+            return 0 if subscriber_ip == format_ip(first) else 1
+        # No subscriber networks: the end that is not the application's server.
+        apps = self._apps
+        if apps is not None and apps.server_app(first) and not apps.server_app(other):
+            return 1
+        return 0
 
     def _believe(self, session: _UdpSession) -> None:
         """Move a candidate that proved itself to the table of believed sessions."""
@@ -285,6 +489,16 @@ class FlowClassifier:
         session.believed = True
         self._sessions[session.key] = session
         self._sessions_by_pair.setdefault(_pair(*session.ips), set()).add(session)
+        verdict = session.verdict
+        if (verdict is None or verdict.app is None) and session.app_state is None and self._labels:
+            # Nothing (or no classifier) names it: a WebRTC stack's session is
+            # gathered into a call as an application's is.
+            builtin = self._inherited(session) or _builtin_verdict(session)
+            if builtin is not None:
+                session.verdict = verdict = builtin
+                self._tag_socket(session)
+        if verdict is not None and verdict.app is not None:
+            self._join_app_call(session)
 
     def feed_tcp(
         self, ts_us: int, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes
@@ -363,6 +577,7 @@ class FlowClassifier:
                 if now_us - oldest.last_us <= gap:
                     break
                 close(oldest, None)
+        self._finish_app_calls(self._app_calls.expire(now_us), None)
         return self._take()
 
     def close_all(self, reason: EndReason = EndReason.END_OF_INPUT) -> list[CallRecord]:
@@ -374,7 +589,8 @@ class FlowClassifier:
         for session in sorted(self._sessions.values(), key=lambda s: (s.first_us, s.key)):
             self._close_udp(session, reason)
         for session in list(self._candidates.values()):
-            self._close_udp(session, None)  # never believed: no record
+            self._close_udp(session, None)  # never believed: no record of its own
+        self._finish_app_calls(self._app_calls.close_all(), reason)
         for conn in sorted(self._tls.values(), key=lambda c: (c.first_us, c.key)):
             self._close_tls(conn, reason)
         return self._take()
@@ -390,7 +606,9 @@ class FlowClassifier:
                 self._on_rtp_or_rtcp(session, direction, ts_us, payload)
         elif first < 4:
             if looks_like_stun(payload):
-                self._on_stun(session, payload)
+                inner = self._on_stun(session, payload)
+                if inner and not relayed:
+                    self._on_datagram(session, direction, ts_us, inner, relayed=True)
         elif first < 20:
             return  # ZRTP (16-19) or unknown
         elif first < 64:
@@ -480,12 +698,13 @@ class FlowClassifier:
         session.streams[skey] = stream
         session.by_ssrc[direction][ssrc] = stream
 
-    def _on_stun(self, session: _UdpSession, payload: bytes) -> None:
+    def _on_stun(self, session: _UdpSession, payload: bytes) -> bytes | None:
+        """Note what a STUN message says; return the datagram it relays, if any."""
         try:
             msg = parse_stun(payload)
         except FlowParseError as exc:
             self._weird(exc.kind)
-            return
+            return None
         session.stun += 1
         if msg.ice:
             session.ice = True
@@ -497,6 +716,9 @@ class FlowClassifier:
             session.peer = msg.peer_address
         if msg.mapped_address and session.mapped is None:
             session.mapped = msg.mapped_address
+        if msg.data and msg.method in (METHOD_SEND, METHOD_DATA):
+            return msg.data
+        return None
 
     def _on_dtls(self, session: _UdpSession, payload: bytes) -> None:
         try:
@@ -517,12 +739,59 @@ class FlowClassifier:
     def _forget_udp(self, session: _UdpSession) -> None:
         (self._sessions if session.believed else self._candidates).pop(session.key, None)
         _unindex(session, self._by_key, self._sessions_by_pair)
+        if session.app_state is not None:
+            self._apps.release(session.app_state)
+            session.app_state = None
+        if session.call is not None:
+            # Dropped, not closed (claimed by SDP, or not a call after all): it
+            # leaves its app call without adding a flow to it.
+            self._app_calls.close(session.call, None)
+            session.call = None
 
     def _close_udp(self, session: _UdpSession, reason: EndReason | None) -> None:
+        if session.app_state is not None:
+            verdict = self._apps.give_up(session.app_state)
+            if verdict is not None:
+                session.verdict = verdict
+        call = session.call
+        session.call = None
         self._forget_udp(session)
+        verdict = session.verdict
+        if verdict is not None and verdict.excluded and verdict.confidence in _SURE:
+            self._weird("app.not_a_call")
+            return
+        if self._labels and (verdict is None or verdict.app is None):
+            verdict = self._inherited(session) or _builtin_verdict(session)
+            if verdict is not None:
+                session.verdict = verdict
+        if verdict is not None and verdict.app is not None:
+            self._tag_socket(session)
+            if call is None and (session.proven or self._app_media(session)):
+                if verdict.confidence not in _SURE and self._streaming(session):
+                    self._weird("media.stream_not_call")
+                    return
+                # Proven media whose application was known only as it ended.
+                session.anchor = self._anchor(session)
+                call = self._app_calls.open(
+                    (verdict.app, session.ips[session.anchor]), session.first_us, verdict
+                )
+            if call is not None:
+                self._app_calls.close(call, self._app_flow(session, True, reason))
+                return
+            # A call application's flow without call media: ICE checks or a
+            # relay allocation of a call on another flow, or of none.
+            session.anchor = self._anchor(session)
+            self._app_calls.side_flow(
+                (verdict.app, session.ips[session.anchor]),
+                self._app_flow(session, False, reason),
+            )
+            return
         if not session.proven:
             if reason is EndReason.EVICTED:
                 self._weird("media.candidate_evicted")
+            return
+        if self._streaming(session):
+            self._weird("media.stream_not_call")
             return
         pair = _pair(*session.ips)
         _remember(self._recent_media, pair, (session.uid, session.first_us, session.last_us))
@@ -544,28 +813,10 @@ class FlowClassifier:
         flags = set()
         if media and len({(m.src_ip, m.src_port) for m in media}) == 1:
             flags.add("one_way_media")
-        protocols = {"rtp"} if session.streams else set()
-        if session.rtcp:
-            protocols.add("rtcp")
-        if session.srtcp:
-            protocols.add("srtcp")
-        if session.stun:
-            protocols.add("stun")
-        if session.turn:
-            protocols.add("turn")
-        if session.dtls:
-            protocols.add("dtls")
-        encryption = None
-        if session.srtp_profiles is not None:
-            encryption = "dtls-srtp"
-        elif session.srtcp:
-            encryption = "srtp"
-        if encryption is not None and session.streams:
-            protocols.discard("rtp")
-            protocols.add("srtp")
+        protocols = self._protocols(session)
         extra = {
             "protocols": sorted(protocols),
-            "encryption": encryption,
+            "encryption": _encryption(session),
             "dtls_srtp_profiles": (
                 list(session.srtp_profiles) if session.srtp_profiles is not None else None
             ),
@@ -576,9 +827,7 @@ class FlowClassifier:
             "stun_mapped_address": (
                 {"ip": session.mapped[0], "port": session.mapped[1]} if session.mapped else None
             ),
-            "app": udp_session_label(
-                session.software, session.ice, session.srtp_profiles is not None, session.turn
-            ),
+            "app": self._session_label(session),
             "signalling_uid": max(tls)[1] if tls else None,
         }
         return self._record(
@@ -591,6 +840,163 @@ class FlowClassifier:
             reason,
             extra,
         )
+
+    @staticmethod
+    def _protocols(session: _UdpSession) -> set[str]:
+        protocols = {"rtp"} if session.streams else set()
+        if session.rtcp:
+            protocols.add("rtcp")
+        if session.srtcp:
+            protocols.add("srtcp")
+        if session.stun:
+            protocols.add("stun")
+        if session.turn:
+            protocols.add("turn")
+        if session.dtls:
+            protocols.add("dtls")
+        if _encryption(session) is not None and session.streams:
+            protocols.discard("rtp")
+            protocols.add("srtp")
+        return protocols
+
+    def _session_label(self, session: _UdpSession) -> dict | None:
+        """The application label of a session, from the classifier and the built-in traits."""
+        if not self._labels:
+            return None
+        builtin = udp_session_label(
+            session.software, session.ice, session.srtp_profiles is not None, session.turn
+        )
+        if session.verdict is None or session.verdict.app is None:
+            return builtin
+        return app_label(session.verdict, builtin)
+
+    # -- app calls -----------------------------------------------------------
+
+    def _app_flow(self, session: _UdpSession, media: bool, reason: EndReason | None) -> AppFlow:
+        """What an app call's record keeps of one of its flows."""
+        near = session.anchor
+        far = 1 - near
+        anchor_ip, far_ip = session.ips[near], session.ips[far]
+        anchor_port, far_port = session.ports[near], session.ports[far]
+        apps = self._apps
+        if session.turn:
+            relay = "turn"
+        elif apps is not None and apps.server_app(far_ip):
+            relay = "app_range"
+        else:
+            relay = None
+        streams = _media(session.streams.values())
+        protocols = self._protocols(session)
+        verdict = session.verdict
+        entry = {
+            "src_ip": format_ip(anchor_ip),
+            "src_port": anchor_port,
+            "dst_ip": format_ip(far_ip),
+            "dst_port": far_port,
+            "first_at": format_ts(session.first_us),
+            "last_at": format_ts(session.last_us),
+            "packets_out": session.packets[near],
+            "packets_in": session.packets[far],
+            "bytes_out": session.octets[near],
+            "bytes_in": session.octets[far],
+            "media": media,
+            "path": "relay" if relay else "peer",
+            "relay_basis": relay,
+            "protocols": sorted(protocols),
+            "classified_as": verdict.protocol if verdict is not None else None,
+            "turn_peer": (
+                {"ip": session.peer[0], "port": session.peer[1]} if session.peer else None
+            ),
+        }
+        if not media:
+            entry["path"] = "relay" if relay else "unknown"
+        return AppFlow(
+            first_us=session.first_us,
+            last_us=session.last_us,
+            anchor=(anchor_ip, anchor_port),
+            far=(far_ip, far_port),
+            packets=(session.packets[near], session.packets[far]),
+            octets=(session.octets[near], session.octets[far]),
+            media=media,
+            entry=entry,
+            streams=streams,
+            protocols=frozenset(protocols),
+            evicted=reason is EndReason.EVICTED,
+            label=self._session_label(session),
+            details={
+                "dtls_srtp_profiles": (
+                    list(session.srtp_profiles) if session.srtp_profiles is not None else None
+                ),
+                "stun_software": session.software,
+                "stun_mapped_address": (
+                    {"ip": session.mapped[0], "port": session.mapped[1]} if session.mapped else None
+                ),
+            },
+        )
+
+    def _app_call_record(self, call: AppCall, reason: EndReason | None) -> CallRecord:
+        """The record of a finished app call: one for all its flows."""
+        flows = sorted(call.flows, key=lambda f: (f.first_us, f.anchor, f.far))
+        media_flows = [f for f in flows if f.media]
+        main = max(media_flows, key=lambda f: (sum(f.octets), -f.first_us))
+        peers = [f for f in media_flows if f.entry["path"] == "peer"]
+        far = max(peers, key=lambda f: (sum(f.octets), -f.first_us)) if peers else None
+        first = flows[0]
+        app_name, anchor_ip = call.key
+        view = _AppCallView(
+            uid=make_uid(
+                "app-call",
+                first.first_us,
+                format_ip(anchor_ip),
+                app_name,
+                format_ip(first.far[0]),
+                first.far[1],
+            ),
+            ips=(anchor_ip, (far or main).far[0]),
+            ports=((far or main).anchor[1], (far or main).far[1]),
+            first_us=call.first_us,
+            last_us=call.last_us,
+            packets=[sum(f.packets[0] for f in flows), sum(f.packets[1] for f in flows)],
+            octets=[sum(f.octets[0] for f in flows), sum(f.octets[1] for f in flows)],
+        )
+        streams = tuple(
+            sorted(
+                (m for f in flows for m in f.streams),
+                key=lambda m: (m.first_at, m.src_ip, m.src_port, m.dst_ip, m.dst_port, m.ssrc),
+            )
+        )
+        protocols = set().union(*(f.protocols for f in flows))
+        flags = {"evicted"} if any(f.evicted for f in flows) else set()
+        if len({f.far for f in media_flows}) > 1:
+            flags.add("path_changed")
+        label = call_label([f.label for f in media_flows]) if self._labels else None
+        turn_peers = [f.entry["turn_peer"] for f in flows if f.entry["turn_peer"]]
+        details = {
+            key: next((f.details[key] for f in flows if f.details[key] is not None), None)
+            for key in ("dtls_srtp_profiles", "stun_software", "stun_mapped_address")
+        }
+        extra = {
+            "protocols": sorted(protocols),
+            "encryption": "dtls-srtp" if details["dtls_srtp_profiles"] is not None else None,
+            **details,
+            "app": label,
+            "far_end": "peer" if far is not None else "relay",
+            "app_flows": [f.entry for f in flows],
+            "turn_peer": turn_peers[0] if turn_peers else None,
+            "signalling_uid": None,
+        }
+        record = self._record(
+            view, "encrypted", "udp", DISPOSITION_APP_CALL, streams, flags, reason, extra
+        )
+        if far is None:
+            # Relayed all the way: the relay is no party to the call, and the
+            # party behind it is not visible here.
+            record = replace(record, callee_ip=None, callee_port=None)
+        return record
+
+    def _finish_app_calls(self, calls: list[AppCall], reason: EndReason | None) -> None:
+        for call in calls:
+            self._done.append(self._app_call_record(call, reason))
 
     # -- TLS -----------------------------------------------------------------
 
@@ -606,6 +1012,8 @@ class FlowClassifier:
             except FlowParseError as exc:
                 if dport in self._sip_tls_ports or sport in self._sip_tls_ports:
                     self._weird(exc.kind)
+        if hello is not None and hello.server_name and self._apps is not None:
+            self._note_hello(ts_us, src, dst, hello.server_name)
         if hello is not None and says_sip(hello):
             basis = "alpn" if any("sip" in p.lower() for p in hello.alpn) else "sni"
         elif dport in self._sip_tls_ports or sport in self._sip_tls_ports:
@@ -624,6 +1032,20 @@ class FlowClassifier:
         self._tls_by_key[conn.reverse_key] = (conn, 1)
         self._tls_by_pair.setdefault(_pair(*conn.ips), set()).add(conn)
         return conn
+
+    def _note_hello(self, ts_us: int, src: bytes, dst: bytes, server_name: str) -> None:
+        """A ClientHello whose server name is a call application's: remembered for
+        the UDP flows between the same addresses that nothing else names."""
+        app = self._apps.host_app(server_name)
+        if app is None:
+            return
+        hellos = self._hello_apps
+        pair = _pair(src, dst)
+        if pair in hellos:
+            hellos.move_to_end(pair)
+        elif len(hellos) >= _MAX_HELLO_APPS:
+            hellos.popitem(last=False)
+        hellos[pair] = (app, f"sni:{server_name}", ts_us)
 
     def _close_tls(self, conn: _TlsConnection, reason: EndReason | None) -> None:
         self._tls.pop(conn.key, None)
@@ -713,6 +1135,86 @@ class FlowClassifier:
     def _take(self) -> list[CallRecord]:
         done, self._done = self._done, []
         return done
+
+
+class _AppCallView:
+    """An app call seen as one session, for `FlowClassifier._record`."""
+
+    __slots__ = ("first_us", "ips", "last_us", "octets", "packets", "ports", "uid")
+
+    def __init__(self, uid, ips, ports, first_us, last_us, packets, octets) -> None:
+        self.uid = uid
+        self.ips = ips
+        self.ports = ports
+        self.first_us = first_us
+        self.last_us = last_us
+        self.packets = packets
+        self.octets = octets
+
+
+def _builtin_verdict(session: _UdpSession) -> AppVerdict | None:
+    """A WebRTC or known ICE stack's proven session, named by the built-in traits,
+    as an application for grouping its flows into one call."""
+    if not session.proven:
+        return None
+    found = udp_session_label(
+        session.software, session.ice, session.srtp_profiles is not None, session.turn
+    )
+    if found is None or found["name"] not in _BUILTIN_CALL_STACKS:
+        return None
+    return AppVerdict(f"builtin:{found['basis']}", found["name"], "", "builtin", call_app=True)
+
+
+def _encryption(session: _UdpSession) -> str | None:
+    if session.srtp_profiles is not None:
+        return "dtls-srtp"
+    if session.srtcp:
+        return "srtp"
+    return None
+
+
+def _voip_traits(session: _UdpSession) -> bool:
+    """Whether a session showed anything of VoIP of its own (for the built-in traits)."""
+    return bool(
+        session.streams
+        or session.candidates
+        or session.stun
+        or session.dtls
+        or session.turn
+        or session.rtcp
+        or session.srtcp
+    )
+
+
+def _media_kind(payload: bytes) -> int:
+    """0 if a datagram is no call media (STUN or STUN-framed, a DTLS handshake,
+    TURN wrapping either), 2 if it is RTCP, 1 for anything else: RTP, SRTP, an
+    app's own media."""
+    first = payload[0]
+    if payload[4:8] == _STUN_COOKIE and (payload[2] << 8 | payload[3]) + 20 == len(payload):
+        # STUN, or an application's own message in STUN's format (WhatsApp's
+        # relays use methods of the 0x0800 range, which RFC 7983 does not cover).
+        data = _indication_data(payload) if first < 4 else None
+        return _media_kind(data) if data else 0
+    if 20 <= first < 64 and looks_like_dtls(payload):
+        return 1 if first == 23 else 0  # DTLS application data may be media
+    if 64 <= first < 80 and looks_like_channel_data(payload):
+        inner = payload[4 : 4 + (payload[2] << 8 | payload[3])]
+        return _media_kind(inner) if inner else 0
+    if first >= 128 and len(payload) > 1 and 200 <= payload[1] <= 207:
+        return 2
+    return 1
+
+
+def _indication_data(payload: bytes) -> bytes | None:
+    """The DATA of a TURN Send or Data indication (no nesting), else None."""
+    if payload[0] != 0x00 or payload[1] not in (0x16, 0x17) or not looks_like_stun(payload):
+        return None
+    try:
+        msg = parse_stun(payload)
+    except FlowParseError:
+        return None
+    return msg.data if msg.data and not looks_like_stun(msg.data) else None
 
 
 def _may_start_session(payload: bytes) -> bool:

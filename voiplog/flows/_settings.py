@@ -30,3 +30,40 @@ class FlowSettings:
     min_packets: int = 5
     # TCP ports whose TLS connections are taken as SIP over TLS.
     sip_tls_ports: tuple[int, ...] = (5061,)
+    # Who names the application behind a UDP flow: "ndpi" (libndpi, with the
+    # built-in traits beside it), "builtin" (STUN SOFTWARE, ICE with DTLS-SRTP,
+    # TURN: no app calls without RTP) or "off" (no application label at all).
+    app_classifier: str = "ndpi"
+    # A flow that the application classifier puts in a call application is
+    # call media once it shows two-way real-time traffic: datagrams other than
+    # STUN and DTLS handshakes (TURN-wrapped ones count by what they wrap), at
+    # least `app_min_packets` in the busier direction, at least
+    # `app_min_return_packets` the other way, over at least `app_min_span_s`,
+    # at `app_min_rate_pps` or more in the busier direction. A flow of RTCP
+    # alone (a muted call) needs `app_min_return_packets` reports each way.
+    app_min_packets: int = 20
+    app_min_return_packets: int = 3
+    app_min_span_s: float = 2.0
+    app_min_rate_pps: float = 5.0
+    # A quiet flow of a call application (parties muted, silence suppressed)
+    # is call media too when each direction carries `app_quiet_min_packets`
+    # datagrams over at least `app_quiet_min_span_s`, at one every
+    # 1 / `app_quiet_min_rate_pps` seconds or more often: NAT keepalives come
+    # every 15 s or less often, and an unanswered call's relay pings (as
+    # frequent as a muted call's) stop when the apps give up ringing, within a
+    # minute.
+    app_quiet_min_packets: int = 4
+    app_quiet_min_span_s: float = 75.0
+    app_quiet_min_rate_pps: float = 0.2
+    # Flows of one application and one subscriber address belong to one call
+    # while they overlap or follow each other within this gap.
+    app_join_gap_s: float = 10.0
+    # A UDP flow that the application classifier cannot name takes the
+    # application of a TLS connection between the same two addresses whose
+    # server name is that application's, opened at most this long before.
+    app_sni_window_s: float = 600.0
+    # A UDP session that no application classifier names as a call app's, and
+    # that carries this many datagrams a second or more one way with less than
+    # a tenth of that coming back, is a stream (cloud gaming, live video), not
+    # a call: no record ("media.stream_not_call"). Calls' video stays far below.
+    stream_min_rate_pps: float = 800.0

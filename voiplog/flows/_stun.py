@@ -5,10 +5,11 @@ top bits, a length that is a multiple of 4 and fits the datagram exactly, the
 magic cookie 0x2112A442), then its attributes are walked as type-length-value
 records padded to 4 bytes. Only the attributes that say something about the
 session are decoded: XOR-MAPPED-ADDRESS, XOR-RELAYED-ADDRESS, XOR-PEER-ADDRESS,
-CHANNEL-NUMBER, SOFTWARE and the ICE attributes (RFC 8445) that mark a WebRTC
-or other ICE agent's connectivity check. A TURN ChannelData message (first two
-bits 01, channel 0x4000-0x4FFF, a length that fits) wraps a relayed datagram,
-which the caller classifies again. Anything else raises `StunParseError`.
+CHANNEL-NUMBER, SOFTWARE, DATA and the ICE attributes (RFC 8445) that mark a
+WebRTC or other ICE agent's connectivity check. A TURN ChannelData message
+(first two bits 01, channel 0x4000-0x4FFF, a length that fits) and the DATA
+attribute of a Send or Data indication (RFC 8656 sections 10-11) wrap a relayed
+datagram, which the caller classifies again. Anything else raises `StunParseError`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ ATTR_MAPPED_ADDRESS = 0x0001
 ATTR_USERNAME = 0x0006
 ATTR_CHANNEL_NUMBER = 0x000C
 ATTR_XOR_PEER_ADDRESS = 0x0012
+ATTR_DATA = 0x0013
 ATTR_XOR_RELAYED_ADDRESS = 0x0016
 ATTR_XOR_MAPPED_ADDRESS = 0x0020
 ATTR_PRIORITY = 0x0024
@@ -78,6 +80,7 @@ class StunMessage:
     relayed_address: tuple[str, int] | None = None  # XOR-RELAYED-ADDRESS
     peer_address: tuple[str, int] | None = None  # XOR-PEER-ADDRESS (the first one)
     channel: int | None = None  # CHANNEL-NUMBER
+    data: bytes | None = None  # DATA: the datagram a Send or Data indication relays
     ice: bool = False  # carries PRIORITY, USE-CANDIDATE or ICE-CONTROLLED/-CONTROLLING
 
 
@@ -159,6 +162,8 @@ def parse_stun(payload: bytes) -> StunMessage:
             if attr_len != 4:
                 raise StunParseError("CHANNEL-NUMBER is not 4 bytes", "stun.bad_attribute")
             fields["channel"] = value[0] << 8 | value[1]
+        elif attr_type == ATTR_DATA:
+            fields["data"] = value
         elif attr_type == ATTR_SOFTWARE:
             fields["software"] = value[:128].decode("utf-8", "replace")
         elif attr_type in _ICE_ATTRIBUTES:

@@ -1,0 +1,410 @@
+"""App calls in the flow classifier: which flows are calls, and one record per call.
+
+The application classifier here is a table (verdict by the far address, after a
+number of datagrams), so that these tests pin the flow classifier's own rules;
+tests/ndpi and tests/e2e run the same paths through libndpi.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+
+from tests.flows import _craft as c
+from voiplog.flows import FlowClassifier, FlowSettings
+from voiplog.flows._apps import AppVerdict
+
+T0 = 1_700_000_000_000_000
+MS = 1000
+S = 1_000_000
+
+
+def ip(text: str) -> bytes:
+    return ipaddress.ip_address(text).packed
+
+
+SUB = ip("100.64.1.10")  # the subscriber
+RELAY = ip("157.240.1.50")  # a server of the app (its published range)
+RELAY2 = ip("157.240.2.60")
+PEER = ip("198.51.100.7")  # the other party, reached peer to peer
+QUIC_SERVER = ip("142.250.1.1")
+
+WHATSAPP = AppVerdict("STUN.WhatsAppCall", "whatsapp", "VoIP", "dpi", call=True, call_app=True)
+TELEGRAM_IP = AppVerdict("Telegram", "telegram", "Chat", "ip", call_app=True)
+TELEGRAM_DPI = AppVerdict("Telegram", "telegram", "Chat", "dpi", call_app=True)
+QUIC = AppVerdict("QUIC.YouTube", None, "Media", "dpi", excluded=True)
+
+
+class TableClassifier:
+    """Verdicts by far address after ``after`` datagrams; counts what it is fed."""
+
+    name = "table"
+
+    def __init__(self, verdicts: dict[bytes, AppVerdict], servers=(), after: int = 2) -> None:
+        self.verdicts = verdicts
+        self.servers = {s: "app" for s in servers}
+        self.after = after
+        self.fed = 0
+        self.live: set[int] = set()
+        self._next = 0
+
+    def new_flow(self):
+        self._next += 1
+        state = [self._next, 0, None]
+        self.live.add(self._next)
+        return state
+
+    def feed(self, flow, ts_us, src, sport, dst, dport, payload):
+        self.fed += 1
+        flow[1] += 1
+        flow[2] = self.verdicts.get(dst) or self.verdicts.get(src)
+        if flow[1] >= self.after and flow[2] is not None:
+            return flow[2]
+        return None
+
+    def give_up(self, flow):
+        return flow[2]
+
+    def release(self, flow):
+        self.live.discard(flow[0])
+
+    def server_app(self, address):
+        return self.servers.get(address)
+
+    def host_app(self, name):
+        return "discord" if name.endswith(".discord.media") else None
+
+
+def encrypted(rng: random.Random, size: int = 120) -> bytes:
+    """An app's own encrypted media datagram: no RTP header, no STUN, no DTLS."""
+    return bytes([rng.randrange(0x04, 0x14)]) + rng.randbytes(size - 1)
+
+
+def media_flow(flows, start, seconds, far, fport, sport=40000, rate=50, payload=encrypted):
+    """Two-way media at ``rate`` datagrams a second each way; the records it closed."""
+    rng = random.Random(fport)
+    records = []
+    step = S // rate
+    for i in range(int(seconds * rate)):
+        t = start + i * step
+        records += flows.feed_udp(t, SUB, sport, far, fport, payload(rng))
+        records += flows.feed_udp(t + 3 * MS, far, fport, SUB, sport, payload(rng))
+    return records
+
+
+def stun_checks(flows, start, far, fport, sport=40000, count=4):
+    records = []
+    for i in range(count):
+        tid = bytes([i]) * 12
+        request = c.stun(1, 0, [(0x0024, b"\x6e\x7f\x1e\xff")], tid)
+        records += flows.feed_udp(start + i * 200 * MS, SUB, sport, far, fport, request)
+        response = c.stun(1, 2, [(0x0020, c.xor_address("100.64.1.10", sport, tid))], tid)
+        records += flows.feed_udp(start + i * 200 * MS + 30 * MS, far, fport, SUB, sport, response)
+    return records
+
+
+def classifier(verdicts, servers=(), **settings):
+    apps = TableClassifier(verdicts, servers)
+    return FlowClassifier(FlowSettings(**settings), apps=apps), apps
+
+
+def test_encrypted_media_of_a_call_app_is_one_call_record():
+    flows, apps = classifier({RELAY: TELEGRAM_IP}, servers=[RELAY])
+    assert media_flow(flows, T0, 20, RELAY, 1400) == []
+    (record,) = flows.close_all()
+    assert record.kind == "encrypted" and record.disposition == "app_call"
+    assert record.extra["app"] == {
+        "name": "telegram",
+        "confidence": 0.7,
+        "basis": "ndpi:Telegram/ip",
+    }
+    assert record.caller_ip == "100.64.1.10" and record.caller_port == 40000
+    # Relayed all the way: the relay is not the other party.
+    assert record.callee_ip is None and record.extra["far_end"] == "relay"
+    (flow,) = record.extra["app_flows"]
+    assert flow["path"] == "relay" and flow["relay_basis"] == "app_range"
+    assert flow["packets_out"] == flow["packets_in"] == 1000
+    assert record.started_at == "2023-11-14T22:13:20.000000Z"
+    assert record.duration_s == 19.983
+    assert apps.live == set()  # every flow's state was given back
+
+
+def test_ice_checks_relay_and_a_switch_to_peer_to_peer_are_one_call():
+    flows, _apps = classifier({RELAY: WHATSAPP, RELAY2: WHATSAPP, PEER: WHATSAPP}, [RELAY, RELAY2])
+    records = stun_checks(flows, T0, RELAY2, 3478, sport=40002)  # a candidate never used
+    records += stun_checks(flows, T0, RELAY, 3478)
+    records += media_flow(flows, T0 + 1 * S, 10, RELAY, 3478)
+    records += stun_checks(flows, T0 + 8 * S, PEER, 52000, sport=40001)
+    records += media_flow(flows, T0 + 9 * S, 30, PEER, 52000, sport=40001)
+    records += flows.close_all()
+    (record,) = records
+    assert record.extra["app"]["name"] == "whatsapp"
+    assert record.extra["app"]["basis"] == "ndpi:STUN.WhatsAppCall/dpi"
+    paths = [(f["dst_ip"], f["path"], f["media"]) for f in record.extra["app_flows"]]
+    assert sorted(paths) == [
+        ("157.240.1.50", "relay", True),
+        ("157.240.2.60", "relay", False),
+        ("198.51.100.7", "peer", True),
+    ]
+    # The party reached peer to peer is visible: it is the far end.
+    assert record.callee_ip == "198.51.100.7" and record.callee_port == 52000
+    assert record.extra["far_end"] == "peer"
+    assert "path_changed" in record.flags
+    assert record.started_at.endswith(".000000Z")
+    assert record.duration_s >= 38.9
+
+
+def test_a_call_apps_stun_without_media_is_no_call_but_is_counted():
+    flows, _apps = classifier({RELAY: WHATSAPP}, [RELAY])
+    assert stun_checks(flows, T0, RELAY, 3478, count=10) == []
+    assert flows.close_all() == []
+    assert flows.app_attempts_without_media == 1
+
+
+def test_a_keepalive_of_a_call_app_is_no_call():
+    flows, _apps = classifier({RELAY: TELEGRAM_IP}, [RELAY])
+    rng = random.Random(1)
+    records = []
+    for i in range(40):  # one each way every 25 s, for over 16 minutes
+        t = T0 + i * 25 * S
+        records += flows.feed_udp(t, SUB, 40000, RELAY, 1400, encrypted(rng, 40))
+        records += flows.feed_udp(t + 50 * MS, RELAY, 1400, SUB, 40000, encrypted(rng, 40))
+    records += flows.close_all()
+    assert records == []
+
+
+def test_a_short_burst_is_no_call():
+    flows, _apps = classifier({RELAY: TELEGRAM_IP}, [RELAY])
+    assert media_flow(flows, T0, 0.5, RELAY, 1400) == []  # 25 each way in half a second
+    assert flows.close_all() == []
+
+
+def test_rtcp_alone_both_ways_is_a_muted_call():
+    flows, _apps = classifier({RELAY: WHATSAPP}, [RELAY])
+    records = []
+    for i in range(6):
+        t = T0 + i * 5 * S
+        records += flows.feed_udp(t, SUB, 40000, RELAY, 3478, c.sender_report(0x11))
+        records += flows.feed_udp(t + MS, RELAY, 3478, SUB, 40000, c.sender_report(0x22))
+    records += flows.close_all()
+    (record,) = records
+    assert record.disposition == "app_call" and "rtcp" in record.extra["protocols"]
+
+
+def test_quic_is_never_a_call_and_is_passed_over():
+    flows, apps = classifier({QUIC_SERVER: QUIC})
+    assert media_flow(flows, T0, 10, QUIC_SERVER, 443) == []
+    assert flows.close_all() == []
+    assert apps.fed == 2  # decided on the second datagram, asked no more
+
+
+def test_turn_send_and_data_indications_carry_media():
+    flows, _apps = classifier({RELAY: WHATSAPP}, [RELAY])
+    rng = random.Random(3)
+    peer = c.xor_address("198.51.100.7", 52000)
+
+    def send(method: int, seq: int) -> bytes:
+        data = c.rtp(seq, seq * 160, 111, ssrc=0x5151 if method == 6 else 0x6161)
+        data = data[:12] + rng.randbytes(80)  # SRTP: the payload is ciphertext
+        return c.stun(method, 1, [(0x0012, peer), (0x0013, data)], rng.randbytes(12))
+
+    for i in range(500):
+        t = T0 + i * 20 * MS
+        flows.feed_udp(t, SUB, 40000, RELAY, 3478, send(6, i))  # Send indication
+        flows.feed_udp(t + MS, RELAY, 3478, SUB, 40000, send(7, i))  # Data indication
+    (record,) = flows.close_all()
+    assert record.disposition == "app_call"
+    assert "turn" in record.extra["protocols"]
+    (flow,) = record.extra["app_flows"]
+    assert flow["relay_basis"] == "turn"
+    assert flow["turn_peer"] == {"ip": "198.51.100.7", "port": 52000}
+    # The relayed datagrams are RTP with readable headers: their streams are kept.
+    assert {m.ssrc for m in record.media} == {0x5151, 0x6161}
+
+
+def test_the_same_app_after_the_join_gap_is_a_new_call():
+    flows, _apps = classifier({RELAY: TELEGRAM_IP}, [RELAY], app_join_gap_s=10)
+    records = media_flow(flows, T0, 10, RELAY, 1400)
+    records += flows.expire(T0 + 50 * S)  # the flow closed after its idle gap
+    records += media_flow(flows, T0 + 60 * S, 10, RELAY, 1400, sport=40010)
+    records += flows.close_all()
+    first, second = records
+    assert first.uid != second.uid
+    assert first.ended_at < second.started_at
+
+
+def test_two_subscribers_calls_of_one_app_stay_apart():
+    flows, _apps = classifier({RELAY: TELEGRAM_IP}, [RELAY])
+    records = media_flow(flows, T0, 10, RELAY, 1400)
+    other = ip("100.64.1.11")
+    rng = random.Random(9)
+    for i in range(500):
+        t = T0 + i * 20 * MS
+        flows.feed_udp(t, other, 41000, RELAY, 1400, encrypted(rng))
+        flows.feed_udp(t + MS, RELAY, 1400, other, 41000, encrypted(rng))
+    records += flows.close_all()
+    assert sorted(r.caller_ip for r in records) == ["100.64.1.10", "100.64.1.11"]
+
+
+def test_the_subscriber_is_the_anchor_even_when_the_peer_sends_first():
+    def subscribers(caller, callee):
+        if caller.startswith("100.64."):
+            return caller, "outbound", None
+        if callee.startswith("100.64."):
+            return callee, "inbound", None
+        return None, "transit", None
+
+    apps = TableClassifier({PEER: WHATSAPP})
+    flows = FlowClassifier(FlowSettings(), classify=subscribers, apps=apps)
+    rng = random.Random(4)
+    for i in range(500):
+        t = T0 + i * 20 * MS
+        flows.feed_udp(t, PEER, 52000, SUB, 40000, encrypted(rng))
+        flows.feed_udp(t + MS, SUB, 40000, PEER, 52000, encrypted(rng))
+    (record,) = flows.close_all()
+    assert record.caller_ip == "100.64.1.10" and record.callee_ip == "198.51.100.7"
+    assert record.direction == "outbound"
+    (flow,) = record.extra["app_flows"]
+    assert flow["src_ip"] == "100.64.1.10" and flow["path"] == "peer"
+
+
+def test_builtin_traits_that_disagree_are_named_in_the_basis():
+    flows, _apps = classifier({RELAY: WHATSAPP}, [RELAY])
+    for i in range(300):
+        t = T0 + i * 20 * MS
+        flows.feed_udp(t, SUB, 40000, RELAY, 3478, c.channel_data(0x4000, c.rtp(i, i * 160, 0)))
+        flows.feed_udp(
+            t + MS, RELAY, 3478, SUB, 40000, c.channel_data(0x4000, c.rtp(i, i, 0, ssrc=7))
+        )
+    (record,) = flows.close_all()
+    assert record.extra["app"]["name"] == "whatsapp"
+    assert record.extra["app"]["basis"] == (
+        "ndpi:STUN.WhatsAppCall/dpi; builtin:turn-relayed/turn_channel_data"
+    )
+
+
+def test_without_an_app_classifier_nothing_changes_for_plain_rtp():
+    flows = FlowClassifier(FlowSettings())
+    for i in range(20):
+        flows.feed_udp(T0 + i * 20 * MS, SUB, 40000, PEER, 50000, c.rtp(i, i * 160, 0))
+    (record,) = flows.close_all()
+    assert record.kind == "media" and record.disposition == "media_session"
+
+
+def test_app_classifier_off_writes_no_label():
+    flows = FlowClassifier(FlowSettings(app_classifier="off"))
+    for i in range(20):
+        payload = c.channel_data(0x4000, c.rtp(i, i * 160, 0))
+        flows.feed_udp(T0 + i * 20 * MS, SUB, 40000, PEER, 3478, payload)
+    (record,) = flows.close_all()
+    assert record.extra["app"] is None
+
+
+RTP_PEER = AppVerdict("RTP", None, "Media", "dpi")
+
+
+def test_a_path_from_the_same_subscriber_socket_takes_the_calls_app():
+    # The classifier names the relay flows, and only "RTP" for the peer-to-peer
+    # path that ICE opened from the same local address and port.
+    flows, _apps = classifier({RELAY: TELEGRAM_DPI, PEER: RTP_PEER})
+    records = media_flow(flows, T0, 5, RELAY, 1400)
+    records += media_flow(flows, T0 + 4 * S, 20, PEER, 52000, payload=_rtp_payloads())
+    records += flows.close_all()
+    (record,) = records
+    assert record.extra["app"]["name"] == "telegram"
+    peer_flow = next(f for f in record.extra["app_flows"] if f["dst_ip"] == "198.51.100.7")
+    assert peer_flow["classified_as"] == "Telegram" and peer_flow["path"] == "peer"
+
+
+def test_a_flow_from_another_socket_takes_nothing_from_it():
+    flows, _apps = classifier({RELAY: TELEGRAM_DPI, PEER: RTP_PEER})
+    records = media_flow(flows, T0, 5, RELAY, 1400)
+    records += media_flow(flows, T0 + 4 * S, 20, PEER, 52000, sport=41000, payload=_rtp_payloads())
+    records += flows.close_all()
+    assert sorted(r.disposition for r in records) == ["app_call", "media_session"]
+
+
+def test_a_tls_server_name_just_before_names_the_udp_flow():
+    voice = ip("66.22.196.10")
+    flows, _apps = classifier({voice: AppVerdict("Unknown", None, "Unspecified", "unknown")})
+    hello = c.tls_client_hello("rotterdam1234.discord.media")
+    flows.feed_tcp(T0, SUB, 51000, voice, 443, hello)
+    records = media_flow(flows, T0 + 1 * S, 10, voice, 50010, payload=_rtp_payloads())
+    records += flows.close_all()
+    (record,) = [r for r in records if r.transport == "udp"]
+    assert record.extra["app"] == {
+        "name": "discord",
+        "confidence": 0.6,
+        "basis": "sni:rotterdam1234.discord.media",
+    }
+
+
+def test_a_tls_server_name_long_before_names_nothing():
+    voice = ip("66.22.196.10")
+    flows, _apps = classifier({}, app_sni_window_s=60)
+    flows.feed_tcp(T0, SUB, 51000, voice, 443, c.tls_client_hello("x1.discord.media"))
+    records = media_flow(flows, T0 + 120 * S, 10, voice, 50010, payload=_rtp_payloads())
+    records += flows.close_all()
+    assert [r.extra["app"] for r in records if r.transport == "udp"] == [None]
+
+
+def test_a_quiet_call_is_a_call_and_a_keepalive_is_not():
+    flows, _apps = classifier({RELAY: TELEGRAM_IP}, [RELAY])
+    rng = random.Random(5)
+    for i in range(40):  # one each way every 2 s for 80 s: silence suppressed
+        t = T0 + i * 2 * S
+        flows.feed_udp(t, SUB, 40000, RELAY, 1400, encrypted(rng, 30))
+        flows.feed_udp(t + 40 * MS, RELAY, 1400, SUB, 40000, encrypted(rng, 30))
+    (record,) = flows.close_all()
+    assert record.disposition == "app_call"
+
+
+def test_relay_pings_of_a_call_ringing_unanswered_are_no_call():
+    flows, _apps = classifier({RELAY: TELEGRAM_IP}, [RELAY])
+    rng = random.Random(5)
+    for i in range(45):  # one each way every second while it rings for 45 s
+        t = T0 + i * S
+        flows.feed_udp(t, SUB, 40000, RELAY, 1400, encrypted(rng, 30))
+        flows.feed_udp(t + 40 * MS, RELAY, 1400, SUB, 40000, encrypted(rng, 30))
+    assert flows.close_all() == []
+    assert flows.app_attempts_without_media == 1
+
+
+def test_stun_framed_relay_messages_are_not_media():
+    # WhatsApp's relays exchange STUN-framed messages of their own (method
+    # range 0x0800) while a call rings: a missed call, not a call.
+    flows, _apps = classifier({RELAY: WHATSAPP}, [RELAY])
+    rng = random.Random(6)
+    for i in range(200):
+        t = T0 + i * 200 * MS
+        for src, sport, dst, dport, kind in (
+            (SUB, 40000, RELAY, 3478, 0x0800),
+            (RELAY, 3478, SUB, 40000, 0x0801),
+        ):
+            body = rng.randbytes(24)
+            message = kind.to_bytes(2, "big") + len(body).to_bytes(2, "big")
+            message += c.MAGIC.to_bytes(4, "big") + rng.randbytes(12) + body
+            flows.feed_udp(t, src, sport, dst, dport, message)
+    assert flows.close_all() == []
+    assert flows.app_attempts_without_media == 1
+
+
+def test_a_one_way_stream_at_video_game_rates_is_not_a_call():
+    server = ip("80.84.170.21")
+    flows = FlowClassifier(FlowSettings())
+    for i in range(3000):  # 1,000 RTP packets a second down, 60 up
+        t = T0 + i * MS
+        flows.feed_udp(t, server, 49004, SUB, 40000, c.rtp(i & 0xFFFF, i * 90, 98, ssrc=9))
+        if i % 16 == 0:
+            flows.feed_udp(t, SUB, 40000, server, 49004, c.rtp(i // 16, i, 127, ssrc=8))
+    assert flows.close_all() == []
+
+
+def _rtp_payloads():
+    state = {"seq": 0}
+
+    def payload(rng):
+        state["seq"] += 1
+        return c.rtp(state["seq"], state["seq"] * 160, 111, ssrc=0x77) + rng.randbytes(60)
+
+    return payload

@@ -1,0 +1,180 @@
+"""App calls: the flows of one call of one application, gathered into one record.
+
+Strategy: an app call (WhatsApp, Telegram, Zoom...) is several UDP flows: ICE
+checks to several candidates, a relay, a peer-to-peer path, a switch of path in
+mid-call. The flow classifier decides flow by flow (`AppVerdict` from the
+application classifier, two-way real-time traffic from its own counts); this
+table gathers the flows of one subscriber address with one application that
+overlap in time into one `AppCall`:
+
+* a flow that qualified as call media opens (or joins) the call of its key
+  ``(app, anchor address)``, and the call stays open while any of its media
+  flows is open;
+* a flow of the same application without media (ICE checks, a TURN allocation
+  never used) joins the call it overlaps, or waits ``join_gap`` for one; if none
+  comes, it was a call attempt without media, which is counted, not written;
+* a call whose last media flow closed ``join_gap`` ago is finished: a new flow of
+  the same key after that is a new call.
+
+Only packet time is used; the table is bounded (``max_calls`` open or waiting
+calls, ``max_pending`` flows without media), and a full table finishes its
+least recently active call that has no open flow early rather than drop it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+AppCallKey = tuple[str, bytes]  # (application name, anchor address, packed)
+
+
+@dataclass(frozen=True, slots=True)
+class AppFlow:
+    """One flow of an app call, as it closed: what its record lists of it."""
+
+    first_us: int
+    last_us: int
+    anchor: tuple[bytes, int]  # the subscriber's end (address, port)
+    far: tuple[bytes, int]  # the other end: a relay, a server or the peer
+    packets: tuple[int, int]  # from the anchor, to the anchor
+    octets: tuple[int, int]
+    media: bool  # carried call media (else only STUN/ICE or TURN control)
+    entry: dict[str, Any]  # its description in the record, times and addresses formatted
+    streams: tuple = ()  # MediaStream objects of the RTP it carried
+    protocols: frozenset[str] = frozenset()
+    evicted: bool = False
+    label: dict[str, Any] | None = None  # the flow's application label
+    details: dict[str, Any] = field(default_factory=dict)  # STUN and DTLS facts, or None
+
+
+@dataclass(slots=True)
+class AppCall:
+    """Tracking state of one app call; its record is built when it is finished."""
+
+    key: AppCallKey
+    first_us: int
+    last_us: int
+    open_flows: int = 0
+    flows: list[AppFlow] = field(default_factory=list)
+    verdicts: list = field(default_factory=list)  # AppVerdict of each media flow
+
+
+class AppCallTable:
+    """Open and recently ended app calls by key, least recently active first."""
+
+    def __init__(self, join_gap_us: int, max_calls: int, max_pending: int) -> None:
+        self._join_gap_us = join_gap_us
+        self._max_calls = max_calls
+        self._max_pending = max_pending
+        self._calls: OrderedDict[AppCallKey, AppCall] = OrderedDict()
+        # Flows without media waiting for a call of their key: key -> flows.
+        self._pending: OrderedDict[AppCallKey, list[AppFlow]] = OrderedDict()
+        self._pending_count = 0
+        self._done: list[AppCall] = []
+        self.attempts_without_media = 0
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def open(self, key: AppCallKey, first_us: int, verdict: object) -> AppCall:
+        """A flow qualified as media of an app call: the call it belongs to."""
+        call = self._calls.get(key)
+        if (
+            call is not None
+            and call.open_flows == 0
+            and first_us - call.last_us > self._join_gap_us
+        ):
+            self._finish(call)
+            call = None
+        if call is None:
+            if len(self._calls) >= self._max_calls:
+                self._finish_one_waiting()
+            call = AppCall(key, first_us, first_us)
+            self._calls[key] = call
+            for flow in self._pending.pop(key, ()):
+                self._pending_count -= 1
+                if flow.last_us >= first_us - self._join_gap_us:
+                    self._add(call, flow)
+                else:
+                    self.attempts_without_media += 1
+        else:
+            self._calls.move_to_end(key)
+        call.open_flows += 1
+        call.verdicts.append(verdict)
+        call.first_us = min(call.first_us, first_us)
+        return call
+
+    def close(self, call: AppCall, flow: AppFlow | None) -> None:
+        """A media flow of ``call`` closed (None: it was dropped, and adds nothing)."""
+        call.open_flows -= 1
+        if flow is not None:
+            self._add(call, flow)
+
+    def side_flow(self, key: AppCallKey, flow: AppFlow) -> None:
+        """A flow of a call application closed without media: it joins a call or waits."""
+        call = self._calls.get(key)
+        if call is not None and (
+            call.open_flows or flow.first_us - call.last_us <= self._join_gap_us
+        ):
+            self._add(call, flow)
+            return
+        if self._pending_count >= self._max_pending:
+            oldest_key, flows = next(iter(self._pending.items()))
+            self.attempts_without_media += 1
+            self._pending_count -= 1
+            flows.pop(0)
+            if not flows:
+                del self._pending[oldest_key]
+        self._pending.setdefault(key, []).append(flow)
+        self._pending.move_to_end(key)
+        self._pending_count += 1
+
+    def expire(self, now_us: int) -> list[AppCall]:
+        """Finish the calls with no open flow for longer than the join gap; return them."""
+        gap = self._join_gap_us
+        for call in list(self._calls.values()):
+            if not call.open_flows and now_us - call.last_us > gap:
+                self._finish(call)
+        for key in list(self._pending):
+            flows = self._pending[key]
+            keep = [f for f in flows if now_us - f.last_us <= gap]
+            self.attempts_without_media += len(flows) - len(keep)
+            self._pending_count -= len(flows) - len(keep)
+            if keep:
+                self._pending[key] = keep
+            else:
+                del self._pending[key]
+        return self._take()
+
+    def close_all(self) -> list[AppCall]:
+        """Finish every call (its open flows were closed before); count waiting flows."""
+        for call in list(self._calls.values()):
+            self._finish(call)
+        self.attempts_without_media += self._pending_count
+        self._pending.clear()
+        self._pending_count = 0
+        return self._take()
+
+    def _add(self, call: AppCall, flow: AppFlow) -> None:
+        call.flows.append(flow)
+        call.first_us = min(call.first_us, flow.first_us)
+        call.last_us = max(call.last_us, flow.last_us)
+
+    def _finish_one_waiting(self) -> None:
+        # A call with open flows stays: those flows are bounded by the session
+        # table, and finishing their call early would split it.
+        for call in self._calls.values():
+            if not call.open_flows:
+                self._finish(call)
+                return
+
+    def _finish(self, call: AppCall) -> None:
+        del self._calls[call.key]
+        if any(f.media for f in call.flows):
+            self._done.append(call)
+
+    def _take(self) -> list[AppCall]:
+        done, self._done = self._done, []
+        return done
