@@ -20,7 +20,7 @@
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libpcap0.8 libcap2-bin \
+    && apt-get install -y --no-install-recommends libpcap0.8 libcap2-bin libndpi4.2 \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
