@@ -85,6 +85,7 @@ class PipelineStats:
     rtp_packets: int = 0
     media_session_packets: int = 0  # RTP of media sessions, taken by the fast path
     records: int = 0  # call, media and encrypted-session records
+    app_classifier_packets: int = 0  # datagrams handed to the application classifier
     registrations: int = 0  # registration records
     sip_requests: Counter = field(default_factory=Counter)
     sip_responses: Counter = field(default_factory=Counter)
@@ -468,6 +469,7 @@ class Pipeline:
             self._write(record)
         if self.classifier is not None:
             self._write_all(self.classifier.expire(now_us))
+            self.stats.app_classifier_packets = self.classifier.app_datagrams
 
     def _drain(self) -> None:
         for record in self.tracker.take_records():
@@ -503,3 +505,4 @@ class Pipeline:
             self._write(record)
         if self.classifier is not None:
             self._write_all(self.classifier.close_all(reason))
+            self.stats.app_classifier_packets = self.classifier.app_datagrams

@@ -2,7 +2,7 @@
 
 The captures follow each app's published wire format (tests/appcraft.py); the
 expectations are what libndpi 4.2 (Debian 12) can name. What 4.2 cannot name
-(LINE, Snapchat, STUN over IPv6) is pinned too, so that a newer nDPI adapter
+(LINE, Snapchat) is pinned too, so that a newer nDPI adapter
 shows up here as a change.
 """
 
@@ -107,10 +107,11 @@ def test_traffic_that_is_not_a_call_makes_no_call_record(replayer, ndpi_release,
     assert [r["disposition"] for r in records if r["disposition"] != "tls_session"] == []
 
 
-def test_an_ipv6_telegram_call_is_named(replayer, ndpi_release):
-    call = appcraft.app_call("telegram", duration_s=12, ipv6=True, seed=2)
+@pytest.mark.parametrize("app", ["telegram", "whatsapp", "messenger"])
+def test_an_ipv6_call_is_named(replayer, ndpi_release, app):
+    call = appcraft.app_call(app, duration_s=12, ipv6=True, seed=2)
     (record,) = _calls(replayer.records(call.frames, config=SUBSCRIBERS))
-    assert record["app"]["name"] == "telegram"
+    assert record["app"]["name"] == app
     assert record["subscriber_ip"] == call.subscriber_ip
 
 

@@ -245,6 +245,7 @@ class FlowClassifier:
         without one, sessions are found and labelled by the built-in traits only."""
         self.settings = settings or FlowSettings()
         self._apps = apps
+        self.app_datagrams = 0  # datagrams handed to the application classifier
         self._labels = self.settings.app_classifier != "off"
         self._ignored: dict[bytes, int] = {}  # flow key -> last packet time
         settings_ = self.settings
@@ -349,6 +350,7 @@ class FlowClassifier:
         session.octets[direction] += len(payload)
         self._on_datagram(session, direction, ts_us, payload, relayed=False)
         if session.app_state is not None:
+            self.app_datagrams += 1
             verdict = apps.feed(session.app_state, ts_us, src, sport, dst, dport, payload)
             if verdict is not None and not self._decided(session, verdict):
                 return self._take() if self._done else _NO_RECORDS

@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import importlib
 import os
 import struct
+import zlib
 from dataclasses import replace
 from types import ModuleType
 from typing import Any
@@ -120,7 +122,11 @@ def load(library: str | None = None) -> NdpiClassifier:
     lib = _open_library(library)
     revision = _revision(lib)
     adapter = adapter_for(revision)
-    return NdpiClassifier(adapter.open_engine(lib, revision))
+    adapter.check(lib, revision)
+    # nDPI's detection module takes about 0.15 s to build (its protocol and
+    # address tables): built on first use, so that a run that never needs it
+    # (a capture of SIP calls alone) never pays for it.
+    return NdpiClassifier(functools.partial(adapter.Engine, lib, revision), revision=revision)
 
 
 class _Flow:
@@ -142,17 +148,32 @@ class NdpiClassifier:
     """
 
     def __init__(
-        self, engine: Any, server_cache_size: int = 65536, host_cache_size: int = 4096
+        self,
+        engine: Any,
+        server_cache_size: int = 65536,
+        host_cache_size: int = 4096,
+        revision: str | None = None,
     ) -> None:
-        """``engine``: an adapter's `Engine` (``_v4_2.Engine``), whose close this owns."""
-        self.name = f"ndpi {engine.revision}"
-        self._engine = engine
-        self._process = engine.process
-        self._extra = engine.extra_dissection_possible
+        """``engine``: an adapter's `Engine` (``_v4_2.Engine``), whose close this owns,
+        or a callable that makes one when first needed (then give ``revision``)."""
+        if hasattr(engine, "process"):
+            self._factory = None
+            self._started = engine
+            revision = engine.revision
+        else:
+            self._factory = engine
+            self._started = None
+        self.name = f"ndpi {revision}"
+        self._closed = False
+        self._ipv6_as_ipv4 = False
+        self._process = self._lazy("_process")
+        self._extra = self._lazy("_extra")
+        self._match_host = self._lazy("_match_host")
+        if self._started is not None:
+            self._bind(self._started)
         self._verdicts: dict[tuple, AppVerdict] = {}
         self._servers: dict[bytes, str | None] = {}
         self._server_cache_size = server_cache_size
-        self._match_host = engine.match_host
         self._protocol_apps: dict[int, str | None] = {}
         self._hosts: dict[str, str | None] = {}
         self._host_cache_size = host_cache_size
@@ -163,9 +184,39 @@ class NdpiClassifier:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @property
+    def _engine(self) -> Any:
+        """The adapter's engine, built (and its calls bound) on first use."""
+        engine = self._started
+        if engine is None:
+            if self._closed:
+                raise UsageError("the nDPI classifier is closed")
+            engine = self._started = self._factory()
+            self._bind(engine)
+        return engine
+
+    def _bind(self, engine: Any) -> None:
+        # Bound to attributes, so that the per-datagram path is one ctypes call.
+        self._process = engine.process
+        self._extra = engine.extra_dissection_possible
+        self._match_host = engine.match_host
+        self._free_flow = engine.free_flow
+        self._ipv6_as_ipv4 = getattr(engine, "ipv6_as_ipv4", False)
+
+    def _lazy(self, name: str) -> Any:
+        def first_call(*args: Any) -> Any:
+            self._engine  # noqa: B018 - builds the engine, which rebinds `name`
+            return getattr(self, name)(*args)
+
+        return first_call
+
     def close(self) -> None:
         """Free the detection module. Release the flows first: their structs are the caller's."""
-        self._engine.close()
+        if self._started is not None:
+            self._started.close()
+            self._started = None
+        self._closed = True
+        self._factory = None
         self._process = self._extra = self._match_host = _closed
 
     def new_flow(self) -> _Flow:
@@ -192,6 +243,8 @@ class NdpiClassifier:
         pointer = flow.pointer
         if pointer is None:
             raise UsageError("feed() of a released flow")
+        if len(src) == 16 and self._ipv6_as_ipv4:
+            src, dst = _stand_in(src), _stand_in(dst)
         if len(src) == 4:
             if len(payload) > _MAX_IPV4_PAYLOAD:
                 payload = payload[:_MAX_IPV4_PAYLOAD]
@@ -255,7 +308,9 @@ class NdpiClassifier:
         pointer = flow.pointer
         if pointer is not None:
             flow.pointer = None
-            self._engine.free_flow(pointer)
+            # A flow's struct outlives the module (it is the caller's): freed
+            # even after close, with the call bound when the engine was built.
+            self._free_flow(pointer)
 
     def server_app(self, ip: bytes) -> str | None:
         """The call application whose published ranges nDPI knows hold ``ip``.
@@ -351,6 +406,14 @@ class NdpiClassifier:
                 verdict, app=owner, call_app=True, confidence="ip"
             )
         return found
+
+
+def _stand_in(address: bytes) -> bytes:
+    """An IPv4 address that stands for an IPv6 one when an adapter dissects IPv6
+    as IPv4: stable for the address, in 198.18.0.0/15 (RFC 2544's benchmarking
+    range, in no application's address list, so nothing is named by range)."""
+    digest = zlib.crc32(address)
+    return bytes((198, 18 | (digest >> 16) & 1, (digest >> 8) & 0xFF, digest & 0xFF))
 
 
 def _closed(*args: object) -> object:

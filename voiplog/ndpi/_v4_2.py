@@ -129,6 +129,13 @@ def _bind(lib: ctypes.CDLL) -> None:
 
 def open_engine(lib: ctypes.CDLL, revision: str) -> Engine:
     """A detection module of ``lib`` with every protocol enabled, after checking the ABI."""
+    check(lib, revision)
+    return Engine(lib, revision)
+
+
+def check(lib: ctypes.CDLL, revision: str) -> None:
+    """Bind ``lib``'s calls and check that it is built as this adapter expects;
+    raise `NdpiUnavailable` saying how it differs."""
     _bind(lib)
     api = lib.ndpi_get_api_version()
     if api != API_VERSION:
@@ -139,7 +146,6 @@ def open_engine(lib: ctypes.CDLL, revision: str) -> Engine:
             f"ndpi {revision} flow struct is {size} bytes, expected {_FLOW_STRUCT_SIZE}: "
             "built with other options than this binding knows"
         )
-    return Engine(lib, revision)
 
 
 class Engine:
@@ -164,6 +170,10 @@ class Engine:
         self._module = module
         self.revision = revision
         self.flow_size = _FLOW_STRUCT_SIZE
+        # 4.2's STUN dissector runs over IPv4 only (and STUN is how it names
+        # WhatsApp, Messenger, Signal, Meet, Teams calls): IPv6 datagrams are
+        # handed over behind an IPv4 header with stand-in addresses.
+        self.ipv6_as_ipv4 = True
         self.process = functools.partial(lib.ndpi_detection_process_packet, module)
         """(flow, layer-3 packet, its length, time in ms) -> NdpiProtocol."""
         self.extra_dissection_possible = functools.partial(
