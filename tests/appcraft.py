@@ -41,6 +41,7 @@ import zlib
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tests import pcapwriter
 from tests.flows._craft import dtls_client_hello, dtls_record, dtls_server_hello, tls_client_hello
@@ -785,6 +786,39 @@ def _ringing(call: _Call) -> int:
     return (call.rng.randint(2, 9) if call.answered else call.rng.randint(30, 45)) * S
 
 
+def _ring(call: _Call, t: int, ping: Callable[[int], None]) -> int:
+    """The relay pings about once a second while the callee's phone rings; the end."""
+    ring_end = t + _ringing(call)
+    while t < ring_end:
+        ping(t)
+        t += call.rng.randint(900, 1100) * MS
+    return t
+
+
+def _talk(
+    call: _Call,
+    up_send: Callable,
+    down_send: Callable,
+    up: _Media,
+    down: _Media,
+    t: int,
+    keepalive: Callable | None,
+    open_direct: Callable[[int], _Leg],
+    delay: int = 50 * MS,
+) -> None:
+    """The answered call's media from ``t``: through the relay (``up_send`` and
+    ``down_send``), then, from halfway (``p2p_switch``) or from the start (no
+    ``relay``), over the peer-to-peer leg that ``open_direct(switch)`` opens."""
+    end = t + call.duration_us
+    switch = t + call.duration_us // 2 if call.p2p_switch else end
+    if not call.relay:
+        switch = t
+    _media(call, up_send, down_send, up, down, t, switch, keepalive)
+    if switch < end:
+        direct = open_direct(switch)
+        _media(call, direct.up, direct.down, up, down, switch + delay, end)
+
+
 # The TURN realms the operators' relays send in their 401 responses.
 _REALMS = {
     "messenger": b"facebook.com",
@@ -935,25 +969,20 @@ def _whatsapp_call(call: _Call) -> None:
             ts + call.rtt(), stun(0, 0, txid, [(0x4004, rng.randbytes(4))], message_type=0x0801)
         )
 
-    ring_end = t + _ringing(call)
-    while t < ring_end:
-        relay_message(t)
-        t += rng.randint(900, 1100) * MS
+    t = _ring(call, t, relay_message)
     if not call.answered:
         return
     wrap = _media_srtp_plain(120, ext=True)
     up, down = _Media(rng, wrap, _control_srtcp), _Media(rng, wrap, _control_srtcp)
-    end = t + call.duration_us
-    switch = t + call.duration_us // 2 if call.p2p_switch else end
-    if not call.relay:
-        switch = t
-    _media(call, leg.up, leg.down, up, down, t, switch, relay_message)
-    if switch < end:
+
+    def open_direct(switch: int) -> _Leg:
         direct = _Leg(call.wire, call.sub_port, call.peer_ip, call.peer_port)
         txid = call.txid()
         direct.up(switch, stun(BINDING, REQUEST, txid, [(0x4000, token)]))
         direct.down(switch + call.rtt(), stun(BINDING, SUCCESS, txid, [(0x4000, token)]))
-        _media(call, direct.up, direct.down, up, down, switch + 50 * MS, end)
+        return direct
+
+    _talk(call, leg.up, leg.down, up, down, t, relay_message, open_direct)
 
 
 def _telegram_call(call: _Call) -> None:
@@ -974,26 +1003,23 @@ def _telegram_call(call: _Call) -> None:
         leg.up(ts, tg.special(rng, -2, rng.randbytes(8)))
         leg.down(ts + call.rtt(), tg.special(rng, -4, rng.randbytes(24)))
 
-    ring_end = t + _ringing(call)
-    while t < ring_end:
-        leg.up(t, tg.control(rng, 0, 0, t))
-        leg.down(t + call.rtt(), tg.control(rng, 0, 0, t))
-        t += rng.randint(900, 1200) * MS
+    def control(ts: int) -> None:
+        leg.up(ts, tg.control(rng, 0, 0, ts))
+        leg.down(ts + call.rtt(), tg.control(rng, 0, 0, ts))
+
+    t = _ring(call, t, control)
     if not call.answered:
         return
     up, down = _Media(rng, tg.media, tg.control), _Media(rng, tg.media, tg.control)
-    end = t + call.duration_us
-    switch = t + call.duration_us // 2 if call.p2p_switch else end
-    if not call.relay:
-        switch = t
-    _media(call, leg.up, leg.down, up, down, t, switch, ping)
-    if switch < end:
+
+    def open_direct(switch: int) -> _Leg:
         # Peer-to-peer datagrams carry no peer tag: msg_key and ciphertext only.
-        direct = _Leg(call.wire, call.sub_port, call.peer_ip, call.peer_port)
         strip = lambda f: lambda r, *a: f(r, *a)[16:]  # noqa: E731
         up.wrap, down.wrap = strip(tg.media), strip(tg.media)
         up.control, down.control = strip(tg.control), strip(tg.control)
-        _media(call, direct.up, direct.down, up, down, switch, end)
+        return _Leg(call.wire, call.sub_port, call.peer_ip, call.peer_port)
+
+    _talk(call, leg.up, leg.down, up, down, t, ping, open_direct, delay=0)
 
 
 def _viber_call(call: _Call) -> None:
@@ -1004,22 +1030,16 @@ def _viber_call(call: _Call) -> None:
         leg.up(ts, _viber_message(rng, 3, 8))
         leg.down(ts + call.rtt(), _viber_message(rng, 9, 16))
 
-    ring_end = t + _ringing(call)
-    while t < ring_end:
-        ping(t)
-        t += rng.randint(900, 1100) * MS
+    t = _ring(call, t, ping)
     if not call.answered:
         return
     up, down = _Media(rng, _viber_media, _viber_control), _Media(rng, _viber_media, _viber_control)
-    end = t + call.duration_us
-    switch = t + call.duration_us // 2 if call.p2p_switch else end
-    if not call.relay:
-        switch = t
-    _media(call, leg.up, leg.down, up, down, t, switch, ping)
-    if switch < end:
-        direct = _Leg(call.wire, call.sub_port, call.peer_ip, 5242)
+
+    def open_direct(switch: int) -> _Leg:
         ping(switch)
-        _media(call, direct.up, direct.down, up, down, switch + 50 * MS, end)
+        return _Leg(call.wire, call.sub_port, call.peer_ip, 5242)
+
+    _talk(call, leg.up, leg.down, up, down, t, ping, open_direct)
 
 
 def _imo_call(call: _Call) -> None:
@@ -1036,23 +1056,18 @@ def _imo_call(call: _Call) -> None:
         leg.up(ts + 30 * MS, byte)
         leg.down(ts + call.rtt(), byte)
 
-    ring_end = t + _ringing(call)
-    while t < ring_end:
-        keepalive(t)
-        t += rng.randint(900, 1100) * MS
+    t = _ring(call, t, keepalive)
     if not call.answered:
         return
     up, down = _Media(rng, _imo_media, _imo_control), _Media(rng, _imo_media, _imo_control)
-    end = t + call.duration_us
-    switch = t + call.duration_us // 2 if call.p2p_switch else end
-    if not call.relay:
-        switch = t
-    _media(call, leg.up, leg.down, up, down, t, switch, keepalive)
-    if switch < end:
+
+    def open_direct(switch: int) -> _Leg:
         direct = _Leg(call.wire, call.sub_port, call.peer_ip, call.peer_port)
         direct.up(switch, bytes([0x09, 0x02]) + rng.randbytes(8))
         direct.down(switch + call.rtt(), bytes([0x00, 0x09, 0x03]) + rng.randbytes(8))
-        _media(call, direct.up, direct.down, up, down, switch + 50 * MS, end)
+        return direct
+
+    _talk(call, leg.up, leg.down, up, down, t, keepalive, open_direct)
 
 
 def _zoom_call(call: _Call) -> None:
@@ -1073,12 +1088,8 @@ def _zoom_call(call: _Call) -> None:
         return
     up = _Media(rng, sfu_up.media, sfu_up.control)
     down = _Media(rng, sfu_down.media, sfu_down.control)
-    end = t + call.duration_us
-    switch = t + call.duration_us // 2 if call.p2p_switch else end
-    if not call.relay:
-        switch = t
-    _media(call, leg.up, leg.down, up, down, t, switch)
-    if switch < end:
+
+    def open_direct(switch: int) -> _Leg:
         direct = _Leg(call.wire, call.sub_port, call.peer_ip, call.peer_port)
         txid = call.txid()
         direct.up(switch, stun(BINDING, REQUEST, txid, [(0x0103, rng.randbytes(8))]))
@@ -1094,7 +1105,9 @@ def _zoom_call(call: _Call) -> None:
         p2p_up, p2p_down = _Zoom(False, True), _Zoom(False, False)
         up.wrap, up.control = p2p_up.media, p2p_up.control
         down.wrap, down.control = p2p_down.media, p2p_down.control
-        _media(call, direct.up, direct.down, up, down, switch + 50 * MS, end)
+        return direct
+
+    _talk(call, leg.up, leg.down, up, down, t, None, open_direct)
 
 
 def _discord_call(call: _Call) -> None:
@@ -1179,22 +1192,22 @@ def _teams_call(call: _Call) -> None:
         return
     wrap = _media_srtp_plain(104, ext=False)
     up, down = _Media(rng, wrap, _control_srtcp), _Media(rng, wrap, _control_srtcp)
-    end = t + call.duration_us
-    switch = t + call.duration_us // 2 if call.p2p_switch else end
-    if not call.relay:
-        switch = t
-    _media(
+    _talk(
         call, lambda ts, d: leg.up(ts, call.send_indication(d)),
-        lambda ts, d: leg.down(ts, call.data_indication(d)), up, down, t, switch,
+        lambda ts, d: leg.down(ts, call.data_indication(d)), up, down, t, None,
+        lambda switch: _open_checked(call, switch, nominate=True, extra=ms[1:]),
     )  # fmt: skip
-    if switch < end:
-        direct = _Leg(call.wire, call.sub_port, call.peer_ip, call.peer_port)
-        check = call.binding_check(goog=False, nominate=True, extra=ms[1:])
-        direct.up(switch, check)
-        direct.down(
-            switch + call.rtt(), call.binding_success(check, call.public_ip, call.public_port)
-        )
-        _media(call, direct.up, direct.down, up, down, switch + 50 * MS, end)
+
+
+def _open_checked(call: _Call, switch: int, **check: Any) -> _Leg:
+    """A peer-to-peer leg opened by one ICE check (no Google attributes) and its answer."""
+    direct = _Leg(call.wire, call.sub_port, call.peer_ip, call.peer_port)
+    request = call.binding_check(goog=False, **check)
+    direct.up(switch, request)
+    direct.down(
+        switch + call.rtt(), call.binding_success(request, call.public_ip, call.public_port)
+    )
+    return direct
 
 
 def _relay_rtp_call(call: _Call, port: int, control: Callable) -> None:
@@ -1209,19 +1222,7 @@ def _relay_rtp_call(call: _Call, port: int, control: Callable) -> None:
         return
     wrap = _media_srtp_plain(96, ext=False)
     up, down = _Media(rng, wrap, control), _Media(rng, wrap, control)
-    end = t + call.duration_us
-    switch = t + call.duration_us // 2 if call.p2p_switch else end
-    if not call.relay:
-        switch = t
-    _media(call, leg.up, leg.down, up, down, t, switch)
-    if switch < end:
-        direct = _Leg(call.wire, call.sub_port, call.peer_ip, call.peer_port)
-        check = call.binding_check(goog=False)
-        direct.up(switch, check)
-        direct.down(
-            switch + call.rtt(), call.binding_success(check, call.public_ip, call.public_port)
-        )
-        _media(call, direct.up, direct.down, up, down, switch + 50 * MS, end)
+    _talk(call, leg.up, leg.down, up, down, t, None, lambda switch: _open_checked(call, switch))
 
 
 def _google_meet_call(call: _Call) -> None:
