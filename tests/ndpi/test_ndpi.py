@@ -620,6 +620,8 @@ def test_missing_symbol_is_refused():
 
 def test_quic_is_excluded_even_for_a_call_app():
     assert _names.judge("QUIC", "WhatsApp", "Chat") == ("whatsapp", False, True, True)
+    # ...but a call protocol inside QUIC is a call: Snapchat's RTP after its CHLO.
+    assert _names.judge("QUIC", "SnapchatCall", "VoIP") == ("snapchat", True, True, False)
 
 
 def test_lookup_of_an_app_domain_is_dns():

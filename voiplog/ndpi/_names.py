@@ -18,10 +18,11 @@ The rules, in order:
   IMO, Webex there whole, and their UDP flows are calls). Generic VoIP
   protocols (SIP, RTP, RTCP, IAX, H323, STUN...) are not an application: voiplog
   decodes them itself, so they give no app and no ``call``;
-* ``excluded``: a master or app protocol that is never a call (`NEVER_CALLS`:
-  QUIC, DNS, NTP, VPN tunnels, BitTorrent...) excludes the flow whatever the
-  application (QUIC to WhatsApp is a media download, a DNS query for
-  whatsapp.net is DNS); otherwise a category that is never a call
+* ``excluded``: never when the app protocol is a call protocol (Snapchat
+  multiplexes its calls' RTP with QUIC: ``QUIC.SnapchatCall``); else a master or
+  app protocol that is never a call (`NEVER_CALLS`: QUIC, DNS, NTP, VPN tunnels,
+  BitTorrent...) excludes the flow whatever the application (QUIC to WhatsApp is
+  a media download, a DNS query for whatsapp.net is DNS); otherwise a category that is never a call
   (`NEVER_CALL_CATEGORIES`) excludes a flow of no call application only
   (WhatsApp's category is Chat, Zoom's is Video: neither excludes them), and not
   when the protocol is a hosting provider's address range (`HOSTING`), where
@@ -184,7 +185,11 @@ def judge(master: str, app: str, category: str) -> tuple[str | None, bool, bool,
         or master in CALL_PROTOCOLS
         or (name is not None and category == "VoIP")
     )
-    if master in NEVER_CALLS or app in NEVER_CALLS:
+    if app in CALL_PROTOCOLS:
+        # A call protocol found inside another is a call: Snapchat multiplexes
+        # its call's RTP with QUIC on one flow (nDPI's QUIC.SnapchatCall).
+        excluded = False
+    elif master in NEVER_CALLS or app in NEVER_CALLS:
         excluded = True
     elif name is not None or app in HOSTING or master in HOSTING:
         excluded = False
