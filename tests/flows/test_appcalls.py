@@ -408,3 +408,19 @@ def _rtp_payloads():
         return c.rtp(state["seq"], state["seq"] * 160, 111, ssrc=0x77) + rng.randbytes(60)
 
     return payload
+
+
+def test_a_short_video_meeting_mostly_one_way_is_a_call():
+    # The shape of a real Zoom meeting flow on UDP 8801 (nDPI's zoom.pcap): 10
+    # datagrams up and 175 down in 1.44 s, video coming down.
+    zoom = AppVerdict("Zoom", "zoom", "Video", "dpi", call_app=True)
+    flows, _apps = classifier({RELAY: zoom}, [RELAY])
+    rng = random.Random(8)
+    for i in range(175):
+        t = T0 + i * 8 * MS
+        flows.feed_udp(t, RELAY, 8801, SUB, 58327, encrypted(rng, 1054))
+        if i % 17 == 0:
+            flows.feed_udp(t + MS, SUB, 58327, RELAY, 8801, encrypted(rng, 781))
+    (record,) = flows.close_all()
+    assert record.extra["app"]["name"] == "zoom"
+    assert (record.extra["caller_packets"], record.extra["callee_packets"]) == (11, 175)

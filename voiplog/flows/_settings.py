@@ -43,7 +43,7 @@ class FlowSettings:
     # alone (a muted call) needs `app_min_return_packets` reports each way.
     app_min_packets: int = 20
     app_min_return_packets: int = 3
-    app_min_span_s: float = 2.0
+    app_min_span_s: float = 1.0
     app_min_rate_pps: float = 5.0
     # A quiet flow of a call application (parties muted, silence suppressed)
     # is call media too when each direction carries `app_quiet_min_packets`
