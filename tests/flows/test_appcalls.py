@@ -424,3 +424,45 @@ def test_a_short_video_meeting_mostly_one_way_is_a_call():
     (record,) = flows.close_all()
     assert record.extra["app"]["name"] == "zoom"
     assert (record.extra["caller_packets"], record.extra["callee_packets"]) == (11, 175)
+
+
+def _zoom(kind: int, length: int, inner: bytes, sfu: bool, **at: int) -> bytes:
+    header = bytearray([kind]) + bytes(length - 1)
+    for index, value in at.items():
+        header[int(index[1:])] = value
+    outer = bytes([0x05]) + bytes(7) if sfu else b""
+    return outer + bytes(header) + inner
+
+
+def test_zoom_media_headers_give_up_their_rtp():
+    from voiplog.flows._appheaders import zoom_inner
+
+    rtp = c.rtp(7, 960, 112, ssrc=0xABC)
+    rtcp = c.sender_report(0xABC)
+    assert zoom_inner(_zoom(0x0F, 19, rtp, sfu=True)) == rtp  # audio through a server
+    assert zoom_inner(_zoom(0x0F, 19, rtp, sfu=False)) == rtp  # audio peer to peer
+    assert zoom_inner(_zoom(0x10, 24, rtp, sfu=True, b20=0x02)) == rtp  # video
+    assert zoom_inner(_zoom(0x10, 20, rtp, sfu=True)) == rtp  # byte 20 is RTP's first: 20
+    assert zoom_inner(_zoom(0x21, 16, rtcp, sfu=True)) == rtcp
+    assert zoom_inner(_zoom(0x1E, 20, rtp, sfu=False)) == rtp  # screen share, peer to peer
+    assert zoom_inner(_zoom(0x0D, 27, rtp, sfu=True, b7=0x1E)) == rtp  # screen share, server
+    assert zoom_inner(_zoom(0x0D, 27, rtp, sfu=True, b7=0x00)) is None
+    assert zoom_inner(_zoom(0x0F, 19, bytes(40), sfu=True)) is None  # no RTP inside
+    assert zoom_inner(bytes([0x05]) + bytes(10)) is None  # too short
+    assert zoom_inner(b"\x01" + bytes(60)) is None  # Zoom's control, not media
+
+
+def test_zoom_rtp_behind_its_header_gets_stream_statistics():
+    zoom = AppVerdict("Zoom", "zoom", "Video", "dpi", call_app=True)
+    flows, _apps = classifier({RELAY: zoom}, [RELAY])
+    for i in range(250):
+        t = T0 + i * 20 * MS
+        up = c.rtp(i, i * 960, 112, ssrc=0x11) + bytes(60)
+        down = c.rtp(i, i * 960, 112, ssrc=0x22) + bytes(60)
+        flows.feed_udp(t, SUB, 50000, RELAY, 8801, _zoom(0x0F, 19, up, sfu=True))
+        flows.feed_udp(t + MS, RELAY, 8801, SUB, 50000, _zoom(0x0F, 19, down, sfu=True))
+    (record,) = flows.close_all()
+    by_ssrc = {m.ssrc: m for m in record.media}
+    # Counted from the datagram at which the application was known (the second).
+    assert by_ssrc[0x11].packets == 249 and by_ssrc[0x22].packets == 249
+    assert by_ssrc[0x11].lost == 0 and by_ssrc[0x11].payload_type == 112

@@ -31,6 +31,7 @@ from dataclasses import replace
 from voiplog.calls import EndReason, flow_key
 from voiplog.cdr import CallRecord, MediaStream, format_ts, make_uid
 from voiplog.flows._appcalls import AppCall, AppCallTable, AppFlow
+from voiplog.flows._appheaders import UNWRAPPERS
 from voiplog.flows._apps import AppClassifier, AppVerdict
 from voiplog.flows._dtls import looks_like_dtls, parse_dtls
 from voiplog.flows._errors import FlowParseError
@@ -127,6 +128,7 @@ class _UdpSession:
         "streams",
         "stun",
         "turn",
+        "unwrap",
         "verdict",
     )
 
@@ -162,6 +164,7 @@ class _UdpSession:
         # its verdict, and (for a flow of an app call) the call it belongs to.
         self.app_state: object | None = None
         self.verdict: AppVerdict | None = None
+        self.unwrap = None  # the application's own header in front of RTP, if known
         self.call: AppCall | None = None
         self.anchor = 0  # which end is the subscriber's, for app calls
         # Datagrams that may be call media (not STUN, not a DTLS handshake), by
@@ -348,7 +351,9 @@ class FlowClassifier:
         session.last_us = ts_us
         session.packets[direction] += 1
         session.octets[direction] += len(payload)
-        self._on_datagram(session, direction, ts_us, payload, relayed=False)
+        unwrap = session.unwrap
+        inner = unwrap(payload) if unwrap is not None else None
+        self._on_datagram(session, direction, ts_us, inner or payload, relayed=False)
         if session.app_state is not None:
             self.app_datagrams += 1
             verdict = apps.feed(session.app_state, ts_us, src, sport, dst, dport, payload)
@@ -384,6 +389,7 @@ class FlowClassifier:
                     return False
                 return True
             session.verdict = verdict = inherited
+        session.unwrap = UNWRAPPERS.get(verdict.app)
         self._tag_socket(session)
         if session.believed and session.call is None:
             self._join_app_call(session)
