@@ -504,6 +504,7 @@ class FlowClassifier:
             builtin = self._inherited(session) or _builtin_verdict(session)
             if builtin is not None:
                 session.verdict = verdict = builtin
+                session.unwrap = UNWRAPPERS.get(verdict.app)
                 self._tag_socket(session)
         if verdict is not None and verdict.app is not None:
             self._join_app_call(session)
