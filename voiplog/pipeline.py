@@ -469,7 +469,7 @@ class Pipeline:
             self._write(record)
         if self.classifier is not None:
             self._write_all(self.classifier.expire(now_us))
-            self.stats.app_classifier_packets = self.classifier.app_datagrams
+            self._app_counts()
 
     def _drain(self) -> None:
         for record in self.tracker.take_records():
@@ -505,4 +505,12 @@ class Pipeline:
             self._write(record)
         if self.classifier is not None:
             self._write_all(self.classifier.close_all(reason))
-            self.stats.app_classifier_packets = self.classifier.app_datagrams
+            self._app_counts()
+
+    def _app_counts(self) -> None:
+        classifier = self.classifier
+        self.stats.app_classifier_packets = classifier.app_datagrams
+        if classifier.app_attempts_without_media:
+            # Calls of call apps that never carried media (unanswered, or STUN
+            # checks alone): no record, but counted where oddities are.
+            self.stats.weird["app.call_without_media"] = classifier.app_attempts_without_media

@@ -466,3 +466,13 @@ def test_zoom_rtp_behind_its_header_gets_stream_statistics():
     # Counted from the datagram at which the application was known (the second).
     assert by_ssrc[0x11].packets == 249 and by_ssrc[0x22].packets == 249
     assert by_ssrc[0x11].lost == 0 and by_ssrc[0x11].payload_type == 112
+
+
+def test_an_unanswered_call_probing_three_relays_is_one_attempt():
+    flows, _apps = classifier({RELAY: WHATSAPP, RELAY2: WHATSAPP, PEER: WHATSAPP}, [RELAY, RELAY2])
+    stun_checks(flows, T0, RELAY2, 3478, sport=40001, count=1)
+    stun_checks(flows, T0, PEER, 3478, sport=40002, count=1)
+    stun_checks(flows, T0, RELAY, 3478, count=100)  # rings on, one ping each way every 0.2 s
+    flows.expire(T0 + 60 * S)
+    assert flows.close_all() == []
+    assert flows.app_attempts_without_media == 1

@@ -72,6 +72,8 @@ class AppCallTable:
         # Flows without media waiting for a call of their key: key -> flows.
         self._pending: OrderedDict[AppCallKey, list[AppFlow]] = OrderedDict()
         self._pending_count = 0
+        # The last packet of each recent attempt without media, by key.
+        self._attempt_ends: OrderedDict[AppCallKey, int] = OrderedDict()
         self._done: list[AppCall] = []
         self.attempts_without_media = 0
 
@@ -93,12 +95,14 @@ class AppCallTable:
                 self._finish_one_waiting()
             call = AppCall(key, first_us, first_us)
             self._calls[key] = call
+            stale = False
             for flow in self._pending.pop(key, ()):
                 self._pending_count -= 1
                 if flow.last_us >= first_us - self._join_gap_us:
                     self._add(call, flow)
                 else:
-                    self.attempts_without_media += 1
+                    stale = True
+            self.attempts_without_media += stale
         else:
             self._calls.move_to_end(key)
         call.open_flows += 1
@@ -122,11 +126,11 @@ class AppCallTable:
             return
         if self._pending_count >= self._max_pending:
             oldest_key, flows = next(iter(self._pending.items()))
-            self.attempts_without_media += 1
             self._pending_count -= 1
             flows.pop(0)
             if not flows:
                 del self._pending[oldest_key]
+                self.attempts_without_media += 1
         self._pending.setdefault(key, []).append(flow)
         self._pending.move_to_end(key)
         self._pending_count += 1
@@ -140,22 +144,38 @@ class AppCallTable:
         for key in list(self._pending):
             flows = self._pending[key]
             keep = [f for f in flows if now_us - f.last_us <= gap]
-            self.attempts_without_media += len(flows) - len(keep)
             self._pending_count -= len(flows) - len(keep)
             if keep:
                 self._pending[key] = keep
             else:
                 del self._pending[key]
+                self._attempt(key, flows)
         return self._take()
 
     def close_all(self) -> list[AppCall]:
         """Finish every call (its open flows were closed before); count waiting flows."""
         for call in list(self._calls.values()):
             self._finish(call)
-        self.attempts_without_media += self._pending_count
+        for key, flows in self._pending.items():
+            self._attempt(key, flows)
         self._pending.clear()
         self._pending_count = 0
         return self._take()
+
+    def _attempt(self, key: AppCallKey, flows: list[AppFlow]) -> None:
+        """Count flows without media that no call took: those of one application
+        and subscriber that overlap (or follow within the gap) one attempt's were
+        that attempt, however many relays it tried and whenever each flow ended."""
+        first = min(f.first_us for f in flows)
+        last = max(f.last_us for f in flows)
+        ends = self._attempt_ends
+        previous = ends.get(key)
+        if previous is None or first > previous + self._join_gap_us:
+            self.attempts_without_media += 1
+            if len(ends) >= self._max_pending:
+                ends.popitem(last=False)
+        ends[key] = max(last, previous or 0)
+        ends.move_to_end(key)
 
     def _add(self, call: AppCall, flow: AppFlow) -> None:
         call.flows.append(flow)
