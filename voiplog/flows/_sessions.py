@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from voiplog.calls import EndReason, flow_key
 from voiplog.cdr import CallRecord, MediaStream, format_ts, make_uid
@@ -1146,19 +1146,17 @@ class FlowClassifier:
         return done
 
 
+@dataclass(frozen=True, slots=True)
 class _AppCallView:
     """An app call seen as one session, for `FlowClassifier._record`."""
 
-    __slots__ = ("first_us", "ips", "last_us", "octets", "packets", "ports", "uid")
-
-    def __init__(self, uid, ips, ports, first_us, last_us, packets, octets) -> None:
-        self.uid = uid
-        self.ips = ips
-        self.ports = ports
-        self.first_us = first_us
-        self.last_us = last_us
-        self.packets = packets
-        self.octets = octets
+    uid: str
+    ips: tuple[bytes, bytes]
+    ports: tuple[int, int]
+    first_us: int
+    last_us: int
+    packets: list[int]
+    octets: list[int]
 
 
 def _builtin_verdict(session: _UdpSession) -> AppVerdict | None:
