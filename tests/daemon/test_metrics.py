@@ -32,6 +32,7 @@ def test_snapshot_served():
                 dispositions={"answered": 2},
                 interfaces={"eth0": (100, 5, 9, 1)},
                 records_capture_loss=1,
+                app_classifier_packets=42, app_calls_without_media=2,
             )
         )  # fmt: skip
         values = scrape(server.port)
@@ -51,6 +52,8 @@ def test_snapshot_served():
     assert values['voiplog_capture_drops_total{interface="eth0",where="interface"}'] == 1
     assert values['voiplog_interface_rx_dropped_total{interface="eth0"}'] == 9
     assert values["voiplog_records_capture_loss_total"] == 1
+    assert values["voiplog_app_classifier_packets_total"] == 42
+    assert values["voiplog_app_calls_without_media_total"] == 2
 
 
 def test_address_in_use_names_the_key():

@@ -32,6 +32,8 @@ class Snapshot:
     # by interface: (received, dropped, interface rx_dropped, interface rx_missed)
     interfaces: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     records_capture_loss: int = 0
+    app_classifier_packets: int = 0
+    app_calls_without_media: int = 0
 
 
 class _Collector:
@@ -58,6 +60,16 @@ class _Collector:
             "voiplog_records_capture_loss",
             "Records flagged capture_loss.",
             s.records_capture_loss,
+        )
+        yield counter(
+            "voiplog_app_classifier_packets",
+            "Datagrams handed to the application classifier (nDPI).",
+            s.app_classifier_packets,
+        )
+        yield counter(
+            "voiplog_app_calls_without_media",
+            "Calls of call applications that carried no media (unanswered), not written.",
+            s.app_calls_without_media,
         )
         errors = CounterMetricFamily(
             "voiplog_parse_errors", "Unreadable packets, by kind.", labels=["kind"]

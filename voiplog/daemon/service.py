@@ -409,5 +409,7 @@ class Daemon:
                     for c in counters
                 },
                 records_capture_loss=self.loss_records,
+                app_classifier_packets=stats.app_classifier_packets,
+                app_calls_without_media=stats.weird.get("app.call_without_media", 0),
             )
         )
