@@ -48,12 +48,17 @@ def open_store(
     import psycopg2
     from sqlalchemy.exc import OperationalError
 
+    from voiplog.errors import UsageError
     from voiplog.store import migrate
     from voiplog.store.database import describe, make_engine, resolve_dsn
     from voiplog.store.errors import SchemaBehindError, StoreError
 
     cfg = load_pop_config(config_path)
-    dsn = resolve_dsn(cfg.store.database_url)
+    try:
+        dsn = resolve_dsn(cfg.store.database_url)
+    except UsageError as exc:
+        click.echo(f"voiplog: {exc}", err=True)
+        raise SystemExit(2) from None
     with contextlib.ExitStack() as stack:
         embedded = dsn is None
         if embedded:

@@ -8,14 +8,33 @@ import psycopg2
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
+from voiplog.errors import UsageError
+
 DSN_VARIABLE = "VOIPLOG_DATABASE_URL"
 
 
 def resolve_dsn(configured: str | None) -> str | None:
-    """The POP config's database_url wins, then VOIPLOG_DATABASE_URL; None means embedded."""
+    """The POP config's database_url wins, then VOIPLOG_DATABASE_URL; None means embedded.
+
+    Raises `UsageError` naming where a DSN came from when libpq cannot read it.
+    """
     if configured:
-        return configured
-    return os.environ.get(DSN_VARIABLE) or None
+        return check_dsn(configured, "store.database_url")
+    found = os.environ.get(DSN_VARIABLE) or None
+    return check_dsn(found, DSN_VARIABLE) if found else None
+
+
+def check_dsn(dsn: str, where: str) -> str:
+    """``dsn`` if libpq reads it (URL or key=value); else `UsageError` naming ``where``."""
+    try:
+        psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError as exc:
+        # libpq quotes the string it could not read, password and all.
+        reason = str(exc).strip().splitlines()[0].replace(dsn, "...")
+        raise UsageError(
+            f"{where}: not a PostgreSQL connection URL or key=value string: {reason}"
+        ) from None
+    return dsn
 
 
 def connect(dsn: str):

@@ -1,0 +1,37 @@
+"""A database URL libpq cannot read: one line naming where it came from, exit 2."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from voiplog.cli.main import cli
+
+BAD = "postgresql://writer:s3cret@[bad"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["hold", "list"],
+        ["purge", "--dry-run"],
+        ["db", "current"],
+        ["replay", "voiplog/data/sample-calls.pcap", "--store", "db"],
+    ],
+)
+def test_a_malformed_database_url_in_the_environment(monkeypatch, argv):
+    monkeypatch.setenv("VOIPLOG_DATABASE_URL", BAD)
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("voiplog: VOIPLOG_DATABASE_URL: not a PostgreSQL connection URL")
+    assert "s3cret" not in result.output and "Traceback" not in result.output
+
+
+def test_a_malformed_database_url_in_the_config(tmp_path, monkeypatch):
+    monkeypatch.delenv("VOIPLOG_DATABASE_URL", raising=False)
+    config = tmp_path / "pop.toml"
+    config.write_text('pop = "ams1"\n[store]\ndatabase_url = "host=db port=notaport x"\n')
+    result = CliRunner().invoke(cli, ["hold", "list", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("voiplog: store.database_url: not a PostgreSQL connection")
