@@ -240,3 +240,12 @@ def test_ipfix_nat_log_import_command(dsn, tmp_path):
         ],
     )
     assert result.exit_code == 1
+
+
+def test_leases_import_into_a_database_never_migrated_names_the_fix(scratch_dsn, tmp_path):
+    leases = tmp_path / "leases.csv"
+    leases.write_text(HEADER + "100.64.0.1,alice,,,2024-05-01T10:00:00Z,\n")
+    result = CliRunner().invoke(cli, ["leases", "import", str(leases), "--dsn", scratch_dsn])
+    assert result.exit_code == 2, result.output
+    assert "has no voiplog schema; run `voiplog db upgrade` first" in result.output
+    assert "relation" not in result.output

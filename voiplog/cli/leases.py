@@ -63,6 +63,7 @@ def import_(files: tuple[str, ...], fmt: str | None, cgnat: bool, dsn: str | Non
     except psycopg2.Error as exc:
         click.echo(f"voiplog: database: cannot connect: {str(exc).strip()}", err=True)
         raise SystemExit(2) from None
+    _require_schema(conn, url)
     conflicts = 0
     try:
         for path in files:
@@ -97,3 +98,20 @@ def import_(files: tuple[str, ...], fmt: str | None, cgnat: bool, dsn: str | Non
         conn.close()
     if conflicts:
         raise SystemExit(1)
+
+
+def _require_schema(conn, url: str) -> None:
+    """Exit 2, naming the command that fixes it, unless the schema is this version's."""
+    from voiplog.store import migrate
+    from voiplog.store.database import describe, make_engine
+    from voiplog.store.errors import SchemaBehindError
+
+    engine = make_engine(url)
+    try:
+        migrate.require_current(engine, f"database {describe(url)}")
+    except SchemaBehindError as exc:
+        conn.close()
+        click.echo(f"voiplog: {exc}", err=True)
+        raise SystemExit(2) from None
+    finally:
+        engine.dispose()
