@@ -35,3 +35,13 @@ def test_a_malformed_database_url_in_the_config(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["hold", "list", "--config", str(config)])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("voiplog: store.database_url: not a PostgreSQL connection")
+
+
+def test_lookup_without_any_lease_source_says_so(monkeypatch):
+    monkeypatch.delenv("VOIPLOG_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(
+        cli, ["lookup", "--ip", "100.64.0.1", "--at", "2024-05-01T10:00:00Z"]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("voiplog: lookup: no lease source:")
+    assert result.stdout == ""  # no "lease": null to be read as "held by nobody"

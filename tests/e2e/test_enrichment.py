@@ -159,7 +159,7 @@ def test_lookup_command(tmp_path):
     def lookup(*args):
         result = runner.invoke(cli, ["lookup", *args, "--config", str(config)])
         return result.exit_code, (
-            json.loads(result.output) if result.output.startswith("{") else result.output
+            json.loads(result.stdout) if result.stdout.startswith("{") else result.output
         )
 
     code, out = lookup("--ip", "100.64.0.1", "--at", "2024-05-01T12:59:59.999999+02:00")
@@ -174,6 +174,12 @@ def test_lookup_command(tmp_path):
     )
     code, out = lookup("--ip", "203.0.113.7", "--port", "2048", "--at", "2024-05-01T10:30:00Z")
     assert code == 1 and out["lease"] is None and out["cgnat_block"] is None
+    result = runner.invoke(
+        cli,
+        ["lookup", "--ip", "203.0.113.7", "--port", "2048", "--at", "2024-05-01T10:30:00Z",
+         "--config", str(config)],
+    )  # fmt: skip
+    assert "no lease holds 203.0.113.7 at 2024-05-01T10:30:00Z" in result.stderr
     code, out = lookup("--ip", "100.64.0.1", "--at", "2024-05-01T10:30:00")
     assert code == 2 and "no UTC offset" in out
 

@@ -37,7 +37,8 @@ def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str
     the lease found (network, validity, subscriber, account, access line,
     source), the subscriber object a call record would carry, and the far-end
     fields of the address. Validity is half-open: at the very moment a lease
-    ends, it no longer holds. Exit code 1 when no lease is found.
+    ends, it no longer holds. Exit code 1 when no lease is found (said on
+    standard error), 2 when no lease source is given at all.
     """
     import os
 
@@ -65,6 +66,15 @@ def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str
     else:
         enricher = Enricher(networks=networks)
     dsn = dsn or os.environ.get("VOIPLOG_DATABASE_URL")
+    if cfg.enrichment is None and not dsn:
+        # Without a source every address would read as held by nobody.
+        click.echo(
+            "voiplog: lookup: no lease source: give --config with an [enrichment] section "
+            "(lease files, RADIUS), or --dsn (or VOIPLOG_DATABASE_URL) for the leases "
+            "imported with `voiplog leases import`",
+            err=True,
+        )
+        raise SystemExit(2)
     if dsn:
         if enricher.cgnat is None:
             enricher.cgnat = CgnatIndex()
@@ -98,4 +108,5 @@ def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str
     }
     click.echo(json.dumps(out, indent=2))
     if lease is None:
+        click.echo(f"voiplog: lookup: no lease holds {ip} at {at} in the sources given", err=True)
         raise SystemExit(1)
