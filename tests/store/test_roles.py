@@ -126,3 +126,21 @@ def test_the_admin_role_purges(roles, store_dsn, tmp_path):
     assert done.rows_dropped == 1  # one call, its media streams in its row
     engine.dispose()
     assert query(store_dsn, "SELECT count(*) FROM cdr") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["hold", "list"], ["purge", "--dry-run", "--older-than", "30"], ["hold", "release", "1"]],
+)
+def test_admin_commands_under_the_writer_role_say_which_role_may(roles, monkeypatch, argv):
+    from click.testing import CliRunner
+
+    from voiplog.cli.main import cli
+
+    writer_dsn, _ = roles
+    monkeypatch.setenv("VOIPLOG_DATABASE_URL", writer_dsn)
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "the role vl_writer_" in line and "may not do this (permission denied" in line
+    assert "voiplog_admin" in line and "Traceback" not in result.output

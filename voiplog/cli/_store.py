@@ -92,7 +92,20 @@ def open_store(
                 where,
                 reason,
             )
-        yield StoreHandle(dsn, engine, cfg, embedded)
+        try:
+            yield StoreHandle(dsn, engine, cfg, embedded)
+        except Exception as exc:
+            denied = _permission_denied(exc)
+            if denied is None:
+                raise
+            role = psycopg2.extensions.parse_dsn(dsn).get("user") or "this login"
+            click.echo(
+                f"voiplog: {where}: the role {role} may not do this ({denied}); run it with "
+                "the credentials of a role that may (voiplog_admin for purges and holds), "
+                "through --config's store.database_url or VOIPLOG_DATABASE_URL",
+                err=True,
+            )
+            raise SystemExit(2) from None
 
 
 def spool_dir(cfg) -> Path:
@@ -134,3 +147,13 @@ def os_user() -> str:
     user = getpass.getuser()
     sudo = os.environ.get("SUDO_USER")
     return f"{user} (sudo by {sudo})" if sudo and sudo != user else user
+
+
+def _permission_denied(exc: BaseException) -> str | None:
+    """The first line of a "permission denied" from Postgres, wrapped or not; else None."""
+    from psycopg2 import errors
+
+    original = getattr(exc, "orig", exc)
+    if isinstance(original, errors.InsufficientPrivilege):
+        return str(original).strip().splitlines()[0]
+    return None
