@@ -144,3 +144,25 @@ def test_admin_commands_under_the_writer_role_say_which_role_may(roles, monkeypa
     (line,) = result.stderr.strip().splitlines()
     assert "the role vl_writer_" in line and "may not do this (permission denied" in line
     assert "voiplog_admin" in line and "Traceback" not in result.output
+
+
+def test_admin_work_takes_the_admin_database_url_over_the_pop_config(roles, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from voiplog.cli.main import cli
+
+    writer_dsn, admin_dsn = roles
+    config = tmp_path / "pop.toml"
+    config.write_text(f'pop = "ams1"\n[store]\ndatabase_url = "{writer_dsn}"\n')
+    monkeypatch.delenv("VOIPLOG_DATABASE_URL", raising=False)
+    runner = CliRunner()
+    denied = runner.invoke(cli, ["hold", "list", "--config", str(config)])
+    assert denied.exit_code == 2 and "VOIPLOG_ADMIN_DATABASE_URL" in denied.stderr
+    monkeypatch.setenv("VOIPLOG_ADMIN_DATABASE_URL", admin_dsn)
+    allowed = runner.invoke(cli, ["hold", "list", "--config", str(config)])
+    assert allowed.exit_code == 0, allowed.output
+    planned = runner.invoke(
+        cli, ["purge", "--dry-run", "--older-than", "30", "--config", str(config)]
+    )
+    assert planned.exit_code == 0, planned.output
+    assert planned.stdout.startswith("dry run, nothing changed:")

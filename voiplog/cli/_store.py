@@ -35,7 +35,11 @@ def load_pop_config(config_path: str | None):
 
 @contextlib.contextmanager
 def open_store(
-    config_path: str | None, *, require_schema: bool = True, spool_if_down: bool = False
+    config_path: str | None,
+    *,
+    require_schema: bool = True,
+    spool_if_down: bool = False,
+    admin: bool = False,
 ) -> Iterator[StoreHandle]:
     """The store the POP config names (or the embedded one), checked and ready.
 
@@ -43,7 +47,8 @@ def open_store(
     version writes (the message names the command that fixes it); exit 1 when
     the database cannot be reached or the embedded server cannot start, except
     with `spool_if_down`: records are then spooled, and stored (after the same
-    schema check) once the database is back.
+    schema check) once the database is back. `admin` work (purge, holds) uses
+    VOIPLOG_ADMIN_DATABASE_URL when it is set.
     """
     import psycopg2
     from sqlalchemy.exc import OperationalError
@@ -55,7 +60,7 @@ def open_store(
 
     cfg = load_pop_config(config_path)
     try:
-        dsn = resolve_dsn(cfg.store.database_url)
+        dsn = resolve_dsn(cfg.store.database_url, admin=admin)
     except UsageError as exc:
         click.echo(f"voiplog: {exc}", err=True)
         raise SystemExit(2) from None
@@ -101,8 +106,8 @@ def open_store(
             role = psycopg2.extensions.parse_dsn(dsn).get("user") or "this login"
             click.echo(
                 f"voiplog: {where}: the role {role} may not do this ({denied}); run it with "
-                "the credentials of a role that may (voiplog_admin for purges and holds), "
-                "through --config's store.database_url or VOIPLOG_DATABASE_URL",
+                "the credentials of a role that may (voiplog_admin for purges and holds: "
+                "VOIPLOG_ADMIN_DATABASE_URL)",
                 err=True,
             )
             raise SystemExit(2) from None

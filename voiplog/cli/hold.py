@@ -63,7 +63,7 @@ def add(config_path, case_ref, number, ip, subscriber, valid_from, valid_to) -> 
     start, end = _moment(valid_from, "--from"), _moment(valid_to, "--to")
     if end <= start:
         raise click.BadParameter("the window must end after it starts", param_hint="--to")
-    with open_store(config_path) as store, store.engine.begin() as connection:
+    with open_store(config_path, admin=True) as store, store.engine.begin() as connection:
         hold_id = connection.execute(
             text(
                 "INSERT INTO legal_hold (case_ref, selector, value, valid_from, valid_to, created_by) "
@@ -90,7 +90,7 @@ def list_holds(config_path, show_all: bool) -> None:
 
     from voiplog.cli._store import open_store
 
-    with open_store(config_path) as store, store.engine.connect() as connection:
+    with open_store(config_path, admin=True) as store, store.engine.connect() as connection:
         rows = connection.execute(
             text(
                 "SELECT h.id, h.case_ref, h.selector, h.value, h.valid_from, h.valid_to, "
@@ -124,7 +124,7 @@ def release(config_path, hold_id: int) -> None:
 
     from voiplog.cli._store import open_store, os_user
 
-    with open_store(config_path) as store, store.engine.begin() as connection:
+    with open_store(config_path, admin=True) as store, store.engine.begin() as connection:
         released = connection.execute(
             text(
                 "UPDATE legal_hold SET released_at = now(), released_by = :who "

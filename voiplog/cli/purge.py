@@ -38,7 +38,7 @@ def purge(config_path: str | None, dry_run: bool, older_than: float | None, befo
 
     if older_than is not None and before is not None:
         raise click.UsageError("give --older-than or --before, not both")
-    with open_store(config_path) as store:
+    with open_store(config_path, admin=True) as store:
         now = dt.datetime.now(dt.UTC)
         if before is not None:
             cutoff = retention.cutoff_for(before=before.date())

@@ -11,13 +11,19 @@ from sqlalchemy.engine import Engine
 from voiplog.errors import UsageError
 
 DSN_VARIABLE = "VOIPLOG_DATABASE_URL"
+ADMIN_DSN_VARIABLE = "VOIPLOG_ADMIN_DATABASE_URL"
+"""Credentials for admin work (purge, legal holds), kept out of the POP config that the
+capture daemon reads: the purge unit sets it from a root-only environment file."""
 
 
-def resolve_dsn(configured: str | None) -> str | None:
+def resolve_dsn(configured: str | None, *, admin: bool = False) -> str | None:
     """The POP config's database_url wins, then VOIPLOG_DATABASE_URL; None means embedded.
 
-    Raises `UsageError` naming where a DSN came from when libpq cannot read it.
+    For admin work VOIPLOG_ADMIN_DATABASE_URL, when set, wins over both. Raises
+    `UsageError` naming where a DSN came from when libpq cannot read it.
     """
+    if admin and os.environ.get(ADMIN_DSN_VARIABLE):
+        return check_dsn(os.environ[ADMIN_DSN_VARIABLE], ADMIN_DSN_VARIABLE)
     if configured:
         return check_dsn(configured, "store.database_url")
     found = os.environ.get(DSN_VARIABLE) or None
