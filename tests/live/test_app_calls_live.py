@@ -57,7 +57,11 @@ def ndpi():
 
 
 def test_an_app_call_without_rtp_headers_is_captured_and_named(lab, ndpi):
-    daemon = lab.start_daemon('pop = "lab"\n[media_sessions]\nidle_gap_s = 2\napp_join_gap_s = 1\n')
+    # The caller is the subscriber: its end is the call's, whichever side sends first.
+    daemon = lab.start_daemon(
+        f'pop = "lab"\n[[subscriber_networks]]\ncidr = "{CALLER_IP}/32"\n'
+        "[media_sessions]\nidle_gap_s = 2\napp_join_gap_s = 1\n"
+    )
     script = lab.workdir / "sender.py"
     script.write_text(SENDER)
     sides = [
@@ -84,6 +88,7 @@ def test_an_app_call_without_rtp_headers_is_captured_and_named(lab, ndpi):
     assert record["app"]["name"] == "telegram"
     assert record["app"]["basis"].startswith("ndpi:Telegram/")
     assert (record["caller_ip"], record["caller_port"]) == (CALLER_IP, CALLER_PORT)
+    assert record["subscriber_ip"] == CALLER_IP and record["direction"] == "outbound"
     (flow,) = record["app_flows"]
     assert (flow["dst_ip"], flow["dst_port"]) == (CALLEE_IP, REFLECTOR_PORT)
     sent = SECONDS * RATE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -140,3 +141,17 @@ def test_records_wait_in_the_spool_for_a_database_down_at_start(store_dsn, tmp_p
     assert "15 records stored, 0 left" in result.output
     assert query(store_dsn, "SELECT count(*) FROM cdr") == [(12,)]
     assert query(store_dsn, "SELECT count(*) FROM registration") == [(3,)]
+
+
+def test_the_summary_ends_with_where_the_records_went(store_dsn, tmp_path):
+    path = _capture(tmp_path)
+    env = {**os.environ, "VOIPLOG_DATABASE_URL": store_dsn, "VOIPLOG_STORE__SPOOL_DIR": str(tmp_path / "spool")}  # fmt: skip
+    jsonl = tmp_path / "out.jsonl"
+    result = _replay(path, tmp_path, env, "--summary", "--jsonl", str(jsonl))
+    assert result.returncode == 0, result.stderr
+    stderr = result.stderr.decode()
+    records = len(jsonl.read_text().splitlines())
+    dbname = psycopg2.extensions.parse_dsn(store_dsn)["dbname"]
+    assert f"voiplog: {records:,} records stored in database " in stderr
+    assert f"/{dbname}" in stderr
+    assert f"voiplog: records as JSON lines on {jsonl}" in stderr

@@ -21,7 +21,26 @@ class RecordSinks:
 
     def __init__(self) -> None:
         self.jsonl: JsonlSink | None = None
+        self.jsonl_path: str | None = None
         self.writer = None  # voiplog.store.writer.StoreWriter
+        self.store_where: str | None = None
+
+    def destinations(self) -> list[str]:
+        """Where the records went, in words, with the counts (once the sinks are closed)."""
+        lines = []
+        if self.writer is not None:
+            writer = self.writer
+            line = f"{writer.records_stored:,} records stored in {self.store_where}"
+            left = writer.records_put - writer.records_stored
+            if left > 0:
+                line += f", {left:,} left in the spool"
+            if writer.records_rejected:
+                line += f", {writer.records_rejected:,} refused"
+            lines.append(line)
+        if self.jsonl_path is not None:
+            target = "standard output" if self.jsonl_path == "-" else self.jsonl_path
+            lines.append(f"records as JSON lines on {target}")
+        return lines
 
     def write(self, record) -> None:
         if self.writer is not None:
@@ -50,8 +69,8 @@ def open_record_sinks(
     *,
     drain_timeout_s: float | None = None,
     spooled_is_failure: bool = True,
-) -> Emit:
-    """Open the sinks chosen on the command line inside `stack`; return `emit(record)`.
+) -> RecordSinks:
+    """Open the sinks chosen on the command line inside `stack`.
 
     `store` is "db" (the retention store, through the durable spool) or "none".
     With "none" and no --jsonl, records go to standard output as JSON lines.
@@ -59,21 +78,23 @@ def open_record_sinks(
     store.drain_timeout_s); what is left is stored at the next start, and makes
     the command exit 1 when `spooled_is_failure` (a replay), a warning only
     otherwise (a daemon stopping while the database is away).
-    Exits 2 when a sink cannot be opened. The returned callable is the bound
-    `RecordSinks.write`.
+    Exits 2 when a sink cannot be opened. The pipeline emits into `RecordSinks.write`.
     """
     sinks = RecordSinks()
     if store == "db":
-        sinks.writer = _open_store_writer(stack, config_path, drain_timeout_s, spooled_is_failure)
+        sinks.writer, sinks.store_where = _open_store_writer(
+            stack, config_path, drain_timeout_s, spooled_is_failure
+        )
     elif jsonl_path is None:
         jsonl_path = "-"
     if jsonl_path is not None:
         try:
             sinks.jsonl = stack.enter_context(JsonlSink(jsonl_path))
+            sinks.jsonl_path = jsonl_path
         except OSError as exc:
             click.echo(f"voiplog: {jsonl_path}: cannot write: {exc.strerror}", err=True)
             raise SystemExit(2) from None
-    return sinks.write
+    return sinks
 
 
 def _open_store_writer(
@@ -128,4 +149,4 @@ def _open_store_writer(
             raise SystemExit(1)
 
     stack.callback(close)
-    return writer
+    return writer, handle.where

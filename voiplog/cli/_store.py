@@ -21,6 +21,7 @@ class StoreHandle:
     engine: object
     config: object  # voiplog.config.PopConfig
     embedded: bool
+    where: str = ""  # the store in words, for messages: "database writer@db:5432/cdr"
 
 
 def load_pop_config(config_path: str | None):
@@ -78,7 +79,7 @@ def open_store(
             log.info("no database configured: using the embedded Postgres in %s", server.root)
         engine = make_engine(dsn)
         stack.callback(engine.dispose)
-        where = "embedded store" if embedded else f"database {describe(dsn)}"
+        where = f"the embedded store in {server.root}" if embedded else f"database {describe(dsn)}"
         try:
             if embedded:
                 migrate.upgrade(engine)  # voiplog's own server follows its version
@@ -98,7 +99,7 @@ def open_store(
                 reason,
             )
         try:
-            yield StoreHandle(dsn, engine, cfg, embedded)
+            yield StoreHandle(dsn, engine, cfg, embedded, where)
         except Exception as exc:
             denied = _permission_denied(exc)
             if denied is None:

@@ -10,7 +10,13 @@ from rich.table import Table
 from voiplog.pipeline import PipelineStats
 
 
-def print_summary(stats: PipelineStats, corrupt_records: int, captures: tuple[str, ...]) -> None:
+def print_summary(
+    stats: PipelineStats,
+    corrupt_records: int,
+    captures: tuple[str, ...],
+    destinations: list[str] = (),
+) -> None:
+    """The replay's tables on standard error, ending with where the records went."""
     console = Console(stderr=True)
     traffic = Table(title="Traffic", show_header=False)
     traffic.add_column("what")
@@ -59,3 +65,5 @@ def print_summary(stats: PipelineStats, corrupt_records: int, captures: tuple[st
             for kind, count in sorted(counts.items()):
                 table.add_row(kind, f"{count:,}")
             console.print(table)
+    for line in destinations:
+        console.print(f"voiplog: {line}", soft_wrap=True, highlight=False)

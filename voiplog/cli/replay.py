@@ -75,7 +75,7 @@ def replay(
             except CaptureFileError as exc:
                 click.echo(f"voiplog: {exc}", err=True)
                 raise SystemExit(2) from None
-        emit = open_record_sinks(stack, store, jsonl_path, config_path)
+        sinks = open_record_sinks(stack, store, jsonl_path, config_path)
         where = _Position()
         apps = open_app_classifier(options.flow_settings)
         if apps.warning:
@@ -83,7 +83,7 @@ def replay(
         if apps.classifier is not None:
             stack.callback(apps.classifier.close)
         pipeline = Pipeline(
-            emit,
+            sinks.write,
             sip_ports=options.sip_ports,
             call_settings=options.call_settings,
             classify=options.classify,
@@ -111,7 +111,7 @@ def replay(
     if show_summary:
         from voiplog.cli._summary import print_summary
 
-        print_summary(pipeline.stats, corrupt, captures)
+        print_summary(pipeline.stats, corrupt, captures, sinks.destinations())
 
 
 class _Position:

@@ -93,7 +93,7 @@ def run(
     with ExitStack() as stack:
         # SIGTERM must end within systemd's stop timeout: at most 5 s go to
         # storing the spool; the rest is stored at the next start.
-        emit = open_record_sinks(
+        sinks = open_record_sinks(
             stack,
             store,
             jsonl_path,
@@ -101,7 +101,7 @@ def run(
             drain_timeout_s=min(5.0, cfg.store.drain_timeout_s),
             spooled_is_failure=False,
         )
-        daemon = Daemon(cfg, options, emit)
+        daemon = Daemon(cfg, options, sinks.write)
         try:
             daemon.open()
         except NoSuchInterface as exc:
