@@ -186,7 +186,9 @@ class EnrichmentConfig(_Strict):
         default_factory=list, description="Lease history files: .csv, or .jsonl JSON lines"
     )
     leases_from_database: bool = Field(
-        False, description="Also load the leases imported into VOIPLOG_DATABASE_URL"
+        False,
+        description="Also load the leases imported into the store "
+        "(store.database_url, else VOIPLOG_DATABASE_URL)",
     )
     radius_ports: list[int] = Field(
         default_factory=lambda: [1813], description="UDP ports of RADIUS accounting to follow"

@@ -37,8 +37,9 @@ def test_a_malformed_database_url_in_the_config(tmp_path, monkeypatch):
     assert result.stderr.startswith("voiplog: store.database_url: not a PostgreSQL connection")
 
 
-def test_lookup_without_any_lease_source_says_so(monkeypatch):
+def test_lookup_without_any_lease_source_says_so(monkeypatch, tmp_path):
     monkeypatch.delenv("VOIPLOG_DATABASE_URL", raising=False)
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))  # no embedded store made before
     result = CliRunner().invoke(
         cli, ["lookup", "--ip", "100.64.0.1", "--at", "2024-05-01T10:00:00Z"]
     )

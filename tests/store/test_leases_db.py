@@ -179,8 +179,17 @@ def test_leases_import_command(dsn, tmp_path):
     assert result.exit_code == 2
     assert f"{naive}:1: start: '2024-05-01T10:00:00' has no UTC offset" in result.output
 
-    result = runner.invoke(cli, ["leases", "import", str(good)], env={"VOIPLOG_DATABASE_URL": None})
-    assert result.exit_code == 2 and "VOIPLOG_DATABASE_URL" in result.output
+    # Without --dsn the store is the POP config's, as for replay and the daemon.
+    config = tmp_path / "pop.toml"
+    config.write_text(f'pop = "ams1"\n[store]\ndatabase_url = "{dsn}"\n')
+    more = tmp_path / "more.csv"
+    more.write_text(HEADER + "100.64.0.2,carol,,,2024-05-01T10:00:00Z,\n")
+    result = runner.invoke(
+        cli, ["leases", "import", str(more), "--config", str(config)],
+        env={"VOIPLOG_DATABASE_URL": None},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"{more}: 1 leases added" in result.output
 
     # lookup finds imported leases through the database
     result = runner.invoke(

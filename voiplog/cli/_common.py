@@ -66,12 +66,3 @@ def load_enricher(cfg, networks):
     except EnrichmentSourceError as exc:
         click.echo(f"voiplog: {exc}", err=True)
         raise SystemExit(2) from None
-
-
-def database_dsn(dsn: str | None) -> str:
-    """The --dsn option, else VOIPLOG_DATABASE_URL; exit 2 when neither is given."""
-    dsn = dsn or os.environ.get("VOIPLOG_DATABASE_URL")
-    if not dsn:
-        click.echo("voiplog: no database: give --dsn or set VOIPLOG_DATABASE_URL", err=True)
-        raise SystemExit(2)
-    return dsn

@@ -113,10 +113,17 @@ def build_enricher(config, networks: SubscriberNetworks | None = None) -> Enrich
             for block, _ in read_port_blocks(path):
                 cgnat.add(block)
     if section.leases_from_database:
-        dsn = os.environ.get(DATABASE_URL_VARIABLE)
+        from voiplog.errors import UsageError
+        from voiplog.store.database import resolve_dsn
+
+        try:
+            dsn = resolve_dsn(config.store.database_url)
+        except UsageError as exc:
+            raise EnrichmentSourceError(str(exc)) from None
         if not dsn:
             raise EnrichmentSourceError(
-                f"enrichment.leases_from_database: {DATABASE_URL_VARIABLE} is not set"
+                "enrichment.leases_from_database: no database: set store.database_url or "
+                f"{DATABASE_URL_VARIABLE} (leases are not read from the embedded store)"
             )
         if cgnat is None:
             cgnat = CgnatIndex()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from voiplog.cli._common import database_dsn
 from voiplog.cli._enrichment import (
     EnrichmentSourceError,
     cgnat_format,
@@ -12,6 +11,7 @@ from voiplog.cli._enrichment import (
     read_lease_file,
     read_port_blocks,
 )
+from voiplog.errors import UsageError
 
 _FORMATS = ["csv", "jsonl", "cgnat-csv", "ipfix"]
 
@@ -39,9 +39,18 @@ def leases() -> None:
 @click.option(
     "--dsn",
     metavar="URL",
-    help="Postgres database (postgresql://user@host/db); default: $VOIPLOG_DATABASE_URL.",
+    help="Postgres database (postgresql://user@host/db); default: the store of the POP "
+    "config (store.database_url), else $VOIPLOG_DATABASE_URL, else the embedded store.",
 )
-def import_(files: tuple[str, ...], fmt: str | None, cgnat: bool, dsn: str | None) -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="POP config file (TOML) naming the store.",
+)
+def import_(
+    files: tuple[str, ...], fmt: str | None, cgnat: bool, dsn: str | None, config_path: str | None
+) -> None:
     """Import lease or port-block FILES into the database, in the order given.
 
     Times are ISO 8601 with a UTC offset (2024-05-01T10:00:00Z, +02:00); a time
@@ -53,13 +62,28 @@ def import_(files: tuple[str, ...], fmt: str | None, cgnat: bool, dsn: str | Non
     (named with its line) stops the import with exit code 2; nothing of that
     file is written, files before it stay imported.
     """
+    if dsn is not None:
+        _import_into(dsn, files, fmt, cgnat)
+        return
+    from voiplog.cli._store import open_store
+
+    # The same store replay and the daemon write to: config, environment, embedded.
+    with open_store(config_path) as store:
+        _import_into(store.dsn, files, fmt, cgnat)
+
+
+def _import_into(url: str, files: tuple[str, ...], fmt: str | None, cgnat: bool) -> None:
     import psycopg2
 
+    from voiplog.store.database import check_dsn
     from voiplog.store.leases import import_leases, import_port_blocks
 
-    url = database_dsn(dsn)
     try:
+        check_dsn(url, "--dsn")
         conn = psycopg2.connect(url)
+    except UsageError as exc:
+        click.echo(f"voiplog: {exc}", err=True)
+        raise SystemExit(2) from None
     except psycopg2.Error as exc:
         click.echo(f"voiplog: database: cannot connect: {str(exc).strip()}", err=True)
         raise SystemExit(2) from None

@@ -28,7 +28,8 @@ from voiplog.cli._common import load_enricher
     "--dsn",
     metavar="URL",
     help="Also search the leases and port blocks imported into this Postgres database; "
-    "default: $VOIPLOG_DATABASE_URL when set.",
+    "default: the POP config's store (store.database_url), else $VOIPLOG_DATABASE_URL, "
+    "else the embedded store when there is one.",
 )
 def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str | None) -> None:
     """Show which subscriber held IP (and PORT, behind CGNAT) at the moment AT.
@@ -40,7 +41,6 @@ def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str
     ends, it no longer holds. Exit code 1 when no lease is found (said on
     standard error), 2 when no lease source is given at all.
     """
-    import os
 
     from voiplog.cli._enrichment import EnrichmentSourceError, load_from_database
     from voiplog.config import ConfigError, load_config
@@ -65,21 +65,35 @@ def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str
         enricher = load_enricher(cfg, networks)
     else:
         enricher = Enricher(networks=networks)
-    dsn = dsn or os.environ.get("VOIPLOG_DATABASE_URL")
-    if cfg.enrichment is None and not dsn:
+    from voiplog.errors import UsageError
+    from voiplog.store.database import check_dsn, resolve_dsn
+
+    try:
+        dsn = check_dsn(dsn, "--dsn") if dsn else resolve_dsn(cfg.store.database_url)
+    except UsageError as exc:
+        click.echo(f"voiplog: {exc}", err=True)
+        raise SystemExit(2) from None
+    embedded = dsn is None and _embedded_store_exists()
+    if cfg.enrichment is None and not dsn and not embedded:
         # Without a source every address would read as held by nobody.
         click.echo(
             "voiplog: lookup: no lease source: give --config with an [enrichment] section "
-            "(lease files, RADIUS), or --dsn (or VOIPLOG_DATABASE_URL) for the leases "
-            "imported with `voiplog leases import`",
+            "(lease files, RADIUS) or a store (store.database_url), or --dsn (or "
+            "VOIPLOG_DATABASE_URL) for the leases imported with `voiplog leases import`",
             err=True,
         )
         raise SystemExit(2)
-    if dsn:
+    if dsn or embedded:
         if enricher.cgnat is None:
             enricher.cgnat = CgnatIndex()
         try:
-            load_from_database(dsn, enricher.leases, enricher.cgnat)
+            if dsn:
+                load_from_database(dsn, enricher.leases, enricher.cgnat)
+            else:
+                from voiplog.cli._store import open_store
+
+                with open_store(config_path) as store:
+                    load_from_database(store.dsn, enricher.leases, enricher.cgnat)
         except EnrichmentSourceError as exc:
             click.echo(f"voiplog: {exc}", err=True)
             raise SystemExit(2) from None
@@ -110,3 +124,10 @@ def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str
     if lease is None:
         click.echo(f"voiplog: lookup: no lease holds {ip} at {at} in the sources given", err=True)
         raise SystemExit(1)
+
+
+def _embedded_store_exists() -> bool:
+    """Whether an embedded store was made here before (one is never made for a lookup)."""
+    from voiplog.store.embedded import default_data_dir
+
+    return (default_data_dir() / "data" / "PG_VERSION").is_file()
