@@ -371,8 +371,21 @@ def _format_errors(source: str, exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         path = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        lines.append(f"{source}: {path}: {error['msg']}")
+        where = _override(error["loc"]) or source
+        lines.append(f"{where}: {path}: {error['msg']}")
     return "\n".join(lines)
+
+
+def _override(loc: tuple) -> str | None:
+    """The environment variable that set the value at ``loc``, if one did: an error
+    in it is its own, not the config file's."""
+    parts = [str(part) for part in loc]
+    while parts:
+        name = "VOIPLOG_" + "__".join(parts).upper()
+        if name in os.environ:
+            return f"environment variable {name}"
+        parts.pop()
+    return None
 
 
 def load_config(path: str | os.PathLike | None) -> PopConfig:

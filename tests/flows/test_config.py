@@ -60,3 +60,17 @@ def test_bad_values_name_the_key(tmp_path, body, where):
     path.write_text(f"[media_sessions]\n{body}\n")
     with pytest.raises(ConfigError, match=f"pop.toml: {where}"):
         load_config(path)
+
+
+def test_a_bad_environment_override_is_blamed_on_the_variable(tmp_path, monkeypatch):
+    path = tmp_path / "pop.toml"
+    path.write_text('pop = "ams1"\n[calls]\nlinger_s = 9\n')
+    monkeypatch.setenv("VOIPLOG_CALLS__LINGER_S", "abc")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (line,) = str(caught.value).splitlines()
+    assert line.startswith("environment variable VOIPLOG_CALLS__LINGER_S: calls.linger_s: ")
+    monkeypatch.delenv("VOIPLOG_CALLS__LINGER_S")
+    path.write_text('pop = "ams1"\n[calls]\nlinger_s = "abc"\n')
+    with pytest.raises(ConfigError, match=r"pop\.toml: calls\.linger_s: "):
+        load_config(path)
