@@ -181,7 +181,12 @@ def test_lookup_command(tmp_path):
     )  # fmt: skip
     assert "no lease holds 203.0.113.7 at 2024-05-01T10:30:00Z" in result.stderr
     code, out = lookup("--ip", "100.64.0.1", "--at", "2024-05-01T10:30:00")
-    assert code == 2 and "no UTC offset" in out
+    assert code == 2 and "has no time zone" in out
+    # A date means 00:00 UTC, as for every command that takes a moment.
+    code, out = lookup("--ip", "100.64.0.1", "--at", "2024-05-02")
+    assert code == 0 and out["lease"]["subscriber_id"] == "bob" and out["at"] == "2024-05-02"
+    code, out = lookup("--ip", "100.64.0.1", "--at", "2024-05-01")  # 00:00, before alice's
+    assert code == 1 and out["lease"] is None
 
 
 def test_radius_session_without_stop_expires_in_the_replay(replayer):

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 
 import click
 
+from voiplog.cli._time import moment
+
 CONFIG = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), help="POP config file (TOML)."
 )
-
-
-def _moment(value: str, option: str) -> dt.datetime:
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        if len(text) == 10:
-            day = dt.date.fromisoformat(text)
-            return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 date or time", param_hint=option
-        ) from None
-    if moment.tzinfo is None:
-        raise click.BadParameter(
-            f"{value!r} has no time zone; add Z or an offset such as +01:00", param_hint=option
-        )
-    return moment.astimezone(dt.UTC)
 
 
 @click.group()
@@ -60,7 +41,7 @@ def add(config_path, case_ref, number, ip, subscriber, valid_from, valid_to) -> 
             value = str(ipaddress.ip_network(value, strict=False))
         except ValueError:
             raise click.BadParameter(f"{value!r} is not an IP address or network", param_hint="--ip") from None  # fmt: skip
-    start, end = _moment(valid_from, "--from"), _moment(valid_to, "--to")
+    start, end = moment(valid_from, "--from"), moment(valid_to, "--to")
     if end <= start:
         raise click.BadParameter("the window must end after it starts", param_hint="--to")
     with open_store(config_path, admin=True) as store, store.engine.begin() as connection:

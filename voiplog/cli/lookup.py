@@ -7,6 +7,7 @@ import json
 import click
 
 from voiplog.cli._common import load_enricher
+from voiplog.cli._time import moment_us
 
 
 @click.command()
@@ -16,7 +17,8 @@ from voiplog.cli._common import load_enricher
     "--at",
     "at",
     required=True,
-    help="Moment, ISO 8601 with a UTC offset: 2024-05-01T10:00:00Z or 2024-05-01T12:00:00+02:00.",
+    help="Moment, ISO 8601 with a zone (2024-05-01T10:00:00Z, 2024-05-01T12:00:00+02:00), "
+    "or a date (00:00 UTC).",
 )
 @click.option(
     "--config",
@@ -44,13 +46,10 @@ def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str
 
     from voiplog.cli._enrichment import EnrichmentSourceError, load_from_database
     from voiplog.config import ConfigError, load_config
-    from voiplog.enrich import CgnatIndex, Enricher, parse_time
+    from voiplog.enrich import CgnatIndex, Enricher
     from voiplog.enrich._address import parse_address
 
-    try:
-        at_us = parse_time(at)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--at") from None
+    at_us = moment_us(at, "--at")
     try:
         parse_address(ip)
     except ValueError as exc:
