@@ -66,33 +66,34 @@ def add(config_path, case_ref, number, ip, subscriber, valid_from, valid_to) -> 
 @CONFIG
 @click.option("--all", "show_all", is_flag=True, help="Include released holds.")
 def list_holds(config_path, show_all: bool) -> None:
-    """List holds with the number of records already kept for each."""
-    from sqlalchemy import text
+    """List holds and what each keeps.
 
+    One line per hold under a header: id, case, selector, window, state, who made
+    it, and the records it keeps: those in the store that it covers now (active
+    holds), and the copies kept of covered records whose days were purged.
+    """
     from voiplog.cli._store import open_store
+    from voiplog.store.purge import hold_status
 
     with open_store(config_path, admin=True) as store, store.engine.connect() as connection:
-        rows = connection.execute(
-            text(
-                "SELECT h.id, h.case_ref, h.selector, h.value, h.valid_from, h.valid_to, "
-                "h.created_at, h.created_by, h.released_at, h.released_by, "
-                "(SELECT count(*) FROM held_record r WHERE r.hold_id = h.id) AS kept "
-                "FROM legal_hold h WHERE :all OR h.released_at IS NULL ORDER BY h.id"
-            ),
-            {"all": show_all},
-        ).all()
+        rows = hold_status(connection, include_released=show_all)
     if not rows:
-        click.echo("no holds")
+        click.echo("no holds" if show_all else "no active holds (--all shows released ones)")
+        return
+    click.echo("id\tcase\tselector\twindow (UTC)\tstate\tcreated\tkeeps")
     for row in rows:
         state = (
             f"released {row.released_at.isoformat()} by {row.released_by}"
             if row.released_at
             else "active"
         )
+        keeps = f"{row.copied} copies kept past purges"
+        if row.in_store is not None:
+            keeps = f"{row.in_store} records in the store, " + keeps
         click.echo(
             f"{row.id}\tcase {row.case_ref}\t{row.selector} {row.value}\t"
             f"{row.valid_from.isoformat()} .. {row.valid_to.isoformat()}\t{state}\t"
-            f"created {row.created_at.isoformat()} by {row.created_by}\tkept {row.kept}"
+            f"{row.created_at.isoformat()} by {row.created_by}\t{keeps}"
         )
 
 

@@ -142,6 +142,24 @@ WHERE NOT EXISTS (SELECT 1 FROM held_record r WHERE r.hold_id = h.id AND r.uid =
     return f"SELECT count(*) {pairs}"
 
 
+def hold_status(connection: Connection, include_released: bool = False) -> list:
+    """Holds with what each keeps: records in the store it covers now (active holds
+    only) and copies kept past purges, oldest hold first."""
+    return connection.execute(
+        text(
+            "SELECT h.id, h.case_ref, h.selector, h.value, h.valid_from, h.valid_to, "
+            "h.created_at, h.created_by, h.released_at, h.released_by, "
+            "(SELECT count(*) FROM held_record r WHERE r.hold_id = h.id) AS copied, "
+            "CASE WHEN h.released_at IS NULL THEN "
+            f"(SELECT count(*) FROM cdr c WHERE {_CDR_MATCH}) "
+            f"+ (SELECT count(*) FROM registration c WHERE {_REGISTRATION_MATCH}) "
+            "END AS in_store "
+            "FROM legal_hold h WHERE :all OR h.released_at IS NULL ORDER BY h.id"
+        ),
+        {"all": include_released},
+    ).all()
+
+
 _RELEASED = """
 FROM held_record r JOIN legal_hold h ON h.id = r.hold_id
 WHERE h.released_at IS NOT NULL AND r.started_at < :cutoff
