@@ -46,3 +46,11 @@ def test_lookup_without_any_lease_source_says_so(monkeypatch, tmp_path):
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("voiplog: lookup: no lease source:")
     assert result.stdout == ""  # no "lease": null to be read as "held by nobody"
+
+
+def test_lookup_against_an_unreachable_database_is_a_runtime_failure(monkeypatch):
+    # Nothing listens on port 1 of this host: refused at once.
+    monkeypatch.setenv("VOIPLOG_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    result = CliRunner().invoke(cli, ["lookup", "--ip", "100.64.0.1", "--at", "2024-05-01"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("voiplog: database: cannot connect:")

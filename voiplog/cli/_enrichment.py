@@ -37,6 +37,10 @@ class EnrichmentSourceError(UsageError):
     """A configured enrichment source that cannot be read."""
 
 
+class DatabaseUnreachable(EnrichmentSourceError):
+    """The database holding imported leases cannot be reached: a runtime failure."""
+
+
 def lease_format(path: str) -> str:
     """csv or jsonl, from a lease file's name."""
     return "jsonl" if Path(path).suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv"
@@ -161,7 +165,7 @@ def load_from_database(dsn: str, leases: LeaseIndex, cgnat: CgnatIndex | None) -
     try:
         conn = psycopg2.connect(dsn)
     except psycopg2.Error as exc:
-        raise EnrichmentSourceError(f"database: cannot connect: {exc}".strip()) from None
+        raise DatabaseUnreachable(f"database: cannot connect: {exc}".strip()) from None
     try:
         load_leases(conn, leases)
         if cgnat is not None:

@@ -44,7 +44,11 @@ def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str
     standard error), 2 when no lease source is given at all.
     """
 
-    from voiplog.cli._enrichment import EnrichmentSourceError, load_from_database
+    from voiplog.cli._enrichment import (
+        DatabaseUnreachable,
+        EnrichmentSourceError,
+        load_from_database,
+    )
     from voiplog.config import ConfigError, load_config
     from voiplog.enrich import CgnatIndex, Enricher
     from voiplog.enrich._address import parse_address
@@ -93,6 +97,9 @@ def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str
 
                 with open_store(config_path) as store:
                     load_from_database(store.dsn, enricher.leases, enricher.cgnat)
+        except DatabaseUnreachable as exc:
+            click.echo(f"voiplog: {exc}", err=True)
+            raise SystemExit(1) from None  # as every command that cannot reach the store
         except EnrichmentSourceError as exc:
             click.echo(f"voiplog: {exc}", err=True)
             raise SystemExit(2) from None
