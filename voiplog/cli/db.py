@@ -1,4 +1,4 @@
-"""`voiplog db upgrade|downgrade|current|check|drain`: the store's schema and spool."""
+"""`voiplog db upgrade|downgrade|current|check|drain|where|shell`: the store, its schema and spool."""
 
 from __future__ import annotations
 
@@ -86,3 +86,54 @@ def drain(config_path: str | None) -> None:
     click.echo(f"spool {directory}: {before - left} records stored, {left} left")
     if left:
         raise SystemExit(1)
+
+
+@db.command()
+@CONFIG
+def where(config_path: str | None) -> None:
+    """Say which store the config resolves to, and why, without connecting to it."""
+    from voiplog.cli._store import load_pop_config
+    from voiplog.errors import UsageError
+    from voiplog.store.database import DSN_VARIABLE, describe, resolve_dsn
+    from voiplog.store.embedded import default_data_dir
+
+    cfg = load_pop_config(config_path)
+    try:
+        dsn = resolve_dsn(cfg.store.database_url)
+    except UsageError as exc:
+        click.echo(f"voiplog: {exc}", err=True)
+        raise SystemExit(2) from None
+    if dsn is None:
+        root = default_data_dir()
+        made = (root / "data" / "PG_VERSION").is_file()
+        click.echo(
+            f"the embedded store in {root} ({'made' if made else 'not made yet'}): "
+            f"neither store.database_url nor {DSN_VARIABLE} is set"
+        )
+    elif cfg.store.database_url:
+        click.echo(f"database {describe(dsn)} (store.database_url of {config_path})")
+    else:
+        click.echo(f"database {describe(dsn)} ({DSN_VARIABLE})")
+
+
+@db.command()
+@CONFIG
+def shell(config_path: str | None) -> None:
+    """Open psql on the store in use (the embedded one is started for the session)."""
+    import shutil
+    import subprocess
+
+    from voiplog.cli._store import open_store
+
+    with open_store(config_path, require_schema=False) as store:
+        psql = shutil.which("psql")
+        if psql is None and store.embedded:
+            from voiplog.store.embedded import find_binaries
+
+            candidate = find_binaries() / "psql"
+            psql = str(candidate) if candidate.exists() else None
+        if psql is None:
+            click.echo("voiplog: db shell: psql not found (Debian: postgresql-client)", err=True)
+            raise SystemExit(2)
+        code = subprocess.call([psql, store.dsn])
+    raise SystemExit(code)
