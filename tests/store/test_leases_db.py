@@ -258,3 +258,18 @@ def test_leases_import_into_a_database_never_migrated_names_the_fix(scratch_dsn,
     assert result.exit_code == 2, result.output
     assert "has no voiplog schema; run `voiplog db upgrade` first" in result.output
     assert "relation" not in result.output
+
+
+def test_leases_from_database_reads_the_configs_store(dsn, conn, tmp_path, monkeypatch):
+    from voiplog.cli._common import load_pipeline_options
+
+    lines = [HEADER, "100.64.0.5,dora,,,2024-05-01T09:00:00Z,\n"]
+    import_leases(conn, list(read_lease_rows(lines, "leases.csv")))
+    monkeypatch.delenv("VOIPLOG_DATABASE_URL", raising=False)
+    config = tmp_path / "pop.toml"
+    config.write_text(
+        f'pop = "ams1"\n[store]\ndatabase_url = "{dsn}"\n'
+        "[enrichment]\nleases_from_database = true\n"
+    )
+    enricher = load_pipeline_options(str(config)).enricher
+    assert enricher.resolve("100.64.0.5", None, T).lease.subscriber_id == "dora"
