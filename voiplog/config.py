@@ -230,6 +230,9 @@ class StoreConfig(_Strict):
     fsync_interval_ms: int = Field(200, ge=1)
     drainers: int = Field(2, ge=1, le=16)
     retention_days: int = Field(180, ge=1)
+    audit_retention_days: int = Field(
+        365, ge=1, description="Days `voiplog audit prune` keeps of the audit trail."
+    )
     partitions_ahead_days: int = Field(7, ge=0, le=366)
     accept_past_days: int = Field(7300, ge=1)
     drain_timeout_s: float = Field(30.0, ge=0)

@@ -26,6 +26,8 @@ SUBCOMMANDS = {
     "run": ("voiplog.cli.run", "run"),
     "leases": ("voiplog.cli.leases", "leases"),
     "lookup": ("voiplog.cli.lookup", "lookup"),
+    "request": ("voiplog.cli.request", "request"),
+    "audit": ("voiplog.cli.audit", "audit"),
 }
 
 

@@ -43,10 +43,13 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -263,3 +266,85 @@ class CgnatBlock(Base):
     private_ip: Mapped[str] = mapped_column(INET)
     valid: Mapped[object] = mapped_column(TSTZRANGE)
     source: Mapped[str] = mapped_column(Text)
+
+
+class AccessRequest(Base):
+    """A lawful-access request: who asked, on what authority, for which selectors and window.
+
+    States follow ETSI TS 103 120 lawful disclosure. Rows are written only by
+    the SQL functions of migration 0005 (register, decide, run, expire); the
+    database refuses an approval by the role that registered the request.
+    """
+
+    __tablename__ = "access_request"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('awaiting_approval', 'approved', 'disclosed', 'rejected', 'cancelled', 'expired')",
+            name="state",
+        ),
+        CheckConstraint("approved_by <> registered_by", name="second_person"),
+        CheckConstraint(
+            "state NOT IN ('approved', 'disclosed') OR approved_by IS NOT NULL", name="approved"
+        ),
+        CheckConstraint("valid_until > valid_from", name="validity"),
+        CheckConstraint("window_to > window_from", name="window"),
+        CheckConstraint("max_records BETWEEN 1 AND 1000000", name="max_records"),
+        CheckConstraint("authorisation_sha256 ~ '^[0-9a-f]{64}$'", name="sha256"),
+        CheckConstraint(
+            "jsonb_typeof(selectors) = 'array' AND jsonb_array_length(selectors) > 0",
+            name="selectors",
+        ),
+        Index("ix_access_request_case_ref", "case_ref"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
+    state: Mapped[str] = mapped_column(Text, server_default=text("'awaiting_approval'"))
+    case_ref: Mapped[str] = mapped_column(Text)
+    agency: Mapped[str] = mapped_column(Text)
+    officer_name: Mapped[str] = mapped_column(Text)
+    officer_rank: Mapped[str | None] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(Text)
+    authorisation_ref: Mapped[str] = mapped_column(Text)
+    authorisation_sha256: Mapped[str | None] = mapped_column(Text)  # of the order document
+    valid_from: Mapped[datetime] = mapped_column(Timestamp)  # the authorisation's validity
+    valid_until: Mapped[datetime] = mapped_column(Timestamp)
+    window_from: Mapped[datetime] = mapped_column(Timestamp)  # the records asked for
+    window_to: Mapped[datetime] = mapped_column(Timestamp)
+    selectors_entered: Mapped[dict] = mapped_column(JSONB)  # as the officer gave them
+    selectors: Mapped[dict] = mapped_column(JSONB)  # as searched
+    broad: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    max_records: Mapped[int] = mapped_column(Integer, server_default=text("10000"))
+    delivery: Mapped[str | None] = mapped_column(Text)
+    registered_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    registered_by: Mapped[str] = mapped_column(Text, server_default=text("SESSION_USER"))
+    registered_os_user: Mapped[str] = mapped_column(Text)
+    approved_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    approved_by: Mapped[str | None] = mapped_column(Text)
+    approved_os_user: Mapped[str | None] = mapped_column(Text)
+    disclosed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    closed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    closed_by: Mapped[str | None] = mapped_column(Text)
+    closed_os_user: Mapped[str | None] = mapped_column(Text)
+    close_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEvent(Base):
+    """One entry of the append-only, hash-chained audit trail (never record data)."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_at", "at"),
+        Index("ix_audit_event_case_ref", "case_ref"),
+        Index("ix_audit_event_request_id", "request_id"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    event: Mapped[dict] = mapped_column(JSONB)
+    prev_hash: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(Text)
+    action: Mapped[str | None] = mapped_column(Text, Computed("event->>'action'"))
+    request_id: Mapped[int | None] = mapped_column(
+        Integer, Computed("(event->>'request_id')::integer")
+    )
+    case_ref: Mapped[str | None] = mapped_column(Text, Computed("event->>'case_ref'"))

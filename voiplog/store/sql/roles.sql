@@ -74,3 +74,84 @@ GRANT EXECUTE ON FUNCTION voiplog_index_closed_days(date) TO voiplog_writer;
 
 -- Lease reader: the lease and port-block tables, read only.
 GRANT SELECT ON lease, cgnat_block TO voiplog_lease_reader;
+
+-- Lawful access (migration 0005). Group roles, NOLOGIN, granted to the login
+-- role of each person (never one login shared by two people: the database
+-- tells the registrar of a request from its approver by login role).
+-- voiplog_requester: registers requests, runs approved ones, cancels them.
+-- voiplog_approver: approves or rejects requests registered by someone else.
+-- voiplog_auditor: reads the audit trail and the requests, nothing else.
+-- None of them can read a record table: records are read only through
+-- voiplog_request_run, which checks the request and writes the audit row.
+-- voiplog_audit_owner owns the audit trail and its writer function; nobody
+-- logs in as it or is granted it, so that not even the admin can switch off
+-- the triggers that keep audit_event append-only.
+DO $$
+DECLARE role text;
+BEGIN
+    FOREACH role IN ARRAY ARRAY['voiplog_requester', 'voiplog_approver', 'voiplog_auditor',
+                                'voiplog_audit_owner'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', role);
+        END IF;
+    END LOOP;
+END
+$$;
+GRANT USAGE ON SCHEMA public TO voiplog_requester, voiplog_approver, voiplog_auditor,
+    voiplog_audit_owner;
+
+ALTER TABLE access_request OWNER TO voiplog_admin;
+ALTER TABLE audit_event OWNER TO voiplog_audit_owner;
+ALTER FUNCTION voiplog_audit_hash(bigint, timestamptz, text, jsonb) OWNER TO voiplog_audit_owner;
+ALTER FUNCTION voiplog_audit_append(jsonb) OWNER TO voiplog_audit_owner;
+ALTER FUNCTION voiplog_audit_denied(text, integer, text, text, text) OWNER TO voiplog_audit_owner;
+ALTER FUNCTION voiplog_audit_prune(integer, text, text) OWNER TO voiplog_audit_owner;
+ALTER FUNCTION voiplog_audit_refuse() OWNER TO voiplog_audit_owner;
+ALTER FUNCTION voiplog_audit_hold() OWNER TO voiplog_admin;
+ALTER FUNCTION voiplog_audit_purge() OWNER TO voiplog_admin;
+ALTER FUNCTION voiplog_access_request_guard() OWNER TO voiplog_admin;
+ALTER FUNCTION voiplog_request_event(access_request, text, text, text, text) OWNER TO voiplog_admin;
+ALTER FUNCTION voiplog_request_register(text, text, text, text, text, text, text, timestamptz,
+    timestamptz, timestamptz, timestamptz, jsonb, jsonb, boolean, integer, text, text, text)
+    OWNER TO voiplog_admin;
+ALTER FUNCTION voiplog_request_decide(integer, text, text, boolean, text, text) OWNER TO voiplog_admin;
+ALTER FUNCTION voiplog_requests_expire(text, text) OWNER TO voiplog_admin;
+ALTER FUNCTION voiplog_request_run(integer, boolean, text, text, text, integer, timestamptz,
+    timestamptz) OWNER TO voiplog_admin;
+ALTER FUNCTION voiplog_access_match(jsonb, text) OWNER TO voiplog_admin;
+ALTER FUNCTION voiplog_access_field(text, text, text) OWNER TO voiplog_admin;
+ALTER FUNCTION voiplog_uri_user(text) OWNER TO voiplog_admin;
+
+-- Nobody but the admin reads a record table (the writer keeps the uid and
+-- start time of cdr, granted above, to skip records stored before).
+REVOKE ALL ON cdr, registration, legal_hold, held_record, purge_log, lease, cgnat_block,
+    access_request, audit_event
+    FROM voiplog_requester, voiplog_approver, voiplog_auditor, PUBLIC;
+REVOKE ALL ON access_request, audit_event FROM voiplog_writer;
+REVOKE ALL ON FUNCTION voiplog_request_register(text, text, text, text, text, text, text,
+    timestamptz, timestamptz, timestamptz, timestamptz, jsonb, jsonb, boolean, integer, text,
+    text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION voiplog_request_decide(integer, text, text, boolean, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION voiplog_requests_expire(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION voiplog_request_run(integer, boolean, text, text, text, integer,
+    timestamptz, timestamptz) FROM PUBLIC;
+
+GRANT SELECT ON alembic_version, access_request
+    TO voiplog_requester, voiplog_approver, voiplog_auditor;
+GRANT SELECT ON audit_event TO voiplog_auditor, voiplog_admin;
+-- voiplog_audit_denied names the case of the request it reports on.
+GRANT SELECT (id, case_ref) ON access_request TO voiplog_audit_owner;
+GRANT EXECUTE ON FUNCTION voiplog_audit_append(jsonb) TO voiplog_admin;
+GRANT EXECUTE ON FUNCTION voiplog_audit_prune(integer, text, text) TO voiplog_admin;
+GRANT EXECUTE ON FUNCTION voiplog_audit_denied(text, integer, text, text, text)
+    TO voiplog_requester, voiplog_approver, voiplog_auditor, voiplog_admin;
+GRANT EXECUTE ON FUNCTION voiplog_requests_expire(text, text)
+    TO voiplog_requester, voiplog_approver, voiplog_auditor;
+GRANT EXECUTE ON FUNCTION voiplog_request_register(text, text, text, text, text, text, text,
+    timestamptz, timestamptz, timestamptz, timestamptz, jsonb, jsonb, boolean, integer, text,
+    text, text) TO voiplog_requester;
+GRANT EXECUTE ON FUNCTION voiplog_request_decide(integer, text, text, boolean, text, text)
+    TO voiplog_requester, voiplog_approver;
+GRANT EXECUTE ON FUNCTION voiplog_request_run(integer, boolean, text, text, text, integer,
+    timestamptz, timestamptz) TO voiplog_requester;
+ALTER FUNCTION voiplog_index_uri_users(date) OWNER TO voiplog_admin;
