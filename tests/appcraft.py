@@ -1254,30 +1254,29 @@ _ENCAPSULATION = {
 _IPV6_APPS = frozenset(_RELAYS6)
 
 
+def _ice_turn_app_call(call: _Call) -> None:
+    _ice_turn_call(
+        call, _ENCAPSULATION[call.app], dtls=call.app in ("signal", "webrtc", "snapchat")
+    )
+
+
+_CALLS: dict[str, Callable[[_Call], None]] = {
+    "whatsapp": _whatsapp_call,
+    "telegram": _telegram_call,
+    "viber": _viber_call,
+    "imo": _imo_call,
+    "zoom": _zoom_call,
+    "discord": _discord_call,
+    "teams": _teams_call,
+    "google_meet": _google_meet_call,
+    "kakaotalk": lambda c: _relay_rtp_call(c, c.rng.randint(10000, 10100), _control_rtcp),
+    "line": lambda c: _relay_rtp_call(c, c.rng.choice((20000, 20001, 20002)), _control_srtcp),
+}
+"""App -> what makes its call; the ICE/TURN apps (Messenger, Signal...) otherwise."""
+
+
 def _dispatch(call: _Call) -> None:
-    app = call.app
-    if app == "whatsapp":
-        _whatsapp_call(call)
-    elif app == "telegram":
-        _telegram_call(call)
-    elif app == "viber":
-        _viber_call(call)
-    elif app == "imo":
-        _imo_call(call)
-    elif app == "zoom":
-        _zoom_call(call)
-    elif app == "discord":
-        _discord_call(call)
-    elif app == "teams":
-        _teams_call(call)
-    elif app == "google_meet":
-        _google_meet_call(call)
-    elif app == "kakaotalk":
-        _relay_rtp_call(call, call.rng.randint(10000, 10100), _control_rtcp)
-    elif app == "line":
-        _relay_rtp_call(call, call.rng.choice((20000, 20001, 20002)), _control_srtcp)
-    else:
-        _ice_turn_call(call, _ENCAPSULATION[app], dtls=app in ("signal", "webrtc", "snapchat"))
+    _CALLS.get(call.app, _ice_turn_app_call)(call)
 
 
 def _make_call(app: str, answered: bool, **kw) -> CraftedCall:
