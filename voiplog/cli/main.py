@@ -28,6 +28,8 @@ SUBCOMMANDS = {
     "lookup": ("voiplog.cli.lookup", "lookup"),
     "request": ("voiplog.cli.request", "request"),
     "audit": ("voiplog.cli.audit", "audit"),
+    "export": ("voiplog.cli.export", "export"),
+    "keys": ("voiplog.cli.keys", "keys"),
 }
 
 

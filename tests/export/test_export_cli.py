@@ -1,0 +1,260 @@
+"""`voiplog export` and `voiplog export verify` on a request run on a real Postgres."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import stat
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.store.conftest import query, scratch_dsn, store_dsn  # noqa: F401  (fixtures)
+from tests.store.test_access_run import WINDOW, fill
+from tests.store.test_access_schema import people  # noqa: F401  (fixture)
+from voiplog.cli.main import cli
+from voiplog.export import bundle, columns, signing
+
+pytestmark = pytest.mark.postgres
+
+DATA_FILES = ("calls.csv", "media.csv", "records.jsonl", "registrations.csv", "subscribers.csv")
+
+
+def voiplog(dsn: str | None, *args: str, env: dict | None = None):
+    env = ({"VOIPLOG_DATABASE_URL": dsn} if dsn else {}) | (env or {})
+    return CliRunner().invoke(cli, list(args), env=env)
+
+
+def make_keys(directory, name: str = "POP Test-1 evidence export") -> dict:
+    """A key and certificate from `voiplog keys init`, as the environment names them."""
+    directory.mkdir(exist_ok=True)
+    env = {"VOIPLOG_SIGNING_KEY": str(directory / "key.pem"), "VOIPLOG_SIGNING_CERT": str(directory / "cert.pem")}  # fmt: skip
+    made = voiplog(None, "keys", "init", "--name", name, "--organisation", "Example ISP", env=env)
+    assert made.exit_code == 0, made.output
+    return env
+
+
+@pytest.fixture
+def keys(tmp_path) -> dict:
+    return make_keys(tmp_path / "keys")
+
+
+def disclosed_request(people, store_dsn, tmp_path, *selector: str) -> str:  # noqa: F811
+    """A request registered, approved by a second person and run; its id."""
+    fill(store_dsn, tmp_path)
+    added = voiplog(
+        people["requester"], "request", "add", "--case", "K-9", "--agency", "State Police",
+        "--officer", "Meier", "--legal-basis", "s. 100g", "--authorisation", "AG 4 Gs 1/26",
+        "--valid-until", "2999-01-01", "--from", WINDOW[0], "--to", WINDOW[1], *selector,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    request_id = added.output.split(":")[0].split()[1]
+    assert voiplog(people["approver"], "request", "approve", request_id).exit_code == 0
+    assert voiplog(people["requester"], "request", "run", request_id, "--count-only").exit_code == 0
+    return request_id
+
+
+@pytest.fixture
+def exported(people, store_dsn, tmp_path, keys):  # noqa: F811
+    request_id = disclosed_request(
+        people, store_dsn, tmp_path, "--number", "022 1234 5678", "--region", "IN",
+        "--subscriber", "sub-app",
+    )  # fmt: skip
+    # count-only does not disclose: a request is exported once it has been run.
+    refused = voiplog(people["requester"], "export", request_id, "--out", str(tmp_path / "early"), env=keys)  # fmt: skip
+    assert refused.exit_code == 1 and "is approved: only a request that has been run" in refused.output  # fmt: skip
+    assert voiplog(people["requester"], "request", "run", request_id).exit_code == 0
+    out = tmp_path / "bundle"
+    unsigned = voiplog(people["requester"], "export", request_id, "--out", str(out))
+    assert unsigned.exit_code == 2 and "no signing key" in unsigned.output
+    result = voiplog(people["requester"], "export", request_id, "--out", str(out), "--local-zone", "Asia/Kolkata", env=keys)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return request_id, out, result.output
+
+
+def test_a_bundle_holds_the_run_records_tables_hashes_and_manifest(exported, people, tmp_path):  # noqa: F811
+    request_id, out, output = exported
+    assert sorted(p.name for p in out.iterdir()) == sorted((*DATA_FILES, "hashes.txt", "manifest.json", "manifest.json.sig", "certificate.pem"))  # fmt: skip
+    # The records are those a run returns, line for line.
+    again = tmp_path / "run.jsonl"
+    assert voiplog(people["requester"], "request", "run", request_id, "--jsonl", str(again)).exit_code == 0  # fmt: skip
+    assert (out / "records.jsonl").read_bytes() == again.read_bytes()
+    records = [json.loads(line) for line in again.read_text().splitlines()]
+    calls = [r for r in records if r["kind"] != "registration"]
+    assert len(calls) == 5 and len(records) == 7
+
+    manifest_bytes = (out / "manifest.json").read_bytes()
+    manifest = json.loads(manifest_bytes)
+    assert bundle.canonical(manifest) == manifest_bytes
+    assert manifest["request"]["id"] == int(request_id)
+    assert manifest["request"]["authorisation"]["reference"] == "AG 4 Gs 1/26"
+    assert manifest["request"]["approved"]["db_role"].startswith("vl_approver_")
+    assert manifest["run"]["db_role"].startswith("vl_requester_")
+    assert manifest["selectors"]["entered"][0] == {"type": "number", "value": "022 1234 5678", "role": "any"}  # fmt: skip
+    assert "02212345678" in manifest["selectors"]["searched"][0]["variants"]
+    assert manifest["window"] == {"from": WINDOW[0].replace("Z", ".000000Z"), "to": WINDOW[1].replace("Z", ".000000Z")}  # fmt: skip
+    assert manifest["files"]["records.jsonl"]["rows"] == 7
+    assert manifest["files"]["calls.csv"]["rows"] == 5
+    assert manifest["files"]["registrations.csv"]["rows"] == 2
+    for name in DATA_FILES:
+        assert manifest["files"][name]["sha256"] == hashlib.sha256((out / name).read_bytes()).hexdigest()  # fmt: skip
+
+    # Tables: a documented header, one row per call, UTC and local times.
+    with (out / "calls.csv").open(newline="", encoding="utf-8") as sheet:
+        rows = list(csv.DictReader(sheet))
+    assert list(rows[0]) == [name for name, _ in columns.CALLS]
+    assert [row["uid"] for row in rows] == [r["uid"] for r in calls]
+    first = rows[0]
+    assert first["started_at_utc"] == calls[0]["started_at"]
+    assert first["started_at_local"].endswith("+05:30")
+    subscribers = list(csv.DictReader((out / "subscribers.csv").open(newline="")))
+    named = {r["subscriber"]["id"] for r in records if r.get("subscriber")}
+    assert [row["subscriber_id"] for row in subscribers] == sorted(named)
+    assert "sub-app" in named
+    media = list(csv.DictReader((out / "media.csv").open(newline="")))
+    assert {row["type"] for row in media} == {"rtp", "app_flow"}
+
+    # hashes.txt is what sha256sum checks, and the audit trail has the manifest's hash.
+    checked = subprocess.run(["sha256sum", "-c", "hashes.txt"], cwd=out, capture_output=True, text=True)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count(": OK") == len(DATA_FILES) + 3
+    digest = hashlib.sha256(manifest_bytes).hexdigest()
+    assert digest in output
+    trail = voiplog(people["auditor"], "audit", "list", "--case", "K-9").output
+    assert f"sha256:{digest}" in trail
+    assert f"audit_seq {manifest['run']['audit_seq']}" in trail
+
+    assert voiplog(None, "export", "verify", str(out)).exit_code == 0
+
+
+def test_verify_names_every_changed_missing_and_extra_file(exported, tmp_path):
+    _, out, _ = exported
+    result = voiplog(None, "export", "verify", str(out))
+    assert result.exit_code == 0 and "intact" in result.output
+
+    def tampered(name: str, change) -> list[str]:
+        copy = tmp_path / f"copy-{name}-{change.__name__}"
+        shutil.copytree(out, copy)
+        change(copy / name)
+        result = voiplog(None, "export", "verify", str(copy))
+        assert result.exit_code == 1
+        return result.output.splitlines()
+
+    def flip_a_byte(path):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    def remove(path):
+        path.unlink()
+
+    def add_a_neighbour(path):
+        (path.parent / "notes.txt").write_text("added later")
+
+    for name in DATA_FILES:
+        lines = tampered(name, flip_a_byte)
+        assert f"{name}: changed (SHA-256 differs from the manifest)" in " ".join(lines), lines
+        assert any(f"{name}: missing" in line for line in tampered(name, remove))
+    lines = tampered("manifest.json", flip_a_byte)
+    assert any("manifest.json: changed" in line for line in lines)
+    assert any("manifest.json.sig: the signature does not match" in line for line in lines)
+    assert any(
+        "manifest.json.sig: missing" in line for line in tampered("manifest.json.sig", remove)
+    )
+    assert any("hashes.txt: missing" in line for line in tampered("hashes.txt", remove))
+    assert any("notes.txt: extra" in line for line in tampered("calls.csv", add_a_neighbour))
+
+
+def test_a_zip_bundle_verifies_and_an_existing_path_is_refused(people, store_dsn, tmp_path, keys):  # noqa: F811
+    request_id = disclosed_request(people, store_dsn, tmp_path, "--subscriber", "sub-target")
+    assert voiplog(people["requester"], "request", "run", request_id).exit_code == 0
+    out = tmp_path / "bundle.zip"
+    result = voiplog(people["requester"], "export", request_id, "--out", str(out), env=keys)
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(out) as archive:
+        assert "manifest.json" in archive.namelist()
+    assert voiplog(None, "export", "verify", str(out)).exit_code == 0
+    again = voiplog(people["requester"], "export", request_id, "--out", str(out), env=keys)
+    assert again.exit_code == 2 and "exists" in again.output
+    # The auditor may read the trail but has no run privilege: no export.
+    denied = voiplog(people["auditor"], "export", request_id, "--out", str(tmp_path / "x"), env=keys)  # fmt: skip
+    assert denied.exit_code == 1 and "export refused by the database" in denied.output
+    assert "export\tdenied" in voiplog(people["auditor"], "audit", "list").output
+    assert not (tmp_path / "x").exists()
+
+
+def openssl(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def agency_check(bundle_dir) -> tuple[bool, bool]:
+    """The README's check without voiplog: (hashes hold, signature holds)."""
+    hashes = subprocess.run(["sha256sum", "-c", "--quiet", "hashes.txt"], cwd=bundle_dir, capture_output=True)  # fmt: skip
+    signed = subprocess.run(
+        "jq -r '.files | to_entries[] | \"\\(.value.sha256)  \\(.key)\"' manifest.json | sha256sum -c --quiet",
+        shell=True, cwd=bundle_dir, capture_output=True,
+    )  # fmt: skip
+    pubkey = openssl("x509", "-in", "certificate.pem", "-pubkey", "-noout", "-out", "pubkey.pem", cwd=bundle_dir)  # fmt: skip
+    assert pubkey.returncode == 0, pubkey.stderr
+    signature = openssl("dgst", "-sha256", "-verify", "pubkey.pem", "-signature", "manifest.json.sig", "manifest.json", cwd=bundle_dir)  # fmt: skip
+    (bundle_dir / "pubkey.pem").unlink()
+    assert (signature.returncode == 0) == (signature.stdout.strip() == "Verified OK"), signature
+    return hashes.returncode == 0 and signed.returncode == 0, signature.returncode == 0
+
+
+def test_openssl_and_sha256sum_check_a_bundle_and_catch_tampering(exported, tmp_path):
+    _, out, _ = exported
+    assert agency_check(out) == (True, True)
+    fingerprint = openssl("x509", "-in", "certificate.pem", "-noout", "-fingerprint", "-sha256", cwd=out)  # fmt: skip
+    verified = voiplog(None, "export", "verify", str(out))
+    assert fingerprint.stdout.strip().split("=", 1)[1] in verified.output
+
+    records = tmp_path / "records-changed"
+    shutil.copytree(out, records)
+    data = bytearray((records / "records.jsonl").read_bytes())
+    data[10] ^= 0x01
+    (records / "records.jsonl").write_bytes(bytes(data))
+    assert agency_check(records) == (False, True)
+
+    manifest = tmp_path / "manifest-changed"
+    shutil.copytree(out, manifest)
+    text = (manifest / "manifest.json").read_bytes().replace(b'"K-9"', b'"K-8"', 1)
+    (manifest / "manifest.json").write_bytes(text)
+    assert agency_check(manifest)[1] is False
+    result = voiplog(None, "export", "verify", str(manifest))
+    assert result.exit_code == 1 and "manifest.json.sig: the signature does not match" in result.output  # fmt: skip
+
+
+def test_a_bundle_signed_with_another_key_fails_against_the_isps_certificate(exported, tmp_path):
+    _, out, _ = exported
+    isp_cert = out / "certificate.pem"
+    assert voiplog(None, "export", "verify", str(out), "--cert", str(isp_cert)).exit_code == 0
+    # Someone re-signs a changed manifest with a key and certificate of their own.
+    other = make_keys(tmp_path / "other", name="POP Test-1 evidence export")
+    forged = tmp_path / "forged"
+    shutil.copytree(out, forged)
+    key_file, cert_file = other["VOIPLOG_SIGNING_KEY"], other["VOIPLOG_SIGNING_CERT"]
+    signer = signing.load_signer(Path(key_file), Path(cert_file))
+    (forged / "manifest.json.sig").write_bytes(signer.sign((forged / "manifest.json").read_bytes()))
+    shutil.copy(cert_file, forged / "certificate.pem")
+    result = voiplog(None, "export", "verify", str(forged), "--cert", str(isp_cert))
+    assert result.exit_code == 1
+    assert "certificate.pem: not the certificate given to check against" in result.output
+    assert "manifest.json.sig: the signature does not match" in result.output
+
+
+def test_keys_init_makes_a_private_key_and_never_overwrites(tmp_path):
+    env = make_keys(tmp_path / "keys")
+    key = Path(env["VOIPLOG_SIGNING_KEY"])
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    before = key.read_bytes()
+    again = voiplog(None, "keys", "init", "--name", "x", env=env)
+    assert again.exit_code == 2 and "exists" in again.output
+    assert key.read_bytes() == before
+    text = openssl("x509", "-in", env["VOIPLOG_SIGNING_CERT"], "-noout", "-subject", cwd=tmp_path)
+    assert "POP Test-1 evidence export" in text.stdout and "Example ISP" in text.stdout

@@ -1,0 +1,152 @@
+"""`voiplog export REQUEST_ID --out PATH` and `voiplog export verify PATH`: evidence bundles.
+
+An export runs a request that has been run before (it is `disclosed`) once
+more through `voiplog_request_run`, the only way records leave the database,
+so that the records read for the bundle have their own audit row, whose
+number the manifest names. The bundle's hash (the manifest's SHA-256) is
+then written in the audit trail by a counting run of the same request whose
+delivery names the bundle, in the same transaction: the read and the record
+of what was delivered are committed together or not at all. Only then is
+the bundle written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import click
+
+from voiplog.cli.keys import CERT_VARIABLE, KEY_VARIABLE
+from voiplog.cli.request import CONFIG, _connection, _denied_by_postgres, _fail, _who
+
+LOCAL_ZONE_VARIABLE = "VOIPLOG_LOCAL_ZONE"
+
+
+class _ExportGroup(click.Group):
+    """`export REQUEST_ID ...` makes a bundle; `export verify PATH` checks one."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "make", self.commands["make"], args
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_ExportGroup)
+def export() -> None:
+    """Evidence bundles: `export REQUEST_ID --out DIR|FILE.zip`, `export verify PATH`."""
+
+
+def _zone(name: str | None) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = name or os.environ.get(LOCAL_ZONE_VARIABLE) or "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        _fail(f"local zone {name!r} is not an IANA time zone (such as Asia/Kolkata)", 2)
+    return name
+
+
+@export.command("make", hidden=True)
+@CONFIG
+@click.argument("request_id", type=int)
+@click.option("--out", "out_path", required=True, type=click.Path(), help="New directory, or a file ending in .zip.")  # fmt: skip
+@click.option("--key", "key_path", envvar=KEY_VARIABLE, type=click.Path(dir_okay=False), help=f"Signing key (PEM, ECDSA P-256); else ${KEY_VARIABLE}.")  # fmt: skip
+@click.option("--cert", "cert_path", envvar=CERT_VARIABLE, type=click.Path(dir_okay=False), help=f"Its certificate (PEM); else ${CERT_VARIABLE}.")  # fmt: skip
+@click.option("--local-zone", help=f"IANA zone of the local times in the CSV files (else ${LOCAL_ZONE_VARIABLE}, else UTC).")  # fmt: skip
+def make(config_path, request_id: int, out_path: str, key_path, cert_path, local_zone) -> None:
+    """Export run request REQUEST_ID as a signed evidence bundle."""
+    import psycopg2
+
+    from voiplog import __version__
+    from voiplog.export import bundle, signing
+    from voiplog.store import access
+
+    if not key_path or not cert_path:
+        _fail(f"no signing key: give --key and --cert (or ${KEY_VARIABLE}, ${CERT_VARIABLE}); `voiplog keys init` makes them", 2)  # fmt: skip
+    try:
+        signer = signing.load_signer(Path(key_path), Path(cert_path))
+    except signing.SigningError as exc:
+        _fail(str(exc), 2)
+
+    out = Path(out_path).absolute()
+    if out.exists():
+        _fail(f"{out} exists: give a new directory or zip file", 2)
+    zone = _zone(local_zone)
+    user, host = _who()
+    with _connection(config_path) as (connection, config):
+        try:
+            found = access.requests(connection, request_id=request_id)
+            if not found:
+                _fail(f"request {request_id}: no such request")
+            if found[0]["state"] != "disclosed":
+                _fail(f"request {request_id} is {found[0]['state']}: only a request that has been run (voiplog request run) is exported")  # fmt: skip
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT session_user, now()")
+                db_role, run_at = cursor.fetchone()
+            result = access.run(
+                connection, request_id, user, host, delivery=f"export {out}",
+                retention_days=config.store.retention_days,
+            )  # fmt: skip
+            if not result.ok:
+                connection.commit()  # the refusal's audit row stays
+                _fail(f"request {request_id}: export refused: {result.reason}")
+            (request,) = access.requests(connection, request_id=request_id)
+            status = result.status
+            facts = bundle.RunFacts(
+                at=run_at, db_role=db_role, os_user=user, host=host,
+                audit_seq=status["audit_seq"], records=status["records"],
+                truncated=status["truncated"], searched=status["searched"],
+                answered_from=status.get("answered_from"),
+            )  # fmt: skip
+            producer = bundle.Producer(f"voiplog {__version__}", config.pop, config.sensor, zone)
+            files = bundle.build(
+                request, result.records, facts, producer, dt.datetime.now(dt.UTC), signer
+            )
+            digest = bundle.sha256(files[bundle.MANIFEST])
+            recorded = access.run(
+                connection, request_id, user, host, count_only=True,
+                delivery=f"export {out} manifest.json sha256:{digest} records audit_seq {status['audit_seq']}",
+                retention_days=config.store.retention_days,
+            )  # fmt: skip
+            if not recorded.ok:
+                connection.rollback()
+                _fail(f"request {request_id}: the export could not be audited: {recorded.reason}")
+            connection.commit()
+        except psycopg2.errors.InsufficientPrivilege as exc:
+            _denied_by_postgres(connection, "export", request_id, exc)
+        except psycopg2.Error as exc:
+            connection.rollback()
+            reason = str(exc.pgerror or exc).strip().splitlines()[0].removeprefix("ERROR:  ")
+            _fail(f"export of request {request_id}: {reason}")
+    try:
+        bundle.write(files, out)
+    except (OSError, bundle.BundleError) as exc:
+        _fail(f"{out}: {exc} (the export is audited as sha256:{digest})")
+    click.echo(
+        f"request {request_id}: {status['records']} records -> {out}\n"
+        f"manifest.json sha256:{digest} (audit rows {status['audit_seq']}, {recorded.status['audit_seq']})"
+    )
+
+
+@export.command("verify")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--cert", "cert_path", type=click.Path(exists=True, dir_okay=False), help="Check the signature against this certificate (PEM or DER) instead of the bundle's own.")  # fmt: skip
+def verify(path: str, cert_path) -> None:
+    """Check the signature of bundle PATH (a directory or zip) and recompute every hash."""
+    from voiplog.export import bundle, signing
+
+    try:
+        files = bundle.read(Path(path))
+        trusted = signing.as_pem(Path(cert_path).read_bytes()) if cert_path else None
+    except (bundle.BundleError, signing.SigningError) as exc:
+        _fail(str(exc), 2)
+    report = bundle.verify(files, trusted)
+    for problem in report.problems:
+        click.echo(f"{path}: {problem}")
+    if not report.ok:
+        raise SystemExit(1)
+    click.echo(f"{path}: intact: {len(report.intact)} files, every SHA-256 as the manifest has it")
+    click.echo(f"{path}: manifest.json signed by {report.signer}")
