@@ -360,17 +360,25 @@ class FlowClassifier:
             if verdict is not None and not self._decided(session, verdict):
                 return self._take() if self._done else _NO_RECORDS
         if not session.believed:
-            media = _media_kind(payload)
-            if media:
-                if not session.media[0] and not session.media[1]:
-                    session.media_first_us = ts_us
-                session.media_last_us = ts_us
-                session.media[direction] += 1
-                if media == 2:
-                    session.rtcp_media[direction] += 1
-            if session.proven or self._app_media(session):
+            if apps is not None:
+                # Only an application's verdict can make media of these counts.
+                self._count_media(session, direction, ts_us, payload)
+                if session.proven or self._app_media(session):
+                    self._believe(session)
+            elif session.proven:
                 self._believe(session)
         return self._take() if self._done else _NO_RECORDS
+
+    @staticmethod
+    def _count_media(session: _UdpSession, direction: int, ts_us: int, payload: bytes) -> None:
+        media = _media_kind(payload)
+        if media:
+            if not session.media[0] and not session.media[1]:
+                session.media_first_us = ts_us
+            session.media_last_us = ts_us
+            session.media[direction] += 1
+            if media == 2:
+                session.rtcp_media[direction] += 1
 
     def _decided(self, session: _UdpSession, verdict: AppVerdict) -> bool:
         """The application classifier's verdict on a session; False if it is dropped."""
