@@ -93,7 +93,7 @@ def test_tracking_state_stays_bounded_over_many_calls():
     """Finished calls leave nothing behind: not in the heap, not in reference cycles."""
     import gc
 
-    from voiplog.calls._tracker import _Call
+    from voiplog.calls._dialog import Dialog as _Call
 
     tracker = CallTracker(CallSettings(linger_s=1))
     for n in range(1500):

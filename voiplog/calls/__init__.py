@@ -1,9 +1,11 @@
 """Call tracking: SIP dialogs and their media, and REGISTER bindings, turned into records."""
 
-from voiplog.calls._disposition import Disposition, judge
+from voiplog.calls._dialog import Side
+from voiplog.calls._media import MediaFlow, flow_key, new_stream
 from voiplog.calls._registrations import RegistrationTracker
 from voiplog.calls._settings import CallSettings
-from voiplog.calls._tracker import CallTracker, EndReason, MediaFlow, Side, flow_key, new_stream
+from voiplog.calls._tracker import CallTracker
+from voiplog.cdr import Disposition, EndReason, judge
 
 __all__ = [
     "CallSettings",

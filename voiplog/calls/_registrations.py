@@ -6,21 +6,23 @@ to a registrar and raises the CSeq each time (RFC 3261 §10.2), so the chain
 is told apart from the next refresh by its state: a challenged chain (401, 407,
 or 423 asking for a longer expiry) goes on with the next, higher CSeq; a chain
 that got any other final answer is over, and lingers only to absorb
-retransmissions before it is written. Deadlines are packet time, kept in a heap
-and re-checked lazily when they fall due, as the call tracker does. A chain
-leaves the tracker only through `_close`, which always yields a record.
+retransmissions before it is written. Deadlines are packet time, in a
+`DeadlineHeap` re-checked lazily when they fall due, as the call tracker does.
+A chain leaves the tracker only through `_close`, which always yields a record.
 """
 
 from __future__ import annotations
 
-import heapq
 import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable
 from enum import StrEnum
 
+from voiplog.calls._deadlines import DeadlineHeap
 from voiplog.calls._settings import CallSettings
 from voiplog.cdr import RegistrationRecord, RegistrationResult, format_ts, make_uid
+from voiplog.cdr.disposition import EndReason
+from voiplog.cdr.sip_call import Classifier
 from voiplog.errors import ParseError
 from voiplog.sip import (
     SipMessage,
@@ -38,9 +40,6 @@ _US = 1_000_000
 # same Call-ID with a higher CSeq: a digest challenge, or 423 Interval Too Brief
 # (RFC 3261 §10.2.8) asking for a longer expiry.
 _RETRYABLE = frozenset({401, 407, 423})
-
-# (source_ip, destination_ip) -> (subscriber_ip, direction, subscriber object)
-Classifier = Callable[[str, str], tuple[str | None, str | None, dict | None]]
 
 
 class _State(StrEnum):
@@ -92,15 +91,6 @@ _TRANSITIONS: dict[tuple[_State, _Input], tuple[_Action, _State | None]] = {
     (_S.DONE, _I.RETRYABLE): (_A.IGNORE, _S.DONE),
     (_S.DONE, _I.FINAL): (_A.IGNORE, _S.DONE),
 }
-
-
-class CloseReason(StrEnum):
-    """Why a chain was written before it was over (a flag on the record)."""
-
-    EVICTED = "evicted"
-    TIMEOUT = "timeout"
-    END_OF_INPUT = "end_of_input"
-    SHUTDOWN = "shutdown"
 
 
 class _Contact:
@@ -231,8 +221,7 @@ class RegistrationTracker:
         self._weird = on_weird or (lambda kind: None)
         self._chains: OrderedDict[str, _Chain] = OrderedDict()
         self._recent_uids: OrderedDict[str, None] = OrderedDict()
-        self._heap: list[tuple[int, int, str]] = []
-        self._seq = 0
+        self._heap: DeadlineHeap[_Chain] = DeadlineHeap(self._chains)
         self._done: list[RegistrationRecord] = []
 
     @property
@@ -321,20 +310,15 @@ class RegistrationTracker:
 
     def expire(self, now_us: int) -> list[RegistrationRecord]:
         """Close every chain whose deadline has passed at packet time `now_us`."""
-        heap = self._heap
-        while heap and heap[0][0] <= now_us:
-            _, seq, call_id = heapq.heappop(heap)
-            chain = self._chains.get(call_id)
-            if chain is None or chain.heap_seq != seq:
-                continue
+        while (chain := self._heap.pop_due(now_us)) is not None:
             deadline = self._deadline(chain)
             if deadline > now_us:
-                self._schedule(chain)
+                self._heap.schedule(chain, deadline)
                 continue
             self._close(chain, None)
         return self.take_records()
 
-    def close_all(self, reason: CloseReason = CloseReason.END_OF_INPUT) -> list[RegistrationRecord]:
+    def close_all(self, reason: EndReason = EndReason.END_OF_INPUT) -> list[RegistrationRecord]:
         """Close every chain (end of input, or shutdown), oldest first."""
         for chain in sorted(self._chains.values(), key=lambda c: (c.started_us, c.call_id)):
             self._close(chain, None if chain.state is _State.DONE else reason)
@@ -377,7 +361,7 @@ class RegistrationTracker:
         if len(self._chains) >= self.settings.max_open_registrations:
             _, oldest = next(iter(self._chains.items()))
             self._weird("registrations.evicted")
-            self._close(oldest, None if oldest.state is _State.DONE else CloseReason.EVICTED)
+            self._close(oldest, None if oldest.state is _State.DONE else EndReason.EVICTED)
         chain = _Chain(call_id, ts_us, cseq)
         chain.source_ip, chain.source_port = src_ip, src_port
         chain.registrar_ip, chain.registrar_port = dst_ip, dst_port
@@ -410,20 +394,9 @@ class RegistrationTracker:
         return chain.last_us + int(s.register_timeout_s * _US)
 
     def _schedule(self, chain: _Chain) -> None:
-        self._seq += 1
-        chain.heap_seq = self._seq
-        heap = self._heap
-        heapq.heappush(heap, (self._deadline(chain), self._seq, chain.call_id))
-        if len(heap) > 4 * len(self._chains) + 1024:
-            chains = self._chains
-            heap[:] = [
-                entry
-                for entry in heap
-                if (c := chains.get(entry[2])) is not None and c.heap_seq == entry[1]
-            ]
-            heapq.heapify(heap)
+        self._heap.schedule(chain, self._deadline(chain))
 
-    def _close(self, chain: _Chain, reason: CloseReason | None) -> None:
+    def _close(self, chain: _Chain, reason: EndReason | None) -> None:
         self._chains.pop(chain.call_id, None)
         self._done.append(self._record(chain, reason))
 
@@ -443,7 +416,7 @@ class RegistrationTracker:
             return chain.granted_header
         return contact.expires
 
-    def _record(self, chain: _Chain, reason: CloseReason | None) -> RegistrationRecord:
+    def _record(self, chain: _Chain, reason: EndReason | None) -> RegistrationRecord:
         flags = set(chain.flags)
         if reason is not None:
             flags.add(reason.value)

@@ -1,14 +1,18 @@
 """Call-detail records: the structure written for every call, and for every registration."""
 
+from voiplog.cdr.disposition import Disposition, EndReason, judge
 from voiplog.cdr.record import CONTRACT_VERSION, CallRecord, MediaStream, format_ts, make_uid
 from voiplog.cdr.registration import RegistrationRecord, RegistrationResult
 
 __all__ = [
     "CONTRACT_VERSION",
     "CallRecord",
+    "Disposition",
+    "EndReason",
     "MediaStream",
     "RegistrationRecord",
     "RegistrationResult",
     "format_ts",
+    "judge",
     "make_uid",
 ]

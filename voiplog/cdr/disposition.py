@@ -1,6 +1,9 @@
-"""How a SIP call ended, judged from the final answer to its initial INVITE.
+"""How a call ended, in the words its record uses.
 
-The table is DESIGN.md's disposition table; `judge` is the only place it lives.
+`Disposition` and `judge` are DESIGN.md's disposition table, judged from the
+final answer to a call's initial INVITE; `judge` is the only place it lives.
+`EndReason` is why a tracker wrote a call or a REGISTER chain before it was
+over, the flag its record then carries.
 """
 
 from __future__ import annotations
@@ -18,6 +21,16 @@ class Disposition(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     NO_FINAL_RESPONSE = "no_final_response"
+
+
+class EndReason(StrEnum):
+    """Why a call, a media session or a REGISTER chain was written before it was
+    over (the flag its record carries)."""
+
+    TIMEOUT = "timeout"
+    EVICTED = "evicted"
+    END_OF_INPUT = "end_of_input"
+    SHUTDOWN = "shutdown"
 
 
 _BY_STATUS = {
