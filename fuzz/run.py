@@ -21,7 +21,19 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-HARNESSES = ["sip", "sdp", "uri", "decode", "fragments", "tcp", "websocket", "capture", "pipeline"]
+HARNESSES = [
+    "sip",
+    "sdp",
+    "uri",
+    "decode",
+    "fragments",
+    "tcp",
+    "websocket",
+    "hep",
+    "sctp",
+    "capture",
+    "pipeline",
+]
 
 
 def invariant(name: str) -> str:

@@ -37,8 +37,18 @@ from voiplog.packet import (
     decode_transport,
     format_ip,
 )
+from voiplog.packet.hep import (
+    HEP_PAYLOAD_NAMES,
+    HEP_SIP,
+    HepError,
+    HepGate,
+    HepSettings,
+    HepTcpStreams,
+    decode_hep,
+)
 from voiplog.packet.ipfrag import FragmentReassembler, FragmentSettings
 from voiplog.packet.mirror import MirrorDedup
+from voiplog.packet.sctp import SctpReassembler
 from voiplog.packet.tcp import TcpSettings
 from voiplog.packet.tunnel import Tunnel, outer_tunnel
 from voiplog.rtp import looks_like_rtp
@@ -57,6 +67,9 @@ _TUNNELLED_METHODS = frozenset({"INVITE", "REGISTER"})
 # length 38, the first two RTP bytes 42 (all 4 bytes later behind an 802.1Q tag).
 _FAST_FIELDS = struct.Struct(">12xHB5xHxB14xH2xBB")
 _MAX_NEGATIVE_FLOWS = 200_000
+
+# Transport of a SIP message sent by HEP, by the IP protocol of the original packet.
+_HEP_TRANSPORTS = {17: "udp", 6: "tcp", 132: "sctp"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +109,7 @@ class PipelineStats:
     weird: Counter = field(default_factory=Counter)  # oddities in readable traffic, by kind
     radius_packets: int = 0  # RADIUS accounting requests read
     enrichment: Counter = field(default_factory=Counter)  # subscriber/remote found or not
+    hep: Counter = field(default_factory=Counter)  # HEP packets read, by payload kind
 
 
 class Pipeline:
@@ -114,6 +128,7 @@ class Pipeline:
         enricher: Any = None,
         radius_ports: Iterable[int] = (),
         apps: AppClassifier | None = None,
+        hep: HepSettings | None = None,
     ) -> None:
         """`on_parse_error(packet_number, error)` hears of every unreadable packet;
         packets are numbered from 1 across everything this pipeline is fed.
@@ -121,7 +136,8 @@ class Pipeline:
         `enricher` (a `voiplog.enrich.Enricher`) fills each record's subscriber (and
         a call's remote) before it is written; UDP to `radius_ports` feeds its RADIUS sessions.
         `apps` (see `voiplog.apps.open_app_classifier`) names the application of UDP
-        flows for app-call records.
+        flows for app-call records. UDP and TCP to the ports of `hep` (default: 9060)
+        is read as HEP, its SIP fed on as if captured (see `feed_hep`).
         """
         self.stats = PipelineStats()
         self._emit = emit
@@ -152,6 +168,7 @@ class Pipeline:
             on_weird=self._count_weird,
             on_error=self._parse_error,
         )
+        self.sctp = SctpReassembler(reassembly.tcp, self._count_weird)
         self._dedup = (
             MirrorDedup(reassembly.mirror_window_us, reassembly.mirror_max_entries)
             if reassembly.mirror_window_us > 0
@@ -168,6 +185,15 @@ class Pipeline:
         self.radius_ports = frozenset(radius_ports) if self._accounting is not None else frozenset()
         if enricher is not None:
             self.stats.enrichment = enricher.stats
+        hep = hep or HepSettings()
+        self.hep_ports = hep.ports
+        self._hep_gate = HepGate(hep)
+        self._hep_streams = HepTcpStreams(
+            reassembly.tcp, reassembly.max_stream_buffer, self._count_weird
+        )
+        # Signalling source of each open call whose SIP came by HEP, by Call-ID,
+        # added to its record as ``source``; bounded like the tunnel table.
+        self._sources: OrderedDict[str, dict] = OrderedDict()
 
     def _count_weird(self, kind: str) -> None:
         self.stats.weird[kind] += 1
@@ -187,8 +213,10 @@ class Pipeline:
         weird = stats.weird
         tracker = self.tracker
         flows = tracker.flows
+        media = tracker.media  # its generation changes whenever new SDP may announce a flow
         sip_ports = self.sip_ports
         radius_ports = self.radius_ports
+        hep_ports = self.hep_ports
         unmatched = self._unmatched
         classifier = self.classifier
         if classifier is not None:
@@ -259,7 +287,7 @@ class Pipeline:
                     entry = session_keys.get(key)
                     if (
                         entry is not None
-                        and unmatched.get(key) == tracker.expect_generation
+                        and unmatched.get(key) == media.generation
                         and take_rtp(ts, entry, frame, ip + 28, udp_len - 8)
                     ):
                         media_fast += 1
@@ -304,10 +332,13 @@ class Pipeline:
                 if radius_ports and dport in radius_ports:
                     self._radius(ts, src, payload)
                     continue
+                if hep_ports and dport in hep_ports:
+                    self._hep(ts, payload, src)
+                    continue
                 if sport in sip_ports or dport in sip_ports or looks_like_sip(payload):
                     self._sip(ts, src, sport, dst, dport, payload, "udp", linktype, frame)
                 elif flow is None and looks_like_rtp(payload):
-                    generation = tracker.expect_generation
+                    generation = media.generation
                     if unmatched.get(key) == generation:
                         weird["rtp.unmatched"] += 1
                         if classifier is not None:
@@ -337,6 +368,8 @@ class Pipeline:
                     self._write_all(classifier.feed_tcp(ts, *datagram[1:6]))
                 else:
                     self._tcp(ts, linktype, frame, datagram)
+            elif proto == 132:
+                self._sctp(ts, datagram)
         if ts > now:
             now = ts  # the fast path leaves `now` behind; catch up with the last packet
         stats.packets += fast + media_fast + slow + copies
@@ -358,6 +391,7 @@ class Pipeline:
         transport: str,
         linktype: int = -1,
         frame: bytes = b"",
+        source: dict | None = None,
     ) -> None:
         stats = self.stats
         if not payload.strip(b"\r\n\0 "):
@@ -377,8 +411,80 @@ class Pipeline:
             stats.sip_responses[msg.status] += 1
         if frame and msg.method in _TUNNELLED_METHODS and msg.call_id is not None:
             self._note_tunnel(msg.call_id, linktype, frame)
+        if source is not None and msg.call_id is not None:
+            self._note_source(msg.call_id, source)
         self.tracker.on_sip(msg, ts, format_ip(src), sport, format_ip(dst), dport, transport)
         self._drain()
+
+    def feed_hep(self, packets: Iterable[tuple[int, bytes, object]]) -> None:
+        """Run every (received_us, hep_packet, sender) through the pipeline: the HEP
+        listener's path. The clock is the time of receipt; each SIP message keeps the
+        capture time its sender wrote."""
+        stats = self.stats
+        for received, data, sender in packets:
+            stats.packets += 1
+            self._number = stats.packets
+            if received >= self._next_expire_us:
+                self._now_us = max(self._now_us, received)
+                self._expire(self._now_us)
+                self._next_expire_us = self._now_us + _EXPIRE_EVERY_US
+            self._hep(received, data, sender)
+
+    def _hep(self, ts: int, data: bytes, sender: object) -> None:
+        """One HEP packet: its SIP goes on as a captured message would."""
+        stats = self.stats
+        try:
+            msg = decode_hep(data)
+        except HepError as exc:
+            self._parse_error(exc)
+            return
+        if msg.unknown_chunks:
+            stats.weird["hep.unknown_chunk"] += msg.unknown_chunks
+        refused = self._hep_gate.reject(msg, sender, ts)
+        if refused is not None:
+            stats.weird[refused] += 1
+            return
+        kind = HEP_PAYLOAD_NAMES.get(msg.payload_type, "other")
+        stats.hep[kind] += 1
+        if msg.payload_type != HEP_SIP:
+            return  # RTCP and QoS reports: counted, not (yet) part of a record
+        transport = _HEP_TRANSPORTS.get(msg.proto)
+        if transport is None:
+            stats.weird["hep.other_protocol"] += 1
+            return
+        source = {"type": "hep", "node_id": msg.node_id}
+        if msg.correlation_id is not None:
+            source["correlation_id"] = msg.correlation_id
+        self._sip(
+            msg.ts_us or ts,
+            msg.src_ip,
+            msg.src_port,
+            msg.dst_ip,
+            msg.dst_port,
+            msg.payload,
+            transport,
+            source=source,
+        )
+
+    def _hep_tcp(self, ts: int, linktype: int, frame: bytes, datagram: tuple, key: tuple) -> None:
+        """A segment of a captured HEP-over-TCP connection."""
+        if len(datagram) == 6:
+            datagram = decode_tcp(linktype, frame)
+            if datagram is None:
+                return
+        payload, seq, ack, flags = datagram[5:9]
+        ack = ack if flags & 0x10 else None
+        for when, packet, way in self._hep_streams.segment(key, seq, flags, payload, ts, ack):
+            self._hep(when, packet, way[0])
+
+    def _note_source(self, call_id: str, source: dict) -> None:
+        sources = self._sources
+        if call_id in sources:
+            return
+        if len(sources) >= self._max_tunnels:
+            sources.popitem(last=False)
+            self.stats.weird["hep.source_table_full"] += 1
+        sources[call_id] = source
 
     def _reassemble(self, ts: int, linktype: int, frame: bytes) -> tuple | None:
         """The datagram an IP fragment completes, if it is one and completes it."""
@@ -408,6 +514,10 @@ class Pipeline:
         """One TCP segment: fed to the stream table when it may carry SIP."""
         src, sport, dst, dport, payload = datagram[1:6]
         key = (src, sport, dst, dport)
+        hep_ports = self.hep_ports
+        if hep_ports and (dport in hep_ports or sport in hep_ports):
+            self._hep_tcp(ts, linktype, frame, datagram, key)
+            return
         streams = self.streams
         if len(datagram) == 6:
             sip_ports = self.sip_ports
@@ -430,6 +540,19 @@ class Pipeline:
                 self._sip(when, src, sport, dst, dport, message, transport, linktype, frame)
             else:
                 self._sip(when, way[0], way[1], way[2], way[3], message, transport)
+
+    def _sctp(self, ts: int, datagram: tuple) -> None:
+        """One SCTP packet: the SIP of the user messages it completes."""
+        src, sport, dst, dport, chunks = datagram[1:6]
+        try:
+            messages = self.sctp.packet((src, sport, dst, dport), chunks, ts)
+        except ParseError as exc:
+            self._parse_error(exc)
+            return
+        sip_ports = self.sip_ports
+        for _ppid, message in messages:
+            if sport in sip_ports or dport in sip_ports or looks_like_sip(message):
+                self._sip(ts, src, sport, dst, dport, message, "sctp")
 
     def _note_tunnel(self, call_id: str, linktype: int, frame: bytes) -> None:
         tunnels = self._tunnels
@@ -461,6 +584,9 @@ class Pipeline:
 
     def _expire(self, now_us: int) -> None:
         self.fragments.expire(now_us)
+        self.sctp.expire(now_us)
+        for when, packet, way in self._hep_streams.expire(now_us):
+            self._hep(when, packet, way[0])
         for (src, sport, dst, dport), ts, message, transport in self.streams.expire(now_us):
             self._sip(ts, src, sport, dst, dport, message, transport)
         if self._accounting is not None:
@@ -484,6 +610,10 @@ class Pipeline:
             tunnel = self._tunnels.pop(getattr(record, "call_id", None), None)
             if tunnel is not None and hasattr(record, "extra"):
                 record = replace(record, extra={**record.extra, "tunnel": tunnel.to_dict()})
+        if self._sources:
+            source = self._sources.pop(getattr(record, "call_id", None), None)
+            if source is not None and hasattr(record, "extra"):
+                record = replace(record, extra={**record.extra, "source": source})
         if self._enricher is not None:
             try:
                 record = self._enricher.enrich(record)

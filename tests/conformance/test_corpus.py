@@ -48,7 +48,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
         "2023...); on packet time the INVITE times out long before its 200 OK "
         "arrives, while Wireshark's per-Call-ID view ignores time"
     ),
-    "heplify__sip_sctp.pcap": "SIP over SCTP is not decoded yet",
     "heplify__sip_ipv4_tcp_fragmented.pcap": (
         "SIP over TCP on port 6060, which Wireshark dissects as X11 (6000-6063), so "
         "its reference lists no call; voiplog finds SIP on any TCP port by its start "

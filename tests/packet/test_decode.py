@@ -246,7 +246,7 @@ def test_unsupported_link_type():
         (eth(type=0x88CC) / Raw(b"\0" * 40), SKIP_NOT_IP),
         (eth() / IP(src=A4, dst=B4) / ICMP(), SKIP_OTHER_PROTOCOL),
         (eth() / IPv6(src=A6, dst=B6, nh=58) / Raw(b"\x80\0\0\0\0\0\0\0"), SKIP_OTHER_PROTOCOL),
-        (eth() / IP(src=A4, dst=B4, proto=132) / Raw(b"\0" * 12), SKIP_OTHER_PROTOCOL),
+        (eth() / IP(src=A4, dst=B4, proto=89) / Raw(b"\0" * 12), SKIP_OTHER_PROTOCOL),
         (eth() / IPv6(src=A6, dst=B6, nh=59), SKIP_NO_NEXT_HEADER),
         (eth() / IPv6(src=A6, dst=B6) / IPv6ExtHdrDestOpt(nh=59), SKIP_NO_NEXT_HEADER),
     ],

@@ -27,7 +27,7 @@ import os
 import select
 import socket
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from voiplog.capture.bpf import LINKTYPE_ETHERNET, LINKTYPE_RAW, Program, pack
@@ -325,6 +325,18 @@ class LiveCapture:
         self._wakeup_fd = wakeup_fd
         if wakeup_fd is not None:
             self._poll.register(wakeup_fd, select.POLLIN)
+        self._watched: set[int] = set()
+
+    def watch(self, fds: Iterable[int]) -> None:
+        """Poll these descriptors too (replacing the last set given): one readable
+        makes `read` return, for its owner to read (the HEP listener's sockets)."""
+        fds = set(fds)
+        for fd in self._watched - fds:
+            with contextlib.suppress(KeyError, ValueError):
+                self._poll.unregister(fd)
+        for fd in fds - self._watched:
+            self._poll.register(fd, select.POLLIN)
+        self._watched = fds
 
     @property
     def counters(self) -> list[InterfaceCounters]:
@@ -346,7 +358,9 @@ class LiveCapture:
                 with contextlib.suppress(OSError):
                     os.read(fd, 4096)
                 continue
-            self._by_fd[fd].read_blocks(out, _MAX_BLOCKS_PER_READ)
+            iface = self._by_fd.get(fd)
+            if iface is not None:  # else a watched descriptor, its owner reads it
+                iface.read_blocks(out, _MAX_BLOCKS_PER_READ)
         return out
 
     def update_counters(self, interface: bool = True) -> dict[str, int]:

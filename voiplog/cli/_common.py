@@ -24,6 +24,7 @@ class PipelineOptions:
     reassembly: ReassemblySettings | None = None
     enricher: Any = None  # voiplog.enrich.Enricher, with an [enrichment] section
     radius_ports: tuple[int, ...] = ()
+    hep: Any = None  # voiplog.packet.hep.HepSettings; None: the defaults
 
 
 def load_pipeline_options(config_path: str | None) -> PipelineOptions:
@@ -54,6 +55,7 @@ def load_pipeline_options(config_path: str | None) -> PipelineOptions:
         reassembly=cfg.reassembly.settings(),
         enricher=enricher,
         radius_ports=tuple(cfg.enrichment.radius_ports) if enricher is not None else (),
+        hep=cfg.hep.settings(),
     )
 
 

@@ -57,6 +57,7 @@ def print_summary(
     for title, counts in (
         ("Unreadable packets (parse errors)", stats.parse_errors),
         ("Oddities in readable traffic", stats.weird),
+        ("HEP packets read, by payload", stats.hep),
     ):
         if counts:
             table = Table(title=title)

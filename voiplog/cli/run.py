@@ -53,6 +53,9 @@ def run(
 ) -> None:
     """Capture live traffic and write a record for every call, until SIGTERM.
 
+    With hep.listen set in the config, HEP from SIP proxies and SBCs is received
+    at the same time and its calls recorded like captured ones.
+
     Needs CAP_NET_RAW (and CAP_NET_ADMIN for promiscuous mode). SIGTERM or SIGINT
     closes the open calls (ended_by "shutdown"), writes their records and exits 0.
     SIGHUP re-reads the config file: subscriber networks, call timeouts, SIP and

@@ -46,6 +46,7 @@ __all__ = [
     "LINKTYPE_RAW",
     "LINKTYPE_RAW_ALIASES",
     "MAX_TUNNEL_DEPTH",
+    "PROTO_SCTP",
     "PROTO_TCP",
     "PROTO_UDP",
     "SKIP_FRAGMENT",
@@ -96,6 +97,7 @@ SUPPORTED_LINKTYPES = frozenset(
 
 PROTO_TCP = 6
 PROTO_UDP = 17
+PROTO_SCTP = 132
 
 # Why `decode` returned None (see `skip_reason`).
 SKIP_NOT_IP = "link.not_ip"
@@ -591,6 +593,19 @@ def _transport(
             dst,
             frame[p + 2] << 8 | frame[p + 3],
             frame[p + header : end],
+        )
+    if proto == 132:
+        # SCTP: the payload is the packet's chunks, after the 12-byte common header
+        # (ports, verification tag, checksum); `voiplog.packet.sctp` reads them.
+        if end - p < 12:
+            raise DecodeError(f"SCTP common header cut short ({end - p} bytes)", "sctp.truncated")
+        return (
+            132,
+            src,
+            frame[p] << 8 | frame[p + 1],
+            dst,
+            frame[p + 2] << 8 | frame[p + 3],
+            frame[p + 12 : end],
         )
     if proto in (_PROTO_IPIP, _PROTO_IPV6, _PROTO_GRE):
         if depth >= MAX_TUNNEL_DEPTH:
