@@ -121,22 +121,32 @@ def test_records_wait_in_the_spool_for_a_database_down_at_start(store_dsn, tmp_p
 
     from click.testing import CliRunner
 
+    from tests.store.test_writer import _Proxy
     from voiplog.cli.main import cli
 
     path = _capture(tmp_path)
+    params = psycopg2.extensions.parse_dsn(store_dsn)
+    proxy = _Proxy(int(params.get("port", 5432)))
+    proxy.cut()  # the database is down
+    params.update(host="127.0.0.1", port=str(proxy.port))
+    dsn = " ".join(f"{k}={v}" for k, v in params.items())
     down = {
         **os.environ,
-        "VOIPLOG_DATABASE_URL": "host=127.0.0.1 port=1 dbname=x user=x",
+        "VOIPLOG_DATABASE_URL": dsn,
         "VOIPLOG_STORE__SPOOL_DIR": str(tmp_path / "spool"),
         "VOIPLOG_STORE__DRAIN_TIMEOUT_S": "0.5",
     }
-    result = _replay(path, tmp_path, down)
-    assert result.returncode == 1
-    assert b"cannot connect to database" in result.stderr
-    assert b"15 records are kept in the spool" in result.stderr
-    # Back: `voiplog db drain` stores them, once.
-    env = {"VOIPLOG_DATABASE_URL": store_dsn, "VOIPLOG_STORE__SPOOL_DIR": str(tmp_path / "spool")}
-    result = CliRunner().invoke(cli, ["db", "drain"], env=env)
+    try:
+        result = _replay(path, tmp_path, down)
+        assert result.returncode == 1
+        assert b"cannot connect to database" in result.stderr
+        assert b"0 records stored, 15 kept in the spool" in result.stderr
+        # Back: `voiplog db drain` stores them, once.
+        proxy.restore()
+        env = {"VOIPLOG_DATABASE_URL": dsn, "VOIPLOG_STORE__SPOOL_DIR": str(tmp_path / "spool")}
+        result = CliRunner().invoke(cli, ["db", "drain"], env=env)
+    finally:
+        proxy.close()
     assert result.exit_code == 0, result.output
     assert "15 records stored, 0 left" in result.output
     assert query(store_dsn, "SELECT count(*) FROM cdr") == [(12,)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -42,7 +41,7 @@ def test_a_damaged_entry_ends_the_segment_where_the_damage_starts(tmp_path):
     spool.append(b"one")
     spool.append(b"two")
     spool._file.flush()
-    path = Path(spool._file.name)
+    (path,) = tmp_path.glob("seg-*.open")
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF  # "two" damaged: its CRC no longer matches
     path.write_bytes(bytes(data))

@@ -253,16 +253,23 @@ def test_database_down_mid_stream_then_back_every_record_lands_once(store_dsn, t
 
 
 def test_records_stay_spooled_when_the_database_never_comes_back(store_dsn, tmp_path):
-    spool = Spool(tmp_path / "spool", fsync="always")
-    writer = StoreWriter(
-        "host=127.0.0.1 port=1 dbname=x user=x", spool, today=lambda: TODAY
-    ).start()
-    for n in range(5):
-        writer.put(call("2026-03-01T10:00:00Z", n))
-    assert writer.close(drain_timeout_s=0.5) == 5
-    # the next start stores them
-    later = StoreWriter(store_dsn, Spool(tmp_path / "spool"), today=lambda: TODAY)
-    assert later.close() == 0
+    params = psycopg2.extensions.parse_dsn(store_dsn)
+    proxy = _Proxy(int(params.get("port", 5432)))
+    proxy.cut()
+    params.update(host="127.0.0.1", port=str(proxy.port))
+    dsn = " ".join(f"{k}={v}" for k, v in params.items())
+    try:
+        spool = Spool(tmp_path / "spool", fsync="always")
+        writer = StoreWriter(dsn, spool, today=lambda: TODAY).start()
+        for n in range(5):
+            writer.put(call("2026-03-01T10:00:00Z", n))
+        assert writer.close(drain_timeout_s=0.5) == 5
+        # the next start, the database back, stores them
+        proxy.restore()
+        later = StoreWriter(dsn, Spool(tmp_path / "spool"), today=lambda: TODAY)
+        assert later.close() == 0
+    finally:
+        proxy.close()
     assert query(store_dsn, "SELECT count(*) FROM cdr") == [(5,)]
 
 

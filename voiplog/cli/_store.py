@@ -125,26 +125,46 @@ def spool_dir(cfg) -> Path:
 
 @contextlib.contextmanager
 def locked_spool_dir(cfg) -> Iterator[Path]:
-    """The POP's spool directory, held by this process alone."""
+    """The POP's spool directory, held by this process alone.
+
+    Exit 2, with the reason, for a directory that cannot be trusted (another
+    user's, writable by others, a symbolic link) or used; see `Spool`.
+    """
+    from voiplog.store.spool import SpoolDirError, open_directory, open_file
+
     directory = spool_dir(cfg)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(directory / "lock", "a+") as lock:
+    try:
+        directory_fd = open_directory(directory)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_fd = open_file(directory_fd, "lock", os.O_RDWR | os.O_CREAT)
+        finally:
+            os.close(directory_fd)
+    except SpoolDirError as exc:
+        click.echo(f"voiplog: {exc}", err=True)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        click.echo(
+            f"voiplog: spool {directory}: cannot use {exc.filename}: {exc.strerror}", err=True
+        )
+        raise SystemExit(2) from None
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "unknown"
+            holder = os.pread(lock_fd, 32, 0).decode(errors="replace").strip() or "unknown"
             click.echo(
                 f"voiplog: spool {directory} is in use by another voiplog process (pid {holder}); "
                 "wait for it or give this one its own store.spool_dir",
                 err=True,
             )
             raise SystemExit(2) from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(str(os.getpid()))
-        lock.flush()
+        # Who holds it, for the message above; a full file system may refuse it.
+        with contextlib.suppress(OSError):
+            os.ftruncate(lock_fd, 0)
+            os.pwrite(lock_fd, str(os.getpid()).encode(), 0)
         yield directory
+    finally:
+        os.close(lock_fd)
 
 
 def os_user() -> str:

@@ -71,7 +71,11 @@ def check(config_path: str | None) -> None:
 @db.command()
 @CONFIG
 def drain(config_path: str | None) -> None:
-    """Store what the POP's spool still holds (after an outage), then exit."""
+    """Store what the POP's spool still holds (after an outage), then exit.
+
+    A spool is drained only into the database its records are for: another one
+    is refused, with a message naming both.
+    """
     from voiplog.cli._store import locked_spool_dir, open_store
     from voiplog.store.spool import Spool
     from voiplog.store.writer import StoreWriter
@@ -83,6 +87,9 @@ def drain(config_path: str | None) -> None:
             before = spool.pending_records()
             writer = StoreWriter(store.dsn, spool, pop=store.config.pop, sensor=store.config.sensor)
             left = writer.close(drain_timeout_s=cfg.drain_timeout_s)
+    if writer.refused is not None:
+        click.echo(f"voiplog: {writer.refused}", err=True)
+        raise SystemExit(1)
     click.echo(f"spool {directory}: {before - left} records stored, {left} left")
     if left:
         raise SystemExit(1)

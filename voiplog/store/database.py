@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import psycopg2
@@ -43,17 +44,40 @@ def check_dsn(dsn: str, where: str) -> str:
     return dsn
 
 
-def connect(dsn: str):
-    """A raw psycopg2 connection (URL or key=value DSN), in UTC."""
-    # Timeouts and keepalives so that a vanished server is noticed, not waited for.
+def connect(
+    dsn: str,
+    *,
+    connect_timeout_s: float = 10.0,
+    statement_timeout_s: float | None = None,
+    lock_timeout_s: float | None = None,
+    connection_factory=None,
+):
+    """A raw psycopg2 connection (URL or key=value DSN), in UTC.
+
+    Every call on it is bounded against a vanished server: the connection
+    attempt (`connect_timeout_s`), idle links (TCP keepalives) and data the
+    server never acknowledges (TCP user timeout). `statement_timeout_s` and
+    `lock_timeout_s` also bound, on the server, each statement and each wait
+    for a lock (a table another session holds); None leaves the server's own.
+    A server that stays connected and says nothing is none of these: the store
+    writer watches its calls for that (see `voiplog.store.writer`).
+    """
+    options = "-c timezone=UTC"
+    if statement_timeout_s is not None:
+        options += f" -c statement_timeout={int(statement_timeout_s * 1000)}"
+    if lock_timeout_s is not None:
+        options += f" -c lock_timeout={int(lock_timeout_s * 1000)}"
     return psycopg2.connect(
         dsn,
-        options="-c timezone=UTC",
-        connect_timeout=10,
+        connection_factory=connection_factory,
+        options=options,
+        # libpq counts whole seconds, and treats less than 2 as 2.
+        connect_timeout=max(2, math.ceil(connect_timeout_s)),
         keepalives=1,
         keepalives_idle=10,
         keepalives_interval=5,
         keepalives_count=3,
+        tcp_user_timeout=30_000,
     )
 
 

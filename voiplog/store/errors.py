@@ -13,3 +13,7 @@ class SchemaBehindError(StoreError):
 
 class EmbeddedPostgresError(StoreError):
     """The embedded Postgres could not be set up or started."""
+
+
+class WrongDatabaseError(StoreError):
+    """The database is not the one the spool's records are for (the message names both)."""

@@ -22,15 +22,38 @@ Policies: ``always`` fsyncs every record before `append` returns; ``batch``
 (default) fsyncs at the latest `fsync_interval_s` after a record was appended,
 grouping records the way databases group commits; ``never`` leaves it to the
 kernel (tests and benchmarks).
+
+The records are evidence, so no one else may read or change them: the
+directory must belong to the user running voiplog and be writable by no one
+else (`open_directory` refuses it otherwise), it is made 0700 and its files
+0600, and every file is opened relative to the directory without following a
+symbolic link; an entry that is not a regular file is left alone, with a warning.
+
+A full file system (ENOSPC, EDQUOT) loses no record that was taken: the
+write is undone to the last whole entry, and records wait in a bounded memory
+reserve, in order, while an error is logged (and the free space is watched
+ahead of it, with a warning); `tick` writes them out once there is room. A
+record the reserve has no room for is counted (`records_lost`) and logged,
+never dropped silently, and so are those still in memory at `abandon_reserve`.
+
+A spool belongs to one database: its ``database`` file names the one its
+records are for (see `binding`), which the writer checks before draining.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import errno
+import json
 import logging
 import os
+import pwd
+import stat
 import struct
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,13 +63,167 @@ log = logging.getLogger("voiplog.store.spool")
 FSYNC_POLICIES = ("always", "batch", "never")
 _OPEN = ".open"
 _READY = ".ready"
+_BINDING = "database"
 _WARN_FRACTION = 0.8
 _WARN_EVERY_S = 30.0
 _ENTRY = struct.Struct(">II")  # length, CRC-32 of the record bytes
+_BUFFER_BYTES = 1 << 16  # entries gathered before a write
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_RETRY_EVERY_S = 0.5  # writing the reserve out, while the file system is full
+_SPACE_EVERY_S = 5.0  # looking at the space left
+_RETRY_CHUNK = 1 << 20
+
+
+class _SegmentFile:
+    """The open segment: entries gathered in a buffer, written with os.write.
+
+    A write the file system refuses is undone to the last whole entry on disk,
+    and the buffer kept, so that the caller decides where its entries go.
+    """
+
+    __slots__ = ("buffer", "fd", "written")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        done = 0
+        with memoryview(self.buffer) as view:
+            try:
+                while done < len(view):
+                    done += os.write(self.fd, view[done:])
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self.fd, self.written)
+                raise
+        self.written += done
+        self.buffer.clear()
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _frames(data) -> list[bytes]:
+    """The whole entries of `data` (a buffer of entries), each as its bytes."""
+    out, offset = [], 0
+    while offset + _ENTRY.size <= len(data):
+        (length,) = struct.unpack_from(">I", data, offset)
+        end = offset + _ENTRY.size + length
+        out.append(bytes(data[offset:end]))
+        offset = end
+    return out
 
 
 class SpoolFullError(Exception):
     """The spool stayed full for longer than the caller was willing to wait."""
+
+
+class SpoolDirError(Exception):
+    """The spool directory cannot be trusted or used (the message says why, in one line)."""
+
+
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a planted FIFO
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _owner(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def open_directory(path: str | os.PathLike) -> int:
+    """A spool directory opened for use: made 0700 when missing, never through a
+    symbolic link, owned by this user and writable by no one else.
+
+    Returns its file descriptor; raises `SpoolDirError` naming the directory and
+    what is wrong with it. A directory that others may read is made 0700.
+    """
+    path = os.fspath(path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise SpoolDirError(f"spool {path}: cannot make the directory: {exc.strerror}") from None
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            what = "a symbolic link" if os.path.islink(path) else "not a directory"
+            raise SpoolDirError(
+                f"spool {path} is {what}; give store.spool_dir a real directory"
+            ) from None
+        raise SpoolDirError(f"spool {path}: cannot open the directory: {exc.strerror}") from None
+    info = os.fstat(fd)
+    me = os.geteuid()
+    problem = None
+    if info.st_uid != me:
+        problem = (
+            f"belongs to {_owner(info.st_uid)}, not to {_owner(me)} who runs voiplog; "
+            "the records must be where no one else can reach them: chown it or give "
+            "store.spool_dir a directory of this user"
+        )
+    elif info.st_mode & 0o022:
+        problem = (
+            f"is writable by {'others' if info.st_mode & 0o002 else 'its group'} "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}); chmod 700 it"
+        )
+    if problem is not None:
+        os.close(fd)
+        raise SpoolDirError(f"spool {path} {problem}")
+    try:
+        if info.st_mode & 0o077:
+            os.fchmod(fd, 0o700)  # ours: only its reading by others is taken away
+        # Refused only when nothing can be written at all (read-only, no right);
+        # a full file system is lived with (see the module's docstring).
+        probe = os.open(
+            ".probe", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _FILE_FLAGS, 0o600, dir_fd=fd
+        )
+        os.close(probe)
+        os.unlink(".probe", dir_fd=fd)
+    except OSError as exc:
+        if exc.errno not in _FULL:
+            os.close(fd)
+            raise SpoolDirError(f"spool {path}: cannot write in it: {exc.strerror}") from None
+    return fd
+
+
+def open_file(directory_fd: int, name: str, flags: int, mode: int = 0o600) -> int:
+    """A regular file in a spool directory, opened without following a symbolic link.
+
+    Raises OSError (ELOOP for a symbolic link, EINVAL for anything else that is
+    not a regular file) naming the file.
+    """
+    try:
+        fd = os.open(name, flags | _FILE_FLAGS, mode, dir_fd=directory_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "a symbolic link, not a file", name) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", name)
+        os.set_blocking(fd, True)
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.fchmod(fd, 0o600)  # written by an older voiplog: only its owner reads it
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class Spool:
@@ -60,17 +237,20 @@ class Spool:
         segment_bytes: int = 8 << 20,
         fsync: str = "batch",
         fsync_interval_s: float = 0.2,
+        reserve_bytes: int = 64 << 20,
     ) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy {fsync!r} is not one of {', '.join(FSYNC_POLICIES)}")
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._dir = open_directory(self.directory)
+        weakref.finalize(self, os.close, self._dir)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.policy = fsync
         self.fsync_interval_s = fsync_interval_s
         self._lock = threading.Condition()
         self._file = None
+        self._file_name = ""
         self._file_bytes = 0
         self._unsynced_since: float | None = None
         self._last_warning = 0.0
@@ -80,8 +260,24 @@ class Spool:
         self._memo = None  # of the open segment
         self._memos: dict[Path, object] = {}  # of sealed segments
         self._memo_bytes = 0
+        self._ignored: set[str] = set()  # entries named in a warning already
+        # Records waiting in memory while the file system is full, oldest first.
+        self.reserve_bytes = reserve_bytes
+        self._reserve: collections.deque[bytes] = collections.deque()
+        self._reserve_size = 0
+        self.disk_full_since: float | None = None
+        self.records_lost = 0
+        self._last_retry = 0.0
+        self._last_space = 0.0
+        self._last_full_warning = 0.0
         self._recover()
-        self._bytes = sum(p.stat().st_size for p in self._segments(_READY))
+        # Segments left by an earlier run: their records are for the database
+        # the spool is bound to, whatever this run is configured with.
+        self.inherited = frozenset(self._segments(_READY))
+        self._bytes = sum(
+            os.stat(p.name, dir_fd=self._dir, follow_symlinks=False).st_size
+            for p in self._segments(_READY)
+        )
 
     # -- writer side ---------------------------------------------------------
 
@@ -105,8 +301,9 @@ class Spool:
                         f"spool {self.directory} is full ({self._bytes} of {self.max_bytes} bytes)"
                     )
                 self._lock.wait(timeout=5.0 if remaining is None else min(remaining, 5.0))
-            if self._file is None:
-                self._open_segment()
+            if self._reserve or not self._writable():
+                self._keep_in_memory(line)
+                return
             self._file.write(line)
             if self._memo is not None:
                 self._memo_bytes += self._memo.add(record)
@@ -117,19 +314,53 @@ class Spool:
             self._bytes += len(line)
             if self.policy == "always":
                 self._sync()
-            elif self._unsynced_since is None:
-                self._unsynced_since = time.monotonic()
+            else:
+                if self._unsynced_since is None:
+                    self._unsynced_since = time.monotonic()
+                if len(self._file.buffer) >= _BUFFER_BYTES:
+                    self._write_out()
             if self._bytes > _WARN_FRACTION * self.max_bytes:
                 self._warn_full()
-            if self._file_bytes >= self.segment_bytes:
+            if self._file is not None and self._file_bytes >= self.segment_bytes:
                 self._seal()
 
     def tick(self) -> None:
-        """Fsync what the batch policy owes; called periodically by the drainer."""
+        """Fsync what the batch policy owes, write out records kept in memory while
+        the file system was full, watch the space left; called periodically."""
         with self._lock:
+            now = time.monotonic()
             since = self._unsynced_since
-            if since is not None and time.monotonic() - since >= self.fsync_interval_s:
+            if since is not None and now - since >= self.fsync_interval_s:
                 self._sync()
+            if self._reserve and now - self._last_retry >= _RETRY_EVERY_S:
+                self._last_retry = now
+                self._write_reserve()
+            if now - self._last_space >= _SPACE_EVERY_S:
+                self._last_space = now
+                self._watch_space()
+
+    @property
+    def records_in_memory(self) -> int:
+        """Records waiting in memory for room on the file system."""
+        return len(self._reserve)
+
+    def abandon_reserve(self) -> int:
+        """Give up the records still waiting in memory (at exit); counted, logged, returned."""
+        with self._lock:
+            self._write_reserve()
+            left = len(self._reserve)
+            if left:
+                self.records_lost += left
+                log.error(
+                    "SPOOL DISK FULL: %d records could not be written to the spool %s before "
+                    "the exit and are lost (%d lost in all)",
+                    left,
+                    self.directory,
+                    self.records_lost,
+                )
+                self._reserve.clear()
+                self._reserve_size = 0
+            return left
 
     def seal(self) -> None:
         """Close the open segment so that the drainer can take it."""
@@ -138,15 +369,16 @@ class Spool:
                 self._seal()
 
     def close(self) -> None:
+        """Seal the open segment (records kept in memory stay there: see `tick`)."""
         with self._lock:
             if self._file is not None:
                 if self._file_bytes:
                     self._seal()
                 else:
-                    path = Path(self._file.name)
                     self._file.close()
                     self._file = None
-                    path.unlink(missing_ok=True)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self._file_name, dir_fd=self._dir)
                     self._memo = None
 
     # -- drainer side --------------------------------------------------------
@@ -161,17 +393,77 @@ class Spool:
         with self._lock:
             return self._memos.get(segment)
 
+    def read(self, segment: Path) -> bytes:
+        """The bytes of a segment, read without following a symbolic link."""
+        with open(open_file(self._dir, segment.name, os.O_RDONLY), "rb") as f:
+            return f.read()
+
+    def keep_aside(self, name: str, data: bytes) -> Path:
+        """Append `data` to ``rejected/<name>`` (0600, in a 0700 directory); its path."""
+        with self._lock:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir("rejected", 0o700, dir_fd=self._dir)
+            aside = os.open("rejected", _DIR_FLAGS, dir_fd=self._dir)
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                with open(open_file(aside, name, flags), "ab") as f:
+                    f.write(data)
+            finally:
+                os.close(aside)
+        return self.directory / "rejected" / name
+
     def remove(self, segment: Path) -> None:
         """Forget a segment whose records are safely stored."""
         with self._lock:
             memo = self._memos.pop(segment, None)
             if memo is not None:
                 self._memo_bytes -= memo.size
-            size = segment.stat().st_size
-            segment.unlink()
-            _fsync_dir(self.directory)
+            size = os.stat(segment.name, dir_fd=self._dir, follow_symlinks=False).st_size
+            os.unlink(segment.name, dir_fd=self._dir)
+            os.fsync(self._dir)
             self._bytes -= size
             self._lock.notify_all()
+
+    def binding(self) -> dict | None:
+        """The database the records are for: {"dsn": where it was reached, without
+        password; "database": its name and "system_identifier": its cluster's,
+        once it was reached}; None for a spool never bound."""
+        try:
+            with open(open_file(self._dir, _BINDING, os.O_RDONLY), "rb") as f:
+                found = json.loads(f.read())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return {}  # damaged: bound to nothing that can be matched
+        return found if isinstance(found, dict) else {}
+
+    def bind(self, identity: dict) -> None:
+        """Name the database the records are for (atomically: all or the old one)."""
+        data = json.dumps(identity, sort_keys=True).encode() + b"\n"
+        with self._lock:
+            temporary = _BINDING + ".new"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary, dir_fd=self._dir)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            fd = open_file(self._dir, temporary, flags)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            except OSError as exc:
+                if exc.errno not in _FULL:
+                    raise
+                os.unlink(temporary, dir_fd=self._dir)
+                log.warning(
+                    "spool %s: no room to record which database it is for (%s); tried again "
+                    "at the next connection",
+                    self.directory,
+                    exc.strerror,
+                )
+                return
+            finally:
+                os.close(fd)
+            os.rename(temporary, _BINDING, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+            os.fsync(self._dir)
 
     @property
     def depth_bytes(self) -> int:
@@ -182,68 +474,222 @@ class Spool:
         with self._lock:
             if self._file is not None:
                 self._file.flush()
-            total = 0
+            total = len(self._reserve)
+            if self._file is not None:
+                total += len(_frames(self._file.buffer))
             for path in self._segments(_READY) + self._segments(_OPEN):
-                total += sum(1 for _ in iter_entries(path.read_bytes()))
+                total += sum(1 for _ in iter_entries(self.read(path)))
             return total
 
     # -- internals -----------------------------------------------------------
 
     def _segments(self, suffix: str) -> list[Path]:
-        return sorted(self.directory.glob(f"seg-*{suffix}"))
+        """The segment files with `suffix`, by name; entries that are not regular
+        files (a planted symbolic link) are named in a warning and left alone."""
+        found = []
+        with os.scandir(self._dir) as entries:
+            for entry in entries:
+                if not (entry.name.startswith("seg-") and entry.name.endswith(suffix)):
+                    continue
+                if entry.is_file(follow_symlinks=False):
+                    found.append(self.directory / entry.name)
+                elif entry.name not in self._ignored:
+                    self._ignored.add(entry.name)
+                    log.warning(
+                        "spool %s: %s is not a regular file (a symbolic link?); left alone",
+                        self.directory,
+                        entry.name,
+                    )
+        return sorted(found)
 
     def _open_segment(self) -> None:
         self._seq += 1
-        path = self.directory / f"seg-{time.time_ns():020d}-{self._seq:06d}{_OPEN}"
-        self._file = open(path, "ab", buffering=1 << 16)  # noqa: SIM115
+        name = f"seg-{time.time_ns():020d}-{self._seq:06d}{_OPEN}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+        self._file = _SegmentFile(open_file(self._dir, name, flags))
+        self._file_name = name
         self._file_bytes = 0
         self._memo = None
-        if self._memo_factory is not None and self._memo_bytes < self._memo_max_bytes:
+        if (
+            self._memo_factory is not None
+            and self._memo_bytes < self._memo_max_bytes
+            and not self._reserve
+        ):
             self._memo = self._memo_factory()
 
-    def _sync(self) -> None:
+    def _writable(self) -> bool:
+        """An open segment to append to; False when the file system has no room for one."""
         if self._file is not None:
+            return True
+        try:
+            self._open_segment()
+        except OSError as exc:
+            if exc.errno not in _FULL:
+                raise
+            self._disk_full(exc)
+            return False
+        return True
+
+    def _write_out(self, front: bool = False) -> bool:
+        """Write the open segment's buffer; when the file system is full its entries
+        go to the memory reserve (at its `front` when they came from there)."""
+        try:
             self._file.flush()
+        except OSError as exc:
+            if exc.errno not in _FULL:
+                raise
+            buffered = self._file.buffer
+            frames = _frames(buffered)
+            self._file_bytes -= len(buffered)
+            self._bytes -= len(buffered)
+            buffered.clear()
+            if self._memo is not None:  # it holds records now in memory: read the file
+                self._memo_bytes -= self._memo.size
+                self._memo = None
+            if front:
+                self._reserve.extendleft(reversed(frames))
+                self._reserve_size += sum(map(len, frames))
+            else:
+                for line in frames:
+                    self._keep_in_memory(line, quiet=True)
+            self._disk_full(exc)
+            return False
+        return True
+
+    def _keep_in_memory(self, line: bytes, quiet: bool = False) -> None:
+        if self._reserve_size + len(line) > self.reserve_bytes:
+            self.records_lost += 1
+            now = time.monotonic()
+            if now - self._last_full_warning >= _WARN_EVERY_S or self.records_lost == 1:
+                self._last_full_warning = now
+                log.error(
+                    "SPOOL DISK FULL: %s and the memory reserve (%d bytes) are full: records "
+                    "are lost (%d so far)",
+                    self.directory,
+                    self.reserve_bytes,
+                    self.records_lost,
+                )
+            return
+        self._reserve.append(line)
+        self._reserve_size += len(line)
+        if not quiet and self.disk_full_since is None:
+            self.disk_full_since = time.monotonic()
+
+    def _disk_full(self, exc: OSError) -> None:
+        now = time.monotonic()
+        if self.disk_full_since is None:
+            self.disk_full_since = now
+        if now - self._last_full_warning >= _WARN_EVERY_S:
+            self._last_full_warning = now
+            log.error(
+                "SPOOL DISK FULL: %s: %s; records wait in memory (%d now, up to %d bytes) "
+                "until there is room",
+                self.directory,
+                exc.strerror,
+                len(self._reserve),
+                self.reserve_bytes,
+            )
+
+    def _write_reserve(self) -> None:
+        """Move records from memory to the spool, oldest first, while there is room."""
+        while self._reserve:
+            if not self._writable():
+                return
+            size = 0
+            while self._reserve and size < _RETRY_CHUNK:
+                line = self._reserve.popleft()
+                self._reserve_size -= len(line)
+                self._file.write(line)
+                size += len(line)
+            self._file_bytes += size
+            self._bytes += size
+            if not self._write_out(front=True):
+                return
+            if self._unsynced_since is None:
+                self._unsynced_since = time.monotonic()
+            if self._file_bytes >= self.segment_bytes:
+                self._seal()
+        if self.disk_full_since is not None:
+            log.warning(
+                "spool %s: room again after %.1f s; the records kept in memory are written "
+                "(%d lost in all)",
+                self.directory,
+                time.monotonic() - self.disk_full_since,
+                self.records_lost,
+            )
+            self.disk_full_since = None
+            self._lock.notify_all()
+
+    def _watch_space(self) -> None:
+        try:
+            info = os.fstatvfs(self._dir)
+        except OSError:
+            return
+        free = info.f_bavail * info.f_frsize
+        if free < 2 * self.segment_bytes and self.disk_full_since is None:
+            log.warning(
+                "spool %s: %d bytes left on its file system; when it is full, records wait "
+                "in memory (up to %d bytes)",
+                self.directory,
+                free,
+                self.reserve_bytes,
+            )
+
+    def _sync(self) -> None:
+        if self._file is not None and self._write_out():
             os.fsync(self._file.fileno())
         self._unsynced_since = None
 
     def _seal(self) -> None:
-        self._file.flush()
+        self._write_out()
+        self._unsynced_since = None
+        if not self._file.written:  # all of it went to memory: nothing to seal
+            self._file.close()
+            self._file = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._file_name, dir_fd=self._dir)
+            self._file_bytes = 0
+            if self._memo is not None:
+                self._memo_bytes -= self._memo.size
+                self._memo = None
+            return
         if self.policy != "never":
             os.fsync(self._file.fileno())
-        self._unsynced_since = None
         self._file.close()
-        path = Path(self._file.name)
-        path.rename(path.with_suffix(_READY))
+        ready = self._file_name[: -len(_OPEN)] + _READY
+        os.rename(self._file_name, ready, src_dir_fd=self._dir, dst_dir_fd=self._dir)
         if self.policy != "never":
-            _fsync_dir(self.directory)
+            os.fsync(self._dir)
         if self._memo is not None:
-            self._memos[path.with_suffix(_READY)] = self._memo
+            self._memos[self.directory / ready] = self._memo
             self._memo = None
         self._file = None
         self._file_bytes = 0
         self._lock.notify_all()
 
     def _recover(self) -> None:
+        for path in self._segments(_READY):
+            os.close(open_file(self._dir, path.name, os.O_RDONLY))  # made 0600 if it was not
         for path in self._segments(_OPEN):
-            data = path.read_bytes()
-            cut = _intact_length(data)
-            if cut < len(data):
-                log.warning(
-                    "spool %s: dropping %d bytes from byte %d on, an entry cut short or damaged "
-                    "(never acknowledged)",
-                    path,
-                    len(data) - cut,
-                    cut,
-                )
-                with open(path, "r+b") as f:
+            with open(open_file(self._dir, path.name, os.O_RDWR), "r+b") as f:
+                data = f.read()
+                cut = _intact_length(data)
+                if cut < len(data):
+                    log.warning(
+                        "spool %s: dropping %d bytes from byte %d on, an entry cut short or "
+                        "damaged (never acknowledged)",
+                        path,
+                        len(data) - cut,
+                        cut,
+                    )
                     f.truncate(cut)
                     os.fsync(f.fileno())
             if cut:
-                path.rename(path.with_suffix(_READY))
+                ready = path.name[: -len(_OPEN)] + _READY
+                os.rename(path.name, ready, src_dir_fd=self._dir, dst_dir_fd=self._dir)
             else:
-                path.unlink()
-        _fsync_dir(self.directory)
+                os.unlink(path.name, dir_fd=self._dir)
+        os.fsync(self._dir)
 
     def _warn_full(self) -> None:
         now = time.monotonic()
@@ -257,14 +703,6 @@ class Spool:
                 self.max_bytes,
                 100.0 * self._bytes / self.max_bytes,
             )
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def frame(record: bytes) -> bytes:
