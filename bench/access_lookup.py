@@ -120,9 +120,10 @@ def fill(dsn: str, days: list[dt.date], calls: int) -> None:
     connection.close()
 
 
-def approved_request(connection, selectors: list[dict], window, broad=False) -> int:
+def approved_request(connection, selectors: list[dict], window, broad=False, max_records=None) -> int:  # fmt: skip
     spec = access.build_spec(
         {
+            "max_records": max_records,
             "case": "BENCH",
             "agency": "bench",
             "officer.name": "bench",

@@ -14,15 +14,20 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.store.conftest import query, scratch_dsn, store_dsn  # noqa: F401  (fixtures)
 from tests.store.test_access_run import WINDOW, fill
-from tests.store.test_access_schema import people  # noqa: F401  (fixture)
 from voiplog.cli.main import cli
 from voiplog.export import bundle, columns, signing
 
 pytestmark = pytest.mark.postgres
 
-DATA_FILES = ("calls.csv", "media.csv", "records.jsonl", "registrations.csv", "subscribers.csv")
+DATA_FILES = (
+    "calls.csv",
+    "media.csv",
+    "records.jsonl",
+    "registrations.csv",
+    "report.html",
+    "subscribers.csv",
+)
 
 
 def voiplog(dsn: str | None, *args: str, env: dict | None = None):
@@ -39,12 +44,7 @@ def make_keys(directory, name: str = "POP Test-1 evidence export") -> dict:
     return env
 
 
-@pytest.fixture
-def keys(tmp_path) -> dict:
-    return make_keys(tmp_path / "keys")
-
-
-def disclosed_request(people, store_dsn, tmp_path, *selector: str) -> str:  # noqa: F811
+def disclosed_request(people, store_dsn, tmp_path, *selector: str) -> str:
     """A request registered, approved by a second person and run; its id."""
     fill(store_dsn, tmp_path)
     added = voiplog(
@@ -59,27 +59,9 @@ def disclosed_request(people, store_dsn, tmp_path, *selector: str) -> str:  # no
     return request_id
 
 
-@pytest.fixture
-def exported(people, store_dsn, tmp_path, keys):  # noqa: F811
-    request_id = disclosed_request(
-        people, store_dsn, tmp_path, "--number", "022 1234 5678", "--region", "IN",
-        "--subscriber", "sub-app",
-    )  # fmt: skip
-    # count-only does not disclose: a request is exported once it has been run.
-    refused = voiplog(people["requester"], "export", request_id, "--out", str(tmp_path / "early"), env=keys)  # fmt: skip
-    assert refused.exit_code == 1 and "is approved: only a request that has been run" in refused.output  # fmt: skip
-    assert voiplog(people["requester"], "request", "run", request_id).exit_code == 0
-    out = tmp_path / "bundle"
-    unsigned = voiplog(people["requester"], "export", request_id, "--out", str(out))
-    assert unsigned.exit_code == 2 and "no signing key" in unsigned.output
-    result = voiplog(people["requester"], "export", request_id, "--out", str(out), "--local-zone", "Asia/Kolkata", env=keys)  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return request_id, out, result.output
-
-
-def test_a_bundle_holds_the_run_records_tables_hashes_and_manifest(exported, people, tmp_path):  # noqa: F811
+def test_a_bundle_holds_the_run_records_tables_hashes_and_manifest(exported, people, tmp_path):
     request_id, out, output = exported
-    assert sorted(p.name for p in out.iterdir()) == sorted((*DATA_FILES, "hashes.txt", "manifest.json", "manifest.json.sig", "certificate.pem"))  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == sorted((*DATA_FILES, "hashes.txt", "manifest.json", "manifest.json.p7s", "certificate.pem"))  # fmt: skip
     # The records are those a run returns, line for line.
     again = tmp_path / "run.jsonl"
     assert voiplog(people["requester"], "request", "run", request_id, "--jsonl", str(again)).exit_code == 0  # fmt: skip
@@ -107,7 +89,7 @@ def test_a_bundle_holds_the_run_records_tables_hashes_and_manifest(exported, peo
     # Tables: a documented header, one row per call, UTC and local times.
     with (out / "calls.csv").open(newline="", encoding="utf-8") as sheet:
         rows = list(csv.DictReader(sheet))
-    assert list(rows[0]) == [name for name, _ in columns.CALLS]
+    assert list(rows[0]) == [c.name for c in columns.CALLS]
     assert [row["uid"] for row in rows] == [r["uid"] for r in calls]
     first = rows[0]
     assert first["started_at_utc"] == calls[0]["started_at"]
@@ -126,8 +108,9 @@ def test_a_bundle_holds_the_run_records_tables_hashes_and_manifest(exported, peo
     digest = hashlib.sha256(manifest_bytes).hexdigest()
     assert digest in output
     trail = voiplog(people["auditor"], "audit", "list", "--case", "K-9").output
-    assert f"sha256:{digest}" in trail
-    assert f"audit_seq {manifest['run']['audit_seq']}" in trail
+    export_line = next(line for line in trail.splitlines() if "\texport\tok\t" in line)
+    assert f"manifest sha256:{digest} of run {manifest['run']['audit_seq']}" in export_line
+    assert f"request {request_id}" in export_line and f"to {out}" in export_line
 
     assert voiplog(None, "export", "verify", str(out)).exit_code == 0
 
@@ -162,15 +145,15 @@ def test_verify_names_every_changed_missing_and_extra_file(exported, tmp_path):
         assert any(f"{name}: missing" in line for line in tampered(name, remove))
     lines = tampered("manifest.json", flip_a_byte)
     assert any("manifest.json: changed" in line for line in lines)
-    assert any("manifest.json.sig: the signature does not match" in line for line in lines)
+    assert any("manifest.json.p7s: the signature does not match" in line for line in lines)
     assert any(
-        "manifest.json.sig: missing" in line for line in tampered("manifest.json.sig", remove)
+        "manifest.json.p7s: missing" in line for line in tampered("manifest.json.p7s", remove)
     )
     assert any("hashes.txt: missing" in line for line in tampered("hashes.txt", remove))
     assert any("notes.txt: extra" in line for line in tampered("calls.csv", add_a_neighbour))
 
 
-def test_a_zip_bundle_verifies_and_an_existing_path_is_refused(people, store_dsn, tmp_path, keys):  # noqa: F811
+def test_a_zip_bundle_verifies_and_an_existing_path_is_refused(people, store_dsn, tmp_path, keys):
     request_id = disclosed_request(people, store_dsn, tmp_path, "--subscriber", "sub-target")
     assert voiplog(people["requester"], "request", "run", request_id).exit_code == 0
     out = tmp_path / "bundle.zip"
@@ -192,18 +175,19 @@ def openssl(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
 
 
-def agency_check(bundle_dir) -> tuple[bool, bool]:
+def agency_check(bundle_dir, trusted: str = "certificate.pem") -> tuple[bool, bool]:
     """The README's check without voiplog: (hashes hold, signature holds)."""
     hashes = subprocess.run(["sha256sum", "-c", "--quiet", "hashes.txt"], cwd=bundle_dir, capture_output=True)  # fmt: skip
     signed = subprocess.run(
         "jq -r '.files | to_entries[] | \"\\(.value.sha256)  \\(.key)\"' manifest.json | sha256sum -c --quiet",
         shell=True, cwd=bundle_dir, capture_output=True,
     )  # fmt: skip
-    pubkey = openssl("x509", "-in", "certificate.pem", "-pubkey", "-noout", "-out", "pubkey.pem", cwd=bundle_dir)  # fmt: skip
-    assert pubkey.returncode == 0, pubkey.stderr
-    signature = openssl("dgst", "-sha256", "-verify", "pubkey.pem", "-signature", "manifest.json.sig", "manifest.json", cwd=bundle_dir)  # fmt: skip
-    (bundle_dir / "pubkey.pem").unlink()
-    assert (signature.returncode == 0) == (signature.stdout.strip() == "Verified OK"), signature
+    signature = openssl(
+        "cms", "-verify", "-binary", "-inform", "DER", "-in", "manifest.json.p7s",
+        "-content", "manifest.json", "-CAfile", trusted, "-out", "/dev/null", cwd=bundle_dir,
+    )  # fmt: skip
+    verified = "Verification successful" in signature.stderr
+    assert (signature.returncode == 0) == verified, signature
     return hashes.returncode == 0 and signed.returncode == 0, signature.returncode == 0
 
 
@@ -227,7 +211,7 @@ def test_openssl_and_sha256sum_check_a_bundle_and_catch_tampering(exported, tmp_
     (manifest / "manifest.json").write_bytes(text)
     assert agency_check(manifest)[1] is False
     result = voiplog(None, "export", "verify", str(manifest))
-    assert result.exit_code == 1 and "manifest.json.sig: the signature does not match" in result.output  # fmt: skip
+    assert result.exit_code == 1 and "manifest.json.p7s: the signature does not match" in result.output  # fmt: skip
 
 
 def test_a_bundle_signed_with_another_key_fails_against_the_isps_certificate(exported, tmp_path):
@@ -240,12 +224,17 @@ def test_a_bundle_signed_with_another_key_fails_against_the_isps_certificate(exp
     shutil.copytree(out, forged)
     key_file, cert_file = other["VOIPLOG_SIGNING_KEY"], other["VOIPLOG_SIGNING_CERT"]
     signer = signing.load_signer(Path(key_file), Path(cert_file))
-    (forged / "manifest.json.sig").write_bytes(signer.sign((forged / "manifest.json").read_bytes()))
+    text = (forged / "manifest.json").read_bytes().replace(b'"K-9"', b'"K-8"', 1)
+    (forged / "manifest.json").write_bytes(text)
+    (forged / "manifest.json.p7s").write_bytes(signer.sign_detached(text))
     shutil.copy(cert_file, forged / "certificate.pem")
+    # Against its own certificate the forgery holds together; against the ISP's it fails.
+    assert agency_check(forged)[1] is True
+    assert agency_check(forged, trusted=str(isp_cert))[1] is False
     result = voiplog(None, "export", "verify", str(forged), "--cert", str(isp_cert))
     assert result.exit_code == 1
     assert "certificate.pem: not the certificate given to check against" in result.output
-    assert "manifest.json.sig: the signature does not match" in result.output
+    assert "manifest.json.p7s: the signature does not match" in result.output
 
 
 def test_keys_init_makes_a_private_key_and_never_overwrites(tmp_path):
@@ -258,3 +247,50 @@ def test_keys_init_makes_a_private_key_and_never_overwrites(tmp_path):
     assert key.read_bytes() == before
     text = openssl("x509", "-in", env["VOIPLOG_SIGNING_CERT"], "-noout", "-subject", cwd=tmp_path)
     assert "POP Test-1 evidence export" in text.stdout and "Example ISP" in text.stdout
+
+
+@pytest.mark.parametrize("algorithm", [("ec", "ec_paramgen_curve:P-384"), ("rsa", "rsa_keygen_bits:3072")], ids=["p384", "rsa3072"])  # fmt: skip
+def test_a_key_certified_by_the_isps_own_authority_signs_bundles_openssl_checks_to_its_root(
+    people, store_dsn, tmp_path, algorithm
+):
+    """An ISP CA (P-256 root) certifies the export key; an agency checks against the root alone."""
+    pki = tmp_path / "pki"
+    pki.mkdir()
+
+    def run(*args: str) -> None:
+        done = openssl(*args, cwd=pki)
+        assert done.returncode == 0, done.stderr
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "root.key", "-out", "root.pem", "-days", "2", "-subj", "/O=Example ISP/CN=Example ISP evidence root",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")  # fmt: skip
+    run("genpkey", "-algorithm", algorithm[0], "-pkeyopt", algorithm[1], "-out", "export.key")
+    run("req", "-new", "-key", "export.key", "-out", "export.csr", "-subj", "/O=Example ISP/CN=POP Test-1 evidence export")  # fmt: skip
+    (pki / "ext.cnf").write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\n")  # fmt: skip
+    run("x509", "-req", "-in", "export.csr", "-CA", "root.pem", "-CAkey", "root.key", "-CAcreateserial",
+        "-out", "export.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
+    env = {"VOIPLOG_SIGNING_KEY": str(pki / "export.key"), "VOIPLOG_SIGNING_CERT": str(pki / "export.pem")}  # fmt: skip
+
+    request_id = disclosed_request(people, store_dsn, tmp_path, "--subscriber", "sub-target")
+    assert voiplog(people["requester"], "request", "run", request_id).exit_code == 0
+    out = tmp_path / "bundle"
+    made = voiplog(people["requester"], "export", request_id, "--out", str(out), env=env)
+    assert made.exit_code == 0, made.output
+    assert agency_check(out, trusted=str(pki / "root.pem")) == (True, True)
+    verified = voiplog(None, "export", "verify", str(out), "--cert", str(pki / "export.pem"))
+    assert verified.exit_code == 0 and "CN=POP Test-1 evidence export" in verified.output
+    # The root of another authority does not vouch for it.
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "other.key", "-out", "other.pem", "-days", "2", "-subj", "/CN=Other root")  # fmt: skip
+    assert agency_check(out, trusted=str(pki / "other.pem"))[1] is False
+
+
+def test_a_weak_or_mismatched_key_is_refused_before_anything_is_read(tmp_path):
+    done = openssl("genpkey", "-algorithm", "rsa", "-pkeyopt", "rsa_keygen_bits:1024", "-out", "weak.key", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    env = make_keys(tmp_path / "keys")
+    weak = voiplog(None, "export", "1", "--out", str(tmp_path / "b"), "--key", str(tmp_path / "weak.key"), "--cert", env["VOIPLOG_SIGNING_CERT"])  # fmt: skip
+    assert weak.exit_code == 2 and "RSA of 1024 bits; use 2048 or more" in weak.output
+    other = make_keys(tmp_path / "other")
+    mismatched = voiplog(None, "export", "1", "--out", str(tmp_path / "b"), "--key", env["VOIPLOG_SIGNING_KEY"], "--cert", other["VOIPLOG_SIGNING_CERT"])  # fmt: skip
+    assert mismatched.exit_code == 2 and "is not the certificate of" in mismatched.output

@@ -105,7 +105,7 @@ def test_up_and_down_keep_the_records(scratch_dsn):
     )
     query(scratch_dsn, "SELECT voiplog_index_closed_days('2026-03-02')")
     migrate.upgrade(engine)
-    assert migrate.current(engine) == "0005"
+    assert migrate.current(engine) == migrate.head()
     assert query(scratch_dsn, "SELECT to_regclass('cdr_p20260301_uri_user_idx') IS NOT NULL") == [(True,)]  # fmt: skip
     register(scratch_dsn)
     assert query(scratch_dsn, "SELECT count(*) FROM audit_event") == [(1,)]

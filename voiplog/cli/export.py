@@ -3,16 +3,17 @@
 An export runs a request that has been run before (it is `disclosed`) once
 more through `voiplog_request_run`, the only way records leave the database,
 so that the records read for the bundle have their own audit row, whose
-number the manifest names. The bundle's hash (the manifest's SHA-256) is
-then written in the audit trail by a counting run of the same request whose
-delivery names the bundle, in the same transaction: the read and the record
-of what was delivered are committed together or not at all. Only then is
-the bundle written.
+number the manifest names. What was delivered (the manifest's SHA-256, which
+is the bundle's, the files and their row counts, the target) is then written
+as an `export` audit row by `voiplog_export_record`, in the same transaction:
+the read and the record of what was delivered are committed together or not
+at all. Only then is the bundle written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
@@ -38,10 +39,10 @@ def export() -> None:
     """Evidence bundles: `export REQUEST_ID --out DIR|FILE.zip`, `export verify PATH`."""
 
 
-def _zone(name: str | None) -> str:
+def _zone(name: str | None, configured: str | None) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    name = name or os.environ.get(LOCAL_ZONE_VARIABLE) or "UTC"
+    name = name or os.environ.get(LOCAL_ZONE_VARIABLE) or configured or "UTC"
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -53,19 +54,26 @@ def _zone(name: str | None) -> str:
 @CONFIG
 @click.argument("request_id", type=int)
 @click.option("--out", "out_path", required=True, type=click.Path(), help="New directory, or a file ending in .zip.")  # fmt: skip
-@click.option("--key", "key_path", envvar=KEY_VARIABLE, type=click.Path(dir_okay=False), help=f"Signing key (PEM, ECDSA P-256); else ${KEY_VARIABLE}.")  # fmt: skip
-@click.option("--cert", "cert_path", envvar=CERT_VARIABLE, type=click.Path(dir_okay=False), help=f"Its certificate (PEM); else ${CERT_VARIABLE}.")  # fmt: skip
-@click.option("--local-zone", help=f"IANA zone of the local times in the CSV files (else ${LOCAL_ZONE_VARIABLE}, else UTC).")  # fmt: skip
-def make(config_path, request_id: int, out_path: str, key_path, cert_path, local_zone) -> None:
+@click.option("--key", "key_path", envvar=KEY_VARIABLE, type=click.Path(dir_okay=False), help=f"Signing key (PEM: ECDSA P-256/P-384 or RSA); else ${KEY_VARIABLE}, else [access] signing_key.")  # fmt: skip
+@click.option("--cert", "cert_path", envvar=CERT_VARIABLE, type=click.Path(dir_okay=False), help=f"Its certificate (PEM); else ${CERT_VARIABLE}, else [access] signing_cert.")  # fmt: skip
+@click.option("--local-zone", help=f"IANA zone of the local times in the tables and report (else ${LOCAL_ZONE_VARIABLE}, else [access] local_zone, else UTC).")  # fmt: skip
+@click.option("--tsa-url", help="RFC 3161 time-stamping authority that stamps the signature (else [access] tsa_url; none: no stamp).")  # fmt: skip
+def make(
+    config_path, request_id: int, out_path: str, key_path, cert_path, local_zone, tsa_url
+) -> None:
     """Export run request REQUEST_ID as a signed evidence bundle."""
     import psycopg2
 
     from voiplog import __version__
-    from voiplog.export import bundle, signing
+    from voiplog.cli._store import load_pop_config
+    from voiplog.export import bundle, signing, timestamp
     from voiplog.store import access
 
+    access_config = load_pop_config(config_path).access
+    key_path = key_path or access_config.signing_key
+    cert_path = cert_path or access_config.signing_cert
     if not key_path or not cert_path:
-        _fail(f"no signing key: give --key and --cert (or ${KEY_VARIABLE}, ${CERT_VARIABLE}); `voiplog keys init` makes them", 2)  # fmt: skip
+        _fail(f"no signing key: give --key and --cert (or ${KEY_VARIABLE}, ${CERT_VARIABLE}, or [access] signing_key and signing_cert); `voiplog keys init` makes them", 2)  # fmt: skip
     try:
         signer = signing.load_signer(Path(key_path), Path(cert_path))
     except signing.SigningError as exc:
@@ -74,7 +82,15 @@ def make(config_path, request_id: int, out_path: str, key_path, cert_path, local
     out = Path(out_path).absolute()
     if out.exists():
         _fail(f"{out} exists: give a new directory or zip file", 2)
-    zone = _zone(local_zone)
+    zone = _zone(local_zone, access_config.local_zone)
+    tsa_url = tsa_url or access_config.tsa_url
+    stamps: list[timestamp.Stamp] = []
+
+    def stamp(signature: bytes) -> bytes:
+        response, stamped = timestamp.obtain(tsa_url, signature, access_config.tsa_timeout_s)
+        stamps.append(stamped)
+        return response
+
     user, host = _who()
     with _connection(config_path) as (connection, config):
         try:
@@ -102,18 +118,20 @@ def make(config_path, request_id: int, out_path: str, key_path, cert_path, local
                 answered_from=status.get("answered_from"),
             )  # fmt: skip
             producer = bundle.Producer(f"voiplog {__version__}", config.pop, config.sensor, zone)
-            files = bundle.build(
-                request, result.records, facts, producer, dt.datetime.now(dt.UTC), signer
-            )
-            digest = bundle.sha256(files[bundle.MANIFEST])
-            recorded = access.run(
-                connection, request_id, user, host, count_only=True,
-                delivery=f"export {out} manifest.json sha256:{digest} records audit_seq {status['audit_seq']}",
-                retention_days=config.store.retention_days,
-            )  # fmt: skip
-            if not recorded.ok:
+            try:
+                files = bundle.build(
+                    request, result.records, facts, producer, dt.datetime.now(dt.UTC), signer,
+                    stamp if tsa_url else None,
+                )  # fmt: skip
+            except timestamp.TimestampError as exc:
                 connection.rollback()
-                _fail(f"request {request_id}: the export could not be audited: {recorded.reason}")
+                _fail(f"export of request {request_id}: {exc}; nothing was exported")
+            digest = bundle.sha256(files[bundle.MANIFEST])
+            manifest = json.loads(files[bundle.MANIFEST])
+            export_seq = access.record_export(
+                connection, request_id, status["audit_seq"], digest, str(out),
+                {name: entry.get("rows") for name, entry in manifest["files"].items()}, user, host,
+            )  # fmt: skip
             connection.commit()
         except psycopg2.errors.InsufficientPrivilege as exc:
             _denied_by_postgres(connection, "export", request_id, exc)
@@ -127,26 +145,32 @@ def make(config_path, request_id: int, out_path: str, key_path, cert_path, local
         _fail(f"{out}: {exc} (the export is audited as sha256:{digest})")
     click.echo(
         f"request {request_id}: {status['records']} records -> {out}\n"
-        f"manifest.json sha256:{digest} (audit rows {status['audit_seq']}, {recorded.status['audit_seq']})"
+        f"manifest.json sha256:{digest} (audit rows {status['audit_seq']} run, {export_seq} export)"
     )
+    for stamped in stamps:
+        click.echo(f"signature time-stamped at {stamped.at.isoformat()} by {stamped.authority}")
 
 
 @export.command("verify")
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--cert", "cert_path", type=click.Path(exists=True, dir_okay=False), help="Check the signature against this certificate (PEM or DER) instead of the bundle's own.")  # fmt: skip
-def verify(path: str, cert_path) -> None:
-    """Check the signature of bundle PATH (a directory or zip) and recompute every hash."""
-    from voiplog.export import bundle, signing
+@click.option("--tsa-cert", "tsa_cert_path", type=click.Path(exists=True, dir_okay=False), help="Check the time-stamp against this authority certificate (PEM or DER); the bundle must then carry one.")  # fmt: skip
+def verify(path: str, cert_path, tsa_cert_path) -> None:
+    """Check the signature (and time-stamp) of bundle PATH (a directory or zip) and recompute every hash."""
+    from voiplog.export import bundle, signing, timestamp
 
     try:
         files = bundle.read(Path(path))
         trusted = signing.as_pem(Path(cert_path).read_bytes()) if cert_path else None
+        trusted_tsa = signing.as_pem(Path(tsa_cert_path).read_bytes()) if tsa_cert_path else None
     except (bundle.BundleError, signing.SigningError) as exc:
         _fail(str(exc), 2)
-    report = bundle.verify(files, trusted)
+    report = bundle.verify(files, trusted, trusted_tsa)
     for problem in report.problems:
         click.echo(f"{path}: {problem}")
     if not report.ok:
         raise SystemExit(1)
     click.echo(f"{path}: intact: {len(report.intact)} files, every SHA-256 as the manifest has it")
     click.echo(f"{path}: manifest.json signed by {report.signer}")
+    if report.stamped is not None:
+        click.echo(f"{path}: {timestamp.STAMP}: signature time-stamped at {report.stamped.at.isoformat()} by {report.stamped.authority}")  # fmt: skip

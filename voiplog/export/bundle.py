@@ -20,18 +20,21 @@ import datetime as dt
 import hashlib
 import json
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import orjson
 import rfc8785
 
-from voiplog.export import columns, signing
+from voiplog.export import columns, report, signing, timestamp
 
 FORMAT = "voiplog-evidence-bundle/1"
 MANIFEST = "manifest.json"
 HASHES = "hashes.txt"
 RECORDS = "records.jsonl"
+REPORT = "report.html"
 # A zip's entries carry a time; a fixed one keeps two zips of one bundle alike.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -56,8 +59,8 @@ def _iso(value) -> str | None:
 
 
 def records_jsonl(records: list[dict]) -> bytes:
-    """One record per line, as `voiplog request run --jsonl` writes them."""
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+    """One record per line, as `voiplog request run --jsonl` and `voiplog replay --jsonl` write them."""
+    return b"".join(orjson.dumps(r) + b"\n" for r in records)
 
 
 def request_section(request: dict) -> dict:
@@ -123,8 +126,9 @@ def build(
     producer: Producer,
     exported_at: dt.datetime,
     signer: signing.Signer,
+    stamp: Callable[[bytes], bytes] | None = None,
 ) -> dict[str, bytes]:
-    """Every file of the bundle, by name."""
+    """Every file of the bundle, by name; `stamp` turns the signature into a time-stamp response."""
     zone = ZoneInfo(producer.local_zone)
     files: dict[str, bytes] = {RECORDS: records_jsonl(records)}
     counts = {RECORDS: len(records)}
@@ -154,14 +158,18 @@ def build(
             "local_zone": producer.local_zone,
         },
         "hash_algorithm": "SHA-256",
-        "files": {
-            name: {"sha256": sha256(data), "bytes": len(data), "rows": counts[name]}
-            for name, data in sorted(files.items())
-        },
+    }
+    files[REPORT] = report.render(manifest, records)
+    manifest["files"] = {
+        name: {"sha256": sha256(data), "bytes": len(data)}
+        | ({"rows": counts[name]} if name in counts else {})
+        for name, data in sorted(files.items())
     }
     files[MANIFEST] = canonical(manifest)
-    files[signing.SIGNATURE] = signer.sign(files[MANIFEST])
+    files[signing.SIGNATURE] = signer.sign_detached(files[MANIFEST])
     files[signing.CERTIFICATE] = signer.certificate_pem
+    if stamp is not None:
+        files[timestamp.STAMP] = stamp(files[signing.SIGNATURE])
     files[HASHES] = hashes_text(files, manifest)
     return files
 
@@ -178,9 +186,16 @@ def hashes_text(files: dict[str, bytes], manifest: dict) -> bytes:
         "# Algorithm: SHA-256 (FIPS 180-4). Each line below gives the hash of one file",
         "# and its name; a copy of the files that yields the same hashes is bit for bit",
         "# identical to what was produced. Check with: sha256sum -c hashes.txt",
-        f"# manifest.json lists the same hashes and is signed ({signing.SIGNATURE},",
-        f"# ECDSA P-256 with SHA-256) by the key of {signing.CERTIFICATE}.",
+        f"# manifest.json lists the same hashes and is signed by the key of {signing.CERTIFICATE}",
+        f"# ({signing.SIGNATURE}: a detached CMS signature, checked with",
+        f"# openssl cms -verify -binary -inform DER -in {signing.SIGNATURE} -content manifest.json",
+        f"# -CAfile {signing.CERTIFICATE} -out /dev/null).",
     ]
+    if timestamp.STAMP in files:
+        lines += [
+            f"# {timestamp.STAMP} is an RFC 3161 time-stamp of {signing.SIGNATURE}, checked with",
+            f"# openssl ts -verify -data {signing.SIGNATURE} -in {timestamp.STAMP} -CAfile TSA-CA.pem",
+        ]
     lines += [f"{sha256(data)}  {name}" for name, data in sorted(files.items()) if name != HASHES]
     return ("\n".join(lines) + "\n").encode("utf-8")
 
@@ -220,6 +235,8 @@ class Report:
     intact: list[str] = field(default_factory=list)
     manifest: dict | None = None
     signer: str | None = None
+    signed_at: dt.datetime | None = None
+    stamped: timestamp.Stamp | None = None
 
     @property
     def ok(self) -> bool:
@@ -243,27 +260,49 @@ def _check_signature(files: dict[str, bytes], trusted_cert: bytes | None, report
         return
     if bundled is None:
         report.problems.append(f"{signing.CERTIFICATE}: missing")
-        if trusted_cert is None:
-            return
     elif trusted_cert is not None and not signing.same_certificate(bundled, trusted_cert):
         report.problems.append(f"{signing.CERTIFICATE}: not the certificate given to check against")  # fmt: skip
-    cert = trusted_cert if trusted_cert is not None else bundled
-    why = signing.check(cert, files[MANIFEST], files[signing.SIGNATURE])
-    if why is not None:
-        report.problems.append(f"{signing.SIGNATURE}: {why}")
+    checked = signing.check_detached(files[signing.SIGNATURE], files[MANIFEST], trusted_cert)
+    if checked.problem is not None:
+        report.problems.append(f"{signing.SIGNATURE}: {checked.problem}")
         return
-    report.signer = signing.describe(cert)
+    if trusted_cert is None and bundled is not None and not signing.same_certificate(bundled, checked.certificate_pem):  # fmt: skip
+        report.problems.append(f"{signing.CERTIFICATE}: changed (not the certificate that signed)")  # fmt: skip
+    report.signer = signing.describe(checked.certificate_pem)
+    report.signed_at = checked.signed_at
     report.intact.append(signing.SIGNATURE)
 
 
-def verify(files: dict[str, bytes], trusted_cert: bytes | None = None) -> Report:
-    """The signature checked, every hash recomputed; each file intact, changed, missing or extra."""
+def _check_stamp(files: dict[str, bytes], trusted_tsa_cert: bytes | None, report: Report) -> None:
+    if timestamp.STAMP not in files:
+        if trusted_tsa_cert is not None:
+            report.problems.append(f"{timestamp.STAMP}: missing (a time-stamp was to be checked)")
+        return
+    if signing.SIGNATURE not in files:
+        return
+    stamp = timestamp.check(
+        files[timestamp.STAMP], files[signing.SIGNATURE], None, trusted_tsa_cert
+    )
+    if stamp.problem is not None:
+        report.problems.append(f"{timestamp.STAMP}: {stamp.problem}")
+        return
+    report.stamped = stamp
+    report.intact.append(timestamp.STAMP)
+
+
+def verify(
+    files: dict[str, bytes],
+    trusted_cert: bytes | None = None,
+    trusted_tsa_cert: bytes | None = None,
+) -> Report:
+    """The signature and time-stamp checked, every hash recomputed; each file intact, changed, missing or extra."""
     report = Report()
     if MANIFEST not in files:
         report.problems.append(f"{MANIFEST}: missing")
         return report
     # The signature covers the manifest's bytes, whatever they say.
     _check_signature(files, trusted_cert, report)
+    _check_stamp(files, trusted_tsa_cert, report)
     try:
         manifest = json.loads(files[MANIFEST])
         listed = manifest["files"]
@@ -290,9 +329,20 @@ def verify(files: dict[str, bytes], trusted_cert: bytes | None = None) -> Report
             elif name in listed and listed[name].get("sha256") != hashed[name]:
                 report.problems.append(f"{HASHES}: changed (disagrees with the manifest on {name})")  # fmt: skip
         for name in sorted(set(files) - set(hashed) - {HASHES}):
-            if name in listed or name in (MANIFEST, signing.SIGNATURE, signing.CERTIFICATE):
+            if name in listed or name in (
+                MANIFEST,
+                signing.SIGNATURE,
+                signing.CERTIFICATE,
+                timestamp.STAMP,
+            ):
                 report.problems.append(f"{HASHES}: changed ({name} is not listed)")
-    known = set(listed) | {MANIFEST, HASHES, signing.SIGNATURE, signing.CERTIFICATE}
+    known = set(listed) | {
+        MANIFEST,
+        HASHES,
+        signing.SIGNATURE,
+        signing.CERTIFICATE,
+        timestamp.STAMP,
+    }
     for name in sorted(set(files) - known):
         report.problems.append(f"{name}: extra (not part of the bundle)")
     if not any(p.startswith(f"{MANIFEST}:") for p in report.problems):

@@ -148,6 +148,10 @@ def describe(seq: int, at: dt.datetime, event: dict) -> str:
         parts.append(f"records {event['records']}")
     if event.get("delivery"):
         parts.append(f"to {event['delivery']}")
+    if event.get("manifest_sha256"):
+        parts.append(
+            f"manifest sha256:{event['manifest_sha256']} of run {event.get('records_seq')}"
+        )
     if event.get("reason"):
         parts.append(f"reason: {event['reason']}")
     return "\t".join(parts)
