@@ -15,8 +15,9 @@ for a backlog beyond that memory (after an outage), read back from the
 segment files. Baseline: Postgres taking the same rows, rendered and split
 beforehand, with no writer around it. Then the time to build the day's
 look-up indexes, as the writer has it done once the day is over. Then it fills
-one day partition with --drop-records CDRs and times `voiplog purge` dropping
-it. The scratch database is dropped at the end.
+one day partition with --drop-records CDRs, seals it (as the writer seals a day
+that is over) and times `voiplog purge` dropping it, which recomputes the day
+against its seal first. The scratch database is dropped at the end.
 
 Targets: >= 100,000 CDRs/s sustained ingest; drop of 1,000,000 CDRs < 1 s.
 """
@@ -232,6 +233,12 @@ def bench_drop(dsn: str, records: int, day: dt.date) -> dict:
             """,
             (records, dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)),
         )
+    # The day is over: the writer sealed it (migration 0007) long before its purge.
+    from voiplog.store import seal
+
+    connection = psycopg2.connect(dsn)
+    seal.seal_closed_days(connection, day + dt.timedelta(days=1))
+    connection.close()
     cutoff = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
     engine = make_engine(dsn)
     started = time.perf_counter()
@@ -296,7 +303,8 @@ def main() -> None:
         drop = bench_drop(dsn, args.drop_records, dt.date(2026, 1, 5))
         print(
             f"purge: a day of {drop['drop_cdrs']:,} CDRs with {drop['drop_media']:,} media streams: "
-            f"dry-run plan {drop['plan_s']:.3f} s, purge (re-check under lock, drop) "
+            f"dry-run plan {drop['plan_s']:.3f} s, purge (re-check under lock, the day "
+            "recomputed against its seal, drop) "
             f"{drop['drop_s']:.3f} s"
         )
     finally:

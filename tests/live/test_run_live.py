@@ -231,7 +231,8 @@ def test_records_land_in_the_store_and_survive_sigterm(lab):
     state = lab.workdir / "state"
     daemon = lab.start_daemon(
         CONFIG,
-        env={"STATE_DIRECTORY": str(state)},
+        # As root the embedded server runs as a uid of its own (see embedded.py).
+        env={"STATE_DIRECTORY": str(state), "VOIPLOG_EMBEDDED_UID": "61999"},
         args=("--store", "db"),
         ready_timeout=60,  # the first start makes the embedded cluster
     )

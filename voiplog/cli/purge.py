@@ -25,7 +25,18 @@ import click
     metavar="DATE",
     help="Purge records from before DATE (YYYY-MM-DD, UTC midnight).",
 )
-def purge(config_path: str | None, dry_run: bool, older_than: float | None, before) -> None:
+@click.option(
+    "--lock-timeout",
+    "lock_timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait at most this long for each lock (another purge, a partition in use).",
+)
+def purge(
+    config_path: str | None, dry_run: bool, older_than: float | None, before, lock_timeout: float
+) -> None:
     """Drop whole day partitions older than the cutoff, never a bulk DELETE.
 
     A day is dropped once all of it lies before the cutoff. Records matching an
@@ -54,6 +65,12 @@ def purge(config_path: str | None, dry_run: bool, older_than: float | None, befo
             for line in plan.lines():
                 click.echo(line)
             return
-        done = retention.execute(store.engine, plan, os_user=os_user())
+        try:
+            done = retention.execute(
+                store.engine, plan, os_user=os_user(), lock_timeout_s=lock_timeout
+            )
+        except (retention.SealMismatchError, retention.PurgeLockError) as exc:
+            click.echo(f"voiplog: purge: {exc}", err=True)
+            raise SystemExit(1) from None
         for line in done.lines():
             click.echo(line)

@@ -20,8 +20,11 @@ Idempotence: the tables' primary keys refuse a record stored before (a segment
 drained twice after a crash, a capture replayed twice). The fast path COPYs
 straight into the tables; on a unique violation the batch is redone through
 temporary staging tables with INSERT ... ON CONFLICT DO NOTHING, so that the
-records already there are skipped and the first write wins. Neither path reads
-a store record, so the insert-only writer role suffices.
+records already there are skipped and the first write wins. The skipped ones
+are then handed to `voiplog_record_conflicts`, which compares each with the
+stored record and keeps a newcomer with other content in `record_conflict`
+(migration 0007): nothing arriving under a stored key is dropped unseen.
+Neither path reads a store record, so the insert-only writer role suffices.
 
 The `subscriber` and `remote` objects are composite columns (`subscriber_info`,
 `remote_info`) holding the contract's keys typed. An object that does not have
@@ -506,9 +509,33 @@ def staging_sql(table: str) -> str:
 
 
 def merge_sql(table: str, columns) -> str:
-    """INSERT from the staging table, skipping records stored before."""
+    """INSERT from the staging table, skipping records stored before.
+
+    The rows inserted leave the staging table: what stays are the records
+    whose key was stored already, for `conflicts_sql` to compare.
+    """
     names = ", ".join(_q(c) for c in columns)
-    return f"INSERT INTO {table} ({names}) SELECT {names} FROM stage_{table} ON CONFLICT DO NOTHING"  # fmt: skip
+    time = _q(TIME_COLUMNS[table])
+    return (
+        f"WITH landed AS (INSERT INTO {table} ({names}) SELECT {names} FROM stage_{table} "
+        f"ON CONFLICT DO NOTHING RETURNING {time}, uid) "
+        f"DELETE FROM stage_{table} s USING landed WHERE s.{time} = landed.{time} AND s.uid = landed.uid"
+    )  # fmt: skip
+
+
+TIME_COLUMNS = {"cdr": "started_at", "registration": "requested_at"}
+
+# The staged records whose key was stored already, handed to the database to
+# compare with the stored ones (it keeps those that differ). Times in UTC and
+# floats in their shortest exact form: the comparison is of JSON text.
+CONFLICT_SETTINGS_SQL = "SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 1"
+
+
+def conflicts_sql(table: str) -> str:
+    return (
+        f"SELECT c.uid, c.at FROM voiplog_record_conflicts('{table}', "
+        f"(SELECT jsonb_agg(to_jsonb(s)) FROM stage_{table} s)) c"
+    )
 
 
 _CDR_ENCODERS = tuple(

@@ -39,22 +39,25 @@ what exact lookups need, and it is several times cheaper than a locale's.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
     Computed,
+    Date,
     DateTime,
     Float,
     ForeignKey,
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, CIDR, INET, INT4RANGE, JSONB, TSTZRANGE
@@ -145,6 +148,8 @@ class Cdr(Base):
     pop: Mapped[str | None] = mapped_column(Text)
     sensor: Mapped[str | None] = mapped_column(Text)
     stored_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    # The login that inserted the row, filled by the database (migration 0007).
+    inserted_by: Mapped[str | None] = mapped_column(Text, server_default=text("SESSION_USER"))
     # One element per RTP stream (one SSRC from one source address and port).
     media: Mapped[list] = mapped_column(ARRAY(MediaStreamType), server_default=text("'{}'"))
     subscriber: Mapped[object | None] = mapped_column(SubscriberInfoType)
@@ -186,6 +191,8 @@ class Registration(Base):
     pop: Mapped[str | None] = mapped_column(Text)
     sensor: Mapped[str | None] = mapped_column(Text)
     stored_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    # The login that inserted the row, filled by the database (migration 0007).
+    inserted_by: Mapped[str | None] = mapped_column(Text, server_default=text("SESSION_USER"))
 
 
 class LegalHold(Base):
@@ -236,6 +243,8 @@ class PurgeLog(Base):
     rows_dropped: Mapped[int] = mapped_column(BigInteger)
     rows_held: Mapped[int] = mapped_column(BigInteger)
     held_released: Mapped[int] = mapped_column(BigInteger)
+    # The last seal of each day dropped: [{day, version, records, root, hash}].
+    seals: Mapped[list | None] = mapped_column(JSONB)
 
 
 class Lease(Base):
@@ -348,3 +357,72 @@ class AuditEvent(Base):
         Integer, Computed("(event->>'request_id')::integer")
     )
     case_ref: Mapped[str | None] = mapped_column(Text, Computed("event->>'case_ref'"))
+
+
+class WriterPop(Base):
+    """The POP whose records a writer login may write (filled by the admin)."""
+
+    __tablename__ = "writer_pop"
+
+    role: Mapped[str] = mapped_column(Text, primary_key=True)
+    pop: Mapped[str] = mapped_column(Text)
+    bound_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    bound_by: Mapped[str] = mapped_column(Text, server_default=text("SESSION_USER"))
+
+
+class RecordConflict(Base):
+    """A record that arrived under a stored key with other content; the stored one stays."""
+
+    __tablename__ = "record_conflict"
+    __table_args__ = (
+        UniqueConstraint("tbl", "uid", "at", "arrived_sha256"),
+        Index("ix_record_conflict_uid", "uid"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    tbl: Mapped[str] = mapped_column(Text)
+    uid: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    seen_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    inserted_by: Mapped[str] = mapped_column(Text, server_default=text("SESSION_USER"))
+    stored_sha256: Mapped[str] = mapped_column(Text)
+    arrived_sha256: Mapped[str] = mapped_column(Text)
+    arrived: Mapped[dict] = mapped_column(JSONB)
+
+
+class DaySeal(Base):
+    """One version of a day's seal: Merkle root and count, chained, optionally signed."""
+
+    __tablename__ = "day_seal"
+    __table_args__ = (UniqueConstraint("day", "version"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[date] = mapped_column(Date)
+    version: Mapped[int] = mapped_column(Integer)
+    record_count: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[str] = mapped_column(Text)
+    sealed_at: Mapped[datetime] = mapped_column(Timestamp)
+    sealed_by: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(Text)
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary)
+    certificate: Mapped[str | None] = mapped_column(Text)
+
+
+class DaySealLeaves(Base):
+    """The leaves and keys of the last seal version of a day, kept while the day is stored."""
+
+    __tablename__ = "day_seal_leaves"
+
+    seal_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    keys: Mapped[str] = mapped_column(Text)
+    leaves: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DayDirty(Base):
+    """A sealed day that took records after its last seal: sealed again as a new version."""
+
+    __tablename__ = "day_dirty"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    since: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))

@@ -8,12 +8,17 @@ Postgres installed on the system.
 
 Run as root, Postgres refuses to start, and the usual remedies (creating a
 system user, opening directories up to it) change the machine behind the
-operator's back. voiplog does neither: it runs initdb and the server inside a
-user namespace (``unshare --user``) in which root's uid is mapped to an
-unprivileged one. The server then holds no capability in the host, its files
-stay owned by root with mode 0700, and nothing outside the data directory is
-touched. Where user namespaces are not available, voiplog refuses with a
-message asking for a configured database instead.
+operator's back. voiplog does neither. It runs initdb and the server as an
+unprivileged host uid of their own, which owns the cluster's directory (0700)
+and can read no file of root's: the uid named by $VOIPLOG_EMBEDDED_UID, else
+the one already owning the cluster, else the first of root's subordinate uids
+(/etc/subuid). Without any of these it refuses, saying what to configure. The
+directory may lie under one that uid cannot enter (root's home): the server
+runs in a mount namespace of its own in which the directory is bound at a
+path of /tmp, then drops to the uid (`setpriv`) and enters a user namespace
+(`unshare --user`) in which the uid appears as `nobody`, the account Postgres
+needs to look itself up. It holds no capability anywhere, and nothing outside
+the cluster's directory is touched.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import hashlib
 import logging
 import os
 import shutil
@@ -33,7 +39,47 @@ from voiplog.store.errors import EmbeddedPostgresError
 
 log = logging.getLogger("voiplog.store.embedded")
 
-_NAMESPACE_ID = "65534"  # the uid and gid root appears as inside the namespace
+_NAMESPACE_ID = "65534"  # the uid and gid the server appears as inside its user namespace
+UID_VARIABLE = "VOIPLOG_EMBEDDED_UID"
+SUBUID = Path("/etc/subuid")
+# Run as root: in a mount namespace of its own, bind the cluster's directory at
+# a path the server's uid can reach, drop to that uid, and appear as `nobody`.
+_AS_SERVER = (
+    'mount --bind "$1" "$2" && uid="$3" && shift 3 && '
+    'exec setpriv --reuid="$uid" --regid="$uid" --clear-groups '
+    f'unshare --user --map-user={_NAMESPACE_ID} --map-group={_NAMESPACE_ID} -- "$@"'
+)
+
+
+def server_uid(root: Path) -> int:
+    """The unprivileged host uid the server runs as when voiplog runs as root."""
+    given = os.environ.get(UID_VARIABLE)
+    if given:
+        try:
+            uid = int(given)
+        except ValueError:
+            uid = 0
+        if not 0 < uid < 2**32 - 1:
+            raise EmbeddedPostgresError(f"{UID_VARIABLE}={given!r}: not a uid other than 0")
+        return uid
+    with contextlib.suppress(OSError):
+        owner = root.stat().st_uid
+        if owner != 0:
+            return owner
+    with contextlib.suppress(OSError):
+        for line in SUBUID.read_text().splitlines():
+            name, _, rest = line.partition(":")
+            start = rest.partition(":")[0]
+            if name in ("root", "0") and start.isdigit() and int(start) > 0:
+                return int(start)
+    raise EmbeddedPostgresError(
+        "running as root, the embedded Postgres runs as an unprivileged uid of its own, and "
+        f"none is configured: set {UID_VARIABLE} to an unused uid, give root a subordinate "
+        f"uid range ({SUBUID}: usermod --add-subuids 100000-165535 --add-subgids "
+        "100000-165535 root), run voiplog as an unprivileged user, or configure a database_url"
+    )
+
+
 _SOCKET_PATH_MAX = 107 - len("/.s.PGSQL.5432")  # sun_path holds 107 bytes and a NUL
 
 
@@ -93,6 +139,8 @@ class EmbeddedPostgres:
         self._socket_note = self.root / "socket-dir"
         self._started_here = False
         self._bin: Path | None = None
+        self._uid: int | None = None  # the server's host uid, when voiplog runs as root
+        self._mount: Path | None = None  # where the server sees self.root then
 
     @property
     def dsn(self) -> str:
@@ -106,15 +154,37 @@ class EmbeddedPostgres:
         self.stop()
 
     def _wrap(self, argv: list[str]) -> list[str]:
-        if os.geteuid() != 0:
+        if self._uid is None:
             return argv
-        unshare = shutil.which("unshare")
-        if unshare is None:
+        tools = {tool: shutil.which(tool) for tool in ("unshare", "setpriv", "mount")}
+        missing = [tool for tool, path in tools.items() if path is None]
+        if missing:
             raise EmbeddedPostgresError(
-                "running as root, the embedded Postgres needs `unshare` (util-linux) to drop "
-                "root inside a user namespace; configure a database_url instead"
+                f"running as root, the embedded Postgres needs {', '.join(missing)} "
+                "(util-linux) to run as an unprivileged uid; configure a database_url instead"
             )
-        return [unshare, "--user", f"--map-user={_NAMESPACE_ID}", f"--map-group={_NAMESPACE_ID}", *argv]  # fmt: skip
+        return [
+            tools["unshare"], "--mount", "--propagation", "private", "--",
+            "sh", "-c", _AS_SERVER, "sh", str(self.root), str(self._mount), str(self._uid), *argv,
+        ]  # fmt: skip
+
+    def _seen(self, path: Path) -> Path:
+        """`path` (under the cluster's directory) as the server sees it."""
+        if self._mount is None or not path.is_relative_to(self.root):
+            return path
+        return self._mount / path.relative_to(self.root)
+
+    def _as_root_setup(self) -> None:
+        """Give the cluster's directory to the server's uid and make its bind point."""
+        self._uid = server_uid(self.root)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.root.stat().st_uid != self._uid:
+            # A cluster made before (by root, or for another uid) goes over whole.
+            for path in (self.root, *self.root.rglob("*")):
+                os.lchown(path, self._uid, self._uid)
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+        self._mount = Path(tempfile.gettempdir()) / f"voiplog-pgroot-{digest}"
+        self._mount.mkdir(mode=0o755, exist_ok=True)
 
     def _run(self, argv: list[str], what: str) -> subprocess.CompletedProcess:
         result = subprocess.run(self._wrap(argv), capture_output=True, text=True)
@@ -130,12 +200,14 @@ class EmbeddedPostgres:
         self._bin = find_binaries()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.root, 0o700)
+        if os.geteuid() == 0:
+            self._as_root_setup()
         with open(self.root / "lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (self.pgdata / "PG_VERSION").exists():
                 log.info("creating the embedded Postgres cluster in %s", self.pgdata)
                 self._run(
-                    [str(self._bin / "initdb"), "-D", str(self.pgdata), "-U", "postgres",
+                    [str(self._bin / "initdb"), "-D", str(self._seen(self.pgdata)), "-U", "postgres",
                      "-A", "trust", "-E", "UTF8", "--no-locale"],
                     "initdb",
                 )  # fmt: skip
@@ -145,12 +217,12 @@ class EmbeddedPostgres:
             else:
                 self._choose_socket_dir()
                 options = (
-                    f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' "
+                    f"-c listen_addresses='' -c unix_socket_directories='{self._seen(self.socket_dir)}' "
                     "-c unix_socket_permissions=0700 -c timezone=UTC -c max_connections=20"
                 )
                 self._run(
-                    [str(self._bin / "pg_ctl"), "-D", str(self.pgdata), "-o", options,
-                     "-l", str(self.root / "postgres.log"), "-w", "-t", "60", "start"],
+                    [str(self._bin / "pg_ctl"), "-D", str(self._seen(self.pgdata)), "-o", options,
+                     "-l", str(self._seen(self.root / "postgres.log")), "-w", "-t", "60", "start"],
                     "start (see postgres.log there)",
                 )  # fmt: skip
                 self._started_here = True
@@ -164,11 +236,13 @@ class EmbeddedPostgres:
             self.socket_dir.mkdir(exist_ok=True, mode=0o700)
         else:
             self.socket_dir = Path(tempfile.mkdtemp(prefix="voiplog-pg-"))
+        if self._uid is not None:
+            os.chown(self.socket_dir, self._uid, self._uid)  # the server makes its socket there
         self._socket_note.write_text(f"{self.socket_dir}\n")
 
     def _running(self) -> bool:
         result = subprocess.run(
-            self._wrap([str(self._bin / "pg_ctl"), "-D", str(self.pgdata), "status"]),
+            self._wrap([str(self._bin / "pg_ctl"), "-D", str(self._seen(self.pgdata)), "status"]),
             capture_output=True,
         )
         return result.returncode == 0
@@ -191,8 +265,19 @@ class EmbeddedPostgres:
             return
         self._started_here = False
         self._run(
-            [str(self._bin / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"],
+            [
+                str(self._bin / "pg_ctl"),
+                "-D",
+                str(self._seen(self.pgdata)),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
             "stop",
         )
         if self.socket_dir != self.root / "run":
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+        if self._mount is not None:
+            with contextlib.suppress(OSError):
+                self._mount.rmdir()  # the empty bind point; the server is gone

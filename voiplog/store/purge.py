@@ -11,16 +11,28 @@ day's partitions are dropped, never emptied with DELETE. Rows that ended up in
 a default partition (clock far off) are deleted individually, after the same
 copying. One purge-log row records when, who, the cutoff, the partitions and
 the row counts.
+
+Each day is checked against its seal first (see `seal`): a day whose records
+no longer match it stops the purge before anything is dropped. A day that
+took records after its seal, or was never sealed, is sealed as it is dropped,
+its partitions locked. The purge-log row keeps the seal (version, record
+count, root, hash) of every day dropped, so that a record exported earlier,
+with its inclusion proof, can be shown to be one of the day purged and the
+purge to have removed exactly what was sealed. The leaves kept with a seal
+(they name the day's calls) go with the day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from dataclasses import dataclass, field
 
+import psycopg2
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 PURGE_LOCK = 0x766F69706C7067  # distinct from the migration lock
 _PARTITION = re.compile(r"^(cdr|registration)_p(\d{8})$")
@@ -202,19 +214,122 @@ class PlanChangedError(Exception):
     """The store changed between the plan shown and the purge (another purge ran)."""
 
 
-def execute(engine: Engine, plan: PurgePlan, os_user: str) -> PurgePlan:
-    """Carry out `plan`; returns what was done (the plan as re-checked under the lock)."""
+class SealMismatchError(Exception):
+    """A day to drop no longer matches its seal: nothing was dropped (message names it)."""
+
+
+def _day_root(connection: Connection, day: dt.date) -> tuple[int, str, str, bytes]:
+    from voiplog.store import seal
+
+    count, keys, leaves = connection.execute(
+        text("SELECT records, keys, leaves FROM voiplog_day_leaves(:day)"), {"day": day}
+    ).one()
+    return count, seal.merkle_root(seal.split_leaves(bytes(leaves))), keys, bytes(leaves)
+
+
+def _last_seal(connection: Connection, day: dt.date):
+    return connection.execute(
+        text(
+            "SELECT id, version, record_count, root, hash, "
+            "EXISTS (SELECT 1 FROM day_dirty y WHERE y.day = s.day) AS dirty "
+            "FROM day_seal s WHERE s.day = :day ORDER BY version DESC LIMIT 1"
+        ),
+        {"day": day},
+    ).one_or_none()
+
+
+def _check_seals(connection: Connection, days) -> None:
+    """Refuse the purge when a day's records no longer match its seal (a day that took
+    records after its seal, or was never sealed, is sealed when dropped)."""
+    for day in days:
+        last = _last_seal(connection, day)
+        if last is None or last.dirty:
+            continue
+        count, root, _, _ = _day_root(connection, day)
+        if (count, root) != (last.record_count, last.root):
+            raise SealMismatchError(
+                f"{day}: its records no longer match seal version {last.version} "
+                f"({count} records now, {last.record_count} sealed); nothing was purged: "
+                f"see `voiplog store verify --day {day}`"
+            )
+
+
+def _seal_for_drop(connection: Connection, day: dt.date, parts) -> dict:
+    """The seal of a day about to be dropped, its partitions locked: the last one, which
+    `_check_seals` found the records to match (its count is checked again now that no
+    record can arrive), else a new version sealed now (late records, or none yet)."""
+    for part in parts:
+        connection.execute(text(f"LOCK TABLE {part.name} IN ACCESS EXCLUSIVE MODE"))
+    last = _last_seal(connection, day)
+    if last is not None and not last.dirty:
+        count = sum(_count(connection, f"SELECT count(*) FROM {part.name}") for part in parts)
+        if count != last.record_count:
+            raise SealMismatchError(
+                f"{day}: {count} records, seal version {last.version} has "
+                f"{last.record_count}; see `voiplog store verify --day {day}`"
+            )
+    else:
+        count, root, keys, leaves = _day_root(connection, day)
+        version = (last.version if last is not None else 0) + 1
+        connection.execute(
+            text("SELECT voiplog_seal_add(:day, :v, :n, :root, :keys, :leaves, NULL, NULL)"),
+            {"day": day, "v": version, "n": count, "root": root, "keys": keys, "leaves": leaves},
+        )
+        last = _last_seal(connection, day)
+    # The keys name the day's calls: past the retention they go with the records.
+    connection.execute(
+        text("DELETE FROM day_seal_leaves l USING day_seal s WHERE s.id = l.seal_id AND s.day = :day"),
+        {"day": day},
+    )  # fmt: skip
+    return {
+        "day": day.isoformat(),
+        "version": last.version,
+        "records": last.record_count,
+        "root": last.root,
+        "hash": last.hash,
+    }
+
+
+class PurgeLockError(Exception):
+    """A lock the purge needs was not granted in time (the message says which, in a line)."""
+
+
+def _lock_not_granted(exc: OperationalError) -> bool:
+    return isinstance(getattr(exc, "orig", None), psycopg2.errors.LockNotAvailable)
+
+
+def execute(
+    engine: Engine, plan: PurgePlan, os_user: str, lock_timeout_s: float = 30.0
+) -> PurgePlan:
+    """Carry out `plan`; returns what was done (the plan as re-checked under the lock).
+
+    Each lock (the purge lock, a partition to drop) is waited for at most
+    `lock_timeout_s`; then `PurgeLockError`, the days dropped before staying dropped.
+    """
     with engine.connect() as connection:
-        connection.execute(text("SET lock_timeout = '30s'"))
-        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PURGE_LOCK})
+        connection.execute(text(f"SET lock_timeout = '{int(lock_timeout_s * 1000)}ms'"))
+        try:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PURGE_LOCK})
+        except OperationalError as exc:
+            if not _lock_not_granted(exc):
+                raise
+            raise PurgeLockError(
+                f"another purge is running (the purge lock was not free within "
+                f"{lock_timeout_s:g} s); nothing was changed"
+            ) from None
         try:
             done = _plan(connection, plan.cutoff)  # what is true now, under the lock
+            days = sorted({p.day for p in done.partitions})
+            _check_seals(connection, days)
             connection.commit()
-            for day in sorted({p.day for p in done.partitions}):
-                for part in (p for p in done.partitions if p.day == day):
+            seals = []
+            for day in days:
+                parts = [p for p in done.partitions if p.day == day]
+                seals.append(_seal_for_drop(connection, day, parts))
+                for part in parts:
                     if done.to_hold:
                         connection.execute(text(_hold_sql(part.name, part.table, insert=True)))
-                for part in (p for p in done.partitions if p.day == day):
+                for part in parts:
                     connection.execute(text(f"DROP TABLE {part.name}"))
                 connection.commit()  # one day at a time: short locks, progress kept
             for table, column in _TIME_COLUMN.items():
@@ -236,7 +351,8 @@ def execute(engine: Engine, plan: PurgePlan, os_user: str) -> PurgePlan:
                 connection.execute(
                     text(
                         "INSERT INTO purge_log (os_user, cutoff, partitions, rows_dropped, "
-                        "rows_held, held_released) VALUES (:who, :cutoff, :parts, :rows, :held, :rel)"
+                        "rows_held, held_released, seals) "
+                        "VALUES (:who, :cutoff, :parts, :rows, :held, :rel, CAST(:seals AS jsonb))"
                     ),
                     {
                         "who": os_user,
@@ -245,10 +361,20 @@ def execute(engine: Engine, plan: PurgePlan, os_user: str) -> PurgePlan:
                         "rows": done.rows_dropped,
                         "held": done.to_hold,
                         "rel": done.released,
+                        "seals": json.dumps(seals),
                     },
                 )
             connection.commit()
+        except OperationalError as exc:
+            if not _lock_not_granted(exc):
+                raise
+            first = str(exc.orig).strip().splitlines()[0]
+            raise PurgeLockError(
+                f"a table to purge is in use by another session ({first}: not granted within "
+                f"{lock_timeout_s:g} s); days dropped before it stay dropped, run it again later"
+            ) from None
         finally:
+            connection.rollback()  # a statement that failed leaves the transaction aborted
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PURGE_LOCK})
             connection.commit()
     return done

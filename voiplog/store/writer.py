@@ -1,8 +1,9 @@
 """The store writer: records into the spool, a drainer thread from the spool into Postgres.
 
 `put` is all the pipeline sees: it renders the record to binary COPY rows
-and appends them to the durable spool. A background thread seals the open
-segment every `seal_interval_s` and drains sealed segments into Postgres, one
+and appends them to the durable spool. A keeper thread, which never touches
+the database, fsyncs the spool as its policy says and seals the open segment
+every `seal_interval_s`; drainer threads take sealed segments into Postgres, one
 transaction per segment (binary COPY, or through staging tables when some
 records are stored already; see `_ingest`). Several drainers (one connection
 each) take segments in parallel. A segment leaves the spool only after its
@@ -11,7 +12,13 @@ stored or still spooled, and draining it again stores nothing twice.
 
 Postgres unreachable (or refusing for a reason that is not the data, such as a
 missing privilege): the drainers back off (up to 30 s between attempts) and
-the spool grows; nothing is dropped. A segment Postgres refuses as data is
+the spool grows; nothing is dropped. Every database call is bounded: the
+connection attempt, each statement and each lock wait (a table another session
+holds) on the server, and, for a server that keeps the connection open and
+says nothing, the keeper: it cuts the connection of a call that outlived its
+bound, so that its drainer gives up the segment, which stays spooled for a
+later attempt. `close` is bounded the same way: a drainer that does not stop in
+time is abandoned, its segment left in the spool. A segment Postgres refuses as data is
 split: good records are stored, each refused one is kept in ``rejected/`` next
 to the spool (as spool entries, with the reason beside them) and logged.
 """
@@ -21,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -32,7 +41,7 @@ import psycopg2
 
 from voiplog.store import _ingest, migrate
 from voiplog.store.database import connect, describe
-from voiplog.store.errors import SchemaBehindError
+from voiplog.store.errors import SchemaBehindError, WrongDatabaseError
 from voiplog.store.spool import Spool, frame, iter_entries
 
 log = logging.getLogger("voiplog.store")
@@ -40,6 +49,9 @@ log = logging.getLogger("voiplog.store")
 _MAX_BACKOFF_S = 30.0
 _COPY_CHUNK = 1 << 20  # bytes handed to libpq per call: fewer round trips through Python
 _INDEX_EVERY_S = 600.0  # how often the first drainer has the days that are over indexed
+_INDEX_BOUND_S = 3600.0  # building a day's look-up indexes takes long; records wait on no lock
+_KEEPER_TICK_S = 0.05
+_CLOSE_GRACE_S = 0.5  # at close, calls are cut this long before the end, for drainers to stop
 # Refusals of the data itself: the record is set aside, the rest stored. Any
 # other database error (a missing privilege, a schema changed underneath) is
 # the store's problem, not the record's: the segment stays spooled.
@@ -52,6 +64,59 @@ class _Link:
     def __init__(self) -> None:
         self.connection = None
         self.media_oid = 0  # of the media_stream type, which media arrays name
+
+
+class _WatchedCursor(psycopg2.extensions.cursor):
+    """A cursor whose calls say until when they may take (see `_WatchedConnection`)."""
+
+    def execute(self, query, vars=None):
+        with self.connection.bounded():
+            return super().execute(query, vars)
+
+    def copy_expert(self, sql, file, size=8192):
+        with self.connection.bounded():
+            return super().copy_expert(sql, file, size)
+
+
+class _WatchedConnection(psycopg2.extensions.connection):
+    """A connection that publishes the deadline of the call in progress.
+
+    The server bounds statements and lock waits itself; this bounds what it
+    cannot see: a connection that stays open while nothing comes back (a
+    stalled network path, a hung server). The writer's keeper cuts the
+    connection of a call past its deadline, and the call fails as if the
+    server had gone.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.cursor_factory = _WatchedCursor
+        self.bound_s = 60.0
+        self.busy_until: float | None = None
+
+    @contextlib.contextmanager
+    def bounded(self, seconds: float | None = None):
+        outer = self.busy_until
+        self.busy_until = time.monotonic() + (self.bound_s if seconds is None else seconds)
+        try:
+            yield
+        finally:
+            self.busy_until = outer
+
+    def commit(self) -> None:
+        with self.bounded():
+            super().commit()
+
+    def rollback(self) -> None:
+        with self.bounded():
+            super().rollback()
+
+    def sever(self) -> None:
+        """Cut the connection under a call in progress (from another thread)."""
+        with contextlib.suppress(OSError, psycopg2.Error):
+            stream = socket.socket(fileno=os.dup(self.fileno()))
+            with stream:
+                stream.shutdown(socket.SHUT_RDWR)
 
 
 class StoreWriter:
@@ -69,9 +134,15 @@ class StoreWriter:
         seal_interval_s: float = 1.0,
         drainers: int = 2,
         memo_bytes: int = 128 << 20,
+        statement_timeout_s: float = 60.0,
+        lock_timeout_s: float = 10.0,
+        stall_timeout_s: float | None = None,
         today=None,
+        signer=None,
     ) -> None:
         self.dsn = dsn
+        # Signs the seals of the days that are over (voiplog.export.signing.Signer).
+        self.signer = signer
         self.spool = spool
         self.pop = pop
         self.sensor = sensor
@@ -79,24 +150,42 @@ class StoreWriter:
         self.accept_past_days = accept_past_days
         self.seal_interval_s = seal_interval_s
         self.drainers = max(1, drainers)
+        self.statement_timeout_s = statement_timeout_s
+        self.lock_timeout_s = lock_timeout_s
+        # A call with no answer for this long is given up (the server would
+        # have ended it by now if it were there to do so).
+        self.stall_timeout_s = (
+            statement_timeout_s + 10.0 if stall_timeout_s is None else stall_timeout_s
+        )
         self._today = today or (lambda: dt.datetime.now(dt.UTC).date())
         self._lock = threading.Lock()
         self._claimed: set[Path] = set()
         self._days: set[str] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._link = _Link()  # for drain_once called from the caller's thread
+        self._links: list[_Link] = []  # every drainer's, which the keeper watches
+        self._link = self._new_link()  # for drain_once called from the caller's thread
+        self._keeper: threading.Thread | None = None
+        self._keeper_stop = threading.Event()
+        self._close_by: float | None = None  # while closing: every call ends by then
         self._media_oid = 0  # as the database last named it; records are rendered with it
         # Segments' COPY streams are kept in memory as they are spooled (up to
         # memo_bytes), so that draining them takes no pass over their records;
         # a backlog beyond that (an outage) is read back from the files.
         spool.keep_memos(_ingest.Batch, memo_bytes)
+        if spool.binding() is None:
+            # Named before it is ever reached: records spooled while it is down
+            # are for it, not for whichever database is configured later.
+            spool.bind({"dsn": describe(dsn)})
         self._outage_since: float | None = None
         self._backoff_s = 0.0
         self.records_put = 0
         self.records_stored = 0  # records drained (already-stored duplicates included)
         self.records_rejected = 0
+        # Records whose key was stored with other content: kept in record_conflict.
+        self.records_conflicting = 0
         self.last_batch_s = 0.0
+        self._refused: Exception | None = None  # the database is not the spool's own
 
     # -- pipeline side -------------------------------------------------------
 
@@ -119,26 +208,31 @@ class StoreWriter:
         self.records_put += 1
 
     def _reject_json(self, doc: dict, reason: str) -> None:
-        rejected_dir = self.spool.directory / "rejected"
-        rejected_dir.mkdir(exist_ok=True, mode=0o700)
-        with open(rejected_dir / "unstorable.jsonl", "ab") as kept:
-            kept.write(orjson.dumps({"reason": reason, "record": doc}, default=str) + b"\n")
+        try:
+            kept = self.spool.keep_aside(
+                "unstorable.jsonl",
+                orjson.dumps({"reason": reason, "record": doc}, default=str) + b"\n",
+            )
+        except OSError as exc:
+            kept = f"nowhere ({exc.strerror}): it is lost"
+            self.spool.records_lost += 1
         with self._lock:
             self.records_rejected += 1
-        log.error(
-            "record %s cannot be stored (%s); kept in %s",
-            doc.get("uid"),
-            reason,
-            rejected_dir / "unstorable.jsonl",
-        )
+        log.error("record %s cannot be stored (%s); kept in %s", doc.get("uid"), reason, kept)
 
     @property
     def healthy(self) -> bool:
         return self._outage_since is None
 
+    @property
+    def refused(self) -> WrongDatabaseError | None:
+        """Why the database was refused (not the spool's own), or None."""
+        return self._refused
+
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> StoreWriter:
+        self._start_keeper()
         self._threads = [
             threading.Thread(target=self._run, args=(n,), name=f"voiplog-store-{n}", daemon=True)
             for n in range(self.drainers)
@@ -148,25 +242,49 @@ class StoreWriter:
         return self
 
     def close(self, drain_timeout_s: float = 30.0) -> int:
-        """Stop the drainers, seal the spool and store what can be stored within the time.
+        """Seal the spool, then store what can be stored within `drain_timeout_s`.
 
+        Bounded whatever the database does: the records are on disk before
+        the first database call, calls still running at the end are cut, and
+        a drainer that does not stop is abandoned (its segment stays spooled).
         Returns the number of records left in the spool (0 when all landed).
         """
+        deadline = time.monotonic() + drain_timeout_s
+        self.spool.close()  # every record safe on disk, whatever comes next
+        self._close_by = deadline - min(_CLOSE_GRACE_S, drain_timeout_s / 4)
+        self._start_keeper()  # it cuts the calls still running then
         self._stop.set()
         for thread in self._threads:
-            thread.join()
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [thread.name for thread in self._threads if thread.is_alive()]
+        if stuck:
+            log.warning(
+                "store drainer(s) %s did not stop in time; abandoned, their segments stay spooled",
+                ", ".join(stuck),
+            )
         self._threads = []
-        self.spool.close()
-        deadline = time.monotonic() + drain_timeout_s
-        while self.spool.ready() and time.monotonic() < deadline:
+        # Records kept in memory while the spool's file system was full are
+        # written out as draining makes room (the keeper does it), then drained.
+        while (self.spool.ready() or self.spool.records_in_memory) and (
+            time.monotonic() < self._close_by
+        ):
+            if self._refused is not None:
+                break
             if not self.drain_once():
-                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+                time.sleep(min(0.5, max(0.0, self._close_by - time.monotonic())))
+                self.spool.close()  # what the keeper wrote out of memory, sealed
         left_s = deadline - time.monotonic()
         if not self.spool.ready() and left_s > 0.5 and self._outage_since is None:
             # Records of past days (a replayed capture) are indexed now, not at
             # the next start, if that fits in the time left.
             self.index_closed_days(self._link, timeout_s=left_s)
         self._disconnect(self._link)
+        self._keeper_stop.set()
+        if self._keeper is not None:
+            self._keeper.join()
+            self._keeper = None
+        self.spool.abandon_reserve()  # counted in spool.records_lost, logged
+        self.spool.close()
         return self.spool.pending_records()
 
     def __enter__(self) -> StoreWriter:
@@ -175,18 +293,70 @@ class StoreWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self, number: int) -> None:
-        link = _Link()
+    def _start_keeper(self) -> None:
+        if self._keeper is None:
+            self._keeper_stop.clear()
+            self._keeper = threading.Thread(
+                target=self._keep, name="voiplog-spool-keeper", daemon=True
+            )
+            self._keeper.start()
+
+    def _keep(self) -> None:
+        """The spool's own schedule (fsync, sealing) and the watch over database calls.
+
+        Nothing here waits for the database: a drainer stuck in a call neither
+        delays the fsync policy nor keeps the open segment from being sealed.
+        """
         last_seal = time.monotonic()
-        last_index = last_seal - _INDEX_EVERY_S
+        while not self._keeper_stop.wait(_KEEPER_TICK_S):
+            now = time.monotonic()
+            try:
+                self.spool.tick()
+                if now - last_seal >= self.seal_interval_s:
+                    self.spool.seal()
+                    last_seal = now
+            except OSError as exc:
+                log.error("spool %s: %s", self.spool.directory, exc)
+            except Exception:
+                # A bug must not stop the spool's own schedule: logged, tried again.
+                log.exception("spool %s: keeping it failed", self.spool.directory)
+            self._cut_stalled(now)
+
+    def _cut_stalled(self, now: float) -> None:
+        close_by = self._close_by
+        with self._lock:
+            links = list(self._links)
+        for link in links:
+            connection = link.connection
+            until = getattr(connection, "busy_until", None)
+            if until is None:
+                continue
+            if close_by is not None:
+                until = min(until, close_by)
+            if now >= until:
+                connection.busy_until = None  # cut once
+                if close_by is None or now < close_by:
+                    log.error(
+                        "database %s: no answer to a call within %.0f s; connection cut, "
+                        "the segment stays spooled for a later attempt",
+                        describe(self.dsn),
+                        self.stall_timeout_s,
+                    )
+                connection.sever()
+
+    def _new_link(self) -> _Link:
+        link = _Link()
+        with self._lock:
+            self._links.append(link)
+        return link
+
+    def _run(self, number: int) -> None:
+        link = self._new_link()
+        last_index = time.monotonic() - _INDEX_EVERY_S
         try:
             while not self._stop.is_set():
                 if number == 0:
-                    self.spool.tick()
                     now = time.monotonic()
-                    if now - last_seal >= self.seal_interval_s:
-                        self.spool.seal()
-                        last_seal = now
                     if now - last_index >= _INDEX_EVERY_S and self._outage_since is None:
                         last_index = now
                         self.index_closed_days(link)
@@ -205,6 +375,8 @@ class StoreWriter:
                     self._stop.wait(0.05)
         finally:
             self._disconnect(link)
+            with self._lock:
+                self._links.remove(link)
 
     # -- draining ------------------------------------------------------------
 
@@ -228,7 +400,9 @@ class StoreWriter:
         try:
             try:
                 self._store_segment(link, segment)
-            except (psycopg2.Error, SchemaBehindError) as exc:
+            except (psycopg2.Error, SchemaBehindError, WrongDatabaseError) as exc:
+                if isinstance(exc, WrongDatabaseError):
+                    self._refused = exc
                 self._outage(link, exc)
                 return False
             self.spool.remove(segment)
@@ -256,13 +430,17 @@ class StoreWriter:
         link = link or self._link
         try:
             connection = self._connect(link)
-            with connection.cursor() as cursor:
-                if timeout_s is not None:
-                    cursor.execute("SET LOCAL statement_timeout = %s", (int(timeout_s * 1000),))
-                started = time.perf_counter()
-                cursor.execute("SELECT voiplog_index_closed_days(%s)", (self._today(),))
-                made = cursor.fetchone()[0]
-            connection.commit()
+            bound_s = _INDEX_BOUND_S if timeout_s is None else timeout_s
+            connection.bound_s = bound_s + 5.0
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL statement_timeout = %s", (int(bound_s * 1000),))
+                    started = time.perf_counter()
+                    cursor.execute("SELECT voiplog_index_closed_days(%s)", (self._today(),))
+                    made = cursor.fetchone()[0]
+                connection.commit()
+            finally:
+                connection.bound_s = self.stall_timeout_s
         except (psycopg2.Error, SchemaBehindError) as exc:
             self._disconnect(link)
             log.warning(
@@ -276,7 +454,44 @@ class StoreWriter:
                 made,
                 time.perf_counter() - started,
             )
+        self.seal_closed_days(link, timeout_s)
         return made
+
+    def seal_closed_days(self, link: _Link | None = None, timeout_s: float | None = None) -> int:
+        """Seal the days that are over and not sealed, or sealed before late records came;
+        returns how many seals were written. A failure is logged and left for the next call."""
+        from voiplog.store import seal
+
+        link = link or self._link
+        try:
+            connection = self._connect(link)
+            bound_s = _INDEX_BOUND_S if timeout_s is None else timeout_s
+            connection.bound_s = bound_s + 5.0
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SET statement_timeout = %s", (int(bound_s * 1000),))
+                connection.commit()
+                made = seal.seal_closed_days(connection, self._today(), self.signer)
+            finally:
+                with connection.cursor() as cursor:
+                    cursor.execute("RESET statement_timeout")
+                connection.commit()
+                connection.bound_s = self.stall_timeout_s
+        except (psycopg2.Error, SchemaBehindError) as exc:
+            self._disconnect(link)
+            log.warning(
+                "sealing the days that are over failed (%s); tried again later", _first_line(exc)
+            )
+            return 0
+        for sealed in made:
+            log.info(
+                "sealed %s (version %d, %d records) in %.1f s",
+                sealed.day,
+                sealed.version,
+                sealed.records,
+                sealed.seconds,
+            )
+        return len(made)
 
     def _outage(self, link: _Link, exc: Exception) -> None:
         self._disconnect(link)
@@ -293,9 +508,22 @@ class StoreWriter:
 
     def _connect(self, link: _Link):
         if link.connection is None or link.connection.closed:
-            connection = connect(self.dsn)
+            connect_timeout_s = 10.0
+            if self._close_by is not None:
+                connect_timeout_s = min(connect_timeout_s, self._close_by - time.monotonic())
+                if connect_timeout_s < 2:  # libpq's shortest
+                    raise psycopg2.OperationalError("no time left to connect")
+            connection = connect(
+                self.dsn,
+                connect_timeout_s=connect_timeout_s,
+                statement_timeout_s=self.statement_timeout_s,
+                lock_timeout_s=self.lock_timeout_s,
+                connection_factory=_WatchedConnection,
+            )
+            connection.bound_s = self.stall_timeout_s
             try:
                 self._check_schema(connection)
+                self._check_database(connection)
                 link.media_oid = self._media_oid = self._type_oid(connection)
                 self._ensure_days(connection, self._window_days(), force=True)
             except Exception:
@@ -303,6 +531,53 @@ class StoreWriter:
                 raise
             link.connection = connection
         return link.connection
+
+    def _check_database(self, connection) -> None:
+        """Refuse a database other than the one the spool's records are for.
+
+        The spool names its database (`Spool.binding`): the cluster's system
+        identifier and the database's name once it was reached, where it was
+        configured before that. A spool holding none of the records of an
+        earlier run follows the configuration and is bound anew.
+        """
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_database()")
+            (name,) = cursor.fetchone()
+        connection.rollback()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT system_identifier::text FROM pg_control_system()")
+                (system,) = cursor.fetchone()
+        except psycopg2.errors.InsufficientPrivilege:
+            system = None  # a server that keeps it from this role: the name must do
+        connection.rollback()
+        here = {"database": name, "dsn": describe(self.dsn), "system_identifier": system}
+        bound = self.spool.binding()
+        if bound is None:
+            same = True
+        elif bound.get("database") and bound.get("system_identifier") and system:
+            same = (bound["system_identifier"], bound["database"]) == (system, name)
+        elif bound.get("database"):
+            same = bound["database"] == name and bound.get("dsn") == here["dsn"]
+        else:
+            same = bound.get("dsn") == here["dsn"]
+        if same:
+            if bound != here:
+                self.spool.bind(here)
+            return
+        if any(segment in self.spool.inherited for segment in self.spool.ready()):
+            raise WrongDatabaseError(
+                f"spool {self.spool.directory} holds records for {_named(bound)}, not for "
+                f"{_named(here)}: drain it with the first one's DSN (or remove "
+                f"{self.spool.directory / 'database'} to store them into the second)"
+            )
+        log.warning(
+            "spool %s was for %s and holds none of its records; it is now for %s",
+            self.spool.directory,
+            _named(bound),
+            _named(here),
+        )
+        self.spool.bind(here)
 
     def _check_schema(self, connection) -> None:
         # Checked on every new connection: the database may have been swapped
@@ -380,10 +655,11 @@ class StoreWriter:
             groups, days = memo.streams(link.media_oid)
             count = memo.count
         else:
-            records = list(iter_entries(segment.read_bytes()))
+            records = list(iter_entries(self.spool.read(segment)))
             groups, days = _ingest.split(records, link.media_oid)
             count = len(records)
         self._ensure_days(connection, (_day_text(day) for day in days))
+        past = sorted(_day_text(day) for day in days if _day_text(day) < self._today().isoformat())
         try:
             self._copy(connection, groups)
         except psycopg2.errors.UniqueViolation:
@@ -397,6 +673,11 @@ class StoreWriter:
         except _REFUSED_AS_DATA as exc:
             connection.rollback()
             self._store_one_by_one(link, segment, exc)
+        if past:
+            # Records for days that are over: a sealed one is sealed again.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT voiplog_days_touched(%s::date[])", (past,))
+            connection.commit()
         elapsed = time.perf_counter() - started
         with self._lock:
             self.last_batch_s = elapsed
@@ -410,8 +691,8 @@ class StoreWriter:
                 cursor.copy_expert(_ingest.copy_sql(table, columns), BytesIO(rows), _COPY_CHUNK)
         connection.commit()
 
-    @staticmethod
-    def _merge(connection, groups: dict[bytes, bytes]) -> None:
+    def _merge(self, connection, groups: dict[bytes, bytes]) -> None:
+        conflicts = []
         with connection.cursor() as cursor:
             for tag, rows in groups.items():
                 table, columns = _ingest.TABLES[tag]
@@ -420,11 +701,26 @@ class StoreWriter:
                     _ingest.copy_sql(f"stage_{table}", columns), BytesIO(rows), _COPY_CHUNK
                 )
                 cursor.execute(_ingest.merge_sql(table, columns))
+                # What stayed staged has a stored twin: kept if its content differs.
+                cursor.execute(_ingest.CONFLICT_SETTINGS_SQL)
+                cursor.execute(_ingest.conflicts_sql(table))
+                conflicts += [(table, uid, at) for uid, at in cursor.fetchall()]
         connection.commit()
+        for table, uid, at in conflicts:
+            log.warning(
+                "record %s (%s, %s) arrived with content other than the stored one: "
+                "the stored record is kept, the newcomer is in record_conflict",
+                uid,
+                table,
+                at.isoformat(),
+            )
+        if conflicts:
+            with self._lock:
+                self.records_conflicting += len(conflicts)
 
     def _store_one_by_one(self, link: _Link, segment: Path, exc: Exception) -> None:
         connection = link.connection
-        records = list(iter_entries(segment.read_bytes()))
+        records = list(iter_entries(self.spool.read(segment)))
         log.warning(
             "spool segment %s refused as a whole (%s); storing its records one by one",
             segment.name,
@@ -437,13 +733,12 @@ class StoreWriter:
             except _REFUSED_AS_DATA as error:
                 connection.rollback()
                 reason = _first_line(error)
-                rejected_dir.mkdir(exist_ok=True, mode=0o700)
                 # Kept as spool entries: once the cause is fixed, the file can be
                 # moved back into the spool as seg-<anything>.ready to retry.
-                with open(rejected_dir / f"{segment.stem}.entries", "ab") as kept:
-                    kept.write(frame(record))
-                with open(rejected_dir / f"{segment.stem}.reasons", "a") as why:
-                    why.write(f"record {number}: {reason}\n")
+                self.spool.keep_aside(f"{segment.stem}.entries", frame(record))
+                self.spool.keep_aside(
+                    f"{segment.stem}.reasons", f"record {number}: {reason}\n".encode()
+                )
                 with self._lock:
                     self.records_rejected += 1
                 log.error(
@@ -453,6 +748,14 @@ class StoreWriter:
                     reason,
                     rejected_dir,
                 )
+
+
+def _named(identity: dict) -> str:
+    """A spool's database in words, for messages."""
+    if not identity.get("database"):
+        return f"the database at {identity.get('dsn') or 'an unknown place'} (never reached)"
+    system = identity.get("system_identifier") or "unknown"
+    return f"database {identity['database']} (system {system}) at {identity.get('dsn')}"
 
 
 def _first_line(exc: Exception) -> str:

@@ -155,3 +155,68 @@ GRANT EXECUTE ON FUNCTION voiplog_request_decide(integer, text, text, boolean, t
 GRANT EXECUTE ON FUNCTION voiplog_request_run(integer, boolean, text, text, text, integer,
     timestamptz, timestamptz) TO voiplog_requester;
 ALTER FUNCTION voiplog_index_uri_users(date) OWNER TO voiplog_admin;
+-- An export writes what it delivered beside the run that read its records.
+ALTER FUNCTION voiplog_export_record(integer, bigint, text, text, jsonb, text, text)
+    OWNER TO voiplog_admin;
+REVOKE ALL ON FUNCTION voiplog_export_record(integer, bigint, text, text, jsonb, text, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION voiplog_export_record(integer, bigint, text, text, jsonb, text, text)
+    TO voiplog_requester;
+-- Tamper evidence (migration 0007). The writer inserts every column of a
+-- record but inserted_by and stored_at, which the database fills (the login
+-- and the time). An admin binds each writer login to its POP, whose records
+-- alone it may then write:
+--   INSERT INTO writer_pop (role, pop) VALUES ('voiplog_pop_ams1', 'ams1');
+-- Day seals are append-only and belong to voiplog_audit_owner, as the audit
+-- trail does; their leaves (dropped with the day) belong to the admin.
+DO $$
+DECLARE
+    tbl text;
+    cols text;
+BEGIN
+    FOREACH tbl IN ARRAY ARRAY['cdr', 'registration'] LOOP
+        SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols
+        FROM pg_attribute WHERE attrelid = tbl::regclass AND attnum > 0 AND NOT attisdropped
+          AND attname NOT IN ('stored_at', 'inserted_by');
+        EXECUTE format('REVOKE INSERT ON %I FROM voiplog_writer', tbl);
+        EXECUTE format('GRANT INSERT (%s) ON %I TO voiplog_writer', cols, tbl);
+    END LOOP;
+END
+$$;
+GRANT SELECT (uid, requested_at) ON registration TO voiplog_writer;
+ALTER TABLE writer_pop OWNER TO voiplog_admin;
+ALTER TABLE record_conflict OWNER TO voiplog_admin;
+ALTER TABLE day_dirty OWNER TO voiplog_admin;
+ALTER TABLE day_seal_leaves OWNER TO voiplog_admin;
+ALTER TABLE day_seal OWNER TO voiplog_audit_owner;
+REVOKE ALL ON writer_pop, record_conflict, day_dirty, day_seal_leaves, day_seal
+    FROM voiplog_writer, voiplog_requester, voiplog_approver, voiplog_auditor, PUBLIC;
+GRANT SELECT, INSERT ON day_seal TO voiplog_admin;
+GRANT SELECT ON day_seal TO voiplog_auditor;
+DO $$
+DECLARE fn text;
+BEGIN
+    FOREACH fn IN ARRAY ARRAY[
+        'voiplog_pop_bindings()', 'voiplog_pop_bindings_refresh()',
+        'voiplog_pop_bound(text, text)', 'voiplog_pop_unbound(text, text)',
+        'voiplog_pop_refuse(text, text, text)', 'voiplog_record_conflicts(text, jsonb)',
+        'voiplog_content_sha256(jsonb)',
+        'voiplog_day_leaves(date)', 'voiplog_record_leaf(text)',
+        'voiplog_seal_hash(bigint, date, integer, bigint, text, timestamptz, text, text, bytea)',
+        'voiplog_days_to_seal(date)',
+        'voiplog_seal_add(date, integer, bigint, text, text, bytea, bytea, text)',
+        'voiplog_days_touched(date[])', 'voiplog_audit_change()', 'voiplog_audit_held()',
+        'voiplog_request_run_records(integer, boolean, text, text, text, integer, timestamptz, timestamptz)'
+    ] LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO voiplog_admin', fn);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION voiplog_request_run_records(integer, boolean, text, text, text, integer,
+    timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION voiplog_record_conflicts(text, jsonb), voiplog_day_leaves(date),
+    voiplog_days_to_seal(date),
+    voiplog_seal_add(date, integer, bigint, text, text, bytea, bytea, text),
+    voiplog_days_touched(date[])
+    TO voiplog_writer, voiplog_admin;
+GRANT EXECUTE ON FUNCTION voiplog_record_leaf(text) TO voiplog_admin;

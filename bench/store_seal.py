@@ -1,0 +1,132 @@
+"""Store benchmark: sealing and verifying a day, against the time its ingest took.
+
+    python bench/store_seal.py [--records 1000000] [--ab-records 300000] [--dsn postgresql://...]
+
+Ingests --records realistic CDRs of one day as `bench/store_ingest.py` does
+(spooled, then drained by the writer into a fresh scratch database; the drain
+is timed), then seals that day as the writer does once it is over (the
+database hashes each record, voiplog builds the Merkle tree and stores the
+seal with its leaves), verifies it as `voiplog store verify --day` does
+(everything recomputed from the records), and proves one record. Then, with
+--ab-records, the ingest rate with and without the CHECK constraint that
+binds writers to their POP (migration 0007), on the same machine at the same
+moment. The scratch database is dropped at the end.
+
+Target: sealing and verifying a day each take at most 10% of its ingest time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+
+import psycopg2
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.store_ingest import DEFAULT_DSN, bench_ingest, drop_database, scratch_database
+from voiplog.store import migrate, seal
+from voiplog.store.database import make_engine
+
+
+def bench_seal(dsn: str, day: dt.date) -> dict:
+    connection = psycopg2.connect(dsn)
+    try:
+        started = time.perf_counter()
+        count, _keys, leaves = seal.day_leaves(connection, day.isoformat())
+        leaves_s = time.perf_counter() - started
+        connection.rollback()
+        started = time.perf_counter()
+        seal.merkle_root(leaves)
+        tree_s = time.perf_counter() - started
+        sealed = seal.seal_day(connection, day.isoformat(), 1)
+        started = time.perf_counter()
+        report = seal.verify(connection, [day.isoformat()], today=day + dt.timedelta(days=1))
+        verify_s = time.perf_counter() - started
+        assert report.ok and report.records_checked == count, report.findings
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT uid FROM cdr WHERE started_at >= %s ORDER BY started_at LIMIT 1 OFFSET %s",
+                (dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC), count // 2),
+            )
+            (uid,) = cursor.fetchone()
+        connection.rollback()
+        started = time.perf_counter()
+        proof = seal.prove(connection, uid)
+        prove_s = time.perf_counter() - started
+        assert seal.check_proof(proof) is None
+    finally:
+        connection.close()
+    return {
+        "records": count,
+        "leaves_s": leaves_s,
+        "tree_s": tree_s,
+        "seal_s": sealed.seconds,
+        "verify_s": verify_s,
+        "prove_s": prove_s,
+        "path": len(proof["path"]),
+    }
+
+
+def _pop_check(dsn: str, on: bool) -> None:
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        for table in ("cdr", "registration"):
+            if on:
+                cursor.execute(
+                    f"ALTER TABLE {table} ADD CONSTRAINT ck_{table}_pop_bound "
+                    "CHECK (voiplog_pop_bound(inserted_by, pop))"
+                )
+            else:
+                cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT ck_{table}_pop_bound")
+    connection.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--ab-records", type=int, default=300_000)
+    parser.add_argument("--dsn", default=DEFAULT_DSN)
+    parser.add_argument("--drainers", type=int, default=2)
+    args = parser.parse_args()
+    name, dsn = scratch_database(args.dsn)
+    try:
+        migrate.upgrade(make_engine(dsn))
+        day = dt.date(2026, 1, 10)
+        ingest = bench_ingest(dsn, args.records, day, args.drainers)
+        print(
+            f"ingest: {ingest['records']:,} CDRs drained in {ingest['drain_s']:.2f} s "
+            f"({ingest['cdr_per_s']:,.0f} CDRs/s, machine CPU busy {100 * ingest['cpu_busy']:.0f}%); "
+            f"the day's look-up indexes built in {ingest['index_s']:.2f} s",
+            flush=True,
+        )
+        sealed = bench_seal(dsn, day)
+        print(
+            f"seal: {sealed['records']:,} records sealed in {sealed['seal_s']:.2f} s "
+            f"({100 * sealed['seal_s'] / ingest['drain_s']:.0f}% of the ingest time; "
+            f"of which record hashes in Postgres {sealed['leaves_s']:.2f} s, Merkle tree "
+            f"{sealed['tree_s']:.2f} s); verify {sealed['verify_s']:.2f} s "
+            f"({100 * sealed['verify_s'] / ingest['drain_s']:.0f}%); "
+            f"one record's proof {1000 * sealed['prove_s']:.0f} ms ({sealed['path']} siblings)",
+            flush=True,
+        )
+        if args.ab_records:
+            rates = {}
+            for checked, when in ((True, dt.date(2026, 1, 12)), (False, dt.date(2026, 1, 14))):
+                if not checked:
+                    _pop_check(dsn, False)
+                rates[checked] = bench_ingest(dsn, args.ab_records, when, args.drainers)
+            _pop_check(dsn, True)
+            print(
+                f"POP binding: {args.ab_records:,} CDRs at {rates[True]['cdr_per_s']:,.0f} CDRs/s "
+                f"with its CHECK constraint, {rates[False]['cdr_per_s']:,.0f} CDRs/s without",
+                flush=True,
+            )
+    finally:
+        drop_database(args.dsn, name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,409 @@
+"""A tamper-evident store on a real Postgres: kept conflicts, writers bound to their POP,
+sealed days that name what changed, and purges that keep the seals."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import uuid
+
+import psycopg2
+import pytest
+
+from tests.store._records import call
+from tests.store.conftest import _admin, query
+from tests.store.test_access_run import DAYS, TODAY, at, officers  # noqa: F401  (fixture)
+from tests.store.test_access_schema import as_role, people  # noqa: F401  (fixture)
+from voiplog.store.spool import Spool
+from voiplog.store.writer import StoreWriter
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def writers(people, store_dsn):  # noqa: F811
+    """Two writer logins: "ams1" bound to POP ams1 by the admin, "free" bound to none."""
+    suffix = uuid.uuid4().hex[:8]
+    logins = {"ams1": f"vl_pop_ams1_{suffix}", "free": f"vl_pop_free_{suffix}"}
+    for login in logins.values():
+        query(store_dsn, f"CREATE ROLE {login} LOGIN IN ROLE voiplog_writer")
+    query(people["admin"], "INSERT INTO writer_pop (role, pop) VALUES (%s, 'ams1')", (logins["ams1"],))  # fmt: skip
+    yield {name: as_role(store_dsn, login) for name, login in logins.items()} | {"logins": logins}
+    admin = _admin()
+    with admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)",
+            (list(logins.values()),),
+        )
+    with psycopg2.connect(store_dsn) as connection, connection.cursor() as cursor:
+        for login in logins.values():
+            cursor.execute(f"DROP OWNED BY {login}")
+    connection.close()
+    with admin.cursor() as cursor:
+        for login in logins.values():
+            cursor.execute(f"DROP ROLE {login}")
+    admin.close()
+
+
+def _store(dsn: str, tmp_path, records, pop: str | None = None, today=TODAY) -> StoreWriter:
+    spool_dir = tmp_path / f"spool-{uuid.uuid4().hex[:6]}"
+    writer = StoreWriter(dsn, Spool(spool_dir, fsync="never"), pop=pop, today=lambda: today)
+    with writer:
+        for record in records:
+            writer.put(record)
+    return writer
+
+
+# -- conflicts ------------------------------------------------------------------
+
+
+def test_a_forged_row_then_the_real_record_gives_a_conflict_a_warning_and_an_unchanged_original(
+    writers,
+    officers,  # noqa: F811
+    store_dsn,
+    tmp_path,
+    caplog,
+):
+    real = call(at(1, "10:00"), 1, caller="+4930555")
+    forged = dataclasses.replace(real, callee="+4930999", duration_s=1.0)
+    first = _store(writers["free"], tmp_path, [forged])
+    assert first.records_conflicting == 0
+    stored_before = query(store_dsn, "SELECT to_jsonb(c) FROM cdr c")
+    with caplog.at_level(logging.WARNING, logger="voiplog.store"):
+        replay = _store(writers["free"], tmp_path, [real, call(at(1, "11:00"), 2)])
+    assert replay.records_conflicting == 1
+    assert replay.records_rejected == 0
+    warned = [r.getMessage() for r in caplog.records if "record_conflict" in r.getMessage()]
+    assert len(warned) == 1 and real.uid in warned[0]
+    # The stored record is untouched; the newcomer is kept with both hashes.
+    assert query(store_dsn, "SELECT to_jsonb(c) FROM cdr c WHERE uid = %s", (real.uid,)) == stored_before  # fmt: skip
+    assert query(store_dsn, "SELECT count(*) FROM cdr") == [(2,)]
+    rows = query(
+        store_dsn,
+        "SELECT uid, stored_sha256, arrived_sha256, arrived->>'callee', arrived->>'duration_s', "
+        "inserted_by FROM record_conflict",
+    )
+    assert len(rows) == 1
+    uid, stored_sha, arrived_sha, callee, duration, inserted_by = rows[0]
+    assert uid == real.uid and callee == real.callee and float(duration) == real.duration_s
+    assert len(stored_sha) == len(arrived_sha) == 64 and stored_sha != arrived_sha
+    assert inserted_by == writers["logins"]["free"]
+    # The same content again is idempotent: no new conflict, no warning.
+    caplog.clear()
+    again = _store(writers["free"], tmp_path, [real, forged])
+    assert again.records_conflicting == 0
+    assert query(store_dsn, "SELECT count(*) FROM record_conflict") == [(1,)]
+    # A lawful-access run shows the conflict next to the record.
+    request_id = officers["requester"].add([{"type": "number", "value": "+4930555"}])
+    assert officers["approver"].decide(request_id, "approve") is None
+    result = officers["requester"].run(request_id)
+    assert result.ok, result.reason
+    assert [r["uid"] for r in result.records] == [real.uid]
+    (conflict,) = result.records[0]["conflicts"]
+    assert conflict["arrived"]["callee"] == real.callee
+    assert result.records[0]["callee"] == forged.callee
+    assert (conflict["stored_sha256"], conflict["arrived_sha256"]) == (stored_sha, arrived_sha)
+
+
+# -- who wrote it ----------------------------------------------------------------
+
+
+def test_a_writer_bound_to_pop_a_cannot_insert_for_pop_b(writers, store_dsn, tmp_path):
+    mine = _store(writers["ams1"], tmp_path, [call(at(1, "10:00"), 1)], pop="ams1")
+    assert mine.records_rejected == 0 and mine.spool.pending_records() == 0
+    assert query(store_dsn, "SELECT pop, inserted_by FROM cdr") == [("ams1", writers["logins"]["ams1"])]  # fmt: skip
+    # The writer login sealed the day that is over, through the database's functions.
+    assert query(store_dsn, "SELECT sealed_by, record_count FROM day_seal WHERE day = %s", (DAYS[1],)) == [(writers["logins"]["ams1"], 1)]  # fmt: skip
+    # Records for another POP are refused and stay spooled (not dropped).
+    other = StoreWriter(writers["ams1"], Spool(tmp_path / "b", fsync="never"), pop="ams2", today=lambda: TODAY)  # fmt: skip
+    other.put(call(at(1, "11:00"), 2))
+    assert other.close(drain_timeout_s=3) == 1
+    assert query(store_dsn, "SELECT count(*) FROM cdr") == [(1,)]
+    # A login bound to no POP writes no POP's records.
+    unbound = StoreWriter(writers["free"], Spool(tmp_path / "c", fsync="never"), pop="ams1", today=lambda: TODAY)  # fmt: skip
+    unbound.put(call(at(1, "12:00"), 3))
+    assert unbound.close(drain_timeout_s=3) == 1
+    # Nor can a writer name another login or choose when the row was stored.
+    day = DAYS[1].isoformat()
+    for column, value in (("inserted_by", "someone_else"), ("stored_at", "2000-01-01T00:00:00Z")):
+        connection = psycopg2.connect(writers["ams1"])
+        with connection.cursor() as cursor, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cursor.execute(
+                f"INSERT INTO cdr (uid, started_at, kind, transport, duration_s, disposition, "
+                f"version, pop, {column}) VALUES ('x', %s, 'sip', 'udp', 0, 'answered', 1, 'ams1', %s)",
+                (f"{day}T13:00:00Z", value),
+            )
+        connection.close()
+    connection = psycopg2.connect(writers["ams1"])
+    with connection.cursor() as cursor, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        cursor.execute(
+            "INSERT INTO cdr (uid, started_at, kind, transport, duration_s, disposition, version, pop) "
+            "VALUES ('y', %s, 'sip', 'udp', 0, 'answered', 1, 'ams2')",
+            (f"{day}T13:00:00Z",),
+        )
+    connection.close()
+    # The binding is in the audit trail.
+    assert query(store_dsn, "SELECT count(*) FROM audit_event WHERE action = 'writer_pop.insert'") == [(1,)]  # fmt: skip
+    assert dt.date.fromisoformat(day) < TODAY
+
+
+# -- sealed days -----------------------------------------------------------------
+
+
+def _url(dsn: str) -> str:
+    p = psycopg2.extensions.parse_dsn(dsn)
+    return f"postgresql://{p.get('user', 'postgres')}@{p.get('host', '127.0.0.1')}:{p.get('port', 5432)}/{p['dbname']}"  # fmt: skip
+
+
+def _cli(monkeypatch, dsn: str, *args: str):
+    from click.testing import CliRunner
+
+    from voiplog.cli.main import cli
+
+    monkeypatch.setenv("VOIPLOG_DATABASE_URL", _url(dsn))
+    return CliRunner().invoke(cli, ["store", *args])
+
+
+@pytest.fixture
+def signer(tmp_path):
+    from voiplog.export import signing
+
+    key, cert = signing.new_key_and_certificate("pop ams1", None, 30, dt.datetime.now(dt.UTC))
+    (tmp_path / "key.pem").write_bytes(key)
+    (tmp_path / "cert.pem").write_bytes(cert)
+    return signing.load_signer(tmp_path / "key.pem", tmp_path / "cert.pem")
+
+
+def _sealed_store(store_dsn, tmp_path, signer):
+    """Calls of two days that are over, stored and sealed by the writer as it closes."""
+    records = [call(at(d, f"1{k}:00"), 10 * d + k, caller=f"+49301{d}{k}") for d in (0, 1) for k in range(4)]  # fmt: skip
+    spool = Spool(tmp_path / "spool", fsync="never")
+    writer = StoreWriter(store_dsn, spool, today=lambda: TODAY, signer=signer)
+    with writer:
+        for record in records:
+            writer.put(record)
+    return records
+
+
+def test_the_writer_seals_the_days_that_are_over_and_verify_names_what_changed(
+    store_dsn, tmp_path, signer, monkeypatch
+):
+    from voiplog.store import seal
+
+    records = _sealed_store(store_dsn, tmp_path, signer)
+    seals = query(store_dsn, "SELECT day, version, record_count, signature IS NOT NULL FROM day_seal ORDER BY day")  # fmt: skip
+    # Yesterday, whose partition the writer made, is over too: sealed empty.
+    yesterday = TODAY - dt.timedelta(days=1)
+    assert seals == [(DAYS[0], 1, 4, True), (DAYS[1], 1, 4, True), (yesterday, 1, 0, True)]
+    result = _cli(monkeypatch, store_dsn, "verify", "--all")
+    assert result.exit_code == 0, result.output
+    assert "3 days, 8 records and 3 seal rows checked" in result.output
+
+    # One byte of one record changed by a superuser: the day and the record are named.
+    changed = records[1]
+    query(store_dsn, "UPDATE cdr SET caller = '+4930X01' WHERE uid = %s", (changed.uid,))
+    result = _cli(monkeypatch, store_dsn, "verify", "--day", DAYS[0].isoformat())
+    assert result.exit_code == 1
+    assert f"{DAYS[0]}: record changed: cdr {changed.uid} " in result.output
+    assert f"{DAYS[0]}: records do not match seal version 1" in result.output
+    assert DAYS[1].isoformat() not in result.output
+    # Its proof is refused: the record no longer hashes to its leaf.
+    result = _cli(monkeypatch, store_dsn, "prove", changed.uid)
+    assert result.exit_code == 1 and "changed after the day was sealed" in result.output
+
+    # A record deleted, another added behind the writer's back: both named.
+    gone = records[5]
+    query(store_dsn, "DELETE FROM cdr WHERE uid = %s", (gone.uid,))
+    query(
+        store_dsn,
+        "INSERT INTO cdr SELECT (jsonb_populate_record(NULL::cdr, to_jsonb(c) || "
+        "jsonb_build_object('uid', 'added-uid'))).* FROM cdr c WHERE uid = %s",
+        (records[4].uid,),
+    )
+    report = seal.verify(psycopg2.connect(store_dsn))
+    lines = {f.line() for f in report.findings}
+    assert any(line.startswith(f"{DAYS[1]}: record missing: cdr {gone.uid} ") for line in lines)
+    assert any(line.startswith(f"{DAYS[1]}: record added: cdr added-uid ") for line in lines)
+    assert any(line.startswith(f"{DAYS[0]}: record changed: cdr {changed.uid} ") for line in lines)
+
+    # A seal row rewritten by a superuser (its triggers switched off) breaks the chain.
+    query(
+        store_dsn,
+        "ALTER TABLE day_seal DISABLE TRIGGER USER; "
+        "UPDATE day_seal SET record_count = 3 WHERE day = %s; "
+        "ALTER TABLE day_seal ENABLE TRIGGER USER",
+        (DAYS[0],),
+    )
+    report = seal.verify(psycopg2.connect(store_dsn), [DAYS[1].isoformat()])
+    lines = {f.line() for f in report.findings}
+    (row,) = query(store_dsn, "SELECT id FROM day_seal WHERE day = %s", (DAYS[0],))
+    assert f"{DAYS[0]}: seal row {row[0]} (version 1) was altered" in lines
+    assert f"{DAYS[0]}: seal version 1: signature: the signature does not match the data and the certificate" in lines  # fmt: skip
+
+
+def test_a_proof_leads_from_the_record_to_its_signed_seal(store_dsn, tmp_path, signer, monkeypatch):
+    import json
+
+    from voiplog.export import signing
+    from voiplog.store import seal
+
+    records = _sealed_store(store_dsn, tmp_path, signer)
+    result = _cli(monkeypatch, store_dsn, "prove", records[6].uid)
+    assert result.exit_code == 0, result.output
+    proof = json.loads(result.output)
+    assert proof["seal"]["day"] == DAYS[1].isoformat() and proof["seal"]["records"] == 4
+    assert seal.check_proof(proof) is None
+    assert len(proof["path"]) == 2  # four leaves: two siblings up to the root
+    stated = seal.signed_text(proof["seal"]["day"], 1, 4, proof["seal"]["root"])
+    assert signing.check(proof["seal"]["certificate"].encode(), stated, bytes.fromhex(proof["seal"]["signature"])) is None  # fmt: skip
+    # A proof of another record, or a path bent by one sibling, does not check.
+    caller = records[6].caller.encode().hex()
+    forged = dict(proof, row=proof["row"].replace(caller, b"+4930999".hex()))
+    assert forged["row"] != proof["row"]
+    assert seal.check_proof(forged) == "the row does not hash to the proof's leaf"
+    # The row reads back as the record, which the proof also shows as JSON.
+    row = seal.decode_row(proof)
+    assert row["uid"] == records[6].uid and row["caller"] == records[6].caller
+    assert row["media"][0]["ssrc"] == 0xDEADBEEF and proof["record"]["caller"] == records[6].caller
+    bent = dict(proof, path=[["L", "00" * 32], *proof["path"][1:]])
+    assert seal.check_proof(bent) == "the path does not lead to the seal's root"
+    result = _cli(monkeypatch, store_dsn, "prove", "no-such-uid")
+    assert result.exit_code == 1 and "no stored record has uid no-such-uid" in result.output
+
+
+def test_a_late_record_reseals_its_day_as_a_new_version(store_dsn, tmp_path, signer):
+    from voiplog.store import seal
+
+    _sealed_store(store_dsn, tmp_path, signer)
+    late = call(at(0, "23:00"), 77)
+    writer = StoreWriter(
+        store_dsn, Spool(tmp_path / "late", fsync="never"), today=lambda: TODAY, signer=signer
+    )
+    with writer:
+        writer.put(late)
+    seals = query(store_dsn, "SELECT day, version, record_count FROM day_seal WHERE record_count > 0 ORDER BY day, version")  # fmt: skip
+    assert seals == [(DAYS[0], 1, 4), (DAYS[0], 2, 5), (DAYS[1], 1, 4)]
+    assert query(store_dsn, "SELECT count(*) FROM day_dirty") == [(0,)]
+    report = seal.verify(psycopg2.connect(store_dsn))
+    assert report.ok, [f.line() for f in report.findings]
+    assert (report.days_checked, report.records_checked, report.seals_checked) == (3, 9, 4)
+    proof = seal.prove(psycopg2.connect(store_dsn), late.uid)
+    assert proof["seal"]["version"] == 2 and seal.check_proof(proof) is None
+    # A version sealed again without the key that signed the first is named.
+    query(store_dsn, "UPDATE cdr SET callee = '+4930666' WHERE uid = %s", (late.uid,))
+    query(store_dsn, "INSERT INTO day_dirty (day) VALUES (%s)", (DAYS[0],))
+    assert [s.version for s in seal.seal_closed_days(psycopg2.connect(store_dsn), TODAY)] == [3]
+    report = seal.verify(psycopg2.connect(store_dsn))
+    assert [f.line() for f in report.findings] == [f"{DAYS[0]}: seal version 3 is not signed, an earlier one was"]  # fmt: skip
+    # Sealing again with nothing new adds no version.
+    assert seal.seal_closed_days(psycopg2.connect(store_dsn), TODAY) == []
+
+
+# -- provable purges ---------------------------------------------------------------
+
+
+def test_a_purge_log_entry_proves_an_exported_record_of_the_purged_day(
+    officers,  # noqa: F811
+    store_dsn,
+    tmp_path,
+    signer,
+):
+    from voiplog.store import purge, seal
+    from voiplog.store.database import make_engine
+
+    records = _sealed_store(store_dsn, tmp_path, signer)
+    target = records[2]
+    # Disclosed to an agency, with its inclusion proof, while the day is stored.
+    request_id = officers["requester"].add([{"type": "number", "value": target.caller}])
+    assert officers["approver"].decide(request_id, "approve") is None
+    result = officers["requester"].run(request_id)
+    (exported,) = result.records
+    proof = seal.prove(psycopg2.connect(store_dsn), target.uid)
+    assert seal.proves_record(proof, exported)
+
+    engine = make_engine(store_dsn)
+    cutoff = dt.datetime.combine(DAYS[1], dt.time(), tzinfo=dt.UTC)  # drops DAYS[0]
+    done = purge.execute(engine, purge.make_plan(engine, cutoff), "tester")
+    engine.dispose()
+    assert {p.day for p in done.partitions} == {DAYS[0]}
+    ((seals,),) = query(store_dsn, "SELECT seals FROM purge_log")
+    (kept,) = seals
+    assert (kept["day"], kept["version"], kept["records"]) == (DAYS[0].isoformat(), 1, 4)
+    # The day is gone; the proof leads from the exported record to the root the purge kept,
+    # which is the root of the sealed day: the purge removed exactly what was sealed.
+    assert query(store_dsn, "SELECT count(*) FROM cdr WHERE uid = %s", (target.uid,)) == [(0,)]
+    assert seal.check_proof(proof, root=kept["root"]) is None
+    assert seal.proves_record(proof, exported)
+    other = dict(exported, callee="+4930000")
+    assert not seal.proves_record(proof, other)
+    assert query(store_dsn, "SELECT hash FROM day_seal WHERE day = %s", (DAYS[0],)) == [(kept["hash"],)]  # fmt: skip
+    # The seal chain still verifies; the purged day is noted, not failed.
+    report = seal.verify(psycopg2.connect(store_dsn))
+    assert report.ok, [f.line() for f in report.findings]
+    assert f"{DAYS[0]}: purged (seal version 1 kept)" in report.notes
+    assert query(store_dsn, "SELECT count(*) FROM day_seal_leaves l JOIN day_seal s ON s.id = l.seal_id WHERE s.day = %s", (DAYS[0],)) == [(0,)]  # fmt: skip
+    # The purge row in the audit trail names the seal too.
+    ((event,),) = query(store_dsn, "SELECT event FROM audit_event WHERE action = 'purge'")
+    assert event["seals"] == seals
+
+
+def test_a_purge_refuses_a_day_that_no_longer_matches_its_seal(store_dsn, tmp_path, signer):
+    from voiplog.store import purge
+    from voiplog.store.database import make_engine
+
+    records = _sealed_store(store_dsn, tmp_path, signer)
+    query(store_dsn, "UPDATE cdr SET duration_s = 61 WHERE uid = %s", (records[0].uid,))
+    engine = make_engine(store_dsn)
+    cutoff = dt.datetime.combine(DAYS[1] + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    with pytest.raises(purge.SealMismatchError, match=f"{DAYS[0]}: its records no longer match seal version 1"):  # fmt: skip
+        purge.execute(engine, purge.make_plan(engine, cutoff), "tester")
+    engine.dispose()
+    assert query(store_dsn, "SELECT count(*) FROM cdr") == [(8,)]
+    assert query(store_dsn, "SELECT count(*) FROM purge_log") == [(0,)]
+
+
+def test_admin_changes_to_purge_log_holds_and_held_records_are_audited(people, store_dsn):  # noqa: F811
+    from voiplog.store import audit as trail
+
+    admin = people["admin"]
+    query(
+        admin,
+        "INSERT INTO purge_log (os_user, cutoff, partitions, rows_dropped, rows_held, held_released) "
+        "VALUES ('ops', now(), '{cdr_p20260101}', 10, 0, 0)",
+    )
+    query(
+        admin,
+        "INSERT INTO legal_hold (case_ref, selector, value, valid_from, valid_to, created_by) "
+        "VALUES ('K-1', 'ip', '192.0.2.1', now() - interval '1 day', now(), 'ops')",
+    )
+    (hold,) = query(admin, "SELECT id FROM legal_hold")
+    query(
+        admin,
+        "INSERT INTO held_record (hold_id, uid, kind, started_at, record) "
+        "VALUES (%s, 'u1', 'sip', now(), '{\"caller\": \"+4930111\"}')",
+        (hold[0],),
+    )
+    query(admin, "UPDATE purge_log SET rows_dropped = 1")
+    query(admin, 'UPDATE held_record SET record = \'{"caller": "+4930112"}\'')
+    query(admin, "UPDATE legal_hold SET released_at = now(), released_by = 'ops'")
+    query(admin, "UPDATE legal_hold SET released_by = 'someone else'")
+    query(admin, "DELETE FROM held_record")
+    query(admin, "DELETE FROM purge_log")
+    rows = query(store_dsn, "SELECT action, event FROM audit_event ORDER BY seq")
+    actions = [a for a, _ in rows]
+    assert actions == [
+        "purge", "hold.add", "held_record.insert", "purge_log.update", "held_record.update",
+        "hold.release", "legal_hold.update", "held_record.delete", "purge_log.delete",
+    ]  # fmt: skip
+    events = dict(rows)
+    assert events["purge_log.update"]["before"]["rows_dropped"] == 10
+    assert events["purge_log.update"]["after"]["rows_dropped"] == 1
+    assert events["legal_hold.update"]["after"]["released_by"] == "someone else"
+    assert events["legal_hold.update"]["db_role"].startswith("vl_admin_")
+    (change,) = events["held_record.update"]["held"]
+    assert change["before_sha256"] != change["after_sha256"]
+    assert "+4930112" not in str(events["held_record.update"])  # hashes, never record data
+    connection = psycopg2.connect(store_dsn)
+    assert trail.verify(connection).ok
+    connection.close()

@@ -1,0 +1,123 @@
+"""`voiplog store seal|verify|prove`: the day seals of the record tables.
+
+The writer seals each day once it is over (when its indexes are built);
+`seal` does the same at once, for the days still due. `verify` recomputes the
+days from their records and names every day, and every record of it, that no
+longer matches its seal, and every broken link of the seal chain. `prove`
+prints one record's inclusion proof against its day's seal (JSON), which
+stays checkable after the day is purged (`purge_log.seals`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from pathlib import Path
+
+import click
+
+from voiplog.cli.request import CONFIG, _fail
+from voiplog.cli.request import _connection as _request_connection
+
+
+@contextlib.contextmanager
+def _connection(config_path):
+    """The store, with a refusal by Postgres (a missing privilege) as one line, exit 1."""
+    import psycopg2
+
+    with _request_connection(config_path) as (connection, config):
+        try:
+            yield connection, config
+        except psycopg2.Error as exc:
+            first = str(exc.pgerror or exc).strip().splitlines()[0].removeprefix("ERROR:  ")
+            _fail(f"store: {first}")
+
+
+@click.group()
+def store() -> None:
+    """Day seals: Merkle roots of each day's records, chained and signed."""
+
+
+def _day(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        _fail(f"--day {value!r} is not a date (YYYY-MM-DD)", 2)
+
+
+@store.command("seal")
+@CONFIG
+@click.option("--key", "key_path", envvar="VOIPLOG_SIGNING_KEY", type=click.Path(dir_okay=False), help="Sign the seals with this key (PEM); else $VOIPLOG_SIGNING_KEY.")  # fmt: skip
+@click.option("--cert", "cert_path", envvar="VOIPLOG_SIGNING_CERT", type=click.Path(dir_okay=False), help="Its certificate (PEM); else $VOIPLOG_SIGNING_CERT.")  # fmt: skip
+def seal_now(config_path, key_path, cert_path) -> None:
+    """Seal the days that are over and not sealed, or took records since their seal."""
+    from voiplog.store import seal
+
+    signer = _signer(key_path, cert_path)
+    with _connection(config_path) as (connection, _):
+        made = seal.seal_closed_days(connection, dt.datetime.now(dt.UTC).date(), signer)
+    for sealed in made:
+        click.echo(
+            f"{sealed.day}: sealed as version {sealed.version}, {sealed.records} records, "
+            f"root {sealed.root}" + (", signed" if signer else "")
+        )
+    if not made:
+        click.echo("no day due for sealing")
+
+
+def _signer(key_path, cert_path):
+    if not key_path and not cert_path:
+        return None
+    if not key_path or not cert_path:
+        _fail("signing the seals needs both --key and --cert", 2)
+    from voiplog.export import signing
+
+    try:
+        return signing.load_signer(Path(key_path), Path(cert_path))
+    except signing.SigningError as exc:
+        _fail(str(exc), 2)
+
+
+@store.command("verify")
+@CONFIG
+@click.option("--day", "day_text", help="Verify this day (YYYY-MM-DD) only.")
+@click.option("--all", "every", is_flag=True, help="Verify every sealed day still stored (the default).")  # fmt: skip
+def verify(config_path, day_text, every) -> None:
+    """Recompute days from their records; name every day and record that no longer match
+    their seal and every broken link of the seal chain (exit 1 then)."""
+    from voiplog.store import seal
+
+    if day_text and every:
+        _fail("--day and --all exclude each other", 2)
+    day = _day(day_text)
+    with _connection(config_path) as (connection, _):
+        report = seal.verify(connection, [day] if day else None)
+    for note in report.notes:
+        click.echo(note)
+    for finding in report.findings:
+        click.echo(finding.line())
+    summary = (
+        f"{report.days_checked} days, {report.records_checked} records and "
+        f"{report.seals_checked} seal rows checked"
+    )
+    if not report.ok:
+        _fail(f"store verify: {len(report.findings)} findings; {summary}")
+    click.echo(f"all match their seals: {summary}")
+
+
+@store.command("prove")
+@CONFIG
+@click.argument("uid")
+def prove(config_path, uid) -> None:
+    """Print the inclusion proof of record UID against its day's seal (JSON)."""
+    from voiplog.store import seal
+
+    with _connection(config_path) as (connection, _):
+        try:
+            proof = seal.prove(connection, uid)
+        except seal.ProofError as exc:
+            _fail(f"store prove: {exc}")
+    click.echo(json.dumps(proof, indent=2, ensure_ascii=False))

@@ -1,0 +1,533 @@
+"""Day seals: a Merkle tree over a day's records, chained and signed, and its proofs.
+
+A day's leaves are computed by the database (`voiplog_day_leaves`, migration
+0007): its calls then its registrations, each in (time, uid) order, a leaf
+being SHA-256(0x00 || the row in Postgres' binary form, as `record_send` gives
+it: each column's type OID and binary value). A node is SHA-256(0x01 || left
+|| right); a level with an odd number of nodes sends its last one up
+unchanged. The root, the record count and the version of the seal go into a
+`day_seal` row, chained to the row before it, and signed when a key is
+configured: the signature covers `signed_text`. One record's inclusion is then
+shown by the sibling hashes on its path (`prove`), which reveal nothing of
+the other records. A proof carries the row's bytes, which `decode_row` reads
+back (column names and types come with the proof), so that anyone can compare
+them with a record exported earlier (`proves_record`).
+
+`verify` recomputes the days from the records and names every day whose
+records no longer match its last seal (which records: changed, missing or
+added, from the leaves kept with the seal), every broken link of the chain
+and every signature that does not check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import struct
+import time
+from dataclasses import dataclass, field
+
+import orjson
+import psycopg2
+
+from voiplog.store import _ingest
+
+LEAF = b"\x00"
+NODE = b"\x01"
+_ZERO = "0" * 64
+
+
+def leaf_hash(row: bytes) -> bytes:
+    return hashlib.sha256(LEAF + row).digest()
+
+
+def _levels(leaves: list[bytes]) -> list[list[bytes]]:
+    """Every level of the tree, leaves first, root last."""
+    levels = [leaves]
+    level = leaves
+    sha = hashlib.sha256
+    while len(level) > 1:
+        up = [sha(NODE + a + b).digest() for a, b in zip(level[0::2], level[1::2], strict=False)]
+        if len(level) % 2:
+            up.append(level[-1])
+        levels.append(up)
+        level = up
+    return levels
+
+
+def merkle_root(leaves: list[bytes]) -> str:
+    """The root (hex) of the tree over `leaves`; that of no records is SHA-256 of nothing."""
+    if not leaves:
+        return hashlib.sha256(b"").hexdigest()
+    return _levels(leaves)[-1][0].hex()
+
+
+def inclusion_path(leaves: list[bytes], index: int) -> list[list[str]]:
+    """The siblings from leaf `index` up to the root: ["L" | "R", hash hex] each."""
+    path = []
+    for level in _levels(leaves)[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):
+            path.append(["L" if sibling < index else "R", level[sibling].hex()])
+        index //= 2
+    return path
+
+
+def root_from_path(leaf: bytes, path: list[list[str]]) -> str:
+    node = leaf
+    for side, sibling in path:
+        other = bytes.fromhex(sibling)
+        node = hashlib.sha256(NODE + (other + node if side == "L" else node + other)).digest()
+    return node.hex()
+
+
+def split_leaves(blob: bytes) -> list[bytes]:
+    return [blob[at : at + 32] for at in range(0, len(blob), 32)]
+
+
+def signed_text(day: str, version: int, records: int, root: str) -> bytes:
+    """What a seal's signature covers."""
+    return f"voiplog day seal 1\n{day}\n{version}\n{records}\n{root}\n".encode()
+
+
+def seal_hash(row: dict) -> str:
+    """A seal row's hash, as `voiplog_seal_hash` computes it."""
+    sealed_at = row["sealed_at"].astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    signature = bytes(row["signature"]).hex() if row["signature"] is not None else ""
+    text = "|".join(
+        (
+            str(row["id"]),
+            row["day"].isoformat(),
+            str(row["version"]),
+            str(row["record_count"]),
+            row["root"],
+            sealed_at,
+            row["sealed_by"],
+            row["prev_hash"],
+            signature,
+        )
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    day: str
+    version: int
+    records: int
+    root: str
+    seconds: float
+
+
+def day_leaves(connection, day: str) -> tuple[int, list[str], list[bytes]]:
+    """(record count, keys, leaves) of a day as its records are now."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT records, keys, leaves FROM voiplog_day_leaves(%s)", (day,))
+        count, keys, blob = cursor.fetchone()
+    return count, keys.split("\n") if keys else [], split_leaves(bytes(blob))
+
+
+def seal_day(connection, day: str, version: int, signer=None) -> Sealed | None:
+    """Seal `day` as `version` (the last one + 1) in one transaction; None when its
+    records are those of its last seal (no version is added)."""
+    started = time.perf_counter()
+    count, keys, leaves = day_leaves(connection, day)
+    root = merkle_root(leaves)
+    signature = certificate = None
+    if signer is not None:
+        signature = signer.sign(signed_text(day, version, count, root))
+        certificate = signer.certificate_pem.decode()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT voiplog_seal_add(%s, %s, %s, %s, %s, %s, %s, %s)",
+            (day, version, count, root, "\n".join(keys), b"".join(leaves), signature, certificate),
+        )
+        (made,) = cursor.fetchone()
+    connection.commit()
+    if made is None:
+        return None
+    return Sealed(day, version, count, root, time.perf_counter() - started)
+
+
+def seal_closed_days(connection, before: dt.date, signer=None) -> list[Sealed]:
+    """Seal every day partition before `before` that has no seal or took records since."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT day, version, root FROM voiplog_days_to_seal(%s)", (before,))
+        due = cursor.fetchall()
+    connection.commit()
+    made = []
+    for day, version, _root in due:
+        try:
+            sealed = seal_day(connection, day.isoformat(), (version or 0) + 1, signer)
+        except psycopg2.errors.SerializationFailure:
+            connection.rollback()  # another writer sealed it meanwhile
+            continue
+        if sealed is not None:
+            made.append(sealed)
+    return made
+
+
+# -- verification -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something that does not match: a day, a record of it, or a seal row."""
+
+    day: str | None
+    what: str
+    key: str | None = None
+
+    def line(self) -> str:
+        where = self.day or "chain"
+        return f"{where}: {self.what}" + (f": {self.key}" if self.key else "")
+
+
+@dataclass
+class Report:
+    days_checked: int = 0
+    records_checked: int = 0
+    seals_checked: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+_SEAL_COLUMNS = (
+    "id, day, version, record_count, root, sealed_at, sealed_by, prev_hash, hash, signature, "
+    "certificate"
+)
+
+
+def _seal_rows(connection) -> list[dict]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_SEAL_COLUMNS} FROM day_seal ORDER BY id")
+        names = [d.name for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def check_chain(rows: list[dict], report: Report) -> None:
+    """Every seal row's hash, its link to the row before it and its signature."""
+    from voiplog.export import signing
+
+    prev, expected_id = _ZERO, 1
+    signed_days: set[str] = set()
+    for row in rows:
+        day = row["day"].isoformat()
+        report.seals_checked += 1
+        if row["id"] != expected_id:
+            report.findings.append(
+                Finding(None, f"seal rows {expected_id}..{row['id'] - 1} are missing")
+            )
+        if row["prev_hash"] != prev:
+            report.findings.append(
+                Finding(day, f"broken link: seal row {row['id']} does not follow the row before it")
+            )
+        if seal_hash(row) != row["hash"]:
+            report.findings.append(
+                Finding(day, f"seal row {row['id']} (version {row['version']}) was altered")
+            )
+        if row["signature"] is None and day in signed_days:
+            # Whoever sealed it again lacked the key that signed it before.
+            report.findings.append(
+                Finding(day, f"seal version {row['version']} is not signed, an earlier one was")
+            )
+        if row["signature"] is not None:
+            signed_days.add(day)
+            why = signing.check(
+                (row["certificate"] or "").encode(),
+                signed_text(day, row["version"], row["record_count"], row["root"]),
+                bytes(row["signature"]),
+            )
+            if why is not None:
+                report.findings.append(
+                    Finding(day, f"seal version {row['version']}: signature: {why}")
+                )
+        prev, expected_id = row["hash"], row["id"] + 1
+
+
+def _day_partitions(connection) -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT to_date(substr(c.relname, 6), 'YYYYMMDD') FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'cdr'::regclass "
+            "AND c.relname ~ '^cdr_p[0-9]{8}$'"
+        )
+        return {day.isoformat() for (day,) in cursor.fetchall()}
+
+
+def verify(connection, days: list[str] | None = None, today: dt.date | None = None) -> Report:
+    """Check the seal chain and the given days (all sealed days still stored when None)."""
+    report = Report()
+    rows = _seal_rows(connection)
+    check_chain(rows, report)
+    last: dict[str, dict] = {}
+    for row in rows:
+        last[row["day"].isoformat()] = row
+    stored = _day_partitions(connection)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT day FROM day_dirty")
+        dirty = {day.isoformat() for (day,) in cursor.fetchall()}
+    connection.rollback()
+    today = today or dt.datetime.now(dt.UTC).date()
+    if days is None:
+        days = sorted(d for d in last if d in stored)
+        unsealed = sorted(d for d in stored if d not in last and d < today.isoformat())
+        if unsealed:
+            report.notes.append(f"days over but not sealed yet: {', '.join(unsealed)}")
+        for day in sorted(d for d in last if d not in stored):
+            report.notes.append(f"{day}: purged (seal version {last[day]['version']} kept)")
+    for day in days:
+        seal = last.get(day)
+        if seal is None:
+            report.findings.append(Finding(day, "no seal"))
+            continue
+        if day not in stored:
+            report.notes.append(f"{day}: purged (seal version {seal['version']} kept)")
+            continue
+        _verify_day(connection, day, seal, day in dirty, report)
+    return report
+
+
+def _verify_day(connection, day: str, seal: dict, dirty: bool, report: Report) -> None:
+    count, keys, leaves = day_leaves(connection, day)
+    connection.rollback()
+    report.days_checked += 1
+    report.records_checked += count
+    if count == seal["record_count"] and merkle_root(leaves) == seal["root"]:
+        return
+    report.findings.append(
+        Finding(
+            day,
+            f"records do not match seal version {seal['version']} "
+            f"({count} records now, {seal['record_count']} sealed)"
+            + (" (it took records since, and awaits sealing again)" if dirty else ""),
+        )
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT keys, leaves FROM day_seal_leaves WHERE seal_id = %s", (seal["id"],))
+        kept = cursor.fetchone()
+    connection.rollback()
+    if kept is None:
+        report.findings.append(Finding(day, "the leaves of its seal are gone: records not named"))
+        return
+    sealed_keys = kept[0].split("\n") if kept[0] else []
+    sealed_leaves = split_leaves(bytes(kept[1]))
+    if merkle_root(sealed_leaves) != seal["root"] or len(sealed_keys) != len(sealed_leaves):
+        report.findings.append(Finding(day, "the leaves kept with its seal do not match the seal"))
+        return
+    before = dict(zip(sealed_keys, sealed_leaves, strict=True))
+    now = dict(zip(keys, leaves, strict=True))
+    for key in sealed_keys:
+        if key not in now:
+            report.findings.append(Finding(day, "record missing", key))
+        elif now[key] != before[key]:
+            report.findings.append(Finding(day, "record changed", key))
+    for key in keys:
+        if key not in before:
+            report.findings.append(Finding(day, "record added", key))
+
+
+# -- proofs --------------------------------------------------------------------
+
+
+class ProofError(Exception):
+    """No proof can be given (message says why)."""
+
+
+def prove(connection, uid: str) -> dict:
+    """The inclusion proof of record `uid` against the last seal of its day.
+
+    The proof carries the row as the leaf hashes it (hex, with its columns'
+    names and types to read it, and as JSON for people), the sibling hashes up
+    to the root, and the seal (day, version, count, root, hash, signature):
+    with it, a record exported earlier can be shown to be one of the sealed
+    day, after the day was purged too (see `purge_log.seals`).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tbl, day, key, row_bytes, columns, doc FROM voiplog_record_leaf(%s)", (uid,)
+        )
+        found = cursor.fetchall()
+    if not found:
+        raise ProofError(f"no stored record has uid {uid}")
+    if len(found) > 1:
+        raise ProofError(f"uid {uid} names {len(found)} stored records")
+    table, day, key, row, columns, doc = found[0]
+    row = bytes(row)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_SEAL_COLUMNS}, l.keys, l.leaves FROM day_seal s "
+            "JOIN day_seal_leaves l ON l.seal_id = s.id WHERE s.day = %s "
+            "ORDER BY s.version DESC LIMIT 1",
+            (day,),
+        )
+        found_seal = cursor.fetchone()
+    connection.rollback()
+    if found_seal is None:
+        raise ProofError(f"{day}, the day of record {uid}, is not sealed yet")
+    names = [*(c.strip() for c in _SEAL_COLUMNS.split(",")), "keys", "leaves"]
+    seal = dict(zip(names, found_seal, strict=True))
+    keys = seal["keys"].split("\n") if seal["keys"] else []
+    if key not in keys:
+        raise ProofError(
+            f"record {uid} came after seal version {seal['version']} of {day}: "
+            "it is in the day's next seal"
+        )
+    index = keys.index(key)
+    leaves = split_leaves(bytes(seal["leaves"]))
+    leaf = leaf_hash(row)
+    if leaves[index] != leaf:
+        raise ProofError(
+            f"record {uid} does not match seal version {seal['version']} of {day}: "
+            "it was changed after the day was sealed"
+        )
+    return {
+        "uid": uid,
+        "stored_in": table,
+        "row": row.hex(),
+        "columns": columns,
+        "record": orjson.loads(doc),
+        "leaf": leaf.hex(),
+        "index": index,
+        "path": inclusion_path(leaves, index),
+        "seal": {
+            "day": day.isoformat(),
+            "version": seal["version"],
+            "records": seal["record_count"],
+            "root": seal["root"],
+            "hash": seal["hash"],
+            "signature": bytes(seal["signature"]).hex() if seal["signature"] else None,
+            "certificate": seal["certificate"],
+        },
+    }
+
+
+def check_proof(proof: dict, root: str | None = None) -> str | None:
+    """None when `proof` leads from its row to its seal's root (or to `root`); else why not."""
+    leaf = leaf_hash(bytes.fromhex(proof["row"]))
+    if leaf.hex() != proof["leaf"]:
+        return "the row does not hash to the proof's leaf"
+    wanted = root or proof["seal"]["root"]
+    if root_from_path(leaf, proof["path"]) != wanted:
+        return "the path does not lead to the seal's root"
+    return None
+
+
+# -- reading a row's binary form ---------------------------------------------------
+# record_send: the number of columns, then for each its type OID, its length
+# (-1: NULL) and its value in the type's binary form. Composite values have the
+# same layout; arrays have dimensions, a null flag, their element type and the
+# elements. Only the types of the record tables occur.
+
+_PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+_COMPOSITES = {
+    "media_stream": [name for name, _ in _ingest.MEDIA_FIELDS],
+    "subscriber_info": [name for name, _ in _ingest.SUBSCRIBER_FIELDS],
+    "remote_info": [name for name, _ in _ingest.REMOTE_FIELDS],
+}
+_SCALARS = {
+    25: lambda b: b.decode("utf-8"),  # text
+    1043: lambda b: b.decode("utf-8"),  # varchar
+    21: lambda b: struct.unpack(">h", b)[0],
+    23: lambda b: struct.unpack(">i", b)[0],
+    20: lambda b: struct.unpack(">q", b)[0],
+    701: lambda b: struct.unpack(">d", b)[0],
+    16: lambda b: b == b"\x01",
+    1184: lambda b: _PG_EPOCH + dt.timedelta(microseconds=struct.unpack(">q", b)[0]),
+    869: lambda b: str(ipaddress.ip_address(b[4:])),  # inet: family, bits, is_cidr, length
+    3802: lambda b: orjson.loads(b[1:]),  # jsonb: version 1, then its text
+    114: orjson.loads,  # json
+}
+
+
+def _fields(data: bytes, at: int = 0) -> list[tuple[int, bytes | None]]:
+    (count,) = struct.unpack_from(">i", data, at)
+    at += 4
+    out = []
+    for _ in range(count):
+        oid, length = struct.unpack_from(">Ii", data, at)
+        at += 8
+        if length < 0:
+            out.append((oid, None))
+        else:
+            out.append((oid, data[at : at + length]))
+            at += length
+    return out
+
+
+def _value(type_name: str, oid: int, data: bytes | None):
+    if data is None:
+        return None
+    if type_name.endswith("[]"):
+        element = type_name[:-2]
+        ndim, _nulls, element_oid = struct.unpack_from(">iiI", data)
+        if ndim == 0:
+            return []
+        (size, _lower) = struct.unpack_from(">ii", data, 12)
+        at, items = 20, []
+        for _ in range(size):
+            (length,) = struct.unpack_from(">i", data, at)
+            at += 4
+            items.append(None if length < 0 else _value(element, element_oid, data[at : at + length]))  # fmt: skip
+            at += max(length, 0)
+        return items
+    if type_name in _COMPOSITES:
+        names = _COMPOSITES[type_name]
+        return {
+            name: _value(_BY_OID.get(f_oid, ""), f_oid, f_data)
+            for name, (f_oid, f_data) in zip(names, _fields(data), strict=True)
+        }
+    if oid not in _SCALARS:
+        raise ValueError(f"a value of type {type_name} (OID {oid}) cannot be read")
+    return _SCALARS[oid](data)
+
+
+_BY_OID = {25: "text", 1043: "text", 21: "smallint", 23: "integer", 20: "bigint", 701: "double precision", 16: "boolean", 1184: "timestamp with time zone", 869: "inet", 3802: "jsonb", 114: "json"}  # fmt: skip
+
+
+def decode_row(proof: dict) -> dict:
+    """The columns of a proof's row, by name: times as UTC datetimes, addresses as text."""
+    row = bytes.fromhex(proof["row"])
+    return {
+        name: _value(type_name, oid, data)
+        for (name, type_name), (oid, data) in zip(proof["columns"], _fields(row), strict=True)
+    }
+
+
+_TIMES = ("started_at", "ringing_at", "answered_at", "ended_at", "requested_at")
+
+
+def _moment(value):
+    if not isinstance(value, str):
+        return value
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
+
+
+def _same(mine, theirs) -> bool:
+    if isinstance(mine, dt.datetime):
+        return mine == _moment(theirs)
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        return mine.keys() == theirs.keys() and all(_same(mine[k], theirs[k]) for k in mine)
+    if isinstance(mine, list) and isinstance(theirs, list):
+        return len(mine) == len(theirs) and all(map(_same, mine, theirs))
+    if isinstance(mine, float) and isinstance(theirs, int | float):
+        return mine == float(theirs)
+    return mine == theirs
+
+
+def proves_record(proof: dict, record: dict) -> bool:
+    """Whether the row a proof hashes is `record` as a lawful-access run returned it
+    (every key of it; what the store adds to a record, and its annotations, aside)."""
+    stored = decode_row(proof)
+    stored.update(stored.pop("extra", None) or {})
+    for key, value in record.items():
+        if key in ("stored_in", "conflicts", "stored_at", "inserted_by"):
+            continue
+        if not _same(stored.get(key), value):
+            return False
+    return True
