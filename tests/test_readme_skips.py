@@ -12,12 +12,17 @@ EXPLAINED = {
     "corpus": "`../shared/corpus`",
     "tshark": "tshark",
     "live capture": "SIPp",
+    "kamailio": "kamailio is missing",
     "libndpi": "libndpi",
     "libpcap": "libpcap",
     "systemd-analyze": "systemd-analyze",
     "psql": "psql",
+    "chromium": "chromium",
     "libc": "glibc",
     "mallopt": "glibc",
+    "tmpfs": "tmpfs",
+    "another user": "another user",
+    "embedded server": "embedded server",
 }
 
 

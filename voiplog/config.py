@@ -30,6 +30,7 @@ from voiplog.capture.bpf import AppCallFilter
 from voiplog.enrich import SubscriberNetwork, SubscriberNetworks
 from voiplog.errors import UsageError
 from voiplog.flows import FlowSettings
+from voiplog.packet.hep import DEFAULT_HEP_PORT, HepSettings
 from voiplog.packet.ipfrag import FragmentSettings
 from voiplog.packet.tcp import TcpSettings
 from voiplog.pipeline import DEFAULT_SIP_PORTS, ReassemblySettings
@@ -238,6 +239,28 @@ class StoreConfig(_Strict):
     drain_timeout_s: float = Field(30.0, ge=0)
 
 
+class AccessConfig(_Strict):
+    signing_key: str | None = Field(
+        None,
+        description="PEM private key (ECDSA P-256/P-384 or RSA >= 2048) that signs evidence "
+        "bundles; else VOIPLOG_SIGNING_KEY or `export --key`.",
+    )
+    signing_cert: str | None = Field(
+        None,
+        description="PEM X.509 certificate of signing_key; else VOIPLOG_SIGNING_CERT or "
+        "`export --cert`.",
+    )
+    local_zone: str | None = Field(
+        None, description="IANA zone of the local times in exported tables (default UTC)."
+    )
+    tsa_url: str | None = Field(
+        None,
+        description="RFC 3161 time-stamping authority (http or https URL) that stamps each "
+        "bundle's signature; unset: bundles carry no time-stamp.",
+    )
+    tsa_timeout_s: float = Field(10.0, gt=0, le=300)
+
+
 class CaptureConfig(_Strict):
     interfaces: list[str] = Field(
         default_factory=list, description="Interfaces `voiplog run` captures on."
@@ -318,6 +341,76 @@ class MetricsConfig(_Strict):
         return address
 
 
+class HepConfig(_Strict):
+    """HEP feeds: SIP mirrored by proxies and SBCs (Kamailio siptrace, heplify...)."""
+
+    listen: list[str] = Field(
+        default_factory=list,
+        description='Where `voiplog run` receives HEP, "udp:HOST:PORT" or "tcp:HOST:PORT" '
+        "(IPv6 host in brackets); empty: no listener.",
+    )
+    ports: list[int] = Field(
+        default_factory=lambda: [DEFAULT_HEP_PORT],
+        description="Ports whose UDP datagrams and TCP streams in captures (replay, capture "
+        "interfaces) are read as HEP.",
+    )
+    auth_key: SecretStr | None = Field(
+        None, description="Capture password every HEP packet must carry; unset: not checked."
+    )
+    node_ids: list[int] = Field(
+        default_factory=list, description="Capture node ids accepted; empty: any."
+    )
+    max_rate_per_source: int = Field(
+        0, ge=0, description="HEP packets per second accepted from one sender; 0: no limit."
+    )
+
+    @field_validator("ports")
+    @classmethod
+    def _ports_in_range(cls, ports: list[int]) -> list[int]:
+        return _valid_ports(ports)
+
+    @field_validator("node_ids")
+    @classmethod
+    def _node_ids_in_range(cls, ids: list[int]) -> list[int]:
+        for node in ids:
+            if not 0 <= node <= 0xFFFFFFFF:
+                raise ValueError(f"node id {node} is outside 0..4294967295")
+        return ids
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_addresses(cls, addresses: list[str]) -> list[str]:
+        for address in addresses:
+            parse_listen_address(address)
+        return addresses
+
+    def settings(self) -> HepSettings:
+        key = self.auth_key.get_secret_value().encode() if self.auth_key is not None else None
+        return HepSettings(
+            ports=frozenset(self.ports),
+            auth_key=key,
+            node_ids=frozenset(self.node_ids),
+            max_rate_per_source=self.max_rate_per_source,
+        )
+
+
+def parse_listen_address(address: str) -> tuple[str, str, int]:
+    """``(transport, host, port)`` of "udp:HOST:PORT" or "tcp:HOST:PORT"; ValueError if bad."""
+    transport, _, rest = address.partition(":")
+    host, sep, port = rest.rpartition(":")
+    if transport not in ("udp", "tcp") or not sep or not port.isdigit():
+        raise ValueError(f"{address!r} is not udp:HOST:PORT or tcp:HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{address!r}: {host!r} is not an IP address") from None
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"{address!r}: port {port} is outside 1..65535")
+    return transport, host, int(port)
+
+
 class DaemonConfig(_Strict):
     log_level: str = Field(
         "info", pattern="^(debug|info|warning|error)$", description="Reloaded on SIGHUP."
@@ -343,11 +436,13 @@ class PopConfig(BaseSettings):
     reassembly: ReassemblyConfig = Field(default_factory=ReassemblyConfig)
     subscriber_networks: list[SubscriberNetworkConfig] = Field(default_factory=list)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
     enrichment: EnrichmentConfig | None = Field(
         None, description="Subscriber and far-end enrichment; absent: records name no subscriber"
     )
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    hep: HepConfig = Field(default_factory=HepConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
 
     @classmethod

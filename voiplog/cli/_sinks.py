@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -10,6 +11,7 @@ from typing import Any
 import click
 
 from voiplog.sinks import JsonlSink
+from voiplog.sinks.jsonl import SinkError
 
 Emit = Callable[[Any], None]
 log = logging.getLogger("voiplog.store")
@@ -23,6 +25,7 @@ class RecordSinks:
         self.jsonl: JsonlSink | None = None
         self.jsonl_path: str | None = None
         self.writer = None  # voiplog.store.writer.StoreWriter
+        self.jsonl_reported = False  # a failure of the JSON lines said already
         self.store_where: str | None = None
 
     def destinations(self) -> list[str]:
@@ -36,6 +39,11 @@ class RecordSinks:
                 line += f", {left:,} left in the spool"
             if writer.records_rejected:
                 line += f", {writer.records_rejected:,} refused"
+            if writer.records_conflicting:
+                line += (
+                    f", {writer.records_conflicting:,} arrived with other content than the "
+                    "stored record of their key (kept in record_conflict)"
+                )
             lines.append(line)
         if self.jsonl_path is not None:
             target = "standard output" if self.jsonl_path == "-" else self.jsonl_path
@@ -46,7 +54,14 @@ class RecordSinks:
         if self.writer is not None:
             self.writer.put(record)
         if self.jsonl is not None:
-            self.jsonl.write(record)
+            try:
+                self.jsonl.write(record)
+            except SinkError as exc:
+                if self.writer is None:
+                    self.jsonl_reported = True  # the caller says it, and stops
+                    raise
+                # The records are evidence: the store goes on taking them.
+                log.error("%s; the records go on into the store", exc)
 
     def flush(self) -> None:
         if self.jsonl is not None:
@@ -54,10 +69,15 @@ class RecordSinks:
 
     def metrics(self) -> dict[str, float]:
         if self.writer is None:
-            return {"spool_depth": 0, "store_latency_s": 0.0}
+            return {"spool_depth": 0, "store_latency_s": 0.0, "record_conflicts": 0}
+        spool = self.writer.spool
         return {
             "spool_depth": self.writer.records_put - self.writer.records_stored,
+            "spool_in_memory": spool.records_in_memory,
+            "spool_disk_full": 1 if spool.disk_full_since is not None else 0,
+            "spool_records_lost": spool.records_lost,
             "store_latency_s": self.writer.last_batch_s,
+            "record_conflicts": self.writer.records_conflicting,
         }
 
 
@@ -89,12 +109,44 @@ def open_record_sinks(
         jsonl_path = "-"
     if jsonl_path is not None:
         try:
-            sinks.jsonl = stack.enter_context(JsonlSink(jsonl_path))
+            sinks.jsonl = JsonlSink(jsonl_path)
             sinks.jsonl_path = jsonl_path
+        except SinkError as exc:
+            click.echo(f"voiplog: {exc}", err=True)
+            raise SystemExit(1) from None
         except OSError as exc:
             click.echo(f"voiplog: {jsonl_path}: cannot write: {exc.strerror}", err=True)
             raise SystemExit(2) from None
+        stack.callback(_close_jsonl, sinks)
     return sinks
+
+
+def _close_jsonl(sinks: RecordSinks) -> None:
+    """Close the JSON lines; records that could not be written there are a one-line
+    error and exit 1 (the other sinks close all the same: the records stay in the store)."""
+    with contextlib.suppress(SinkError):
+        sinks.jsonl.close()
+    if sinks.jsonl.error is not None:
+        if not sinks.jsonl_reported:
+            click.echo(f"voiplog: {sinks.jsonl.error}", err=True)
+        raise SystemExit(1)
+
+
+def _seal_signer():
+    """The POP's signing key for day seals, when configured (the export's key and variables)."""
+    import os
+    from pathlib import Path
+
+    key, cert = os.environ.get("VOIPLOG_SIGNING_KEY"), os.environ.get("VOIPLOG_SIGNING_CERT")
+    if not key or not cert:
+        return None
+    from voiplog.export import signing
+
+    try:
+        return signing.load_signer(Path(key), Path(cert))
+    except signing.SigningError as exc:
+        click.echo(f"voiplog: {exc} (VOIPLOG_SIGNING_KEY, VOIPLOG_SIGNING_CERT)", err=True)
+        raise SystemExit(2) from None
 
 
 def _open_store_writer(
@@ -124,6 +176,7 @@ def _open_store_writer(
         sensor=handle.config.sensor,
         partitions_ahead_days=cfg.partitions_ahead_days,
         accept_past_days=cfg.accept_past_days,
+        signer=_seal_signer(),
         drainers=cfg.drainers,
         memo_bytes=cfg.spool_memo_bytes,
     ).start()
@@ -132,11 +185,24 @@ def _open_store_writer(
     def close() -> None:
         left = writer.close(drain_timeout_s=timeout)
         if left and not spooled_is_failure:
-            log.warning("%d records stay in the spool %s for the next start", left, directory)
+            log.warning(
+                "%d records stored, %d stay in the spool %s for the next start",
+                writer.records_stored,
+                left,
+                directory,
+            )
         elif left:
             click.echo(
-                f"voiplog: {left} records are kept in the spool {directory}: the database did not "
-                "take them in time; they are stored at the next start or with `voiplog db drain`",
+                f"voiplog: {writer.records_stored} records stored, {left} kept in the spool "
+                f"{directory}: the database did not take them within {timeout:g} s; they are "
+                "stored at the next start or with `voiplog db drain`",
+                err=True,
+            )
+            raise SystemExit(1)
+        if writer.spool.records_lost:
+            click.echo(
+                f"voiplog: {writer.spool.records_lost} records were lost: the file system of the "
+                f"spool {directory} was full (see the log)",
                 err=True,
             )
             raise SystemExit(1)

@@ -30,6 +30,7 @@ SUBCOMMANDS = {
     "audit": ("voiplog.cli.audit", "audit"),
     "export": ("voiplog.cli.export", "export"),
     "keys": ("voiplog.cli.keys", "keys"),
+    "store": ("voiplog.cli.store_cmd", "store"),
 }
 
 

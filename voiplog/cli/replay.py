@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import stat
 import sys
 from contextlib import ExitStack
 
@@ -61,21 +64,33 @@ def replay(
     registration records.
 
     Replaying the same input always gives the same records, byte for byte.
+    UDP and TCP to the HEP ports (hep.ports, default 9060) is read as HEP: the
+    SIP it carries is recorded, not the datagram.
+    SIGTERM (or SIGINT) stops reading; the records made so far are kept (stored,
+    or left in the spool within store.drain_timeout_s) and the exit code is 1.
     """
     options = load_pipeline_options(config_path)
     on_tty = sys.stderr.isatty()
     show_progress = on_tty if progress is None else progress
     show_summary = on_tty if summary is None else summary
 
+    stop = _Stop()
     with ExitStack() as stack:
+        stack.callback(stop.restore)
         readers = []
         for path in captures:
             try:
-                readers.append(stack.enter_context(open_capture(path, on_warning=log.warning)))
+                with stop.waiting_on(path):
+                    reader = open_capture(path, on_warning=log.warning)
+                readers.append(stack.enter_context(reader))
+            except _Interrupted:
+                click.echo(f"voiplog: {path}: stopped while no process wrote into it", err=True)
+                raise SystemExit(1) from None
             except CaptureFileError as exc:
                 click.echo(f"voiplog: {exc}", err=True)
                 raise SystemExit(2) from None
         sinks = open_record_sinks(stack, store, jsonl_path, config_path)
+        stop.armed = True
         where = _Position()
         apps = open_app_classifier(options.flow_settings)
         if apps.warning:
@@ -93,13 +108,25 @@ def replay(
             enricher=options.enricher,
             radius_ports=options.radius_ports,
             apps=apps.classifier,
+            hep=options.hep,
         )
         try:
-            _run(pipeline, readers, show_progress, where)
+            _run(pipeline, readers, show_progress, where, stop)
         except OSError as exc:
             click.echo(f"voiplog: {exc}", err=True)
             raise SystemExit(1) from None
         corrupt = sum(r.corrupt_records for r in readers)
+        if stop.signal is not None:
+            # Calls still open are not written: cut short by the stop, they would
+            # be stored as final and shadow the whole call of a later replay.
+            click.echo(
+                f"voiplog: replay stopped by {stop.signal} after {pipeline.stats.packets:,} "
+                f"packets in {where.path}: {pipeline.stats.records:,} records made and kept, "
+                f"{pipeline.tracker.open_calls:,} calls still open not written; replay the "
+                "captures again to complete them (records stored already are skipped)",
+                err=True,
+            )
+            stack.callback(_exit_stopped)
     errors = pipeline.stats.parse_errors
     if errors:
         kinds = ", ".join(f"{kind} {count}" for kind, count in errors.most_common())
@@ -129,11 +156,81 @@ class _Position:
         log.debug("%s: packet %d: %s: %s", self.path, number - self.first_number, error.kind, error)
 
 
-def _run(pipeline: Pipeline, readers: list, show_progress: bool, where: _Position) -> None:
+class _Stop:
+    """SIGTERM and SIGINT end the reading between two packets, not the process.
+
+    The sinks then close as at the end of the input: the store writer seals
+    the spool and stores what it can within its time, and says how many
+    records stay spooled. Before the sinks are open (`armed`) nothing is at
+    stake, and a second signal is not waited on: both end the process at once,
+    as by default (what the spool took stays in it).
+    """
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self.armed = False
+        self._waiting = False
+        self._previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.signal(signum, self._set)
+
+    def _set(self, signum, _frame) -> None:
+        if self._waiting:
+            self.signal = signal.Signals(signum).name
+            raise _Interrupted
+        if self.signal is not None or not self.armed:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signal = signal.Signals(signum).name
+
+    @contextlib.contextmanager
+    def waiting_on(self, path: str):
+        """Opening `path`, which waits for a writer when it is a FIFO: said on standard
+        error, and a stop ends the wait."""
+        try:
+            fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+        except OSError:
+            fifo = False  # open_capture names the problem
+        if fifo:
+            click.echo(
+                f"voiplog: {path} is a FIFO: waiting for a process to write into it", err=True
+            )
+        self._waiting = fifo
+        try:
+            yield
+        finally:
+            self._waiting = False
+
+    def frames(self, reader):
+        """The reader's frames until a stop is asked."""
+        for number, frame in enumerate(reader):
+            if number & 1023 == 0 and self.signal is not None:
+                return
+            yield frame
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class _Interrupted(Exception):
+    """A stop asked while waiting for a FIFO's writer."""
+
+
+def _exit_stopped() -> None:
+    raise SystemExit(1)
+
+
+def _run(
+    pipeline: Pipeline, readers: list, show_progress: bool, where: _Position, stop: _Stop
+) -> None:
     if not show_progress:
         for reader in readers:
             where.start(reader.path, pipeline.stats.packets)
-            pipeline.feed(reader)
+            pipeline.feed(stop.frames(reader))
+            if stop.signal is not None:
+                return
         pipeline.finish()
         return
     from rich.progress import (
@@ -164,7 +261,9 @@ def _run(pipeline: Pipeline, readers: list, show_progress: bool, where: _Positio
             def tick(reader=reader, base=done_before) -> None:
                 bar.update(task, completed=base + reader.bytes_read)
 
-            pipeline.feed(reader, on_progress=tick)
+            pipeline.feed(stop.frames(reader), on_progress=tick)
+            if stop.signal is not None:
+                return
             done_before += os.path.getsize(reader.path)
             bar.update(task, completed=done_before)
         pipeline.finish()

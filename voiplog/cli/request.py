@@ -365,9 +365,10 @@ def run(config_path, request_id: int, count_only, jsonl_path, csv_path, narrow_f
         click.echo(summary)
         return
     if jsonl_path:
-        with open(jsonl_path, "w", encoding="utf-8") as out:
-            for record in result.records:
-                out.write(json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n")
+        from voiplog.export.bundle import records_jsonl
+
+        with open(jsonl_path, "wb") as out:
+            out.write(records_jsonl(result.records))
     elif csv_path:
         with open(csv_path, "w", encoding="utf-8", newline="") as out:
             writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
@@ -377,3 +378,13 @@ def run(config_path, request_id: int, count_only, jsonl_path, csv_path, narrow_f
     elif result.records:
         _table(result.records)
     click.echo(summary + (f" -> {target}" if target != "terminal" else ""))
+    for record in result.records:
+        for conflict in record.get("conflicts", ()):
+            # Records arriving later under the same key with other content:
+            # the store kept the first and shows the others beside it.
+            click.echo(
+                f"record {record['uid']}: other content arrived under its key at "
+                f"{conflict['seen_at']} from {conflict['inserted_by']} (stored "
+                f"sha256 {conflict['stored_sha256'][:16]}…, arrived {conflict['arrived_sha256'][:16]}…)",
+                err=True,
+            )

@@ -6,8 +6,8 @@ so scraping never touches the pipeline's live counters from another thread.
 
 Spool depth and store latency come from the record store when it has them: a
 sink whose object has a ``metrics()`` method returning
-``{"spool_depth": int, "store_latency_s": float}`` is asked once a second;
-without one both read 0.
+``{"spool_depth": int, "store_latency_s": float, "record_conflicts": int}`` is
+asked once a second; without one they read 0.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ class Snapshot:
     records_capture_loss: int = 0
     app_classifier_packets: int = 0
     app_calls_without_media: int = 0
+    store_record_conflicts: int = 0
+    spool_in_memory: int = 0  # records waiting in memory: the spool's file system is full
+    spool_disk_full: int = 0
+    spool_records_lost: int = 0
 
 
 class _Collector:
@@ -70,6 +74,26 @@ class _Collector:
             "voiplog_app_calls_without_media",
             "Calls of call applications that carried no media (unanswered), not written.",
             s.app_calls_without_media,
+        )
+        yield counter(
+            "voiplog_store_record_conflicts",
+            "Records that arrived under a stored key with other content (kept in record_conflict).",
+            s.store_record_conflicts,
+        )
+        yield counter(
+            "voiplog_spool_records_lost",
+            "Records lost: the spool's file system and its memory reserve were full.",
+            s.spool_records_lost,
+        )
+        yield GaugeMetricFamily(
+            "voiplog_spool_disk_full",
+            "1 while the spool's file system is full (records wait in memory).",
+            value=s.spool_disk_full,
+        )
+        yield GaugeMetricFamily(
+            "voiplog_spool_in_memory",
+            "Records waiting in memory for room on the spool's file system.",
+            value=s.spool_in_memory,
         )
         errors = CounterMetricFamily(
             "voiplog_parse_errors", "Unreadable packets, by kind.", labels=["kind"]

@@ -85,6 +85,23 @@ def ring_settings(cfg) -> RingSettings:
     )
 
 
+def _open_hep_listener(cfg, pipeline: Pipeline):
+    """The HEP listener of a config's [hep] listen addresses; raises HepListenError."""
+    from voiplog.capture.hep_listen import HepListener
+    from voiplog.config import parse_listen_address
+
+    weird = pipeline.stats.weird
+
+    def count(kind: str) -> None:
+        weird[kind] += 1
+
+    addresses = [parse_listen_address(a) for a in cfg.hep.listen]
+    # HEP the listener receives is not read a second time from a capture interface.
+    received = {port for _, _, port in addresses}
+    pipeline.hep_ports = pipeline.hep_ports - received
+    return HepListener(addresses, count)
+
+
 class _Classifier:
     """The subscriber-network lookup, swappable on reload without touching the tracker."""
 
@@ -141,8 +158,10 @@ class Daemon:
             enricher=enricher,
             radius_ports=tuple(cfg.enrichment.radius_ports) if enricher is not None else (),
             apps=self.apps.classifier,
+            hep=cfg.hep.settings(),
         )
         self.capture: LiveCapture | None = None
+        self.hep = None  # voiplog.capture.hep_listen.HepListener, with [hep] listen
         self.metrics = None
         self._last_counters: list = []
 
@@ -194,6 +213,8 @@ class Daemon:
                 filter_factory(self.cfg),
                 wakeup_fd=wake_fd,
             )
+            if self.cfg.hep.listen:
+                self.hep = _open_hep_listener(self.cfg, self.pipeline)
             if self.cfg.metrics.address:
                 from voiplog.daemon.metrics import MetricsServer
 
@@ -206,6 +227,9 @@ class Daemon:
         if self.capture is not None:
             self.capture.close()
             self.capture = None
+        if self.hep is not None:
+            self.hep.close()
+            self.hep = None
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None
@@ -230,10 +254,20 @@ class Daemon:
         last_check_us = time.time_ns() // 1000
         rate_base = (now, 0)
         idle_lag_us = 2 * self.cfg.capture.block_timeout_ms * 1000
+        hep = self.hep
+        if hep is not None:
+            log.info("receiving HEP on %s", ", ".join(hep.addresses()))
         while not self._stop:
+            if hep is not None:
+                capture.watch(hep.fds())
             frames = capture.read(_POLL_S)
             if frames:
                 pipeline.feed(frames)
+            if hep is not None:
+                packets = hep.read()
+                if packets:
+                    pipeline.feed_hep(packets)
+                    frames = frames or packets  # not idle: no wall-clock expiry
             # Socket drop counters every turn: the interval a drop is pinned to stays
             # short, so few records are flagged that did not need to be.
             now_us = time.time_ns() // 1000
@@ -283,6 +317,10 @@ class Daemon:
             if not frames:
                 break
             self.pipeline.feed(frames)
+        if self.hep is not None:
+            self.pipeline.feed_hep(self.hep.read())
+            self.hep.close()
+            self.hep = None
         now_us = time.time_ns() // 1000
         drops = sum(capture.update_counters().values())
         self.loss.add(now_us - 1, now_us, drops)
@@ -347,6 +385,8 @@ class Daemon:
                 log.warning("reload: capture.%s changes on restart only", section)
         if new.metrics.address != old.metrics.address:
             log.warning("reload: metrics.address changes on restart only")
+        if new.hep != old.hep:
+            log.warning("reload: hep changes on restart only")
         self.cfg = new
         log.info(
             "reloaded configuration: %d subscriber networks, log level %s",
@@ -372,10 +412,18 @@ class Daemon:
         drops = (
             sum(c.dropped + c.if_rx_missed for c in self.capture.counters) if self.capture else 0
         )
-        return (
+        line = (
             f"{rate:,.0f} packets/s, {self.pipeline.tracker.open_calls} calls open, "
             f"{stats.records} records, {drops} packets dropped"
         )
+        probe = getattr(self._store, "metrics", None)
+        store = probe() if callable(probe) else {}
+        if store.get("spool_disk_full") or store.get("spool_records_lost"):
+            line += (
+                f"; SPOOL DISK FULL: {store.get('spool_in_memory', 0)} records in memory, "
+                f"{store.get('spool_records_lost', 0)} lost"
+            )
+        return line
 
     def _publish(self) -> None:
         if self.metrics is None:
@@ -411,5 +459,9 @@ class Daemon:
                 records_capture_loss=self.loss_records,
                 app_classifier_packets=stats.app_classifier_packets,
                 app_calls_without_media=stats.weird.get("app.call_without_media", 0),
+                store_record_conflicts=int(store.get("record_conflicts", 0)),
+                spool_in_memory=int(store.get("spool_in_memory", 0)),
+                spool_disk_full=int(store.get("spool_disk_full", 0)),
+                spool_records_lost=int(store.get("spool_records_lost", 0)),
             )
         )
