@@ -48,6 +48,20 @@ def _connection(config_path):
             connection.close()
 
 
+@contextlib.contextmanager
+def refusals_in_one_line(config_path, command: str):
+    """The store connection of a command whose every Postgres refusal (a missing privilege,
+    a changed row) is one line naming the command, exit 1."""
+    import psycopg2
+
+    with _connection(config_path) as (connection, config):
+        try:
+            yield connection, config
+        except psycopg2.Error as exc:
+            first = str(exc.pgerror or exc).strip().splitlines()[0].removeprefix("ERROR:  ")
+            _fail(f"{command}: {first}")
+
+
 def _who() -> tuple[str, str]:
     from voiplog.cli._store import os_user
 

@@ -10,28 +10,17 @@ stays checkable after the day is purged (`purge_log.seals`).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 from pathlib import Path
 
 import click
 
-from voiplog.cli.request import CONFIG, _fail
-from voiplog.cli.request import _connection as _request_connection
+from voiplog.cli.request import CONFIG, _fail, refusals_in_one_line
 
 
-@contextlib.contextmanager
 def _connection(config_path):
-    """The store, with a refusal by Postgres (a missing privilege) as one line, exit 1."""
-    import psycopg2
-
-    with _request_connection(config_path) as (connection, config):
-        try:
-            yield connection, config
-        except psycopg2.Error as exc:
-            first = str(exc.pgerror or exc).strip().splitlines()[0].removeprefix("ERROR:  ")
-            _fail(f"store: {first}")
+    return refusals_in_one_line(config_path, "store")
 
 
 @click.group()
