@@ -419,6 +419,17 @@ class DaemonConfig(_Strict):
         5.0, gt=0, description="How often rates are told to systemd (STATUS=) and the log."
     )
     watchdog: bool = Field(True, description="Answer systemd's watchdog when it asks for it.")
+    resume_calls: bool = Field(
+        True,
+        description="Save open calls at a stop (and every checkpoint_interval_s) and go on "
+        "with them at the next start, instead of writing them flagged `shutdown`.",
+    )
+    checkpoint_interval_s: float = Field(
+        10.0, gt=0, description="How often open calls are saved, bounding what a crash loses."
+    )
+    state_dir: str | None = Field(
+        None, description="Where open calls are saved; default <state directory>/calls."
+    )
 
 
 class PopConfig(BaseSettings):

@@ -637,6 +637,19 @@ class Pipeline:
             self._write_all(self.classifier.close_all(reason))
             self._app_counts()
 
+    def suspend(self, reason: EndReason = EndReason.SHUTDOWN) -> dict:
+        """End of a run that a later one continues: as `finish`, but the open calls
+        and REGISTER chains are returned as plain data (`CallTracker.snapshot`)
+        instead of being closed. Media sessions without signalling are closed."""
+        self._expire(self._now_us)
+        for (src, sport, dst, dport), ts, message, transport in self.streams.flush():
+            self._sip(ts, src, sport, dst, dport, message, transport)
+        state = self.tracker.snapshot()
+        if self.classifier is not None:
+            self._write_all(self.classifier.close_all(reason))
+            self._app_counts()
+        return state
+
     def _app_counts(self) -> None:
         classifier = self.classifier
         self.stats.app_classifier_packets = classifier.app_datagrams

@@ -125,6 +125,8 @@ class Lab:
         )  # fmt: skip
         environ = {**os.environ, **(env or {})}
         environ["PYTHONPATH"] = str(ROOT)
+        # Open calls saved at a stop stay with this test's daemons.
+        environ.setdefault("STATE_DIRECTORY", str(self.workdir / "state"))
         proc = subprocess.Popen(cmd, cwd=ROOT, env=environ, stderr=err.open("w"))
         daemon = Daemon(proc, out, err)
         self.daemons.append(daemon)

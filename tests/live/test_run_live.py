@@ -63,7 +63,7 @@ def test_records_match_sipp_statistics(lab):
 
 
 def test_sigterm_closes_open_calls_with_shutdown(lab):
-    daemon = lab.start_daemon(CONFIG)
+    daemon = lab.start_daemon(CONFIG + "[daemon]\nresume_calls = false\n")
     lab.callee("uas_answer.xml", ANSWER_PORT, 1)
     time.sleep(0.3)
     caller = subprocess.Popen(

@@ -296,6 +296,8 @@ class Dialog:
     pending_offer: Offer | None = None
     refer: Refer | None = None
     correlation: dict[str, str] | None = None
+    # (start, end) of each daemon restart the call lived through: packets then were not seen.
+    gaps: list[tuple[int, int]] = field(default_factory=list)
 
     def last_activity_us(self) -> int:
         last = self.last_sip_us

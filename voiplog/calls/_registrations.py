@@ -228,6 +228,16 @@ class RegistrationTracker:
     def open_chains(self) -> int:
         return len(self._chains)
 
+    def chains(self) -> list[_Chain]:
+        """The open chains, least recently active first (for a saved state)."""
+        return list(self._chains.values())
+
+    def adopt(self, chains: list[_Chain]) -> None:
+        """Take back chains of a saved state, each with its deadline."""
+        for chain in chains:
+            self._chains[chain.call_id] = chain
+            self._schedule(chain)
+
     def on_request(
         self,
         msg: SipMessage,

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
+from voiplog.calls import _snapshot as snap
 from voiplog.calls._deadlines import DeadlineHeap
 from voiplog.calls._dialog import (
     DEADLINES,
@@ -164,6 +165,54 @@ class CallTracker:
             self._close(call, None if call.state in OVER else reason)
         self._done += self.registrations.close_all(reason)
         return self.take_records()
+
+    def snapshot(self) -> dict:
+        """The open calls, their media and the REGISTER chains as plain data, for
+        `restore` in another process (see `voiplog.calls._snapshot`)."""
+        flows = self.media.flows
+        return {
+            "format": snap.FORMAT,
+            "calls": [snap.dialog_data(call, flows) for call in self._calls.values()],
+            "expected": snap.expected_data(self.media._expected),
+            "registrations": [snap.chain_data(c) for c in self.registrations.chains()],
+        }
+
+    def restore(self, data: dict, gap: tuple[int, int] | None = None) -> int:
+        """Take back the calls and chains of a `snapshot` into this empty tracker;
+        return how many calls. With `gap` (start, end, in µs), packets in it were not
+        seen: each call is flagged ``restarted`` and keeps the gap for its record.
+
+        Raises ValueError (another format, or data that does not read) before
+        anything is changed: a state is taken whole or not at all.
+        """
+        if self._calls or self.registrations.open_chains or self.media.flows:
+            raise ValueError("the tracker is not empty")
+        try:
+            if data.get("format") != snap.FORMAT:
+                raise ValueError(f"format {data.get('format')!r}, not {snap.FORMAT}")
+            indexed: dict[bytes, MediaFlow] = {}
+            calls = {}
+            for saved in data["calls"]:
+                call = snap.restore_dialog(saved, indexed)
+                calls[call.call_id] = call
+            expected = snap.restore_expected(data["expected"], calls)
+            chains = [snap.restore_chain(c) for c in data["registrations"]]
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ValueError(f"saved calls do not read: {exc!r}") from None
+        for call in calls.values():
+            if gap is not None:
+                call.flags.add("restarted")
+                call.gaps.append(gap)
+            self._calls[call.call_id] = call
+            self._heap.schedule(call, self._deadline(call))
+        self.media._expected.update(expected)
+        self.media.flows.update(indexed)
+        self.media.generation += 1
+        if gap is not None:
+            for chain in chains:
+                chain.flags.add("restarted")
+        self.registrations.adopt(chains)
+        return len(calls)
 
     def take_records(self) -> list[Record]:
         done, self._done = self._done, []

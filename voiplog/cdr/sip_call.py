@@ -58,6 +58,7 @@ class TrackedCall(Protocol):
     refer: Any  # None, or with `by`, `referred_to`, `referred_by`, `status`
     early_sdp: bool
     correlation: dict[str, str] | None
+    gaps: list[tuple[int, int]]  # (start, end) of the restarts it lived through
 
     def last_activity_us(self) -> int: ...
 
@@ -157,6 +158,11 @@ def _flow_details(call: TrackedCall) -> dict:
         extra["transfer"] = {"by": refer.by.value, "status": refer.status}
     if call.correlation:
         extra["correlation"] = {key: call.correlation.get(key) for key in CORRELATION_KEYS}
+    if call.gaps:
+        # The daemon was restarted during the call: its packets then were not seen.
+        extra["restart_gaps"] = [
+            {"start": format_ts(start), "end": format_ts(end)} for start, end in call.gaps
+        ]
     return extra
 
 

@@ -57,7 +57,9 @@ def run(
     at the same time and its calls recorded like captured ones.
 
     Needs CAP_NET_RAW (and CAP_NET_ADMIN for promiscuous mode). SIGTERM or SIGINT
-    closes the open calls (ended_by "shutdown"), writes their records and exits 0.
+    saves the open calls and exits 0; the next start goes on with them (flag
+    "restarted"). With daemon.resume_calls = false it closes them instead
+    (ended_by "shutdown") and writes their records.
     SIGHUP re-reads the config file: subscriber networks, call timeouts, SIP and
     capture ports and the log level change without a restart. Tells systemd
     READY=1, STATUS=, WATCHDOG=1 and STOPPING=1 when NOTIFY_SOCKET is set.

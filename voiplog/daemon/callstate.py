@@ -1,0 +1,118 @@
+"""The saved state of open calls: written at a stop and at checkpoints, read at start.
+
+Strategy: one JSON file per POP (orjson), written whole to a temporary file in
+the same directory, fsynced, renamed over the old one and the directory fsynced,
+so that a crash leaves either the old state or the new one, never a mix. The
+file names the voiplog version, its own format and a hash of the configuration
+that decides how calls are tracked; a state whose version or hash differs is
+refused and set aside, never half-loaded: the tracker's `restore` takes it whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import orjson
+
+import voiplog
+
+FORMAT = 1
+
+
+class StateError(Exception):
+    """A saved state that cannot be taken back: the message says why."""
+
+
+def state_path(cfg) -> Path:
+    """daemon.state_dir (else <state directory>/calls), then <pop>.json."""
+    if cfg.daemon.state_dir:
+        directory = Path(cfg.daemon.state_dir)
+    else:
+        from voiplog.store.embedded import state_dir
+
+        directory = state_dir() / "calls"
+    return directory / f"{cfg.pop}.json"
+
+
+def config_hash(cfg) -> str:
+    """A hash of what decides how calls are tracked and matched to packets."""
+    relevant = {
+        "pop": cfg.pop,
+        "sip": cfg.sip.model_dump(mode="json"),
+        "calls": cfg.calls.model_dump(mode="json"),
+    }
+    return hashlib.sha256(orjson.dumps(relevant, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def save(path: Path, cfg_hash: str, saved_us: int, calls: dict) -> int:
+    """Write `calls` (a tracker snapshot) atomically; return the bytes written."""
+    data = orjson.dumps(
+        {
+            "voiplog": voiplog.__version__,
+            "format": FORMAT,
+            "config": cfg_hash,
+            "saved_us": saved_us,
+            "calls": calls,
+        }
+    )
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+    )
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        temporary.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return len(data)
+
+
+def load(path: Path, cfg_hash: str) -> tuple[int, dict] | None:
+    """(saved_us, tracker snapshot) of the state at `path`, None when there is none.
+
+    Raises StateError for a state of another version or configuration, or one
+    that does not read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"{path}: cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        raw = file.read()
+    try:
+        data = orjson.loads(raw)
+        version, fmt, saved_hash = data["voiplog"], data["format"], data["config"]
+        saved_us, calls = int(data["saved_us"]), data["calls"]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise StateError(f"{path}: not a saved state of open calls ({exc})") from None
+    if version != voiplog.__version__ or fmt != FORMAT:
+        raise StateError(
+            f"{path}: saved by voiplog {version} (format {fmt}), "
+            f"this is {voiplog.__version__} (format {FORMAT})"
+        )
+    if saved_hash != cfg_hash:
+        raise StateError(f"{path}: saved under another [sip]/[calls] configuration")
+    return saved_us, calls
+
+
+def set_aside(path: Path, now_us: int) -> Path:
+    """Rename a refused state out of the way (kept for inspection, never loaded)."""
+    target = path.with_name(f"{path.name}.refused-{now_us}")
+    os.replace(path, target)
+    return target
