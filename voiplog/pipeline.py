@@ -50,7 +50,7 @@ from voiplog.packet.ipfrag import FragmentReassembler, FragmentSettings
 from voiplog.packet.mirror import MirrorDedup
 from voiplog.packet.sctp import SctpReassembler
 from voiplog.packet.tcp import TcpSettings
-from voiplog.packet.tunnel import Tunnel, outer_tunnel
+from voiplog.packet.tunnel import outer_tunnel
 from voiplog.rtp import looks_like_rtp
 from voiplog.sip import SipStreamTable, looks_like_sip, parse_message
 
@@ -174,12 +174,14 @@ class Pipeline:
             if reassembly.mirror_window_us > 0
             else None
         )
-        # Outer tunnel of each open call's first INVITE, by Call-ID, added to its
-        # record when written. Bounded like the call table it shadows, with room
-        # for the INVITE that makes the tracker evict a call and for INVITEs that
-        # open no call (their entries go first).
-        self._tunnels: OrderedDict[str, Tunnel] = OrderedDict()
-        self._max_tunnels = self.tracker.settings.max_open_calls + 1024
+        # Keys each open call's record gets beside the tracker's, learnt from its
+        # packets, by Call-ID: the outer tunnel of its first INVITE (`tunnel`),
+        # the HEP node its signalling came from (`source`). Added to the record
+        # when written. Bounded like the call table it shadows, with room for the
+        # INVITE that makes the tracker evict a call and for messages that open
+        # no call (their entries go first).
+        self._call_extras: OrderedDict[str, dict] = OrderedDict()
+        self._max_call_extras = self.tracker.settings.max_open_calls + 1024
         self._enricher = enricher
         self._accounting = enricher.radius if enricher is not None else None
         self.radius_ports = frozenset(radius_ports) if self._accounting is not None else frozenset()
@@ -191,9 +193,6 @@ class Pipeline:
         self._hep_streams = HepTcpStreams(
             reassembly.tcp, reassembly.max_stream_buffer, self._count_weird
         )
-        # Signalling source of each open call whose SIP came by HEP, by Call-ID,
-        # added to its record as ``source``; bounded like the tunnel table.
-        self._sources: OrderedDict[str, dict] = OrderedDict()
 
     def _count_weird(self, kind: str) -> None:
         self.stats.weird[kind] += 1
@@ -409,10 +408,11 @@ class Pipeline:
             stats.sip_requests[msg.method] += 1
         else:
             stats.sip_responses[msg.status] += 1
-        if frame and msg.method in _TUNNELLED_METHODS and msg.call_id is not None:
-            self._note_tunnel(msg.call_id, linktype, frame)
-        if source is not None and msg.call_id is not None:
-            self._note_source(msg.call_id, source)
+        if msg.call_id is not None:
+            if frame and msg.method in _TUNNELLED_METHODS:
+                self._note_tunnel(msg.call_id, linktype, frame)
+            if source is not None:
+                self._note_extra(msg.call_id, "source", source)
         self.tracker.on_sip(msg, ts, format_ip(src), sport, format_ip(dst), dport, transport)
         self._drain()
 
@@ -476,15 +476,6 @@ class Pipeline:
         ack = ack if flags & 0x10 else None
         for when, packet, way in self._hep_streams.segment(key, seq, flags, payload, ts, ack):
             self._hep(when, packet, way[0])
-
-    def _note_source(self, call_id: str, source: dict) -> None:
-        sources = self._sources
-        if call_id in sources:
-            return
-        if len(sources) >= self._max_tunnels:
-            sources.popitem(last=False)
-            self.stats.weird["hep.source_table_full"] += 1
-        sources[call_id] = source
 
     def _reassemble(self, ts: int, linktype: int, frame: bytes) -> tuple | None:
         """The datagram an IP fragment completes, if it is one and completes it."""
@@ -555,16 +546,21 @@ class Pipeline:
                 self._sip(ts, src, sport, dst, dport, message, "sctp")
 
     def _note_tunnel(self, call_id: str, linktype: int, frame: bytes) -> None:
-        tunnels = self._tunnels
-        if call_id in tunnels:
+        if "tunnel" in self._call_extras.get(call_id, ()):
             return
         tunnel = outer_tunnel(linktype, frame)
-        if tunnel is None:
-            return
-        if len(tunnels) >= self._max_tunnels:
-            tunnels.popitem(last=False)
-            self.stats.weird["tunnel.table_full"] += 1
-        tunnels[call_id] = tunnel
+        if tunnel is not None:
+            self._note_extra(call_id, "tunnel", tunnel.to_dict())
+
+    def _note_extra(self, call_id: str, key: str, value: dict) -> None:
+        """`key` of the record of call `call_id`, unless a message before set it."""
+        extras = self._call_extras.get(call_id)
+        if extras is None:
+            if len(self._call_extras) >= self._max_call_extras:
+                self._call_extras.popitem(last=False)
+                self.stats.weird["call_extras.table_full"] += 1
+            extras = self._call_extras[call_id] = {}
+        extras.setdefault(key, value)
 
     def expire(self, now_us: int) -> None:
         """Expire what is due at `now_us` without a packet: the live daemon calls this
@@ -606,14 +602,10 @@ class Pipeline:
             self._write(record)
 
     def _write(self, record: CallRecord | RegistrationRecord) -> None:
-        if self._tunnels:
-            tunnel = self._tunnels.pop(getattr(record, "call_id", None), None)
-            if tunnel is not None and hasattr(record, "extra"):
-                record = replace(record, extra={**record.extra, "tunnel": tunnel.to_dict()})
-        if self._sources:
-            source = self._sources.pop(getattr(record, "call_id", None), None)
-            if source is not None and hasattr(record, "extra"):
-                record = replace(record, extra={**record.extra, "source": source})
+        if self._call_extras:
+            extras = self._call_extras.pop(getattr(record, "call_id", None), None)
+            if extras and hasattr(record, "extra"):
+                record = replace(record, extra={**record.extra, **extras})
         if self._enricher is not None:
             try:
                 record = self._enricher.enrich(record)

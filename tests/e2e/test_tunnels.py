@@ -317,7 +317,7 @@ def test_tunnel_table_is_bounded_by_the_call_table():
         d.invite(T0 + n * 1000)
         frames += tunnelled(d.frames, TUNNELS[0][1])
     pipeline.feed((ts, 1, frame) for ts, frame in sorted(frames, key=lambda f: f[0]))
-    assert len(pipeline._tunnels) <= 2  # the evicted calls' entries went with their records
+    assert len(pipeline._call_extras) <= 2  # the evicted calls' entries went with their records
     pipeline.finish()
     # Evicted calls were written when the call table overflowed, with their tunnel.
     assert len(records) == 5
