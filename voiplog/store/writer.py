@@ -420,27 +420,42 @@ class StoreWriter:
             self._backoff_s = 0.0
         return True
 
+    @contextlib.contextmanager
+    def _long_job(self, link: _Link, timeout_s: float | None):
+        """A connection of `link` for a job of several statements each bounded by
+        `timeout_s` (default: an index build's bound) instead of the stall bound."""
+        connection = self._connect(link)
+        bound_s = _INDEX_BOUND_S if timeout_s is None else timeout_s
+        connection.bound_s = bound_s + 5.0
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET statement_timeout = %s", (int(bound_s * 1000),))
+            connection.commit()
+            yield connection
+        finally:
+            connection.bound_s = self.stall_timeout_s
+            with contextlib.suppress(psycopg2.Error):  # a broken link is dropped by the caller
+                connection.rollback()
+                with connection.cursor() as cursor:
+                    cursor.execute("RESET statement_timeout")
+                connection.commit()
+
     def index_closed_days(self, link: _Link | None = None, timeout_s: float | None = None) -> int:
         """Have the look-up indexes built on day partitions before today; returns how many.
 
         The day being written has none, so that rows land at full speed (see
-        migration 0003); a day that is over gets them in one bulk build. A
-        failure is logged and left for the next call: records are not at stake.
+        migration 0003); a day that is over gets them in one bulk build, and is
+        then sealed. A failure is logged and left for the next call: records are
+        not at stake.
         """
         link = link or self._link
         try:
-            connection = self._connect(link)
-            bound_s = _INDEX_BOUND_S if timeout_s is None else timeout_s
-            connection.bound_s = bound_s + 5.0
-            try:
+            with self._long_job(link, timeout_s) as connection:
                 with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL statement_timeout = %s", (int(bound_s * 1000),))
                     started = time.perf_counter()
                     cursor.execute("SELECT voiplog_index_closed_days(%s)", (self._today(),))
                     made = cursor.fetchone()[0]
                 connection.commit()
-            finally:
-                connection.bound_s = self.stall_timeout_s
         except (psycopg2.Error, SchemaBehindError) as exc:
             self._disconnect(link)
             log.warning(
@@ -464,19 +479,8 @@ class StoreWriter:
 
         link = link or self._link
         try:
-            connection = self._connect(link)
-            bound_s = _INDEX_BOUND_S if timeout_s is None else timeout_s
-            connection.bound_s = bound_s + 5.0
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SET statement_timeout = %s", (int(bound_s * 1000),))
-                connection.commit()
+            with self._long_job(link, timeout_s) as connection:
                 made = seal.seal_closed_days(connection, self._today(), self.signer)
-            finally:
-                with connection.cursor() as cursor:
-                    cursor.execute("RESET statement_timeout")
-                connection.commit()
-                connection.bound_s = self.stall_timeout_s
         except (psycopg2.Error, SchemaBehindError) as exc:
             self._disconnect(link)
             log.warning(
