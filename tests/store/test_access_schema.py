@@ -49,18 +49,24 @@ def people(store_dsn):
     for person, login in logins.items():
         query(store_dsn, f"CREATE ROLE {login} LOGIN IN ROLE {GROUP[person]}")
     yield {person: as_role(store_dsn, login) for person, login in logins.items()}
+    drop_logins(store_dsn, logins.values())
+
+
+def drop_logins(store_dsn: str, logins) -> None:
+    """End the sessions of test logins, drop what they own, and drop them."""
+    logins = list(logins)
     admin = _admin()
     with admin.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)",
-            (list(logins.values()),),
+            (logins,),
         )
     with psycopg2.connect(store_dsn) as connection, connection.cursor() as cursor:
-        for login in logins.values():
+        for login in logins:
             cursor.execute(f"DROP OWNED BY {login}")
     connection.close()
     with admin.cursor() as cursor:
-        for login in logins.values():
+        for login in logins:
             cursor.execute(f"DROP ROLE {login}")
     admin.close()
 

@@ -12,9 +12,9 @@ import psycopg2
 import pytest
 
 from tests.store._records import call
-from tests.store.conftest import _admin, query
+from tests.store.conftest import query
 from tests.store.test_access_run import DAYS, TODAY, at, officers  # noqa: F401  (fixture)
-from tests.store.test_access_schema import as_role, people  # noqa: F401  (fixture)
+from tests.store.test_access_schema import as_role, drop_logins, people  # noqa: F401  (fixture)
 from voiplog.store.spool import Spool
 from voiplog.store.writer import StoreWriter
 
@@ -30,20 +30,7 @@ def writers(people, store_dsn):  # noqa: F811
         query(store_dsn, f"CREATE ROLE {login} LOGIN IN ROLE voiplog_writer")
     query(people["admin"], "INSERT INTO writer_pop (role, pop) VALUES (%s, 'ams1')", (logins["ams1"],))  # fmt: skip
     yield {name: as_role(store_dsn, login) for name, login in logins.items()} | {"logins": logins}
-    admin = _admin()
-    with admin.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)",
-            (list(logins.values()),),
-        )
-    with psycopg2.connect(store_dsn) as connection, connection.cursor() as cursor:
-        for login in logins.values():
-            cursor.execute(f"DROP OWNED BY {login}")
-    connection.close()
-    with admin.cursor() as cursor:
-        for login in logins.values():
-            cursor.execute(f"DROP ROLE {login}")
-    admin.close()
+    drop_logins(store_dsn, logins.values())
 
 
 def _store(dsn: str, tmp_path, records, pop: str | None = None, today=TODAY) -> StoreWriter:
