@@ -23,6 +23,7 @@ EXPLAINED = {
     "tmpfs": "tmpfs",
     "another user": "another user",
     "embedded server": "embedded server",
+    "app captures": "app captures are not fetched",
 }
 
 

@@ -100,10 +100,12 @@ class MediaSessionsConfig(_Strict):
     app_min_return_packets: int = Field(_FLOW_DEFAULTS.app_min_return_packets, ge=1)
     app_min_span_s: float = Field(_FLOW_DEFAULTS.app_min_span_s, ge=0)
     app_min_rate_pps: float = Field(_FLOW_DEFAULTS.app_min_rate_pps, gt=0)
+    app_named_min_packets: int = Field(_FLOW_DEFAULTS.app_named_min_packets, ge=2)
     app_quiet_min_packets: int = Field(_FLOW_DEFAULTS.app_quiet_min_packets, ge=2)
     app_quiet_min_span_s: float = Field(_FLOW_DEFAULTS.app_quiet_min_span_s, ge=0)
     app_quiet_min_rate_pps: float = Field(_FLOW_DEFAULTS.app_quiet_min_rate_pps, gt=0)
     app_join_gap_s: float = Field(_FLOW_DEFAULTS.app_join_gap_s, ge=0)
+    app_new_socket_gap_s: float = Field(_FLOW_DEFAULTS.app_new_socket_gap_s, ge=0)
     app_sni_window_s: float = Field(_FLOW_DEFAULTS.app_sni_window_s, ge=0)
     stream_min_rate_pps: float = Field(_FLOW_DEFAULTS.stream_min_rate_pps, gt=0)
 

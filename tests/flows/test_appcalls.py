@@ -476,3 +476,135 @@ def test_an_unanswered_call_probing_three_relays_is_one_attempt():
     flows.expire(T0 + 60 * S)
     assert flows.close_all() == []
     assert flows.app_attempts_without_media == 1
+
+
+# -- real captures' shapes: one socket per call, plain RTP beside, no networks --
+
+PRIVATE = ip("192.168.2.12")  # a subscriber behind the capture's own NAT
+
+
+def test_a_media_flow_from_a_new_socket_after_silence_is_the_next_call():
+    # Telegram redials: the first call's flows fall silent (but have not yet
+    # timed out) and, 8 s later, a new socket carries the next call.
+    flows, _apps = classifier({RELAY: TELEGRAM_DPI, RELAY2: TELEGRAM_DPI}, [RELAY, RELAY2])
+    records = media_flow(flows, T0, 10, RELAY, 1400, sport=40000)
+    records += media_flow(flows, T0 + 18 * S, 10, RELAY2, 1400, sport=41000)
+    records += flows.close_all()
+    assert sorted({f["src_port"] for f in r.extra["app_flows"]}.pop() for r in records) == [
+        40000,
+        41000,
+    ]
+    assert all(r.disposition == "app_call" for r in records)
+
+
+def test_a_new_socket_while_the_call_still_carries_media_is_the_same_call():
+    # Zoom: audio, video and screen each from a socket of their own, at once.
+    flows, _apps = classifier({RELAY: TELEGRAM_DPI}, [RELAY])
+    records = media_flow(flows, T0, 10, RELAY, 1400, sport=40000)
+    records += media_flow(flows, T0 + 2 * S, 10, RELAY, 1401, sport=41000)
+    records += flows.close_all()
+    (record,) = records
+    assert {f["src_port"] for f in record.extra["app_flows"]} == {40000, 41000}
+
+
+def test_the_same_socket_after_a_short_silence_is_the_same_call():
+    flows, _apps = classifier({RELAY: TELEGRAM_DPI, PEER: TELEGRAM_DPI}, [RELAY])
+    records = media_flow(flows, T0, 10, RELAY, 1400)
+    records += media_flow(flows, T0 + 17 * S, 10, PEER, 52000)
+    records += flows.close_all()
+    assert len(records) == 1
+
+
+def test_without_networks_the_private_end_is_the_subscriber():
+    # No subscriber networks and no server ranges: the peer sends first, from
+    # a public address, to the subscriber behind a NAT.
+    flows = FlowClassifier(FlowSettings(), apps=TableClassifier({PEER: WHATSAPP}))
+    rng = random.Random(4)
+    for i in range(500):
+        t = T0 + i * 20 * MS
+        flows.feed_udp(t, PEER, 52000, PRIVATE, 40000, encrypted(rng))
+        flows.feed_udp(t + MS, PRIVATE, 40000, PEER, 52000, encrypted(rng))
+    (record,) = flows.close_all()
+    assert record.caller_ip == "192.168.2.12" and record.callee_ip == "198.51.100.7"
+    assert record.extra["far_end"] == "peer"
+
+
+def test_without_networks_a_socket_seen_in_the_call_is_the_subscriber():
+    # Both ends public and the peer first: the socket that already talked to
+    # the app's relay is the subscriber's, and both paths are one call.
+    flows = FlowClassifier(
+        FlowSettings(), apps=TableClassifier({RELAY: WHATSAPP, PEER: WHATSAPP}, [RELAY])
+    )
+    records = media_flow(flows, T0, 5, RELAY, 3478)
+    rng = random.Random(5)
+    for i in range(500):
+        t = T0 + 4 * S + i * 20 * MS
+        records += flows.feed_udp(t, PEER, 52000, SUB, 40000, encrypted(rng))
+        records += flows.feed_udp(t + MS, SUB, 40000, PEER, 52000, encrypted(rng))
+    records += flows.close_all()
+    (record,) = records
+    assert {f["src_ip"] for f in record.extra["app_flows"]} == {"100.64.1.10"}
+    assert record.callee_ip == "198.51.100.7"
+
+
+def test_plain_rtp_beside_an_apps_named_flows_is_part_of_its_call():
+    # KakaoTalk: nDPI names the control flows, and only "RTP" for the voice
+    # between the same two addresses on the ports next to them.
+    kakao = AppVerdict(
+        "KakaoTalk_Voice", "kakaotalk", "VoIP", "dpi", call=True, call_app=True,
+        call_protocol=True,
+    )  # fmt: skip
+    flows, _apps = classifier({RELAY: kakao})
+    records = []
+    rng = random.Random(3)
+    for i in range(40):  # RTCP-like control, both ways, every second
+        t = T0 + i * S
+        records += flows.feed_udp(t, SUB, 40001, RELAY, 23045, encrypted(rng, 80))
+        records += flows.feed_udp(t + 5 * MS, RELAY, 23045, SUB, 40001, encrypted(rng, 80))
+    apps = flows._apps
+    apps.verdicts[RELAY] = RTP_PEER
+    records += media_flow(flows, T0 + 500 * MS, 30, RELAY, 23044, payload=_rtp_payloads())
+    records += flows.close_all()
+    (record,) = records
+    assert record.disposition == "app_call" and record.extra["app"]["name"] == "kakaotalk"
+    assert {f["src_port"] for f in record.extra["app_flows"]} == {40000, 40001}
+    assert record.media and all(m.ssrc == 0x77 for m in record.media)
+
+
+def test_a_call_protocol_named_by_inspection_needs_no_voice_rate():
+    # Snapchat's call inside QUIC: 25 datagrams each way in 8 s, on UDP 443.
+    snap = AppVerdict(
+        "QUIC.SnapchatCall", "snapchat", "VoIP", "dpi", call=True, call_app=True,
+        call_protocol=True,
+    )  # fmt: skip
+    flows, _apps = classifier({RELAY: snap})
+    records = media_flow(flows, T0, 8, RELAY, 443, rate=3)
+    (record,) = records + flows.close_all()
+    assert record.extra["app"]["name"] == "snapchat"
+    # UDP 443 is a server's port: the far party is behind it, unseen.
+    assert record.extra["far_end"] == "relay" and record.callee_ip is None
+    (flow,) = record.extra["app_flows"]
+    assert flow["relay_basis"] == "server_port"
+
+
+def test_an_app_named_without_its_call_protocol_needs_the_voice_rate():
+    flows, _apps = classifier({RELAY: TELEGRAM_DPI})
+    assert media_flow(flows, T0, 8, RELAY, 1400, rate=3) + flows.close_all() == []
+
+
+def test_a_dtls_srtp_offer_nobody_answered_is_no_call():
+    # A ClientHello offering SRTP, sent twice, never answered (nDPI's dtls.pcap).
+    flows = FlowClassifier(FlowSettings())
+    hello = c.dtls_client_hello()
+    flows.feed_udp(T0, SUB, 40739, PEER, 56515, hello)
+    flows.feed_udp(T0 + 1, SUB, 40739, PEER, 56515, hello)
+    assert flows.close_all() == []
+
+
+def test_an_agreed_dtls_srtp_handshake_is_a_webrtc_session():
+    flows = FlowClassifier(FlowSettings())
+    flows.feed_udp(T0, SUB, 40739, PEER, 56515, c.dtls_client_hello())
+    flows.feed_udp(T0 + 30 * MS, PEER, 56515, SUB, 40739, c.dtls_server_hello())
+    (record,) = flows.close_all()
+    assert record.extra["encryption"] == "dtls-srtp"
+    assert record.extra["dtls_srtp_profiles"] == [7]

@@ -619,9 +619,9 @@ def test_missing_symbol_is_refused():
 
 
 def test_quic_is_excluded_even_for_a_call_app():
-    assert _names.judge("QUIC", "WhatsApp", "Chat") == ("whatsapp", False, True, True)
+    assert _names.judge("QUIC", "WhatsApp", "Chat") == ("whatsapp", False, True, True, False)
     # ...but a call protocol inside QUIC is a call: Snapchat's RTP after its CHLO.
-    assert _names.judge("QUIC", "SnapchatCall", "VoIP") == ("snapchat", True, True, False)
+    assert _names.judge("QUIC", "SnapchatCall", "VoIP") == ("snapchat", True, True, False, True)
 
 
 def test_lookup_of_an_app_domain_is_dns():
@@ -629,7 +629,7 @@ def test_lookup_of_an_app_domain_is_dns():
 
 
 def test_call_app_category_never_excludes():
-    assert _names.judge("Unknown", "Zoom", "Video") == ("zoom", False, True, False)
+    assert _names.judge("Unknown", "Zoom", "Video") == ("zoom", False, True, False, False)
     assert _names.judge("Unknown", "WhatsAppFiles", "Download")[3] is False
 
 
@@ -641,10 +641,10 @@ def test_category_excludes_other_apps_but_not_hosting_ranges():
 
 def test_generic_voip_protocols_are_no_app_and_no_call():
     for master, app in (("SIP", "Unknown"), ("Unknown", "RTP"), ("STUN", "Unknown")):
-        assert _names.judge(master, app, "VoIP") == (None, False, False, False)
+        assert _names.judge(master, app, "VoIP") == (None, False, False, False, False)
 
 
 def test_newer_release_names_map_too():
-    assert _names.judge("STUN", "TelegramVoip", "VoIP") == ("telegram", True, True, False)
-    assert _names.judge("Unknown", "LineCall", "VoIP") == ("line", True, True, False)
+    assert _names.judge("STUN", "TelegramVoip", "VoIP") == ("telegram", True, True, False, True)
+    assert _names.judge("Unknown", "LineCall", "VoIP") == ("line", True, True, False, True)
     assert _names.judge("STUN", "Skype_TeamsCall", "VoIP")[0] == "teams"

@@ -37,6 +37,9 @@ class AppVerdict:
     excluded: bool = False
     """The flow is something that is never a call (QUIC, DNS, NTP, a VPN, a game,
     a streaming service), whatever else it looks like."""
+    call_protocol: bool = False
+    """The library named the call protocol itself (``WhatsAppCall``,
+    ``SnapchatCall``), not only an application that also makes calls."""
 
 
 class AppClassifier(Protocol):

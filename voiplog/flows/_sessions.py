@@ -8,7 +8,8 @@ active entry is the first one to time out or to be evicted.
   DTLS or TURN ChannelData (RFC 7983 tells them apart by the first byte).
   Inside a session each SSRC of each direction is an `RtpCandidate` until it is
   proven, then an `RtpStream` whose numbers are Wireshark's. A session becomes
-  a record when it has proven media or a DTLS-SRTP handshake: ``kind`` "media"
+  a record when it has proven media or an agreed DTLS-SRTP handshake (the
+  server chose a profile the client offered): ``kind`` "media"
   for RTP alone, "encrypted" when STUN/ICE, DTLS, TURN or SRTCP show the media
   is SRTP or relayed. Sessions that never prove anything vanish without a
   record, as they were never VoIP.
@@ -24,6 +25,7 @@ a candidate's packets, until the candidate is proven or dropped.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -71,6 +73,8 @@ _STUN_COOKIE = b"\x21\x12\xa4\x42"
 # Confidences of an application classifier's verdict that are enough to say a
 # flow is not a call: a port or a guess is not.
 _SURE = frozenset({"dpi", "dpi_cache", "ip"})
+# Verdicts of deep inspection of the flow itself.
+_NAMED = frozenset({"dpi", "dpi_cache"})
 # Verdicts sure enough to name the other flows of the same subscriber socket.
 _TAGGING = frozenset({"dpi", "dpi_cache", "socket", "builtin"})
 
@@ -124,6 +128,7 @@ class _UdpSession:
         "software",
         "sr_ssrcs",
         "srtcp",
+        "srtp_agreed",
         "srtp_profiles",
         "streams",
         "stun",
@@ -158,6 +163,9 @@ class _UdpSession:
         self.mapped: tuple[str, int] | None = None
         self.dtls = 0
         self.srtp_profiles: tuple[int, ...] | None = None
+        # The server's hello chose an SRTP profile: DTLS-SRTP was agreed both
+        # ways. A client's offer alone (a handshake no one answered) proves nothing.
+        self.srtp_agreed = False
         self._uid: str | None = None
         self.believed = False  # in the table of believed sessions, not of candidates
         # Application classification: the classifier's state while undecided,
@@ -186,7 +194,7 @@ class _UdpSession:
 
     @property
     def proven(self) -> bool:
-        return bool(self.streams) or self.srtp_profiles is not None
+        return bool(self.streams) or self.srtp_agreed
 
     @property
     def encrypted(self) -> bool:
@@ -253,7 +261,10 @@ class FlowClassifier:
         self._ignored: dict[bytes, int] = {}  # flow key -> last packet time
         settings_ = self.settings
         self._app_calls = AppCallTable(
-            int(settings_.app_join_gap_s * _US), settings_.max_sessions, _MAX_PENDING_APP_FLOWS
+            int(settings_.app_join_gap_s * _US),
+            settings_.max_sessions,
+            _MAX_PENDING_APP_FLOWS,
+            int(settings_.app_new_socket_gap_s * _US),
         )
         self._app_min_span_us = int(settings_.app_min_span_s * _US)
         self._app_quiet_span_us = int(settings_.app_quiet_min_span_s * _US)
@@ -466,6 +477,13 @@ class FlowClassifier:
             return True  # RTCP alone both ways: a call whose parties are muted
         span = session.media_last_us - session.media_first_us
         if (
+            verdict.call_protocol
+            and verdict.confidence in _NAMED
+            and low >= settings.app_named_min_packets
+            and span >= self._app_min_span_us
+        ):
+            return True  # the classifier saw the call protocol itself
+        if (
             high >= settings.app_min_packets
             and span >= self._app_min_span_us
             and high * _US >= settings.app_min_rate_pps * span
@@ -482,7 +500,12 @@ class FlowClassifier:
     def _join_app_call(self, session: _UdpSession) -> None:
         session.anchor = self._anchor(session)
         session.call = self._app_calls.open(
-            (session.verdict.app, session.ips[session.anchor]), session.first_us, session.verdict
+            (session.verdict.app, session.ips[session.anchor]),
+            session.first_us,
+            session.verdict,
+            session.ports[session.anchor],
+            session.ips[1 - session.anchor],
+            session,
         )
 
     def _anchor(self, session: _UdpSession) -> int:
@@ -491,10 +514,24 @@ class FlowClassifier:
         subscriber_ip, _direction, _subscriber = self._classify(format_ip(first), format_ip(other))
         if subscriber_ip is not None:
             return 0 if subscriber_ip == format_ip(first) else 1
-        # No subscriber networks: the end that is not the application's server.
+        # No subscriber networks. The end whose socket already carried a flow of
+        # a call application: an app call keeps one local socket for its ICE
+        # checks, relays and peer path, while its far ends change.
+        sockets = self._socket_apps
+        tagged = [(session.ips[end], session.ports[end]) in sockets for end in (0, 1)]
+        if tagged[0] != tagged[1]:
+            return 0 if tagged[0] else 1
+        # The end that is not the application's server.
         apps = self._apps
-        if apps is not None and apps.server_app(first) and not apps.server_app(other):
-            return 1
+        if apps is not None:
+            servers = (bool(apps.server_app(first)), bool(apps.server_app(other)))
+            if servers[0] != servers[1]:
+                return 1 if servers[0] else 0
+        # A private or shared (carrier-grade NAT) address facing a public one is
+        # the subscriber's side of the access network.
+        local = (_local_address(first), _local_address(other))
+        if local[0] != local[1]:
+            return 0 if local[0] else 1
         return 0
 
     def _believe(self, session: _UdpSession) -> None:
@@ -752,6 +789,7 @@ class FlowClassifier:
             and (session.srtp_profiles is None or not hello.client)
         ):
             session.srtp_profiles = hello.srtp_profiles
+            session.srtp_agreed = not hello.client
 
     def _forget_udp(self, session: _UdpSession) -> None:
         (self._sessions if session.believed else self._candidates).pop(session.key, None)
@@ -762,7 +800,7 @@ class FlowClassifier:
         if session.call is not None:
             # Dropped, not closed (claimed by SDP, or not a call after all): it
             # leaves its app call without adding a flow to it.
-            self._app_calls.close(session.call, None)
+            self._app_calls.close(session.call, session, None)
             session.call = None
 
     def _close_udp(self, session: _UdpSession, reason: EndReason | None) -> None:
@@ -783,17 +821,30 @@ class FlowClassifier:
                 session.verdict = verdict
         if verdict is not None and verdict.app is not None:
             self._tag_socket(session)
+            if (
+                (call is not None or session.proven or self._app_media(session))
+                and verdict.confidence not in _SURE
+                and self._streaming(session)
+            ):
+                # Named by traits alone, and a one-way stream: cloud gaming or
+                # live video over WebRTC, not a call.
+                if call is not None:
+                    self._app_calls.close(call, session, None)
+                self._weird("media.stream_not_call")
+                return
             if call is None and (session.proven or self._app_media(session)):
-                if verdict.confidence not in _SURE and self._streaming(session):
-                    self._weird("media.stream_not_call")
-                    return
                 # Proven media whose application was known only as it ended.
                 session.anchor = self._anchor(session)
                 call = self._app_calls.open(
-                    (verdict.app, session.ips[session.anchor]), session.first_us, verdict
+                    (verdict.app, session.ips[session.anchor]),
+                    session.first_us,
+                    verdict,
+                    session.ports[session.anchor],
+                    session.ips[1 - session.anchor],
+                    session,
                 )
             if call is not None:
-                self._app_calls.close(call, self._app_flow(session, True, reason))
+                self._app_calls.close(call, session, self._app_flow(session, True, reason))
                 return
             # A call application's flow without call media: ICE checks or a
             # relay allocation of a call on another flow, or of none.
@@ -809,6 +860,13 @@ class FlowClassifier:
             return
         if self._streaming(session):
             self._weird("media.stream_not_call")
+            return
+        call = self._app_calls.beside(session.ips, session.first_us, session.last_us)
+        if call is not None:
+            # Plain RTP that an app call's named flows ran beside (KakaoTalk's
+            # voice next to its control flows): a flow of that call.
+            session.anchor = 0 if session.ips[0] == call.key[1] else 1
+            self._app_calls.add(call, self._app_flow(session, True, reason))
             return
         pair = _pair(*session.ips)
         _remember(self._recent_media, pair, (session.uid, session.first_us, session.last_us))
@@ -900,6 +958,15 @@ class FlowClassifier:
             relay = "turn"
         elif apps is not None and apps.server_app(far_ip):
             relay = "app_range"
+        elif (
+            far_port < 1024
+            or far_port in _SERVER_PORTS
+            or far_port
+            in _APP_SERVER_PORTS.get(
+                session.verdict.app if session.verdict is not None else None, ()
+            )
+        ):
+            relay = "server_port"
         else:
             relay = None
         streams = _media(session.streams.values())
@@ -1178,6 +1245,36 @@ def _builtin_verdict(session: _UdpSession) -> AppVerdict | None:
     if found is None or found["name"] not in _BUILTIN_CALL_STACKS:
         return None
     return AppVerdict(f"builtin:{found['basis']}", found["name"], "", "builtin", call_app=True)
+
+
+# Ports on which servers, never a call's other party, take calls' datagrams
+# (besides every port below 1024: a NAT maps a subscriber to a higher one):
+# STUN/TURN (RFC 8489, 8656: 3478, 3479 alternate, 5349-5350 over DTLS) and
+# Google's STUN/relay ports (Meet and Duo media go to 19302-19309).
+_SERVER_PORTS = frozenset((3478, 3479, 5349, 5350, *range(19302, 19310)))
+# An application's own media servers (Zoom's multimedia routers: 8801-8810).
+_APP_SERVER_PORTS: dict[str | None, range] = {"zoom": range(8801, 8811)}
+
+
+_LOCAL_NETWORKS = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "10.0.0.0/8",  # RFC 1918
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",  # RFC 6598: carrier-grade NAT
+        "169.254.0.0/16",  # link-local
+        "fc00::/7",  # unique local
+        "fe80::/10",
+    )
+)
+
+
+def _local_address(ip: bytes) -> bool:
+    """Whether a packed address is one of an access network's inside (private,
+    carrier-grade NAT, link-local), which the public Internet never sees."""
+    address = ipaddress.ip_address(ip)
+    return any(address in net for net in _LOCAL_NETWORKS if net.version == address.version)
 
 
 def _encryption(session: _UdpSession) -> str | None:

@@ -52,12 +52,23 @@ class FlowSettings:
     # every 15 s or less often, and an unanswered call's relay pings (as
     # frequent as a muted call's) stop when the apps give up ringing, within a
     # minute.
+    # A flow that the classifier names by a call protocol of its own
+    # (WhatsAppCall, SnapchatCall, SignalVoip...) by deep inspection is call
+    # media with `app_named_min_packets` datagrams each way over
+    # `app_min_span_s`, at any rate: the name already says it is a call, and
+    # some apps (Snapchat's calls inside QUIC) send few, large datagrams.
+    app_named_min_packets: int = 10
     app_quiet_min_packets: int = 4
     app_quiet_min_span_s: float = 75.0
     app_quiet_min_rate_pps: float = 0.2
     # Flows of one application and one subscriber address belong to one call
     # while they overlap or follow each other within this gap.
     app_join_gap_s: float = 10.0
+    # An app keeps one local socket for a call: a media flow from a subscriber
+    # socket the call has not used, after none of its flows carried a datagram
+    # for this long, is the next call (a call redialled after it dropped), even
+    # within `app_join_gap_s`. A path switch mid-call leaves no such silence.
+    app_new_socket_gap_s: float = 5.0
     # A UDP flow that the application classifier cannot name takes the
     # application of a TLS connection between the same two addresses whose
     # server name is that application's, opened at most this long before.

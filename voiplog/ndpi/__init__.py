@@ -375,7 +375,7 @@ class NdpiClassifier:
         if verdict is None:
             engine = self._engine
             category_name = engine.category_name(master, app, category)
-            name, call, call_app, excluded = _names.judge(
+            name, call, call_app, excluded, call_protocol = _names.judge(
                 engine.id_name(master) if master else "Unknown",
                 engine.id_name(app) if app else "Unknown",
                 category_name,
@@ -388,6 +388,7 @@ class NdpiClassifier:
                 call=call,
                 call_app=call_app,
                 excluded=excluded,
+                call_protocol=call_protocol,
             )
         return verdict
 

@@ -173,18 +173,18 @@ HOSTING = frozenset(
 """Hosting providers: nDPI knows their ranges, which also carry other apps' relays."""
 
 
-def judge(master: str, app: str, category: str) -> tuple[str | None, bool, bool, bool]:
-    """``(app, call, call_app, excluded)`` for nDPI's names of one flow.
+def judge(master: str, app: str, category: str) -> tuple[str | None, bool, bool, bool, bool]:
+    """``(app, call, call_app, excluded, call_protocol)`` for nDPI's names of one flow.
+
+    ``call_protocol``: nDPI named the call protocol itself (`CALL_PROTOCOLS`),
+    not only an application that makes calls.
 
     ``master`` and ``app`` are the names of nDPI's master and app protocols
     (``Unknown`` where nDPI has none), ``category`` the name of its category.
     """
     name = APPS.get(app) or APPS.get(master)
-    call = (
-        app in CALL_PROTOCOLS
-        or master in CALL_PROTOCOLS
-        or (name is not None and category == "VoIP")
-    )
+    call_protocol = app in CALL_PROTOCOLS or master in CALL_PROTOCOLS
+    call = call_protocol or (name is not None and category == "VoIP")
     if app in CALL_PROTOCOLS:
         # A call protocol found inside another is a call: Snapchat multiplexes
         # its call's RTP with QUIC on one flow (nDPI's QUIC.SnapchatCall).
@@ -195,4 +195,4 @@ def judge(master: str, app: str, category: str) -> tuple[str | None, bool, bool,
         excluded = False
     else:
         excluded = category in NEVER_CALL_CATEGORIES
-    return name, call, name is not None, excluded
+    return name, call, name is not None, excluded, call_protocol
