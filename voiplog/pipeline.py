@@ -630,17 +630,39 @@ class Pipeline:
             self._app_counts()
 
     def suspend(self, reason: EndReason = EndReason.SHUTDOWN) -> dict:
-        """End of a run that a later one continues: as `finish`, but the open calls
-        and REGISTER chains are returned as plain data (`CallTracker.snapshot`)
-        instead of being closed. Media sessions without signalling are closed."""
+        """End of a run that a later one continues: as `finish`, but the open calls,
+        REGISTER chains, media sessions and app calls are returned as plain data
+        (`snapshot`) instead of being closed."""
         self._expire(self._now_us)
         for (src, sport, dst, dport), ts, message, transport in self.streams.flush():
             self._sip(ts, src, sport, dst, dport, message, transport)
-        state = self.tracker.snapshot()
         if self.classifier is not None:
-            self._write_all(self.classifier.close_all(reason))
             self._app_counts()
+        return self.snapshot()
+
+    def snapshot(self) -> dict:
+        """What is open, as plain data: the tracker's calls and REGISTER chains
+        (`CallTracker.snapshot`) and, under ``media_sessions``, the flow
+        classifier's sessions (`FlowClassifier.snapshot`; None without one)."""
+        state = self.tracker.snapshot()
+        state["media_sessions"] = (
+            self.classifier.snapshot() if self.classifier is not None else None
+        )
         return state
+
+    def restore(self, state: dict, gap: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Take back a `snapshot` before any packet: (calls, media sessions) restored.
+
+        Raises ValueError, changing nothing, for a state that does not read: the
+        media sessions are read whole into a scratch classifier first."""
+        media = state.get("media_sessions")
+        if media is not None and self.classifier is not None:
+            FlowClassifier(self.classifier.settings).restore(media, gap)
+        calls = self.tracker.restore(state, gap)
+        sessions = 0
+        if media is not None and self.classifier is not None:
+            sessions = self.classifier.restore(media, gap)
+        return calls, sessions
 
     def _app_counts(self) -> None:
         classifier = self.classifier

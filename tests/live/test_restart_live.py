@@ -4,6 +4,8 @@ by the second daemon, with its real end and its media, flagged `restarted`."""
 from __future__ import annotations
 
 import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -96,3 +98,90 @@ def test_state_of_another_config_is_refused_and_kept(lab):
     assert not state.exists()
     assert len(list(state.parent.glob("lab.json.refused-*"))) == 1
     assert second.terminate() == 0
+
+
+# Media without signalling, from real sockets: plain RTP both ways, and a
+# Telegram-style app call (a peer tag, then ciphertext) to a reflector port.
+SENDER = textwrap.dedent(
+    """
+    import os, socket, struct, sys, time
+    kind, local, local_port, far, far_port, count, ssrc = sys.argv[1:8]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((local, int(local_port)))
+    tag = bytes(b % 255 for b in os.urandom(16))
+    start = time.monotonic()
+    for i in range(int(count)):
+        if kind == "rtp":
+            datagram = struct.pack("!BBHII", 0x80, 8, i, i * 160, int(ssrc)) + bytes(160)
+        elif i < 3:
+            datagram = tag + b"\\xff" * 12 + struct.pack("<i", -2) + os.urandom(8)
+        else:
+            datagram = tag + os.urandom(16) + os.urandom(16 * (5 + i % 4))
+        sock.sendto(datagram, (far, int(far_port)))
+        time.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
+    """
+)
+MEDIA_PACKETS = 400  # 8 s at 50 a second each way
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
+def test_media_sessions_without_signalling_go_on_across_a_restart(lab, stop):
+    config = (
+        f'pop = "lab"\n[[subscriber_networks]]\ncidr = "{CALLER_IP}/32"\n'
+        "[media_sessions]\nidle_gap_s = 2\napp_join_gap_s = 1\n"
+        "[daemon]\ncheckpoint_interval_s = 1\n"
+    )
+    first = lab.start_daemon(config)
+    script = lab.workdir / "media_sender.py"
+    script.write_text(SENDER)
+    sides = [
+        ("rtp", lab.pair.caller_ns, CALLER_IP, 30000, CALLEE_IP, 30002, 0x1111),
+        ("rtp", lab.pair.callee_ns, CALLEE_IP, 30002, CALLER_IP, 30000, 0x2222),
+        ("app", lab.pair.caller_ns, CALLER_IP, 40000, CALLEE_IP, 596, 0),
+        ("app", lab.pair.callee_ns, CALLEE_IP, 596, CALLER_IP, 40000, 0),
+    ]
+    senders = []
+    for kind, ns, local, local_port, far, far_port, ssrc in sides:
+        argv = [kind, local, str(local_port), far, str(far_port), str(MEDIA_PACKETS), str(ssrc)]
+        senders.append(
+            subprocess.Popen(
+                lab.pair.command(ns, sys.executable, str(script), *argv),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        )
+        lab.procs.append(senders[-1])
+    time.sleep(3)
+    stopped = time.monotonic()
+    if stop == "sigterm":
+        assert first.terminate(timeout=10) == 0
+        assert "and 2 media sessions" in first.err.read_text()
+    else:
+        first.proc.kill()
+        first.proc.wait()
+    assert first.records() == []
+    second = lab.start_daemon(config, name="second")
+    gap_s = time.monotonic() - stopped
+    assert "and 2 media sessions" in second.err.read_text()
+    for proc in senders:
+        assert proc.wait(timeout=20) == 0, proc.stderr.read()
+    # Between the same two addresses as the app call, the plain RTP is taken
+    # as part of that call (voice beside an app's named flows): one record.
+    (call,) = second.wait_for_records(1, timeout=20)
+    assert second.terminate() == 0
+
+    assert call["disposition"] == "app_call" and call["app"]["name"] == "telegram"
+    assert "restarted" in call["flags"] and "shutdown" not in call["flags"]
+    (gap,) = call["restart_gaps"]
+    assert call["started_at"] < gap["start"] < gap["end"] < call["ended_at"]
+    assert 7 < call["duration_s"] < 9.5
+    flows = {f["dst_port"]: f for f in call["app_flows"]}
+    assert sorted(flows) == [596, 30002]
+    assert 0 < MEDIA_PACKETS - flows[596]["packets_out"] < (gap_s + 1.5) / 0.02
+    assert len(call["media"]) == 2
+    for stream in call["media"]:
+        # Every RTP packet sent is counted, or counted lost if sent in the gap.
+        assert stream["packets"] + stream["lost"] == MEDIA_PACKETS
+        assert 0 < stream["lost"] * 0.02 < gap_s + 1.5
+    lost = [m["lost"] for m in call["media"]]
+    print(f"{stop}: restart took {gap_s:.1f} s; RTP lost in the gap: {lost}")

@@ -42,6 +42,7 @@ def config_hash(cfg) -> str:
         "pop": cfg.pop,
         "sip": cfg.sip.model_dump(mode="json"),
         "calls": cfg.calls.model_dump(mode="json"),
+        "media_sessions": cfg.media_sessions.model_dump(mode="json"),
     }
     return hashlib.sha256(orjson.dumps(relevant, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -107,7 +108,9 @@ def load(path: Path, cfg_hash: str) -> tuple[int, dict] | None:
             f"this is {voiplog.__version__} (format {FORMAT})"
         )
     if saved_hash != cfg_hash:
-        raise StateError(f"{path}: saved under another [sip]/[calls] configuration")
+        raise StateError(
+            f"{path}: saved under another [sip]/[calls]/[media_sessions] configuration"
+        )
     return saved_us, calls
 
 

@@ -366,7 +366,7 @@ class Daemon:
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return self.pipeline.tracker.snapshot()
+            return self.pipeline.snapshot()
         finally:
             if enabled:
                 gc.enable()
@@ -385,9 +385,10 @@ class Daemon:
             return False
         if stopping:
             log.info(
-                "saved %d open calls and %d REGISTER chains to %s (%d bytes)",
+                "saved %d open calls, %d REGISTER chains and %d media sessions to %s (%d bytes)",
                 len(calls["calls"]),
                 len(calls["registrations"]),
+                len((calls.get("media_sessions") or {}).get("sessions", ())),
                 path,
                 size,
             )
@@ -404,7 +405,7 @@ class Daemon:
             if loaded is None:
                 return
             saved_us, calls = loaded
-            count = self.pipeline.tracker.restore(calls, (saved_us, now_us))
+            count, sessions = self.pipeline.restore(calls, (saved_us, now_us))
         except (callstate.StateError, ValueError) as exc:
             try:
                 aside = callstate.set_aside(path, now_us)
@@ -414,9 +415,10 @@ class Daemon:
             log.error("open calls not resumed: %s; the state is kept as %s", exc, aside)
             return
         log.info(
-            "resumed %d open calls and %d REGISTER chains saved %.1f s ago",
+            "resumed %d open calls, %d REGISTER chains and %d media sessions saved %.1f s ago",
             count,
             len(calls["registrations"]),
+            sessions,
             (now_us - saved_us) / 1e6,
         )
 

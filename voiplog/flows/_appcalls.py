@@ -68,6 +68,7 @@ class AppCall:
     fars: set[bytes] = field(default_factory=set)  # the far addresses of its flows
     live: list = field(default_factory=list)  # its open flows (anything with ``last_us``)
     retired: bool = False  # a later call of its key took its place
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # restarts it lived through
 
     def active_us(self) -> int:
         """The last packet of any of its flows, open or closed."""

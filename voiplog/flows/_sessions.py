@@ -110,6 +110,7 @@ class _UdpSession:
         "candidates",
         "dtls",
         "first_us",
+        "gaps",
         "ice",
         "ips",
         "key",
@@ -180,6 +181,7 @@ class _UdpSession:
         self.media = [0, 0]
         self.rtcp_media = [0, 0]
         self.media_first_us = self.media_last_us = 0
+        self.gaps: list[tuple[int, int]] = []  # (saved, resumed) of restarts lived through
 
     @property
     def uid(self) -> str:
@@ -207,6 +209,7 @@ class _TlsConnection:
     __slots__ = (
         "alpn",
         "first_us",
+        "gaps",
         "ips",
         "key",
         "last_us",
@@ -237,6 +240,7 @@ class _TlsConnection:
         self.server_name = hello.server_name if hello else None
         self.alpn = list(hello.alpn) if hello else []
         self.sip_basis = sip_basis
+        self.gaps: list[tuple[int, int]] = []  # (saved, resumed) of restarts lived through
         self.uid = make_uid(
             "tls-session", ts_us, format_ip(client[0]), client[1], format_ip(server[0]), server[1]
         )
@@ -633,6 +637,22 @@ class FlowClassifier:
                 close(oldest, None)
         self._finish_app_calls(self._app_calls.expire(now_us), None)
         return self._take()
+
+    def snapshot(self) -> dict:
+        """Every open media session, SIP-TLS connection and app call, as plain data
+        (JSON-able) that `restore` takes back in a later run."""
+        from voiplog.flows import _snapshot
+
+        return _snapshot.snapshot(self)
+
+    def restore(self, data: dict, gap: tuple[int, int] | None = None) -> int:
+        """Go on with what `snapshot` saved, before any packet; each session is
+        flagged ``restarted`` with ``gap`` (saved, resumed). Returns the sessions
+        restored; raises ValueError, leaving this classifier untouched, for data
+        that does not read."""
+        from voiplog.flows import _snapshot
+
+        return _snapshot.restore(self, data, gap)
 
     def close_all(self, reason: EndReason = EndReason.END_OF_INPUT) -> list[CallRecord]:
         """Close every open session (end of input, or shutdown), oldest first.
@@ -1042,6 +1062,7 @@ class FlowClassifier:
             last_us=call.last_us,
             packets=[sum(f.packets[0] for f in flows), sum(f.packets[1] for f in flows)],
             octets=[sum(f.octets[0] for f in flows), sum(f.octets[1] for f in flows)],
+            gaps=call.gaps,
         )
         streams = tuple(
             sorted(
@@ -1178,6 +1199,16 @@ class FlowClassifier:
                 ended_by = reason.value
         subscriber_ip, direction, subscriber = self._classify(caller_ip, callee_ip)
         started = format_ts(entry.first_us)
+        if entry.gaps:
+            # The daemon was restarted while the session lasted: its packets
+            # then were not seen.
+            flags.add("restarted")
+            extra = {
+                **extra,
+                "restart_gaps": [
+                    {"start": format_ts(start), "end": format_ts(end)} for start, end in entry.gaps
+                ],
+            }
         return CallRecord(
             uid=entry.uid,
             kind=kind,
@@ -1232,6 +1263,7 @@ class _AppCallView:
     last_us: int
     packets: list[int]
     octets: list[int]
+    gaps: list[tuple[int, int]]
 
 
 def _builtin_verdict(session: _UdpSession) -> AppVerdict | None:
