@@ -16,21 +16,67 @@ import click
 from voiplog import __version__
 from voiplog._allocator import pin_mmap_threshold
 
-# command name -> (module, attribute)
+# command name -> (module, attribute, short help). The short help is what
+# `voiplog --help` lists, so that listing imports none of the subcommands
+# (tests/cli check that each is the command's own).
 SUBCOMMANDS = {
-    "replay": ("voiplog.cli.replay", "replay"),
-    "config": ("voiplog.cli.config_cmd", "config"),
-    "db": ("voiplog.cli.db", "db"),
-    "purge": ("voiplog.cli.purge", "purge"),
-    "hold": ("voiplog.cli.hold", "hold"),
-    "run": ("voiplog.cli.run", "run"),
-    "leases": ("voiplog.cli.leases", "leases"),
-    "lookup": ("voiplog.cli.lookup", "lookup"),
-    "request": ("voiplog.cli.request", "request"),
-    "audit": ("voiplog.cli.audit", "audit"),
-    "export": ("voiplog.cli.export", "export"),
-    "keys": ("voiplog.cli.keys", "keys"),
-    "store": ("voiplog.cli.store_cmd", "store"),
+    "audit": (
+        "voiplog.cli.audit",
+        "audit",
+        "The audit trail: every request step, run, hold, purge and...",
+    ),
+    "config": ("voiplog.cli.config_cmd", "config", "Work with POP configuration files."),
+    "db": (
+        "voiplog.cli.db",
+        "db",
+        "Manage the retention store's schema (Alembic migrations) and...",
+    ),
+    "export": (
+        "voiplog.cli.export",
+        "export",
+        "Evidence bundles: `export REQUEST_ID --out DIR|FILE.zip`,...",
+    ),
+    "hold": (
+        "voiplog.cli.hold",
+        "hold",
+        "Legal holds: records matching an active hold survive every purge.",
+    ),
+    "keys": ("voiplog.cli.keys", "keys", "Signing keys of evidence bundles."),
+    "leases": (
+        "voiplog.cli.leases",
+        "leases",
+        "Lease history: who held which address or port block when.",
+    ),
+    "lookup": (
+        "voiplog.cli.lookup",
+        "lookup",
+        "Show which subscriber held IP (and PORT, behind CGNAT) at the...",
+    ),
+    "purge": (
+        "voiplog.cli.purge",
+        "purge",
+        "Drop whole day partitions older than the cutoff, never a bulk...",
+    ),
+    "replay": (
+        "voiplog.cli.replay",
+        "replay",
+        "Replay pcap/pcapng CAPTURE files (in the order given) and...",
+    ),
+    "request": (
+        "voiplog.cli.request",
+        "request",
+        "Lawful-access requests: register, approve (a second person),...",
+    ),
+    "run": (
+        "voiplog.cli.run",
+        "run",
+        "Capture live traffic and write a record for every call, until...",
+    ),
+    "store": (
+        "voiplog.cli.store_cmd",
+        "store",
+        "Day seals: Merkle roots of each day's records, chained and...",
+    ),
 }
 
 
@@ -42,8 +88,14 @@ class _LazyGroup(click.Group):
         target = SUBCOMMANDS.get(cmd_name)
         if target is None:
             return None
-        module, attribute = target
+        module, attribute, _short = target
         return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The list of subcommands, from the table: no subcommand is imported."""
+        rows = [(name, SUBCOMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
