@@ -608,3 +608,22 @@ def test_an_agreed_dtls_srtp_handshake_is_a_webrtc_session():
     (record,) = flows.close_all()
     assert record.extra["encryption"] == "dtls-srtp"
     assert record.extra["dtls_srtp_profiles"] == [7]
+
+
+def test_media_with_googles_relay_ports_is_google_meet():
+    # Over IPv6 nDPI 4.2 knows no Google range: the relay's port names it.
+    meet_relay = ip("2001:4860:4864:5:8000::1")
+    flows, _apps = classifier({meet_relay: AppVerdict("Unknown", None, "Unspecified", "unknown")})
+    records = media_flow(flows, T0, 10, meet_relay, 19305, payload=_rtp_payloads())
+    (record,) = records + flows.close_all()
+    assert record.extra["app"]["name"] == "google_meet"
+    assert record.extra["app"]["basis"].startswith("port:19305/port")
+    assert record.extra["far_end"] == "relay"
+
+
+def test_googles_public_stun_port_names_no_app():
+    stun_server = ip("2001:4860:4864:5:8000::2")
+    flows, _apps = classifier({stun_server: AppVerdict("Unknown", None, "Unspecified", "unknown")})
+    records = media_flow(flows, T0, 10, stun_server, 19302, payload=_rtp_payloads())
+    records += flows.close_all()
+    assert all((r.extra.get("app") or {}).get("name") != "google_meet" for r in records)

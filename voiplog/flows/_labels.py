@@ -77,7 +77,7 @@ def app_label(verdict: Any, builtin: dict[str, Any] | None) -> dict[str, Any]:
         basis = verdict.protocol  # sni:<server name>
     else:
         found = verdict.protocol
-        if not found.startswith(("builtin:", "sni:")):
+        if not found.startswith(("builtin:", "sni:", "port:")):
             found = f"ndpi:{found}"
         basis = f"same_socket:{found}" if how == "socket" else f"{found}/{how}"
     if builtin is not None and builtin["name"] != verdict.app:

@@ -434,6 +434,12 @@ class FlowClassifier:
         hello = self._hello_apps.get(_pair(*session.ips))
         if hello is not None and hello[2] + self._hello_window_us >= session.first_us:
             return AppVerdict(hello[1], hello[0], "", "sni", False, True)
+        for port in session.ports:
+            if port in _GOOGLE_MEDIA_PORTS:
+                # Google's media relays for Meet and Duo (over IPv6 too, where
+                # nDPI 4.2 knows no Google range); its public STUN servers on
+                # 19302 carry no media, so a call there is Google's own.
+                return AppVerdict(f"port:{port}", "google_meet", "", "port", call_app=True)
         return None
 
     def _streaming(self, session: _UdpSession) -> bool:
@@ -1284,6 +1290,8 @@ def _builtin_verdict(session: _UdpSession) -> AppVerdict | None:
 # STUN/TURN (RFC 8489, 8656: 3478, 3479 alternate, 5349-5350 over DTLS) and
 # Google's STUN/relay ports (Meet and Duo media go to 19302-19309).
 _SERVER_PORTS = frozenset((3478, 3479, 5349, 5350, *range(19302, 19310)))
+# Google's media relays of Meet and Duo (its public STUN servers are on 19302).
+_GOOGLE_MEDIA_PORTS = range(19305, 19310)
 # An application's own media servers (Zoom's multimedia routers: 8801-8810).
 _APP_SERVER_PORTS: dict[str | None, range] = {"zoom": range(8801, 8811)}
 
