@@ -185,3 +185,41 @@ def test_media_sessions_without_signalling_go_on_across_a_restart(lab, stop):
         assert 0 < stream["lost"] * 0.02 < gap_s + 1.5
     lost = [m["lost"] for m in call["media"]]
     print(f"{stop}: restart took {gap_s:.1f} s; RTP lost in the gap: {lost}")
+
+
+def test_calls_ended_after_the_last_checkpoint_are_not_written_twice(lab):
+    """SIGKILL after calls ended (and were written) but before the next checkpoint:
+    the state still holds them open; the next run drops the copies it would make."""
+    calls = 4
+    config = (
+        'pop = "lab"\n[calls]\nlinger_s = 1\nidle_timeout_s = 8\n'
+        "[daemon]\ncheckpoint_interval_s = 6\n"
+    )
+    first = lab.start_daemon(config)
+    lab.callee("uas_answer.xml", ANSWER_PORT, calls)
+    time.sleep(0.3)
+    caller = subprocess.Popen(
+        lab.pair.command(
+            lab.pair.caller_ns, "sipp", f"{CALLEE_IP}:{ANSWER_PORT}", "-sf", "uac.xml",
+            "-i", CALLER_IP, "-p", "6060", "-mi", CALLER_IP, "-s", "bob", "-m", str(calls),
+            "-r", "10", "-d", "7000", "-nostdin", "-timeout", "30s", "-timeout_error",
+        ),
+        cwd=lab.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    lab.procs.append(caller)
+    assert caller.wait(timeout=30) == 0
+    # Open at the checkpoint 6 s in, ended at about 7.5 s, written a second later.
+    written = first.wait_for_records(calls, timeout=10)
+    time.sleep(0.5)  # the tick that put them on disk also logged their uids
+    first.proc.kill()
+    first.proc.wait()
+    second = lab.start_daemon(config, name="second")
+    second.wait_for_log(rf"resumed {calls} open calls")
+    second.wait_for_log(rf"{calls} records were written after that state was saved")
+    # Their deadlines passed during the restart: the copies come at once, dropped.
+    for record in written:
+        second.wait_for_log(rf"record {record['uid']} was written before the restart")
+    assert second.terminate() == 0
+    assert second.records() == []
+    assert "saved 0 open calls" in second.err.read_text()
+    assert [r["ended_by"] for r in written] == ["caller"] * calls, written[0]

@@ -63,9 +63,18 @@ class RecordSinks:
                 # The records are evidence: the store goes on taking them.
                 log.error("%s; the records go on into the store", exc)
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Hand every record written so far to the operating system (the spool's
+        are fsynced too); True when all of them are there, so that they survive
+        the process being killed. Raises OSError when a sink cannot."""
+        done = True
+        if self.writer is not None:
+            done = self.writer.spool.sync()
         if self.jsonl is not None:
             self.jsonl.flush()
+            if self.writer is None and self.jsonl.error is not None:
+                done = False
+        return done
 
     def metrics(self) -> dict[str, float]:
         if self.writer is None:

@@ -114,6 +114,59 @@ def load(path: Path, cfg_hash: str) -> tuple[int, dict] | None:
     return saved_us, calls
 
 
+class WrittenLog:
+    """The uids of the records handed safely to the sinks since the state was last
+    saved, one per line, beside the state (``<pop>.written``).
+
+    A call that ends after a checkpoint is written, and is still open in the
+    saved state; after SIGKILL the next run would write it again, from the
+    state, ended by a timeout. Its uid in this log tells that run the call's
+    true record exists: the copy is dropped when it comes. Uids are added once
+    the sinks have the records on disk (`commit`), and the log starts over at
+    each saved state (`restart`), keeping the uids still awaited.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        self.path = path
+        self._fd = os.open(path, flags, 0o600)
+        with os.fdopen(os.dup(self._fd), "rb") as file:
+            self.before: set[str] = {line for line in file.read().decode().split() if line}
+        self._pending: list[str] = []
+
+    def note(self, uid: str) -> None:
+        """A record handed to the sinks, not yet known to be on disk."""
+        self._pending.append(uid)
+
+    def commit(self) -> None:
+        """The records noted so far are on disk: log their uids."""
+        if self._pending:
+            _write_all(self._fd, "".join(f"{uid}\n" for uid in self._pending).encode())
+            self._pending.clear()
+
+    def restart(self, awaited: set[str]) -> None:
+        """The state was saved: only the uids still `awaited` (and those not yet
+        committed) matter from now on."""
+        os.ftruncate(self._fd, 0)
+        if awaited:
+            _write_all(self._fd, "".join(f"{uid}\n" for uid in sorted(awaited)).encode())
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def written_path(state: Path) -> Path:
+    """Where the `WrittenLog` of the state at ``state`` lives."""
+    return state.with_suffix(".written")
+
+
 def set_aside(path: Path, now_us: int) -> Path:
     """Rename a refused state out of the way (kept for inspection, never loaded)."""
     target = path.with_name(f"{path.name}.refused-{now_us}")

@@ -170,14 +170,28 @@ class Daemon:
         # Where open calls are saved at a stop and read back at start (None: they
         # are written at the stop, flagged `shutdown`).
         self.state_path = callstate.state_path(cfg) if cfg.daemon.resume_calls else None
+        # The uids of records written since the state was saved, and those the
+        # run before wrote after its last saved state (their copies are dropped).
+        self.written: callstate.WrittenLog | None = None
+        self._written_before: set[str] = set()
+        self.duplicates_dropped = 0
 
     # -- records ----------------------------------------------------------------
 
     def _emit(self, record: CallRecord) -> None:
+        if record.uid in self._written_before:
+            # Written by the run before, after the state it saved: this copy
+            # comes from that state (the call ended after the checkpoint).
+            self._written_before.discard(record.uid)
+            self.duplicates_dropped += 1
+            log.info("record %s was written before the restart; its copy is dropped", record.uid)
+            return
         record = self.loss.mark(record, time.time_ns() // 1000)
         if FLAG in record.flags:
             self.loss_records += 1
         self._sink_emit(record)
+        if self.written is not None:
+            self.written.note(record.uid)
 
     @staticmethod
     def _parse_error(number: int, error: Exception) -> None:
@@ -339,10 +353,16 @@ class Daemon:
         capture.close()
         self.capture = None
         self.pipeline.expire(now_us)
-        if self.state_path is None or not self._save_calls(
-            self.pipeline.suspend(EndReason.SHUTDOWN), now_us, stopping=True
-        ):
+        if self.state_path is None:
             self.pipeline.finish(EndReason.SHUTDOWN)
+        else:
+            state = self.pipeline.suspend(EndReason.SHUTDOWN)
+            self._flush_sinks()  # the records written until now are on disk
+            if not self._save_calls(state, now_us, stopping=True):
+                self.pipeline.finish(EndReason.SHUTDOWN)
+        if self.written is not None:
+            self.written.close()
+            self.written = None
         if self.apps.classifier is not None:
             self.apps.classifier.close()
         self._publish()
@@ -383,6 +403,13 @@ class Daemon:
                 with contextlib.suppress(OSError):
                     path.unlink(missing_ok=True)
             return False
+        if self.written is not None:
+            # The records written until now are not in this state: only the
+            # copies still awaited from the run before matter.
+            try:
+                self.written.restart(self._written_before)
+            except OSError as exc:
+                log.error("cannot restart %s: %s", self.written.path, exc)
         if stopping:
             log.info(
                 "saved %d open calls, %d REGISTER chains and %d media sessions to %s (%d bytes)",
@@ -400,6 +427,12 @@ class Daemon:
         if path is None:
             return
         now_us = time.time_ns() // 1000
+        written = callstate.written_path(path)
+        try:
+            self.written = callstate.WrittenLog(written)
+        except OSError as exc:
+            log.error("%s cannot be opened (%s): a call ended after a checkpoint may be "
+                      "written twice after a crash", written, exc.strerror or exc)  # fmt: skip
         try:
             loaded = callstate.load(path, callstate.config_hash(self.cfg))
             if loaded is None:
@@ -421,6 +454,14 @@ class Daemon:
             sessions,
             (now_us - saved_us) / 1e6,
         )
+        if self.written is not None and self.written.before:
+            # Records this state's calls made after it was saved (before a crash).
+            self._written_before = set(self.written.before)
+            log.info(
+                "%d records were written after that state was saved: their copies "
+                "from it will be dropped",
+                len(self._written_before),
+            )
 
     # -- reload -----------------------------------------------------------------
 
@@ -475,12 +516,19 @@ class Daemon:
         self.notifier.send("READY=1", "STATUS=configuration reloaded")
 
     def _flush_sinks(self) -> None:
+        """Hand the records to the operating system; log the uids of those on disk."""
         flush = getattr(self._store, "flush", None)
+        done = False
         if callable(flush):
             try:
-                flush()
+                done = flush() is not False
             except OSError as exc:
                 log.error("cannot flush records: %s", exc)
+        if done and self.written is not None:
+            try:
+                self.written.commit()
+            except OSError as exc:
+                log.error("cannot log written records in %s: %s", self.written.path, exc)
 
     # -- reporting --------------------------------------------------------------
 

@@ -339,6 +339,15 @@ class Spool:
                 self._last_space = now
                 self._watch_space()
 
+    def sync(self) -> bool:
+        """Write out and fsync every record taken so far, now rather than on the
+        batch schedule; True when all of them are on disk (none waiting in memory
+        for room on the file system)."""
+        with self._lock:
+            if self._file is not None and self._unsynced_since is not None:
+                self._sync()
+            return not self._reserve
+
     @property
     def records_in_memory(self) -> int:
         """Records waiting in memory for room on the file system."""
