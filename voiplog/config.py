@@ -229,6 +229,12 @@ class StoreConfig(_Strict):
         description="Memory for the COPY streams of spooled segments, so that draining them "
         "takes no pass over their records; 0 reads every segment back from its file.",
     )
+    spool_reserve_bytes: int = Field(
+        64 << 20,
+        ge=0,
+        description="Memory for the records taken while the spool's file system is full, "
+        "written out once there is room; records beyond it are counted lost.",
+    )
     fsync: Literal["always", "batch", "never"] = "batch"
     fsync_interval_ms: int = Field(200, ge=1)
     drainers: int = Field(2, ge=1, le=16)

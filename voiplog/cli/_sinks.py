@@ -177,6 +177,7 @@ def _open_store_writer(
         segment_bytes=cfg.spool_segment_bytes,
         fsync=cfg.fsync,
         fsync_interval_s=cfg.fsync_interval_ms / 1000,
+        reserve_bytes=cfg.spool_reserve_bytes,
     )
     writer = StoreWriter(
         handle.dsn,

@@ -10,6 +10,7 @@ refused and set aside, never half-loaded: the tracker's `restore` takes it whole
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 from pathlib import Path
@@ -127,10 +128,17 @@ class WrittenLog:
     """
 
     def __init__(self, path: Path) -> None:
+        """Open (and lock) the log; raises StateError when another run holds it."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
         self.path = path
         self._fd = os.open(path, flags, 0o600)
+        try:
+            # Held for the run's life: one run per state, never two writing it.
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise StateError(f"{path}: held by another voiplog run of this POP") from None
         with os.fdopen(os.dup(self._fd), "rb") as file:
             self.before: set[str] = {line for line in file.read().decode().split() if line}
         self._pending: list[str] = []

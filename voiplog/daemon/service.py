@@ -430,6 +430,11 @@ class Daemon:
         written = callstate.written_path(path)
         try:
             self.written = callstate.WrittenLog(written)
+        except callstate.StateError as exc:
+            # Another daemon of this POP runs on this state: leave it to that one.
+            log.error("%s; this run neither resumes nor saves open calls", exc)
+            self.state_path = None
+            return
         except OSError as exc:
             log.error("%s cannot be opened (%s): a call ended after a checkpoint may be "
                       "written twice after a crash", written, exc.strerror or exc)  # fmt: skip
