@@ -141,12 +141,18 @@ def _close_jsonl(sinks: RecordSinks) -> None:
         raise SystemExit(1)
 
 
-def _seal_signer():
-    """The POP's signing key for day seals, when configured (the export's key and variables)."""
+def _seal_signer(access):
+    """The POP's signing key for day seals, when configured: the export's, from
+    VOIPLOG_SIGNING_KEY and VOIPLOG_SIGNING_CERT, else the config's [access]
+    signing_key and signing_cert."""
     import os
     from pathlib import Path
 
     key, cert = os.environ.get("VOIPLOG_SIGNING_KEY"), os.environ.get("VOIPLOG_SIGNING_CERT")
+    where = "VOIPLOG_SIGNING_KEY, VOIPLOG_SIGNING_CERT"
+    if not key or not cert:
+        key, cert = access.signing_key, access.signing_cert
+        where = "[access] signing_key, signing_cert"
     if not key or not cert:
         return None
     from voiplog.export import signing
@@ -154,7 +160,7 @@ def _seal_signer():
     try:
         return signing.load_signer(Path(key), Path(cert))
     except signing.SigningError as exc:
-        click.echo(f"voiplog: {exc} (VOIPLOG_SIGNING_KEY, VOIPLOG_SIGNING_CERT)", err=True)
+        click.echo(f"voiplog: {exc} ({where})", err=True)
         raise SystemExit(2) from None
 
 
@@ -186,7 +192,7 @@ def _open_store_writer(
         sensor=handle.config.sensor,
         partitions_ahead_days=cfg.partitions_ahead_days,
         accept_past_days=cfg.accept_past_days,
-        signer=_seal_signer(),
+        signer=_seal_signer(handle.config.access),
         drainers=cfg.drainers,
         memo_bytes=cfg.spool_memo_bytes,
     ).start()
