@@ -12,18 +12,17 @@ against that index once (`MediaIndex.match`); a matched flow is kept by its
 from __future__ import annotations
 
 import ipaddress
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from voiplog.packet import flow_key
 from voiplog.rtp import RtpStream, codec_for
 from voiplog.sip import SessionDescription
 
 if TYPE_CHECKING:
     from voiplog.calls._dialog import Dialog, Side
 
-_PORTS = struct.Struct(">HH")
 
 # (packed ip, port) of an announced media endpoint.
 EndpointKey = tuple[bytes, int]
@@ -44,16 +43,6 @@ def _packed_address(text: str) -> bytes | None:
         _ADDRESS_CACHE.clear()
     _ADDRESS_CACHE[text] = packed
     return packed
-
-
-def flow_key(src_ip: bytes, src_port: int, dst_ip: bytes, dst_port: int) -> bytes:
-    """The key of a UDP flow: source and destination address, then the two ports.
-
-    It is laid out as the bytes of an IPv4 (IPv6) header from its source
-    address on, followed by a UDP header's ports, so that the pipeline's fast
-    path can take it from a frame with a single slice.
-    """
-    return src_ip + dst_ip + _PORTS.pack(src_port, dst_port)
 
 
 @dataclass(slots=True)

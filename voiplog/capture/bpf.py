@@ -37,7 +37,6 @@ from types import MappingProxyType
 from typing import Literal, get_args
 
 from voiplog.errors import UsageError
-from voiplog.flows._stun import MAGIC_COOKIE
 
 # Instruction classes, sizes, modes and operations of classic BPF (linux/filter.h).
 _LD, _LDX, _ST, _STX, _ALU, _JMP, _RET, _MISC = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
@@ -125,6 +124,11 @@ APP_MEDIA_PORTS: Mapping[str, tuple[tuple[int, int], ...]] = MappingProxyType(
 _DTLS_CONTENT_TYPES = (20, 25)  # change_cipher_spec .. heartbeat (first byte, RFC 7983)
 _DTLS_VERSIONS = (0xFEFF, 0xFEFD, 0xFEFC)  # DTLS 1.0, 1.2, and 1.3's legacy record version
 _CHANNEL_NUMBERS = (0x40, 0x4F)  # first byte of a TURN ChannelData message (RFC 8656 12)
+
+# The STUN magic cookie (RFC 8489 section 5), at bytes 4-7 of every STUN message
+# and so of every ICE check and TURN allocation; the flow classifier reads it
+# too (tests/capture check that both are the same).
+STUN_MAGIC_COOKIE = 0x2112A442
 
 
 class FilterError(UsageError):
@@ -366,7 +370,7 @@ def _app_call_checks(
     asm.jump(_JMP | _JGE | _K, _CHANNEL_NUMBERS[0], "channel_data", None)
     # Below 0x40: STUN (two zero bits, then the magic cookie) or a DTLS record.
     asm.op(_LD | _W | _IND, base + 12)
-    asm.jump(_JMP | _JEQ | _K, MAGIC_COOKIE, "accept", None)
+    asm.jump(_JMP | _JEQ | _K, STUN_MAGIC_COOKIE, "accept", None)
     asm.op(_LD | _B | _IND, base + 8)
     asm.jump(_JMP | _JGE | _K, _DTLS_CONTENT_TYPES[0], None, "drop")
     asm.jump(_JMP | _JGT | _K, _DTLS_CONTENT_TYPES[1], "drop", None)

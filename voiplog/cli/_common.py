@@ -61,10 +61,10 @@ def load_pipeline_options(config_path: str | None) -> PipelineOptions:
 
 def load_enricher(cfg, networks):
     """The enricher of a loaded config's [enrichment] section; exit 2 naming a bad source."""
-    from voiplog.cli._enrichment import EnrichmentSourceError, build_enricher
+    from voiplog.wiring import WiringError, build_enricher
 
     try:
         return build_enricher(cfg, networks)
-    except EnrichmentSourceError as exc:
+    except WiringError as exc:
         click.echo(f"voiplog: {exc}", err=True)
         raise SystemExit(2) from None

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from voiplog.cli._enrichment import (
+from voiplog.errors import UsageError
+from voiplog.wiring.enrichment import (
     EnrichmentSourceError,
     cgnat_format,
     lease_format,
     read_lease_file,
     read_port_blocks,
 )
-from voiplog.errors import UsageError
 
 _FORMATS = ["csv", "jsonl", "cgnat-csv", "ipfix"]
 

@@ -44,14 +44,13 @@ def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str
     standard error), 2 when no lease source is given at all.
     """
 
-    from voiplog.cli._enrichment import (
+    from voiplog.config import ConfigError, load_config
+    from voiplog.enrich import CgnatIndex, Enricher, parse_address
+    from voiplog.wiring.enrichment import (
         DatabaseUnreachable,
         EnrichmentSourceError,
         load_from_database,
     )
-    from voiplog.config import ConfigError, load_config
-    from voiplog.enrich import CgnatIndex, Enricher
-    from voiplog.enrich._address import parse_address
 
     at_us = moment_us(at, "--at")
     try:

@@ -69,6 +69,7 @@ def run(
     from voiplog.config import ConfigError, load_config
     from voiplog.daemon import Daemon, DaemonOptions
     from voiplog.errors import UsageError
+    from voiplog.wiring import WiringError
 
     try:
         cfg = load_config(config_path)
@@ -106,7 +107,11 @@ def run(
             drain_timeout_s=min(5.0, cfg.store.drain_timeout_s),
             spooled_is_failure=False,
         )
-        daemon = Daemon(cfg, options, sinks.write)
+        try:
+            daemon = Daemon(cfg, options, sinks.write)
+        except WiringError as exc:
+            click.echo(f"voiplog: {_prefixed(config_path, exc)}", err=True)
+            raise SystemExit(2) from None
         try:
             daemon.open()
         except NoSuchInterface as exc:

@@ -143,9 +143,11 @@ class Daemon:
         self._classifier = _Classifier(cfg.subscriber_index().classify)
         enricher = None
         if cfg.enrichment is not None:
-            from voiplog.cli._common import load_enricher
+            from voiplog.wiring import build_enricher
 
-            enricher = load_enricher(cfg, cfg.subscriber_index())
+            # WiringError (a source that cannot be read) goes to the caller:
+            # `voiplog run` says it and exits 2.
+            enricher = build_enricher(cfg, cfg.subscriber_index())
         flow_settings = cfg.media_sessions.settings()
         self.apps = open_app_classifier(flow_settings)
         if self.apps.warning:

@@ -3,6 +3,7 @@
 Everything here is sans-IO: sources arrive as lines or bytes, and time is an argument.
 """
 
+from voiplog.enrich._address import format_network, parse_address, parse_network
 from voiplog.enrich._errors import IpfixParseError, RadiusParseError, SourceError
 from voiplog.enrich._time import format_time, parse_time
 from voiplog.enrich.cgnat import CgnatIndex, PortBlock, read_cgnat_csv, read_ipfix_nat_events
@@ -30,7 +31,10 @@ __all__ = [
     "SubscriberNetwork",
     "SubscriberNetworks",
     "decode_accounting",
+    "format_network",
     "format_time",
+    "parse_address",
+    "parse_network",
     "parse_time",
     "read_cgnat_csv",
     "read_ipfix_nat_events",

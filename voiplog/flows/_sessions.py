@@ -30,8 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from voiplog.calls import EndReason, flow_key
-from voiplog.cdr import CallRecord, MediaStream, format_ts, make_uid
+from voiplog.cdr import CallRecord, EndReason, MediaStream, format_ts, make_uid
 from voiplog.flows._appcalls import AppCall, AppCallTable, AppFlow
 from voiplog.flows._appheaders import UNWRAPPERS
 from voiplog.flows._apps import AppClassifier, AppVerdict
@@ -55,7 +54,7 @@ from voiplog.flows._stun import (
     parse_stun,
 )
 from voiplog.flows._tls import Hello, looks_like_tls, parse_client_hello, says_sip
-from voiplog.packet import format_ip
+from voiplog.packet import flow_key, format_ip
 from voiplog.rtp import RtpStream, codec_for, looks_like_rtcp, looks_like_rtp
 
 _US = 1_000_000

@@ -17,11 +17,11 @@ from collections import OrderedDict
 from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any
 
-from voiplog.calls._snapshot import restore_stream, stream_data
 from voiplog.cdr import MediaStream
 from voiplog.flows._appcalls import AppCall, AppFlow
 from voiplog.flows._appheaders import UNWRAPPERS
 from voiplog.flows._apps import AppVerdict
+from voiplog.rtp import stream_from_state, stream_state
 
 if TYPE_CHECKING:
     from voiplog.flows._sessions import FlowClassifier, _TlsConnection, _UdpSession
@@ -73,7 +73,7 @@ def _session_out(session: _UdpSession, call_index: dict[int, int]) -> dict:
         ips=[_hex(ip) for ip in session.ips],
         ports=list(session.ports),
         streams=[
-            [direction, ssrc.hex(), stream_data(stream)]
+            [direction, ssrc.hex(), stream_state(stream)]
             for (direction, ssrc), stream in session.streams.items()
         ],
         sr_ssrcs=sorted([direction, ssrc.hex()] for direction, ssrc in session.sr_ssrcs),
@@ -99,7 +99,7 @@ def _session_in(cls: type, data: dict, gap: tuple[int, int] | None) -> _UdpSessi
     by_ssrc: tuple[dict, dict] = ({}, {})
     for direction, ssrc_hex, stream in data["streams"]:
         ssrc = bytes.fromhex(ssrc_hex)
-        streams[(direction, ssrc)] = by_ssrc[direction][ssrc] = restore_stream(stream)
+        streams[(direction, ssrc)] = by_ssrc[direction][ssrc] = stream_from_state(stream)
     if streams:
         session.streams = streams
         session.by_ssrc = by_ssrc

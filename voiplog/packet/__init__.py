@@ -32,6 +32,7 @@ from voiplog.packet.decode import (
     is_fragment,
     skip_reason,
 )
+from voiplog.packet.flowkey import flow_key
 
 __all__ = [
     "LINKTYPE_ETHERNET",
@@ -61,6 +62,7 @@ __all__ = [
     "decode_fragment",
     "decode_tcp",
     "decode_transport",
+    "flow_key",
     "format_ip",
     "is_fragment",
     "skip_reason",

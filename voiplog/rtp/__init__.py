@@ -7,6 +7,7 @@ touches sockets, files or clocks.
 
 from voiplog.rtp._codecs import STATIC_PAYLOAD_TYPES, codec_for
 from voiplog.rtp._header import looks_like_rtcp, looks_like_rtp
+from voiplog.rtp._state import stream_from_state, stream_state
 from voiplog.rtp._stream import RtpStream
 
 __all__ = [
@@ -15,4 +16,6 @@ __all__ = [
     "codec_for",
     "looks_like_rtcp",
     "looks_like_rtp",
+    "stream_from_state",
+    "stream_state",
 ]

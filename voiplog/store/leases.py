@@ -21,8 +21,16 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg2.extras
 
-from voiplog.enrich import CgnatIndex, LeaseIndex, LeaseRow, Owner, PortBlock, format_time
-from voiplog.enrich._address import parse_address, parse_network
+from voiplog.enrich import (
+    CgnatIndex,
+    LeaseIndex,
+    LeaseRow,
+    Owner,
+    PortBlock,
+    format_time,
+    parse_address,
+    parse_network,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""Building the enricher from a POP config: reading lease, port-block and MaxMind files.
+"""The enricher of a POP config: reading lease, port-block and MaxMind files.
 
 The enrichment tables are sans-IO; this is where their sources are read. A
 lease or port-block file that is missing or wrong is a configuration error
