@@ -17,6 +17,7 @@ call's record as ``tunnel`` when it is written.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
@@ -70,6 +71,8 @@ _MAX_NEGATIVE_FLOWS = 200_000
 
 # Transport of a SIP message sent by HEP, by the IP protocol of the original packet.
 _HEP_TRANSPORTS = {17: "udp", 6: "tcp", 132: "sctp"}
+
+log = logging.getLogger("voiplog.pipeline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -609,8 +612,20 @@ class Pipeline:
         if self._enricher is not None:
             try:
                 record = self._enricher.enrich(record)
-            except Exception:  # a bug in enrichment must not lose the record
-                self.stats.enrichment["enrich.failed"] += 1
+            except Exception as exc:  # a bug in enrichment must not lose the record
+                # The record goes out unenriched; the failure is counted by kind,
+                # and said once per kind (with the traceback at debug level).
+                kind = f"enrich.failed.{type(exc).__name__}"
+                counts = self.stats.enrichment
+                if not counts[kind]:
+                    log.error(
+                        "enrichment failed (%s: %s); record %s is written without it, "
+                        "and later failures of this kind are only counted (%s)",
+                        type(exc).__name__, exc, record.uid, kind,
+                    )  # fmt: skip
+                    log.debug("enrichment failure", exc_info=True)
+                counts[kind] += 1
+                counts["enrich.failed"] += 1
         if type(record) is RegistrationRecord:
             self.stats.registrations += 1
         else:
