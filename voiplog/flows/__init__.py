@@ -12,13 +12,9 @@ from voiplog.flows._apps import AppClassifier, AppVerdict
 from voiplog.flows._dtls import DtlsDatagram, looks_like_dtls, parse_dtls
 from voiplog.flows._errors import DtlsParseError, FlowParseError, StunParseError, TlsParseError
 from voiplog.flows._rtp_heuristic import RtpCandidate, looks_like_srtcp, plausible_payload_type
-from voiplog.flows._sessions import (
-    DISPOSITION_APP_CALL,
-    DISPOSITION_MEDIA,
-    DISPOSITION_TLS,
-    FlowClassifier,
-)
+from voiplog.flows._sessions import FlowClassifier
 from voiplog.flows._settings import FlowSettings
+from voiplog.flows._state import DISPOSITION_APP_CALL, DISPOSITION_MEDIA, DISPOSITION_TLS
 from voiplog.flows._stun import (
     StunClass,
     StunMessage,

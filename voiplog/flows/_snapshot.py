@@ -24,7 +24,8 @@ from voiplog.flows._apps import AppVerdict
 from voiplog.rtp import stream_from_state, stream_state
 
 if TYPE_CHECKING:
-    from voiplog.flows._sessions import FlowClassifier, _TlsConnection, _UdpSession
+    from voiplog.flows._sessions import FlowClassifier
+    from voiplog.flows._state import _TlsConnection, _UdpSession
 
 # Bumped whenever what is saved changes meaning.
 FORMAT = 1
@@ -254,7 +255,7 @@ def restore(flows: FlowClassifier, data: dict, gap: tuple[int, int] | None) -> i
     restored. ``gap`` is (saved, resumed) in microseconds: every session, TLS
     connection and app call restored is flagged with it (None: not flagged). Raises ValueError for
     data of another format, or that does not read."""
-    from voiplog.flows._sessions import _pair, _TlsConnection, _UdpSession
+    from voiplog.flows._state import _pair, _TlsConnection, _UdpSession
 
     if data.get("format") != FORMAT:
         raise ValueError(f"media sessions saved in format {data.get('format')}, not {FORMAT}")
