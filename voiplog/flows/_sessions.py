@@ -54,6 +54,11 @@ from voiplog.flows._state import (
     _NO_RECORDS,
     _SURE,
     _US,
+    DEMUX,
+    DEMUX_DTLS,
+    DEMUX_RTP,
+    DEMUX_STUN,
+    DEMUX_TURN,
     DISPOSITION_MEDIA,
     Classifier,
     _builtin_verdict,
@@ -381,21 +386,18 @@ class FlowClassifier(AppCallRules, TlsRules):
     def _on_datagram(
         self, session: _UdpSession, direction: int, ts_us: int, payload: bytes, relayed: bool
     ) -> None:
-        first = payload[0]
-        if first >= 128:
-            if first < 192:
-                self._on_rtp_or_rtcp(session, direction, ts_us, payload)
-        elif first < 4:
+        kind = DEMUX[payload[0]]
+        if kind == DEMUX_RTP:
+            self._on_rtp_or_rtcp(session, direction, ts_us, payload)
+        elif kind == DEMUX_STUN:
             if looks_like_stun(payload):
                 inner = self._on_stun(session, payload)
                 if inner and not relayed:
                     self._on_datagram(session, direction, ts_us, inner, relayed=True)
-        elif first < 20:
-            return  # ZRTP (16-19) or unknown
-        elif first < 64:
+        elif kind == DEMUX_DTLS:
             if looks_like_dtls(payload):
                 self._on_dtls(session, payload)
-        elif first < 80 and not relayed and looks_like_channel_data(payload):
+        elif kind == DEMUX_TURN and not relayed and looks_like_channel_data(payload):
             try:
                 _channel, inner = parse_channel_data(payload)
             except FlowParseError:

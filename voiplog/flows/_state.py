@@ -360,18 +360,31 @@ def _indication_data(payload: bytes) -> bytes | None:
     return msg.data if msg.data and not looks_like_stun(msg.data) else None
 
 
+# What a datagram sharing one port with others is, by its first byte (RFC 7983,
+# as RFC 9443 updates it): the one table both the session path and the test for
+# a new session read.
+DEMUX_OTHER, DEMUX_STUN, DEMUX_ZRTP, DEMUX_DTLS, DEMUX_TURN, DEMUX_RTP = range(6)
+DEMUX = bytes(
+    DEMUX_STUN if first < 4
+    else DEMUX_ZRTP if 16 <= first < 20
+    else DEMUX_DTLS if 20 <= first < 64
+    else DEMUX_TURN if 64 <= first < 80
+    else DEMUX_RTP if 128 <= first < 192  # RTP and RTCP, SRTP and SRTCP
+    else DEMUX_OTHER
+    for first in range(256)
+)  # fmt: skip
+
+
 def _may_start_session(payload: bytes) -> bool:
     """Whether a datagram of an unknown flow is worth a session (RFC 7983 demultiplexing)."""
-    first = payload[0]
-    if first >= 128:
-        return first < 192 and (
-            looks_like_rtp(payload) or looks_like_rtcp(payload) or looks_like_srtcp(payload)
-        )
-    if first < 4:
+    kind = DEMUX[payload[0]]
+    if kind == DEMUX_RTP:
+        return looks_like_rtp(payload) or looks_like_rtcp(payload) or looks_like_srtcp(payload)
+    if kind == DEMUX_STUN:
         return looks_like_stun(payload)
-    if 20 <= first < 64:
+    if kind == DEMUX_DTLS:
         return looks_like_dtls(payload)
-    if 64 <= first < 80:
+    if kind == DEMUX_TURN:
         return looks_like_channel_data(payload)
     return False
 
