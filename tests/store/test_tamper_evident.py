@@ -93,6 +93,18 @@ def test_a_forged_row_then_the_real_record_gives_a_conflict_a_warning_and_an_unc
     assert (conflict["stored_sha256"], conflict["arrived_sha256"]) == (stored_sha, arrived_sha)
 
 
+def test_two_contents_under_one_key_in_one_batch_give_a_conflict(store_dsn, tmp_path):
+    real = call(at(1, "10:00"), 1)
+    forged = dataclasses.replace(real, callee="+4930999")
+    twice = call(at(1, "11:00"), 2)
+    writer = _store(store_dsn, tmp_path, [real, forged, twice, twice])
+    assert writer.records_conflicting == 1 and writer.records_rejected == 0
+    assert query(store_dsn, "SELECT count(*) FROM cdr") == [(2,)]
+    ((uid, callee),) = query(store_dsn, "SELECT uid, arrived->>'callee' FROM record_conflict")
+    (stored,) = query(store_dsn, "SELECT callee FROM cdr WHERE uid = %s", (real.uid,))
+    assert uid == real.uid and {callee, stored[0]} == {real.callee, forged.callee}
+
+
 # -- who wrote it ----------------------------------------------------------------
 
 
@@ -252,6 +264,10 @@ def test_a_proof_leads_from_the_record_to_its_signed_seal(store_dsn, tmp_path, s
     # The row reads back as the record, which the proof also shows as JSON.
     row = seal.decode_row(proof)
     assert row["uid"] == records[6].uid and row["caller"] == records[6].caller
+    # The leaf covers every column of the record's table.
+    columns = query(store_dsn, "SELECT attname FROM pg_attribute WHERE attrelid = 'cdr'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum")  # fmt: skip
+    assert list(row) == [name for (name,) in columns]
+    assert row["subscriber"]["id"] == "sub-1" and row["stored_at"] is not None
     assert row["media"][0]["ssrc"] == 0xDEADBEEF and proof["record"]["caller"] == records[6].caller
     bent = dict(proof, path=[["L", "00" * 32], *proof["path"][1:]])
     assert seal.check_proof(bent) == "the path does not lead to the seal's root"
@@ -285,6 +301,115 @@ def test_a_late_record_reseals_its_day_as_a_new_version(store_dsn, tmp_path, sig
     assert [f.line() for f in report.findings] == [f"{DAYS[0]}: seal version 3 is not signed, an earlier one was"]  # fmt: skip
     # Sealing again with nothing new adds no version.
     assert seal.seal_closed_days(psycopg2.connect(store_dsn), TODAY) == []
+
+
+def _copy_tables(source: str, target: str, days, tables) -> None:
+    """The rows of `tables` copied from one database to another as text, as a dump
+    restored elsewhere has them (the types there have other OIDs)."""
+    import io
+
+    for day in days:
+        query(target, "SELECT voiplog_ensure_day_partitions(%s)", (day,))
+    for table in tables:
+        data = io.StringIO()
+        with psycopg2.connect(source) as connection, connection.cursor() as cursor:
+            cursor.copy_expert(f"COPY (SELECT * FROM {table}) TO STDOUT", data)
+        connection.close()
+        data.seek(0)
+        with psycopg2.connect(target) as connection, connection.cursor() as cursor:
+            cursor.copy_expert(f"COPY {table} FROM STDIN", data)
+        connection.close()
+
+
+@pytest.fixture
+def other_store():
+    """A second scratch database at the current schema, made after the first."""
+    from tests.store.conftest import _admin, dsn_for
+    from voiplog.store import migrate
+    from voiplog.store.database import make_engine
+
+    name = f"voiplog_test_{uuid.uuid4().hex[:10]}"
+    admin = _admin()
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    try:
+        engine = make_engine(dsn_for(name))
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield dsn_for(name)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def test_sealed_days_verify_after_a_dump_restored_elsewhere(store_dsn, other_store, tmp_path, signer):  # fmt: skip
+    from voiplog.store import seal
+
+    _sealed_store(store_dsn, tmp_path, signer)
+    days = [DAYS[0], DAYS[1], TODAY - dt.timedelta(days=1)]
+    _copy_tables(store_dsn, other_store, days, ("cdr", "registration", "day_seal", "day_seal_leaves"))  # fmt: skip
+    oid = "SELECT 'media_stream'::regtype::oid"
+    assert query(store_dsn, oid) != query(other_store, oid)
+    report = seal.verify(psycopg2.connect(other_store))
+    assert report.ok, [f.line() for f in report.findings]
+    assert (report.days_checked, report.records_checked) == (3, 8)
+    # Leaves of the first form carried the types' OIDs: they differ between the two.
+    leaves = "SELECT leaves FROM {}(%s)"
+    day = (DAYS[0],)
+    assert query(store_dsn, leaves.format("voiplog_day_leaves"), day) == query(other_store, leaves.format("voiplog_day_leaves"), day)  # fmt: skip
+    assert query(store_dsn, leaves.format("voiplog_day_leaves_v1"), day) != query(other_store, leaves.format("voiplog_day_leaves_v1"), day)  # fmt: skip
+
+
+def test_a_day_sealed_before_the_second_leaf_form_still_verifies_and_proves(scratch_dsn):
+    from voiplog.store import migrate, seal
+    from voiplog.store.database import make_engine
+
+    engine = make_engine(scratch_dsn)
+    migrate.upgrade(engine, "0007")
+    day = DAYS[0]
+    query(scratch_dsn, "SELECT voiplog_ensure_day_partitions(%s)", (day,))
+    query(
+        scratch_dsn,
+        """
+        INSERT INTO cdr (uid, started_at, kind, transport, duration_s, disposition, version,
+                         caller, callee, caller_ip, media, subscriber, remote)
+        SELECT 'old-' || n, %s::timestamptz + n * interval '1 minute', 'sip', 'udp', 60.0,
+               'answered', 1, '+4930' || n, '+4989' || n, '100.64.0.1',
+               ARRAY[ROW('100.64.0.1', 40000, '198.51.100.1', 20000, n, 8, 'PCMA', 3000, 0,
+                         1.0, 0.5, now(), now())::media_stream],
+               ROW('sub-' || n, NULL, NULL, 'ams1', '{"site": "a"}')::subscriber_info,
+               ROW('DE', 3320, 'DTAG')::remote_info
+        FROM generate_series(1, 5) AS n
+        """,
+        (dt.datetime.combine(day, dt.time(8), tzinfo=dt.UTC),),
+    )
+    # Sealed as revision 0007 sealed days: leaves of the whole row.
+    ((count, keys, blob),) = query(scratch_dsn, "SELECT * FROM voiplog_day_leaves(%s)", (day,))
+    root = seal.merkle_root(seal.split_leaves(bytes(blob)))
+    query(scratch_dsn, "SELECT voiplog_seal_add(%s, 1, %s, %s, %s, %s, NULL, NULL)", (day, count, root, keys, bytes(blob)))  # fmt: skip
+    migrate.upgrade(engine)
+    engine.dispose()
+
+    assert query(scratch_dsn, "SELECT form FROM day_seal_leaves") == [(1,)]
+    connection = psycopg2.connect(scratch_dsn)
+    report = seal.verify(connection, [day.isoformat()])
+    assert report.ok and report.records_checked == 5, [f.line() for f in report.findings]
+    proof = seal.prove(connection, "old-3")
+    assert seal.check_proof(proof) is None and proof["seal"]["root"] == root
+    assert seal.decode_row(proof)["subscriber"]["id"] == "sub-3"
+    # A record changed is named against the old form too.
+    query(scratch_dsn, "UPDATE cdr SET callee = '+4989X' WHERE uid = 'old-2'")
+    lines = [f.line() for f in seal.verify(connection, [day.isoformat()]).findings]
+    assert any(line.startswith(f"{day}: record changed: cdr old-2 ") for line in lines), lines
+    # Sealed again (late records), the day is in the second form.
+    query(scratch_dsn, "INSERT INTO day_dirty (day) VALUES (%s)", (day,))
+    (made,) = seal.seal_closed_days(connection, TODAY)
+    assert (made.version, made.records) == (2, 5)
+    assert query(scratch_dsn, "SELECT form FROM day_seal_leaves") == [(2,)]
+    assert seal.verify(connection).ok
+    assert seal.check_proof(seal.prove(connection, "old-2")) is None
+    connection.close()
 
 
 # -- provable purges ---------------------------------------------------------------

@@ -511,15 +511,21 @@ def staging_sql(table: str) -> str:
 def merge_sql(table: str, columns) -> str:
     """INSERT from the staging table, skipping records stored before.
 
-    The rows inserted leave the staging table: what stays are the records
-    whose key was stored already, for `conflicts_sql` to compare.
+    One record of each key is inserted (the first staged) and leaves the
+    staging table: what stays are the records whose key was stored already,
+    and the others of a key that came more than once in the batch, for
+    `conflicts_sql` to compare (the same content twice is no conflict).
     """
     names = ", ".join(_q(c) for c in columns)
+    picked = ", ".join(f"s.{_q(c)}" for c in columns)
     time = _q(TIME_COLUMNS[table])
     return (
-        f"WITH landed AS (INSERT INTO {table} ({names}) SELECT {names} FROM stage_{table} "
-        f"ON CONFLICT DO NOTHING RETURNING {time}, uid) "
-        f"DELETE FROM stage_{table} s USING landed WHERE s.{time} = landed.{time} AND s.uid = landed.uid"
+        f"WITH chosen AS (SELECT DISTINCT ON ({time}, uid) ctid AS row_id, {time}, uid FROM stage_{table} "
+        f"ORDER BY {time}, uid, ctid), "
+        f"landed AS (INSERT INTO {table} ({names}) SELECT {picked} FROM stage_{table} s "
+        f"JOIN chosen f ON s.ctid = f.row_id ON CONFLICT DO NOTHING RETURNING {time}, uid) "
+        f"DELETE FROM stage_{table} s USING landed, chosen f WHERE s.ctid = f.row_id "
+        f"AND f.{time} = landed.{time} AND f.uid = landed.uid"
     )  # fmt: skip
 
 

@@ -417,6 +417,8 @@ class DaySealLeaves(Base):
     seal_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     keys: Mapped[str] = mapped_column(Text)
     leaves: Mapped[bytes] = mapped_column(LargeBinary)
+    # How the leaves hash a row: 1 the whole row (0007), 2 without type OIDs (0008).
+    form: Mapped[int] = mapped_column(SmallInteger, server_default=text("2"))
 
 
 class DayDirty(Base):

@@ -218,20 +218,24 @@ class SealMismatchError(Exception):
     """A day to drop no longer matches its seal: nothing was dropped (message names it)."""
 
 
-def _day_root(connection: Connection, day: dt.date) -> tuple[int, str, str, bytes]:
+def _day_root(connection: Connection, day: dt.date, form: int | None) -> tuple[int, str]:
+    """(count, root) of the day's records as they are now, in leaf `form` (that of new
+    seals when None)."""
     from voiplog.store import seal
 
-    count, keys, leaves = connection.execute(
-        text("SELECT records, keys, leaves FROM voiplog_day_leaves(:day)"), {"day": day}
+    function = seal.DAY_HASHES[form or seal.FORM]
+    count, leaves = connection.execute(
+        text(f"SELECT records, leaves FROM {function}(:day)"), {"day": day}
     ).one()
-    return count, seal.merkle_root(seal.split_leaves(bytes(leaves))), keys, bytes(leaves)
+    return count, seal.merkle_root(bytes(leaves))
 
 
 def _last_seal(connection: Connection, day: dt.date):
     return connection.execute(
         text(
             "SELECT id, version, record_count, root, hash, "
-            "EXISTS (SELECT 1 FROM day_dirty y WHERE y.day = s.day) AS dirty "
+            "EXISTS (SELECT 1 FROM day_dirty y WHERE y.day = s.day) AS dirty, "
+            "(SELECT l.form FROM day_seal_leaves l WHERE l.seal_id = s.id) AS form "
             "FROM day_seal s WHERE s.day = :day ORDER BY version DESC LIMIT 1"
         ),
         {"day": day},
@@ -245,7 +249,7 @@ def _check_seals(connection: Connection, days) -> None:
         last = _last_seal(connection, day)
         if last is None or last.dirty:
             continue
-        count, root, _, _ = _day_root(connection, day)
+        count, root = _day_root(connection, day, last.form)
         if (count, root) != (last.record_count, last.root):
             raise SealMismatchError(
                 f"{day}: its records no longer match seal version {last.version} "
@@ -269,11 +273,16 @@ def _seal_for_drop(connection: Connection, day: dt.date, parts) -> dict:
                 f"{last.record_count}; see `voiplog store verify --day {day}`"
             )
     else:
-        count, root, keys, leaves = _day_root(connection, day)
+        from voiplog.store import seal
+
+        count, leaves = connection.execute(
+            text("SELECT records, leaves FROM voiplog_seal_stage(:day)"), {"day": day}
+        ).one()
+        root = seal.merkle_root(bytes(leaves))
         version = (last.version if last is not None else 0) + 1
         connection.execute(
-            text("SELECT voiplog_seal_add(:day, :v, :n, :root, :keys, :leaves, NULL, NULL)"),
-            {"day": day, "v": version, "n": count, "root": root, "keys": keys, "leaves": leaves},
+            text("SELECT voiplog_seal_add(:day, :v, :n, :root, NULL, NULL, NULL, NULL)"),
+            {"day": day, "v": version, "n": count, "root": root},
         )
         last = _last_seal(connection, day)
     # The keys name the day's calls: past the retention they go with the records.

@@ -1,17 +1,26 @@
 """Day seals: a Merkle tree over a day's records, chained and signed, and its proofs.
 
-A day's leaves are computed by the database (`voiplog_day_leaves`, migration
-0007): its calls then its registrations, each in (time, uid) order, a leaf
-being SHA-256(0x00 || the row in Postgres' binary form, as `record_send` gives
-it: each column's type OID and binary value). A node is SHA-256(0x01 || left
-|| right); a level with an odd number of nodes sends its last one up
-unchanged. The root, the record count and the version of the seal go into a
-`day_seal` row, chained to the row before it, and signed when a key is
-configured: the signature covers `signed_text`. One record's inclusion is then
-shown by the sibling hashes on its path (`prove`), which reveal nothing of
-the other records. A proof carries the row's bytes, which `decode_row` reads
-back (column names and types come with the proof), so that anyone can compare
-them with a record exported earlier (`proves_record`).
+A day's leaves are computed by the database, with parallel workers
+(`voiplog_day_hashes`; `voiplog_day_leaves` names them too): its calls then
+its registrations, each in (time, uid) order, a leaf being SHA-256(0x00 ||
+the row in Postgres' binary form, as `record_send` gives it: each column's
+type OID and binary value). In form 2 (migration 0008) the row is rebuilt
+column by column so that only OIDs of built-in types remain (a composite
+column is its own binary form, the media array's element OID is zeroed): a
+dump restored elsewhere verifies. Seals made before keep form 1 (the whole
+row, migration 0007), which `verify` and `prove` still compute for them:
+`day_seal_leaves.form` says which. Sealing, the database keeps the day's
+keys and leaves (`voiplog_seal_stage`) for the seal row it adds: only the
+leaves come out, for the tree, and nothing goes back. A node is
+SHA-256(0x01 || left || right); a level with an odd number of nodes sends
+its last one up unchanged. The root, the record count and the version of
+the seal go into a `day_seal` row, chained to the row before it, and signed
+when a key is configured: the signature covers `signed_text`. One record's
+inclusion is then shown by the sibling hashes on its path (`prove`), which
+reveal nothing of the other records. A proof carries the row's bytes, which
+`decode_row` reads back (column names and types come with the proof), so
+that anyone can compare them with a record exported earlier
+(`proves_record`).
 
 `verify` recomputes the days from the records and names every day whose
 records no longer match its last seal (which records: changed, missing or
@@ -37,6 +46,12 @@ LEAF = b"\x00"
 NODE = b"\x01"
 _ZERO = "0" * 64
 
+# The form new seals are made in, and the functions computing each form.
+FORM = 2
+DAY_LEAVES = {1: "voiplog_day_leaves_v1", 2: "voiplog_day_leaves"}
+DAY_HASHES = {1: "voiplog_day_leaves_v1", 2: "voiplog_day_hashes"}  # no keys, when it can
+RECORD_LEAF = {1: "voiplog_record_leaf_v1", 2: "voiplog_record_leaf"}
+
 
 def leaf_hash(row: bytes) -> bytes:
     return hashlib.sha256(LEAF + row).digest()
@@ -56,10 +71,19 @@ def _levels(leaves: list[bytes]) -> list[list[bytes]]:
     return levels
 
 
-def merkle_root(leaves: list[bytes]) -> str:
-    """The root (hex) of the tree over `leaves`; that of no records is SHA-256 of nothing."""
+def merkle_root(leaves: list[bytes] | bytes) -> str:
+    """The root (hex) of the tree over `leaves` (a list, or end to end); that of no
+    records is SHA-256 of nothing."""
     if not leaves:
         return hashlib.sha256(b"").hexdigest()
+    if isinstance(leaves, bytes):
+        # The first level straight from the bytes: a day's leaves are many.
+        sha, blob = hashlib.sha256, leaves
+        paired = len(blob) - len(blob) % 64
+        level = [sha(NODE + blob[at : at + 64]).digest() for at in range(0, paired, 64)]
+        if paired < len(blob):
+            level.append(blob[paired:])
+        leaves = level
     return _levels(leaves)[-1][0].hex()
 
 
@@ -120,20 +144,39 @@ class Sealed:
     seconds: float
 
 
-def day_leaves(connection, day: str) -> tuple[int, list[str], list[bytes]]:
-    """(record count, keys, leaves) of a day as its records are now."""
+def day_hashes(connection, day: str, form: int = FORM) -> tuple[int, bytes]:
+    """(record count, leaves end to end) of a day as its records are now, in leaf `form`:
+    what its root is computed from (the keys, not computed, name the leaves)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT records, keys, leaves FROM voiplog_day_leaves(%s)", (day,))
+        cursor.execute(f"SELECT records, leaves FROM {DAY_HASHES[form]}(%s)", (day,))
+        count, blob = cursor.fetchone()
+    return count, bytes(blob)
+
+
+def day_leaves(connection, day: str, form: int = FORM) -> tuple[int, list[str], list[bytes]]:
+    """(record count, keys, leaves) of a day as its records are now, in leaf `form`."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT records, keys, leaves FROM {DAY_LEAVES[form]}(%s)", (day,))
         count, keys, blob = cursor.fetchone()
     return count, keys.split("\n") if keys else [], split_leaves(bytes(blob))
+
+
+def stage_leaves(connection, day: str) -> tuple[int, bytes]:
+    """(record count, leaves end to end) of a day as its records are now, in the form of
+    new seals; the database keeps them, and their keys, for `voiplog_seal_add` called in
+    the same transaction without keys and leaves (they do not travel back)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT records, leaves FROM voiplog_seal_stage(%s)", (day,))
+        count, blob = cursor.fetchone()
+    return count, bytes(blob)
 
 
 def seal_day(connection, day: str, version: int, signer=None) -> Sealed | None:
     """Seal `day` as `version` (the last one + 1) in one transaction; None when its
     records are those of its last seal (no version is added)."""
     started = time.perf_counter()
-    count, keys, leaves = day_leaves(connection, day)
-    root = merkle_root(leaves)
+    count, blob = stage_leaves(connection, day)
+    root = merkle_root(blob)
     signature = certificate = None
     if signer is not None:
         signature = signer.sign(signed_text(day, version, count, root))
@@ -141,7 +184,7 @@ def seal_day(connection, day: str, version: int, signer=None) -> Sealed | None:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT voiplog_seal_add(%s, %s, %s, %s, %s, %s, %s, %s)",
-            (day, version, count, root, "\n".join(keys), b"".join(leaves), signature, certificate),
+            (day, version, count, root, None, None, signature, certificate),
         )
         (made,) = cursor.fetchone()
     connection.commit()
@@ -294,11 +337,22 @@ def verify(connection, days: list[str] | None = None, today: dt.date | None = No
 
 
 def _verify_day(connection, day: str, seal: dict, dirty: bool, report: Report) -> None:
-    count, keys, leaves = day_leaves(connection, day)
-    connection.rollback()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT form FROM day_seal_leaves WHERE seal_id = %s", (seal["id"],))
+        found = cursor.fetchone()
+    # The form the kept leaves name first; then the others (the leaves, or their form,
+    # may be gone or wrong): each hashes the whole row, so either matching will do.
+    first = found[0] if found else FORM
+    forms = [first, *(f for f in DAY_LEAVES if f != first)]
+    for form in forms:
+        count, blob = day_hashes(connection, day, form)
+        connection.rollback()
+        matches = count == seal["record_count"] and merkle_root(blob) == seal["root"]
+        if matches:
+            break
     report.days_checked += 1
     report.records_checked += count
-    if count == seal["record_count"] and merkle_root(leaves) == seal["root"]:
+    if matches:
         return
     report.findings.append(
         Finding(
@@ -320,6 +374,8 @@ def _verify_day(connection, day: str, seal: dict, dirty: bool, report: Report) -
     if merkle_root(sealed_leaves) != seal["root"] or len(sealed_keys) != len(sealed_leaves):
         report.findings.append(Finding(day, "the leaves kept with its seal do not match the seal"))
         return
+    _count, keys, leaves = day_leaves(connection, day, first)
+    connection.rollback()
     before = dict(zip(sealed_keys, sealed_leaves, strict=True))
     now = dict(zip(keys, leaves, strict=True))
     for key in sealed_keys:
@@ -348,20 +404,15 @@ def prove(connection, uid: str) -> dict:
     with it, a record exported earlier can be shown to be one of the sealed
     day, after the day was purged too (see `purge_log.seals`).
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT tbl, day, key, row_bytes, columns, doc FROM voiplog_record_leaf(%s)", (uid,)
-        )
-        found = cursor.fetchall()
+    found = _record_leaf(connection, uid, FORM)
     if not found:
         raise ProofError(f"no stored record has uid {uid}")
     if len(found) > 1:
         raise ProofError(f"uid {uid} names {len(found)} stored records")
     table, day, key, row, columns, doc = found[0]
-    row = bytes(row)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {_SEAL_COLUMNS}, l.keys, l.leaves FROM day_seal s "
+            f"SELECT {_SEAL_COLUMNS}, l.keys, l.leaves, l.form FROM day_seal s "
             "JOIN day_seal_leaves l ON l.seal_id = s.id WHERE s.day = %s "
             "ORDER BY s.version DESC LIMIT 1",
             (day,),
@@ -370,18 +421,26 @@ def prove(connection, uid: str) -> dict:
     connection.rollback()
     if found_seal is None:
         raise ProofError(f"{day}, the day of record {uid}, is not sealed yet")
-    names = [*(c.strip() for c in _SEAL_COLUMNS.split(",")), "keys", "leaves"]
+    names = [*(c.strip() for c in _SEAL_COLUMNS.split(",")), "keys", "leaves", "form"]
     seal = dict(zip(names, found_seal, strict=True))
-    keys = seal["keys"].split("\n") if seal["keys"] else []
-    if key not in keys:
-        raise ProofError(
-            f"record {uid} came after seal version {seal['version']} of {day}: "
-            "it is in the day's next seal"
-        )
-    index = keys.index(key)
+    # The record as the seal's leaves have it (then as the other forms do, as `verify`
+    # tries them): its key among the seal's, its row hashing to the leaf there.
+    keys = {key: at for at, key in enumerate(seal["keys"].split("\n") if seal["keys"] else [])}
     leaves = split_leaves(bytes(seal["leaves"]))
-    leaf = leaf_hash(row)
-    if leaves[index] != leaf:
+    named = False
+    for form in [seal["form"], *(f for f in RECORD_LEAF if f != seal["form"])]:
+        table, day, key, row, columns, doc = found[0] if form == FORM else _record_leaf(connection, uid, form)[0]  # fmt: skip
+        row, index = bytes(row), keys.get(key)
+        named = named or index is not None
+        leaf = leaf_hash(row)
+        if index is not None and leaves[index] == leaf:
+            break
+    else:
+        if not named:
+            raise ProofError(
+                f"record {uid} came after seal version {seal['version']} of {day}: "
+                "it is in the day's next seal"
+            )
         raise ProofError(
             f"record {uid} does not match seal version {seal['version']} of {day}: "
             "it was changed after the day was sealed"
@@ -405,6 +464,16 @@ def prove(connection, uid: str) -> dict:
             "certificate": seal["certificate"],
         },
     }
+
+
+def _record_leaf(connection, uid: str, form: int) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT tbl, day, key, row_bytes, columns, doc FROM {RECORD_LEAF[form]}(%s)", (uid,)
+        )
+        found = cursor.fetchall()
+    connection.rollback()
+    return found
 
 
 def check_proof(proof: dict, root: str | None = None) -> str | None:

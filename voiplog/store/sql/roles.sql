@@ -202,9 +202,11 @@ BEGIN
         'voiplog_pop_refuse(text, text, text)', 'voiplog_record_conflicts(text, jsonb)',
         'voiplog_content_sha256(jsonb)',
         'voiplog_day_leaves(date)', 'voiplog_record_leaf(text)',
+        'voiplog_day_leaves_v1(date)', 'voiplog_record_leaf_v1(text)', 'voiplog_day_hashes(date)',
         'voiplog_seal_hash(bigint, date, integer, bigint, text, timestamptz, text, text, bytea)',
         'voiplog_days_to_seal(date)',
         'voiplog_seal_add(date, integer, bigint, text, text, bytea, bytea, text)',
+        'voiplog_seal_stage(date)',
         'voiplog_days_touched(date[])', 'voiplog_audit_change()', 'voiplog_audit_held()',
         'voiplog_request_run_records(integer, boolean, text, text, text, integer, timestamptz, timestamptz)'
     ] LOOP
@@ -215,8 +217,8 @@ $$;
 REVOKE ALL ON FUNCTION voiplog_request_run_records(integer, boolean, text, text, text, integer,
     timestamptz, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION voiplog_record_conflicts(text, jsonb), voiplog_day_leaves(date),
-    voiplog_days_to_seal(date),
+    voiplog_day_leaves_v1(date), voiplog_day_hashes(date), voiplog_days_to_seal(date),
     voiplog_seal_add(date, integer, bigint, text, text, bytea, bytea, text),
-    voiplog_days_touched(date[])
+    voiplog_seal_stage(date), voiplog_days_touched(date[])
     TO voiplog_writer, voiplog_admin;
-GRANT EXECUTE ON FUNCTION voiplog_record_leaf(text) TO voiplog_admin;
+GRANT EXECUTE ON FUNCTION voiplog_record_leaf(text), voiplog_record_leaf_v1(text) TO voiplog_admin;
