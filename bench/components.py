@@ -58,6 +58,11 @@ def main() -> int:
     sip = [d[5] for d in datagrams if looks_like_sip(d[5])]
     sdp = [m.sdp_body for m in map(parse_message, sip) if m.sdp_body]
     rtp = [(d, frames[i][0]) for i, d in enumerate(datagrams) if d[5][:1] == b"\x80"][:200_000]
+    sip_frames = [
+        f
+        for f in frames
+        if (d := decode(f[1], f[2])) and d[0] == PROTO_UDP and looks_like_sip(d[5])
+    ]
 
     def read() -> None:
         for _ in open_capture(capture):
@@ -84,6 +89,12 @@ def main() -> int:
                 stream = streams[key] = RtpStream("a", d[2], "b", d[4], 0, 0, "PCMU", 8000)
             stream.add(ts, d[5])
 
+    def sip_pipeline() -> None:
+        # Call tracking and record building: the capture's SIP alone.
+        pipeline = Pipeline(lambda record: None)
+        pipeline.feed(sip_frames)
+        pipeline.finish()
+
     def pipeline_all() -> None:
         pipeline = Pipeline(lambda record: None)
         pipeline.feed(frames)
@@ -95,6 +106,7 @@ def main() -> int:
         ("parse a SIP message", sip_all, len(sip)),
         ("parse an SDP body", sdp_all, len(sdp)),
         ("account an RTP packet", rtp_all, len(rtp)),
+        ("track a SIP message (pipeline, SIP only)", sip_pipeline, len(sip_frames)),
         ("whole pipeline, per packet", pipeline_all, len(frames)),
     ]
     print(f"capture: {capture} ({len(frames)} packets), best of {args.repeat}\n")

@@ -49,7 +49,9 @@ from voiplog.store.writer import StoreWriter
 DEFAULT_DSN = os.environ.get("VOIPLOG_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def make_record(rng: random.Random, start_us: int) -> CallRecord:
+def make_record(rng: random.Random, start_us: int, session_keys: bool = True) -> CallRecord:
+    """A realistic answered call; with `session_keys`, as the tracker writes a call
+    that is a session of its own (its uid, no link), else as before they existed."""
     caller = f"+4930{rng.randrange(10**7):07d}"
     callee = f"+4989{rng.randrange(10**7):07d}"
     a = f"100.64.{rng.randrange(256)}.{rng.randrange(1, 255)}"
@@ -75,8 +77,9 @@ def make_record(rng: random.Random, start_us: int) -> CallRecord:
         )
         for src, sport, dst, dport in ((a, 40000, b, 20000), (b, 20000, a, 40000))
     )
+    uid = make_uid("sip", call_id, start_us, a, 5060)
     return CallRecord(
-        uid=make_uid("sip", call_id, start_us, a, 5060), kind="sip", call_id=call_id,
+        uid=uid, kind="sip", call_id=call_id,
         caller=caller, callee=callee, caller_uri=f"sip:{caller}@example.net",
         callee_uri=f"sip:{callee}@example.net", request_uri=f"sip:{callee}@example.net",
         caller_ip=a, caller_port=5060, callee_ip=b, callee_port=5060, transport="udp",
@@ -87,6 +90,7 @@ def make_record(rng: random.Random, start_us: int) -> CallRecord:
         user_agent="ExamplePhone/1.0", media=media, flags=(),
         subscriber={"id": "sub-1", "account": None, "access_line": None, "pop": "bench",
                     "location": {"site": "hall 1"}},
+        extra={"session_uid": uid, "session_link": None} if session_keys else {},
     )  # fmt: skip
 
 
@@ -119,11 +123,17 @@ def drop_database(dsn: str, name: str) -> None:
 
 
 def bench_ingest(
-    dsn: str, records: int, day: dt.date, drainers: int, segment_mb: int = 8, memos: bool = True
+    dsn: str,
+    records: int,
+    day: dt.date,
+    drainers: int,
+    segment_mb: int = 8,
+    memos: bool = True,
+    session_keys: bool = True,
 ) -> dict:
     rng = random.Random(7)
     base = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1e6)
-    docs = [make_record(rng, base + i * 80_000).to_dict() for i in range(records)]
+    docs = [make_record(rng, base + i * 80_000, session_keys).to_dict() for i in range(records)]
     directory = tempfile.mkdtemp(prefix="voiplog-bench-spool-")
     try:
         spool = Spool(directory, max_bytes=1 << 40, fsync="batch", segment_bytes=segment_mb << 20)
@@ -173,13 +183,15 @@ def bench_ingest(
     }
 
 
-def bench_ceiling(dsn: str, records: int, day: dt.date, connections: int) -> float:
+def bench_ceiling(
+    dsn: str, records: int, day: dt.date, connections: int, session_keys: bool = True
+) -> float:
     """CDRs/s of Postgres taking the same rows with no writer around it: the
     records rendered and split beforehand, COPYed 8 MiB at a time, one
     transaction each, over `connections` connections (the baseline)."""
     rng = random.Random(11)
     base = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1e6)
-    rendered = [_ingest.render(make_record(rng, base + i * 80_000).to_dict(), "bench", "bench")
+    rendered = [_ingest.render(make_record(rng, base + i * 80_000, session_keys).to_dict(), "bench", "bench")
                 for i in range(records)]  # fmt: skip
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT voiplog_ensure_day_partitions(%s)", (day,))
@@ -265,6 +277,11 @@ def main() -> None:
     parser.add_argument("--dsn", default=DEFAULT_DSN)
     parser.add_argument("--drainers", type=int, default=2, help="parallel drain connections")
     parser.add_argument("--segment-mb", type=int, default=8, help="spool segment size, MiB")
+    parser.add_argument(
+        "--compare-session-keys",
+        action="store_true",
+        help="also drain the same records without their session keys (as before migration 0009)",
+    )
     args = parser.parse_args()
     name, dsn = scratch_database(args.dsn)
     try:
@@ -282,6 +299,21 @@ def main() -> None:
             f"(ingest and index build together: "
             f"{ingest['records'] / (ingest['drain_s'] + ingest['index_s']):,.0f} CDRs/s)"
         )
+        if args.compare_session_keys:
+            # Postgres alone (as the baseline below), the records without their
+            # session keys (extra NULL, as before migration 0009) and with them,
+            # alternately on days of their own; best of three each.
+            rates: dict[bool, float] = {False: 0.0, True: 0.0}
+            for n in range(6):
+                keys = bool(n % 2)
+                day = dt.date(2026, 1, 16) + dt.timedelta(days=n)
+                rate = bench_ceiling(dsn, args.ceiling_records or 150_000, day, args.drainers, keys)
+                rates[keys] = max(rates[keys], rate)
+            print(
+                f"session keys: Postgres alone took the rows without them at "
+                f"{rates[False]:,.0f} CDRs/s, with them at {rates[True]:,.0f} CDRs/s "
+                f"({rates[True] / rates[False]:.0%})"
+            )
         if args.catch_up_records:
             backlog = bench_ingest(
                 dsn, args.catch_up_records, dt.date(2026, 1, 12), args.drainers,

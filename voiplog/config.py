@@ -75,6 +75,8 @@ class CallsConfig(_Strict):
     max_media_flows: int = Field(_CALL_DEFAULTS.max_media_flows, ge=1)
     register_timeout_s: float = Field(_CALL_DEFAULTS.register_timeout_s, gt=0)
     max_open_registrations: int = Field(_CALL_DEFAULTS.max_open_registrations, ge=1)
+    session_link_window_s: float = Field(_CALL_DEFAULTS.session_link_window_s, ge=0)
+    session_link_keep_s: float = Field(_CALL_DEFAULTS.session_link_keep_s, ge=0)
 
     def settings(self) -> CallSettings:
         return CallSettings(**self.model_dump())

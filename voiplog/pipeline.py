@@ -416,7 +416,16 @@ class Pipeline:
                 self._note_tunnel(msg.call_id, linktype, frame)
             if source is not None:
                 self._note_extra(msg.call_id, "source", source)
-        self.tracker.on_sip(msg, ts, format_ip(src), sport, format_ip(dst), dport, transport)
+        self.tracker.on_sip(
+            msg,
+            ts,
+            format_ip(src),
+            sport,
+            format_ip(dst),
+            dport,
+            transport,
+            source.get("correlation_id") if source is not None else None,
+        )
         self._drain()
 
     def feed_hep(self, packets: Iterable[tuple[int, bytes, object]]) -> None:

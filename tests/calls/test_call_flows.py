@@ -156,7 +156,9 @@ def test_a_call_without_flow_details_has_no_extra_keys():
     tracker = CallTracker()
     d = make_dialog(8)
     _feed(tracker, d, *_answered(d))
-    assert _record(tracker).extra == {}
+    record = _record(tracker)
+    # Every call is a session of its own (one leg) unless linked to others.
+    assert record.extra == {"session_uid": record.uid, "session_link": None}
 
 
 def test_the_answer_relayed_on_another_leg_under_another_tag_is_no_fork():

@@ -26,6 +26,7 @@ from voiplog.calls._dialog import (
 from voiplog.sip import parse_message
 
 _MS = 1_000
+_PROXY = ("192.0.2.99", 5060)
 
 
 class _Call:
@@ -37,6 +38,7 @@ class _Call:
         self.ts = T0
         self.cseq = 1  # CSeq of the INVITE the call is judged by
         self.met: list[tuple[State, Input]] = []
+        self.beyond = False  # responses go to a proxy, on a hop beyond the caller's
         step = self.tracker._step
 
         def recording_step(call, event):
@@ -52,7 +54,8 @@ class _Call:
     def feed(self, payload: bytes, from_caller: bool) -> None:
         d = self.d
         src, dst = (d.caller, d.callee) if from_caller else (d.callee, d.caller)
-        self.tracker.on_sip(parse_message(payload), self.ts, src.ip, src.port, dst.ip, dst.port)
+        to = _PROXY if self.beyond and not from_caller else (dst.ip, dst.port)
+        self.tracker.on_sip(parse_message(payload), self.ts, src.ip, src.port, *to)
 
     def tick(self) -> int:
         self.ts += 10 * _MS
@@ -73,6 +76,12 @@ class _Call:
 
     def cancel(self) -> None:
         self.feed(self.d.request(self.tick(), "CANCEL", cseq=self.cseq, in_dialog=False), True)
+
+    def cancel_beyond(self) -> None:
+        """A proxy cancelling its branch toward the callee."""
+        payload = self.d.request(self.tick(), "CANCEL", cseq=self.cseq, in_dialog=False)
+        callee = self.d.callee
+        self.tracker.on_sip(parse_message(payload), self.ts, *_PROXY, callee.ip, callee.port)
 
     def bye(self, to_tag: str | None = None) -> None:
         payload = self.d.request(self.tick(), "BYE", cseq=self.cseq + 10)
@@ -110,6 +119,10 @@ _FORKED = {State.ANSWERED: [200, "fork"], State.ENDING: [200, "fork", "bye"]}
 def _call_in(state: State, event: Input, n: int) -> _Call:
     c = _Call(n)
     c.invite()
+    if event in (Input.CANCEL_BEYOND, Input.FAILURE_RELAYED):
+        c.invite(forwarded=True)  # the call is seen at two hops
+        # Answers come on the hop beyond the caller's, the relayed failure to it.
+        c.beyond = event is Input.FAILURE_RELAYED
     if event is Input.CANCEL_AGAIN:
         steps = _RECIPES[state][1]
     elif event in (Input.SUCCESS_OTHER, Input.BYE_OTHER_FORK):
@@ -128,6 +141,7 @@ def _call_in(state: State, event: Input, n: int) -> _Call:
         else:
             c.reply(step)
     assert c.call.state is state, f"recipe for {state}"
+    c.beyond = False
     return c
 
 
@@ -140,6 +154,8 @@ def _send(c: _Call, event: Input) -> None:
         c.invite(cseq=c.cseq + 1)
     elif event in (Input.CANCEL, Input.CANCEL_AGAIN):
         c.cancel()
+    elif event is Input.CANCEL_BEYOND:
+        c.cancel_beyond()
     elif event is Input.BYE:
         c.bye()
     elif event is Input.BYE_OTHER_FORK:
@@ -153,6 +169,7 @@ def _send(c: _Call, event: Input) -> None:
             Input.SUCCESS: 200,
             Input.CHALLENGE: 407,
             Input.FAILURE: 486,
+            Input.FAILURE_RELAYED: 500,
         }[event]
         c.reply(status)
 
@@ -252,6 +269,9 @@ def test_every_reachable_pair_does_what_the_table_says(state, event):
     elif action is Action.FAIL:
         assert call.final_status == (407 if event is Input.CHALLENGE else 486)
         assert call.ended_by == ("caller" if call.cancel_us is not None else "callee")
+    elif action is Action.RELAY_FAILURE:
+        assert changed == {"final_status", "final_us"}
+        assert call.final_status == 500 and call.final_us == ts
     else:
         pytest.fail(f"{action} is not checked")
 

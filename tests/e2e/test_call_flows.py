@@ -16,6 +16,8 @@ CONTRACT_KEYS = [
     "disposition", "final_status", "ended_by", "user_agent", "media", "flags", "subscriber",
     "remote", "version",
 ]  # fmt: skip
+# Written last on every call record: the session it is a leg of.
+SESSION_KEYS = ["session_uid", "session_link"]
 
 
 def streams(rec: dict) -> list[tuple]:
@@ -54,7 +56,7 @@ def test_prack_and_183_early_media(replayer):
     d.cseq = 2
     d.bye(T0 + 3_000_000)
     (rec,) = replayer.records(sorted_frames(d))
-    assert list(rec) == CONTRACT_KEYS  # no flow details to add
+    assert list(rec) == CONTRACT_KEYS + SESSION_KEYS  # no flow details to add
     assert timing(rec) == (
         format_ts(T0 + 100_000),
         format_ts(T0 + 1_500_000),
@@ -191,7 +193,12 @@ def test_refer_transfer_accepted(replayer):
     d.request(T0 + 6_000_000, "BYE", from_caller=False, cseq=2)
     (rec,) = replayer.records(sorted_frames(d))
     assert rec["flags"] == ["transferred"]
-    assert list(rec)[len(CONTRACT_KEYS) :] == ["referred_to", "referred_by", "transfer"]
+    assert list(rec)[len(CONTRACT_KEYS) :] == [
+        "referred_to",
+        "referred_by",
+        "transfer",
+        *SESSION_KEYS,
+    ]
     assert rec["referred_to"] == "sip:3001@192.0.2.60"
     assert rec["referred_by"] == "sip:2024@192.0.2.50"
     assert rec["transfer"] == {"by": "callee", "status": 202}
@@ -283,4 +290,8 @@ def test_correlation_hints_tie_two_b2bua_legs(replayer):
     }
     assert by_call[leg_a.call_id]["correlation"] == {"x_cid": None, "icid": icid, **pair}
     assert by_call[leg_b.call_id]["correlation"] == {"x_cid": leg_a.call_id, "icid": icid, **pair}
-    assert list(by_call[leg_b.call_id])[-1] == "correlation"
+    assert list(by_call[leg_b.call_id])[-3:] == ["correlation", *SESSION_KEYS]
+    # Leg B's X-CID names leg A: one session, named after leg A.
+    assert by_call[leg_b.call_id]["session_uid"] == by_call[leg_a.call_id]["uid"]
+    assert by_call[leg_a.call_id]["session_uid"] == by_call[leg_a.call_id]["uid"]
+    assert {r["session_link"] for r in records} == {"x-cid"}

@@ -104,6 +104,7 @@ def test_the_writer_role_has_days_that_are_over_indexed_but_cannot_index(
     assert made == [
         ("cdr_p20260227_callee_idx",),
         ("cdr_p20260227_caller_idx",),
+        ("cdr_p20260227_expr_idx",),  # linked B2BUA legs (migration 0009), on every day
         ("cdr_p20260227_pkey",),
         ("cdr_p20260227_subscriber_ip_idx",),
     ]

@@ -54,6 +54,7 @@ class Input(StrEnum):
     INVITE_NEXT = "invite_next"  # an initial INVITE (no To tag) with a higher CSeq
     CANCEL = "cancel"  # the first CANCEL of the call
     CANCEL_AGAIN = "cancel_again"  # a CANCEL once the call had one
+    CANCEL_BEYOND = "cancel_beyond"  # a CANCEL a proxy sent on a hop beyond the caller's
     BYE = "bye"  # a BYE of the call's dialog
     BYE_OTHER_FORK = "bye_other_fork"  # the caller releasing a fork that answered later
     TRYING = "trying"  # 100 (or less) to the initial INVITE
@@ -62,6 +63,9 @@ class Input(StrEnum):
     SUCCESS_OTHER = "success_other"  # 2xx with another To tag once answered
     CHALLENGE = "challenge"  # 401 or 407 to the initial INVITE
     FAILURE = "failure"  # any other final failure to the initial INVITE
+    # The final failure reaching the caller, after the one noted came on a hop
+    # beyond the caller's (a proxy relaying it, perhaps as another status).
+    FAILURE_RELAYED = "failure_relayed"
 
 
 class Action(StrEnum):
@@ -79,6 +83,7 @@ class Action(StrEnum):
     ANSWER_AGAIN = "answer_again"  # a retransmitted 2xx: only its SDP counts
     OTHER_ANSWER = "other_answer"  # another fork's 2xx, or the answer relayed on another leg
     FAIL = "fail"  # the final failure: the call is ending
+    RELAY_FAILURE = "relay_failure"  # the caller's final failure replaces the one noted
     IGNORE = "ignore"
 
 
@@ -98,13 +103,20 @@ _ANY_STATE: dict[Input, Action] = {
     _I.INVITE_AGAIN: _A.NOTE_RETRANSMITTED,
     _I.INVITE_FORWARDED: _A.NOTE_FORWARDED,
     _I.CANCEL_AGAIN: _A.IGNORE,
+    # A proxy's CANCEL of its branch (its INVITE timer, another branch answered):
+    # the caller did not give up. The caller's own CANCEL relayed is one too.
+    _I.CANCEL_BEYOND: _A.IGNORE,
     _I.TRYING: _A.PROVISIONAL,
     _I.PROVISIONAL: _A.PROVISIONAL,
 }
 
+# States in which the final answer noted is a failure (3xx-6xx).
+_FAILED_STATES = (_S.FAILED, _S.CHALLENGED, _S.FAILED_BYE, _S.CHALLENGED_BYE)
+
 # Pairs that no message makes, ignored: forks are told apart only once a call is
-# answered (by the To tag of its first 2xx), and a cancelling call has had its
-# CANCEL, so that another one is CANCEL_AGAIN.
+# answered (by the To tag of its first 2xx), a cancelling call has had its
+# CANCEL, so that another one is CANCEL_AGAIN, and a failure is relayed only
+# once one was noted.
 UNREACHABLE: frozenset[tuple[State, Input]] = frozenset(
     {
         (state, event)
@@ -113,6 +125,7 @@ UNREACHABLE: frozenset[tuple[State, Input]] = frozenset(
         for event in (_I.SUCCESS_OTHER, _I.BYE_OTHER_FORK)
     }
     | {(_S.CANCELLING, _I.CANCEL)}
+    | {(state, _I.FAILURE_RELAYED) for state in State if state not in _FAILED_STATES}
 )
 
 # Inputs whose meaning depends on the state; pairs not listed fall to `_ANY_STATE`.
@@ -184,6 +197,8 @@ _BY_STATE: dict[tuple[State, Input], tuple[Action, State | None]] = {
             _I.FAILURE: (_A.IGNORE, state),
         }.items()
     },
+    # What the caller received is the call's final answer (its status and time).
+    **{(state, _I.FAILURE_RELAYED): (_A.RELAY_FAILURE, state) for state in _FAILED_STATES},
 }
 
 # (state, input) -> (action, next state); REPLACE leaves the old call behind (None).
@@ -257,14 +272,24 @@ class Dialog:
     answered_us: int | None = None
     final_us: int | None = None
     final_status: int | None = None
+    final_reached_caller: bool = False  # the final answer noted was the caller's
     cancel_us: int | None = None
     bye_us: int | None = None
     end_us: int | None = None  # set while the state is in OVER (BYE, failure, CANCEL)
     ended_by: str | None = None
     invite_cseq: int = 0
     invite_branches: list[str] = field(default_factory=list)  # of the INVITE, topmost first
+    # Where the INVITE came from on the hop nearest the caller: the copy with
+    # the fewest Vias seen (a proxy adds one), whichever hop was captured first.
+    origin_ip: str = ""
+    origin_port: int = 0
+    origin_vias: int = 0
     caller_tag: str | None = None
-    to_tags: set[str] = field(default_factory=set)
+    to_tags: set[str] = field(default_factory=set)  # of the responses to the judged INVITE
+    # (destination ip, port, To tag) of the responses 101-299 to the judged
+    # INVITE on the callee's side: two tags toward one destination make the
+    # call `forked`. (A relay that rewrites the tag sends its own elsewhere.)
+    branch_tags: set[tuple[str, int, str]] = field(default_factory=set)
     # In-dialog INVITEs, by (CSeq, From tag) as each side numbers its own
     # requests -> the side that sent it.
     reinvites: dict[tuple[int, str | None], Side] = field(default_factory=dict)
@@ -296,6 +321,11 @@ class Dialog:
     pending_offer: Offer | None = None
     refer: Refer | None = None
     correlation: dict[str, str] | None = None
+    hep_correlation: str | None = None  # the correlation id of the HEP that carried the SIP
+    # The B2BUA session the call is a leg of (see `voiplog.calls._legs`): its
+    # uid, and the evidence that linked it to another leg (None: not linked).
+    session_uid: str | None = None
+    session_link: str | None = None
     # (start, end) of each daemon restart the call lived through: packets then were not seen.
     gaps: list[tuple[int, int]] = field(default_factory=list)
 

@@ -26,3 +26,9 @@ class CallSettings:
     # REGISTER transaction chains in progress beyond this are evicted (and written),
     # least recently seen first.
     max_open_registrations: int = 100_000
+    # Legs of one call behind a B2BUA linked by numbers and times: their INVITEs,
+    # and their answers (or final answers), at most this far apart.
+    session_link_window_s: float = 2.0
+    # A written call is kept this long for the legs still open to link to it
+    # (at most max_open_calls of them).
+    session_link_keep_s: float = 60.0

@@ -30,6 +30,7 @@ _SPECIAL = frozenset(
         "state",
         "invite_branches",
         "to_tags",
+        "branch_tags",
         "reinvites",
         "flags",
         "endpoints",
@@ -47,6 +48,20 @@ _SPECIAL = frozenset(
     }
 )
 _PLAIN = tuple(f.name for f in fields(Dialog) if f.name not in _SPECIAL)
+# Fields added since FORMAT 1 was first written: a state saved before them
+# takes their defaults. A call saved with a failure as its final answer had it
+# from the caller's hop (the only one noted then).
+_LATER = frozenset(
+    {
+        "origin_ip",
+        "origin_port",
+        "origin_vias",
+        "final_reached_caller",
+        "hep_correlation",
+        "session_uid",
+        "session_link",
+    }
+)
 
 
 def _rtpmap_out(rtpmap: dict | None) -> list | None:
@@ -93,6 +108,7 @@ def dialog_data(call: Dialog, indexed: dict[bytes, MediaFlow]) -> dict:
         state=call.state.value,
         invite_branches=list(call.invite_branches),
         to_tags=sorted(call.to_tags),
+        branch_tags=[list(branch) for branch in sorted(call.branch_tags)],
         reinvites=[[cseq, tag, side.value] for (cseq, tag), side in call.reinvites.items()],
         flags=sorted(call.flags),
         endpoints=[_key_out(key) for key in call.endpoints],
@@ -127,12 +143,16 @@ def dialog_data(call: Dialog, indexed: dict[bytes, MediaFlow]) -> dict:
 
 def restore_dialog(data: dict, indexed: dict[bytes, MediaFlow]) -> Dialog:
     """The call of `dialog_data`; its flows still in the index go into `indexed`."""
-    call = Dialog(**{name: data[name] for name in _PLAIN})
+    call = Dialog(**{name: data[name] for name in _PLAIN if name in data or name not in _LATER})
+    if "origin_ip" not in data:
+        call.origin_ip, call.origin_port = call.caller_ip, call.caller_port
+        call.final_reached_caller = call.final_status is not None
     offer = data["pending_offer"]
     refer = data["refer"]
     call.state = State(data["state"])
     call.invite_branches = list(data["invite_branches"])
     call.to_tags = set(data["to_tags"])
+    call.branch_tags = {tuple(branch) for branch in data.get("branch_tags", ())}
     call.reinvites = {(cseq, tag): Side(side) for cseq, tag, side in data["reinvites"]}
     call.flags = set(data["flags"])
     call.endpoints = [_key_in(key) for key in data["endpoints"]]

@@ -33,6 +33,7 @@ from voiplog.calls._dialog import (
     Refer,
     Side,
 )
+from voiplog.calls._legs import LegLinker
 from voiplog.calls._media import MediaFlow, MediaIndex
 from voiplog.calls._registrations import RegistrationTracker
 from voiplog.calls._settings import CallSettings
@@ -42,6 +43,7 @@ from voiplog.cdr.sip_call import (
     CORRELATION_KEYS,
     Classifier,
     build_call_record,
+    call_uid,
     no_classification,
 )
 from voiplog.errors import ParseError
@@ -76,6 +78,11 @@ def _forwarded(branches: list[str], first: list[str]) -> bool:
     )
 
 
+def _relayed(call: Dialog) -> bool:
+    """Whether the call's INVITE was seen at several hops (on both sides of a proxy)."""
+    return "invite_forwarded" in call.flags
+
+
 Record = CallRecord | RegistrationRecord
 
 
@@ -104,6 +111,13 @@ class CallTracker:
         # which the pipeline's RTP fast path reads directly.
         self.flows: dict[bytes, MediaFlow] = self.media.flows
         self.registrations = RegistrationTracker(self.settings, classify, self._weird)
+        # Legs of one call behind a B2BUA, linked into sessions.
+        self.legs = LegLinker(
+            call_uid,
+            int(self.settings.session_link_window_s * _US),
+            int(self.settings.session_link_keep_s * _US),
+            self.settings.max_open_calls,
+        )
 
     # -- public API ----------------------------------------------------------
 
@@ -120,8 +134,10 @@ class CallTracker:
         dst_ip: str,
         dst_port: int,
         transport: str = "udp",
+        hep_correlation: str | None = None,
     ) -> None:
-        """Feed one parsed SIP message seen at `ts_us`."""
+        """Feed one parsed SIP message seen at `ts_us` (with the correlation id of
+        the HEP packet that carried it, if any)."""
         call_id = msg.call_id
         if call_id is None:
             return
@@ -137,7 +153,14 @@ class CallTracker:
             hop = _Hop(src_ip, src_port, dst_ip, dst_port, transport)
             self._on_request(msg, call_id, ts_us, hop)
         else:
-            self._on_response(msg, call_id, ts_us, (src_ip, dst_ip))
+            self._on_response(
+                msg, call_id, ts_us, _Hop(src_ip, src_port, dst_ip, dst_port, transport)
+            )
+        if hep_correlation:
+            call = self._calls.get(call_id)
+            if call is not None and call.hep_correlation is None:
+                call.hep_correlation = hep_correlation
+                self.legs.note(call)
 
     def match_flow(
         self, src_ip: bytes, src_port: int, dst_ip: bytes, dst_port: int
@@ -149,6 +172,7 @@ class CallTracker:
     def expire(self, now_us: int) -> list[Record]:
         """Close every call and registration whose deadline has passed at `now_us`."""
         self._done += self.registrations.expire(now_us)
+        self.legs.expire(now_us)
         heap = self._heap
         while (call := heap.pop_due(now_us)) is not None:
             deadline = self._deadline(call)
@@ -205,6 +229,9 @@ class CallTracker:
                 call.gaps.append(gap)
             self._calls[call.call_id] = call
             self._heap.schedule(call, self._deadline(call))
+        # The legs' links are not saved: made again among the calls kept.
+        for call in sorted(calls.values(), key=lambda c: (c.started_us, c.call_id)):
+            self.legs.open(call)
         self.media._expected.update(expected)
         self.media.flows.update(indexed)
         self.media.generation += 1
@@ -244,7 +271,12 @@ class CallTracker:
         self._touch(call, ts_us)
         sender = self._request_sender(call, msg, hop)
         if method == "CANCEL":
-            event = Input.CANCEL if call.cancel_us is None else Input.CANCEL_AGAIN
+            if self._beyond_caller(call, hop.src_ip, hop.src_port):
+                event = Input.CANCEL_BEYOND
+            elif call.cancel_us is None:
+                event = Input.CANCEL
+            else:
+                event = Input.CANCEL_AGAIN
             if self._step(call, event) is Action.CANCEL:
                 call.cancel_us = ts_us
                 call.ended_by = Side.CALLER.value
@@ -300,6 +332,10 @@ class CallTracker:
         action = self._step(call, event)
         if action is Action.NOTE_FORWARDED:
             call.flags.add("invite_forwarded")
+            if len(msg.via_branches) < call.origin_vias:
+                # The copy nearer the caller, captured after the one beyond it.
+                call.origin_ip, call.origin_port = hop.src_ip, hop.src_port
+                call.origin_vias = len(msg.via_branches)
         elif action is Action.NOTE_RETRANSMITTED:
             call.flags.add("invite_retransmitted")
         elif action is Action.REPLACE:
@@ -312,7 +348,12 @@ class CallTracker:
             call.flags.add("auth_challenged" if action is Action.AUTHENTICATE else "invite_retried")
             call.invite_cseq = cseq
             call.invite_branches = msg.via_branches
+            # The tags that answered the INVITE before (a proxy's challenge, a
+            # failed branch) are no branches of the call judged by this one.
+            call.to_tags.clear()
+            call.branch_tags.clear()
             call.final_status = None
+            call.final_reached_caller = False
             call.final_us = None
             call.end_us = None
             call.ended_by = None
@@ -330,6 +371,8 @@ class CallTracker:
         call.invite_cseq = cseq
         call.invite_branches = msg.via_branches
         call.caller_ip, call.caller_port = hop.src_ip, hop.src_port
+        call.origin_ip, call.origin_port = hop.src_ip, hop.src_port
+        call.origin_vias = len(call.invite_branches)
         call.callee_ip, call.callee_port = hop.dst_ip, hop.dst_port
         call.transport = hop.transport
         call.caller_tag = msg.from_.tag if msg.from_ else None
@@ -339,15 +382,14 @@ class CallTracker:
         call.user_agent = msg.get("user-agent")
         self._note_correlation(call, msg, Side.CALLER)
         self._calls[call_id] = call
+        self.legs.open(call)
         self._take_sdp(call, msg, Side.CALLER, ts_us, answer=False)
         self._heap.schedule(call, self._deadline(call))
         return call
 
     # -- responses -----------------------------------------------------------
 
-    def _on_response(
-        self, msg: SipMessage, call_id: str, ts_us: int, hop: tuple[str, str] = ("", "")
-    ) -> None:
+    def _on_response(self, msg: SipMessage, call_id: str, ts_us: int, hop: _Hop) -> None:
         call = self._calls.get(call_id)
         if call is None:
             return
@@ -375,14 +417,24 @@ class CallTracker:
                 self._take_sdp(call, msg, answerer, ts_us, answer=True)
             return
         to_tag = msg.to.tag if msg.to else None
-        if to_tag and status > 100 and to_tag not in call.to_tags:
+        if to_tag and status > 100:
             call.to_tags.add(to_tag)
-            if len(call.to_tags) > 1:
-                call.flags.add("forked")
-        if status > 100 and (
-            call.correlation is None or len(call.correlation) < len(CORRELATION_KEYS)
+        # Toward the caller, or on a hop beyond it: what a proxy answered the
+        # caller itself (its challenge, its timeout, a failure it relayed as
+        # another) is no branch, and the caller's answer is the one received.
+        reaches_caller = not self._beyond_caller(call, hop.dst_ip, hop.dst_port)
+        if to_tag and 100 < status < 300 and not (reaches_caller and _relayed(call)):
+            branch = (hop.dst_ip, hop.dst_port, to_tag)
+            if branch not in call.branch_tags:
+                call.branch_tags.add(branch)
+                if any(b[:2] == branch[:2] and b != branch for b in call.branch_tags):
+                    call.flags.add("forked")
+        if (
+            status > 100
+            and (call.correlation is None or len(call.correlation) < len(CORRELATION_KEYS))
+            and self._note_correlation(call, msg, Side.CALLEE)
         ):
-            self._note_correlation(call, msg, Side.CALLEE)
+            self.legs.note(call)
         if status < 200:
             event = Input.TRYING if status <= 100 else Input.PROVISIONAL
         elif status < 300:
@@ -390,6 +442,13 @@ class CallTracker:
                 event = Input.SUCCESS_OTHER
             else:
                 event = Input.SUCCESS
+        elif (
+            reaches_caller
+            and not call.final_reached_caller
+            and call.final_status is not None
+            and call.final_status >= 300
+        ):
+            event = Input.FAILURE_RELAYED
         else:
             event = Input.CHALLENGE if status in (401, 407) else Input.FAILURE
         action = self._step(call, event)
@@ -399,7 +458,8 @@ class CallTracker:
             if self._take_sdp(call, msg, Side.CALLEE, ts_us, answer=True) is not None:
                 call.early_sdp = True
         elif action is Action.OTHER_ANSWER:
-            if hop != call.answer_hop and hop[::-1] != call.answer_hop:
+            pair = (hop.src_ip, hop.dst_ip)
+            if pair != call.answer_hop and pair[::-1] != call.answer_hop:
                 # Another hop: the same answer relayed on another leg under a
                 # tag of the relay's own. Requests with it are the call's.
                 call.answer_aliases.add(to_tag)
@@ -409,10 +469,11 @@ class CallTracker:
                 call.other_answers.append((to_tag, status, ts_us))
         elif action is Action.ANSWER or action is Action.ANSWER_AFTER_BYE:
             call.answer_tag = to_tag
-            call.answer_hop = hop
+            call.answer_hop = (hop.src_ip, hop.dst_ip)
             call.answered_us = ts_us
             call.final_status = status
             call.final_us = ts_us
+            call.final_reached_caller = reaches_caller
             if action is Action.ANSWER:
                 # Any end noted before is undone; if it was a CANCEL, the answer
                 # crossed it: the call was set up after all.
@@ -427,9 +488,14 @@ class CallTracker:
         elif action is Action.FAIL:
             call.final_status = status
             call.final_us = ts_us
+            call.final_reached_caller = reaches_caller
             if call.cancel_us is None:
                 call.ended_by = Side.CALLEE.value
             self._mark_ending(call, ts_us)
+        elif action is Action.RELAY_FAILURE:
+            call.final_status = status
+            call.final_us = ts_us
+            call.final_reached_caller = True
 
     # -- helpers -------------------------------------------------------------
 
@@ -445,6 +511,19 @@ class CallTracker:
         # A response carries the From of the request it answers.
         tag = msg.from_.tag if msg.from_ else None
         return Side.CALLER if tag is not None and tag != call.caller_tag else Side.CALLEE
+
+    @staticmethod
+    def _beyond_caller(call: Dialog, ip: str, port: int) -> bool:
+        """Whether an endpoint of a message of a call seen at several hops is not
+        the caller on the hop nearest it (`origin_ip`): a proxy's, or the callee's.
+        Always False for a call seen at one hop."""
+        if not _relayed(call):
+            return False
+        if ip != call.origin_ip:
+            return True
+        # The caller's address: the port tells only when the proxy shares it
+        # (a UDP caller may be answered on its Via port rather than its source's).
+        return port != call.origin_port and ip == call.callee_ip
 
     def _touch(self, call: Dialog, ts_us: int) -> None:
         if ts_us > call.last_sip_us:
@@ -544,18 +623,20 @@ class CallTracker:
         call.refer = Refer(sender, referred_to, referred_by, cseq)
 
     @staticmethod
-    def _note_correlation(call: Dialog, msg: SipMessage, side: Side) -> None:
+    def _note_correlation(call: Dialog, msg: SipMessage, side: Side) -> bool:
         """Keep the hints that tie this leg to the other legs of a B2BUA: X-CID,
         the IMS charging id (P-Charging-Vector icid-value) and the RFC 7989
-        Session-ID pair. The first value seen of each is kept."""
+        Session-ID pair. The first value seen of each is kept. Whether any
+        hint is new."""
         x_cid = msg.get("x-cid")
         icid = charging_icid(msg.get("p-charging-vector"))
         sid = session_id(msg.get("session-id"))
         if not x_cid and icid is None and sid is None:
-            return
+            return False
         hints = call.correlation
         if hints is None:
             hints = call.correlation = {}
+        known = len(hints)
         if x_cid:
             hints.setdefault("x_cid", x_cid)
         if icid is not None:
@@ -569,11 +650,14 @@ class CallTracker:
             hints.setdefault(ours, local)
             if remote is not None:
                 hints.setdefault(theirs, remote)
+        return len(hints) > known
 
     def _close(self, call: Dialog, reason: EndReason | None) -> None:
         self._calls.pop(call.call_id, None)
+        uid = call_uid(call)
+        call.session_uid, call.session_link = self.legs.close(call, uid, call.last_sip_us)
         self.media.release(call)
-        self._done.append(build_call_record(call, reason, self._classify))
+        self._done.append(build_call_record(call, reason, self._classify, uid))
         # Flows point back at their call: break the cycle so that the call's
         # memory goes now, not at the next full garbage collection.
         call.flows.clear()

@@ -58,15 +58,18 @@ class TrackedCall(Protocol):
     refer: Any  # None, or with `by`, `referred_to`, `referred_by`, `status`
     early_sdp: bool
     correlation: dict[str, str] | None
+    session_uid: str | None  # the B2BUA session it is a leg of (None: its own uid)
+    session_link: str | None  # the evidence that linked it to another leg
     gaps: list[tuple[int, int]]  # (start, end) of the restarts it lived through
 
     def last_activity_us(self) -> int: ...
 
 
 def build_call_record(
-    call: TrackedCall, reason: EndReason | None, classify: Classifier
+    call: TrackedCall, reason: EndReason | None, classify: Classifier, uid: str | None = None
 ) -> CallRecord:
-    """The record of `call`, closed early for `reason` (None: its end is known)."""
+    """The record of `call`, closed early for `reason` (None: its end is known);
+    `uid` is its `call_uid` when already known."""
     flags = set(call.flags)
     disposition = judge(call.final_status, call.cancel_us is not None)
     ended_by = call.ended_by
@@ -101,8 +104,14 @@ def build_call_record(
     if call.early_sdp and media and (answered_at is None or media[0].first_at < answered_at):
         flags.add("early_media")  # RTP flowed before the answer, on a 1xx's SDP
     subscriber_ip, direction, subscriber = classify(call.caller_ip, call.callee_ip)
+    if uid is None:
+        uid = call_uid(call)
+    extra = _flow_details(call)
+    # Every call is a session, of one leg unless linked to the other legs of a B2BUA.
+    extra["session_uid"] = call.session_uid or uid
+    extra["session_link"] = call.session_link
     return CallRecord(
-        uid=make_uid("sip", call.call_id, call.started_us, call.caller_ip, call.caller_port),
+        uid=uid,
         kind="sip",
         call_id=call.call_id,
         caller=uri_user(call.from_uri) if call.from_uri else None,
@@ -130,8 +139,13 @@ def build_call_record(
         media=media,
         flags=tuple(sorted(flags)),
         subscriber=subscriber,
-        extra=_flow_details(call),
+        extra=extra,
     )
+
+
+def call_uid(call: TrackedCall) -> str:
+    """The uid of a call's record: known from its first INVITE on."""
+    return make_uid("sip", call.call_id, call.started_us, call.caller_ip, call.caller_port)
 
 
 def _flow_details(call: TrackedCall) -> dict:

@@ -115,7 +115,16 @@ class Cdr(Base):
     """One call-detail record, every field of the CDR contract v1 typed."""
 
     __tablename__ = "cdr"
-    __table_args__ = ({"postgresql_partition_by": "RANGE (started_at)"},)
+    __table_args__ = (
+        # The legs of one call behind a B2BUA, by the session they share: only
+        # linked legs are in it, so that ingest keeps its speed (migration 0009).
+        Index(
+            "cdr_session_uid_idx",
+            text("(extra->>'session_uid')"),
+            postgresql_where=text("(extra->>'session_link') IS NOT NULL"),
+        ),
+        {"postgresql_partition_by": "RANGE (started_at)"},
+    )
 
     started_at: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
     uid: Mapped[str] = mapped_column(Text(collation="C"), primary_key=True)

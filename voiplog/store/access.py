@@ -396,7 +396,8 @@ def run(
     narrow_to: dt.datetime | None = None,
 ) -> RunResult:
     """Run an approved request; the records as the contract has them (plus `stored_in`,
-    and `conflicts` when other content arrived under a record's key)."""
+    and `conflicts` when other content arrived under a record's key). A matched call
+    comes with the other legs of its session (same `session_uid`, migration 0009)."""
     import orjson
     import psycopg2.extras
 
