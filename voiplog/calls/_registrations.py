@@ -22,7 +22,7 @@ from voiplog.calls._deadlines import DeadlineHeap
 from voiplog.calls._settings import CallSettings
 from voiplog.cdr import RegistrationRecord, RegistrationResult, format_ts, make_uid
 from voiplog.cdr.disposition import EndReason
-from voiplog.cdr.sip_call import Classifier
+from voiplog.cdr.sip_call import SubscriberLookup
 from voiplog.errors import ParseError
 from voiplog.sip import (
     SipMessage,
@@ -213,7 +213,7 @@ class RegistrationTracker:
     def __init__(
         self,
         settings: CallSettings | None = None,
-        classify: Classifier | None = None,
+        classify: SubscriberLookup | None = None,
         on_weird: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings or CallSettings()

@@ -5,8 +5,9 @@ Strategy: everything the call tracker holds is turned into JSON-able values
 as sorted lists, enums by value. The media index is saved whole, in its own
 order, because which call a new RTP flow goes to depends on that order; flows
 are saved with their call and marked when the index still holds them. An RTP
-stream is saved slot by slot, so that its statistics go on exactly where they
-stopped. No file is read or written here: the daemon decides where it goes.
+stream is saved slot by slot (`voiplog.rtp.stream_state`), so that its
+statistics go on exactly where they stopped. No file is read or written here:
+the daemon decides where it goes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from voiplog.calls._dialog import Dialog, Hold, Offer, Refer, Side, State
 from voiplog.calls._media import MediaFlow, _Endpoint
 from voiplog.calls._registrations import _Chain, _Contact
 from voiplog.calls._registrations import _State as _ChainState
-from voiplog.rtp import RtpStream
+from voiplog.rtp import stream_from_state, stream_state
 
 # Bumped whenever what is saved changes meaning: a saved state of another
 # format is refused, never half-read.
@@ -76,21 +77,6 @@ def _rtpmap_in(data: list | None) -> dict | None:
     return {pt: tuple(value) for pt, value in data}
 
 
-def stream_data(stream: RtpStream) -> dict:
-    data = {slot: getattr(stream, slot) for slot in RtpStream.__slots__}
-    data["payload_types"] = list(stream.payload_types)
-    data["_rtpmap"] = _rtpmap_out(stream._rtpmap)
-    return data
-
-
-def restore_stream(data: dict) -> RtpStream:
-    stream = RtpStream.__new__(RtpStream)
-    for slot in RtpStream.__slots__:
-        setattr(stream, slot, data[slot])
-    stream._rtpmap = _rtpmap_in(data["_rtpmap"])
-    return stream
-
-
 def _key_out(key: tuple[bytes, int]) -> list:
     return [key[0].hex(), key[1]]
 
@@ -133,7 +119,7 @@ def dialog_data(call: Dialog, indexed: dict[bytes, MediaFlow]) -> dict:
                 "dst_port": flow.dst_port,
                 "rtpmap": _rtpmap_out(flow.rtpmap),
                 "indexed": indexed.get(flow.key) is flow,
-                "streams": [[ssrc.hex(), stream_data(s)] for ssrc, s in flow.streams.items()],
+                "streams": [[ssrc.hex(), stream_state(s)] for ssrc, s in flow.streams.items()],
             }
             for flow in call.flows
         ],
@@ -177,7 +163,7 @@ def restore_dialog(data: dict, indexed: dict[bytes, MediaFlow]) -> Dialog:
             _rtpmap_in(saved["rtpmap"]),
         )
         for ssrc, stream in saved["streams"]:
-            restored = restore_stream(stream)
+            restored = stream_from_state(stream)
             # A stream shares its flow's rtpmap, as `new_stream` makes it.
             restored._rtpmap = flow.rtpmap
             flow.streams[bytes.fromhex(ssrc)] = restored

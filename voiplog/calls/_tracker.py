@@ -41,7 +41,7 @@ from voiplog.cdr import CallRecord, RegistrationRecord
 from voiplog.cdr.disposition import EndReason
 from voiplog.cdr.sip_call import (
     CORRELATION_KEYS,
-    Classifier,
+    SubscriberLookup,
     build_call_record,
     call_uid,
     no_classification,
@@ -97,7 +97,7 @@ class CallTracker:
     def __init__(
         self,
         settings: CallSettings | None = None,
-        classify: Classifier = no_classification,
+        classify: SubscriberLookup = no_classification,
         on_weird: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings or CallSettings()

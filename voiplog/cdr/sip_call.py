@@ -18,9 +18,10 @@ from voiplog.sip import uri_user
 
 _US = 1_000_000
 
-# Classifies the signalling endpoints of a call (or a REGISTER):
-# (caller_ip, callee_ip) -> (subscriber_ip, direction, subscriber object)
-Classifier = Callable[[str, str], tuple[str | None, str | None, dict | None]]
+# Which end of a call (or a REGISTER, or a media session) is the POP's
+# subscriber: (caller_ip, callee_ip) -> (subscriber_ip, direction, subscriber
+# object). The one definition every record builder takes.
+SubscriberLookup = Callable[[str, str], tuple[str | None, str | None, dict | None]]
 
 # The correlation hints a record may carry, in the order they are written.
 CORRELATION_KEYS = ("x_cid", "icid", "session_id", "session_id_remote")
@@ -66,7 +67,7 @@ class TrackedCall(Protocol):
 
 
 def build_call_record(
-    call: TrackedCall, reason: EndReason | None, classify: Classifier, uid: str | None = None
+    call: TrackedCall, reason: EndReason | None, classify: SubscriberLookup, uid: str | None = None
 ) -> CallRecord:
     """The record of `call`, closed early for `reason` (None: its end is known);
     `uid` is its `call_uid` when already known."""

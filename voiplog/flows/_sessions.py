@@ -35,6 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from voiplog.cdr import CallRecord, EndReason, MediaStream, format_ts
+from voiplog.cdr.sip_call import SubscriberLookup, no_classification
 from voiplog.flows._appcall_rules import AppCallRules
 from voiplog.flows._appcalls import AppCallTable
 from voiplog.flows._appheaders import UNWRAPPERS
@@ -60,13 +61,11 @@ from voiplog.flows._state import (
     DEMUX_STUN,
     DEMUX_TURN,
     DISPOSITION_MEDIA,
-    Classifier,
     _builtin_verdict,
     _encryption,
     _may_start_session,
     _media,
     _media_kind,
-    _no_classification,
     _pair,
     _remember,
     _TlsConnection,
@@ -99,7 +98,7 @@ class FlowClassifier(AppCallRules, TlsRules):
     def __init__(
         self,
         settings: FlowSettings | None = None,
-        classify: Classifier = _no_classification,
+        classify: SubscriberLookup = no_classification,
         on_weird: Callable[[str], None] | None = None,
         apps: AppClassifier | None = None,
     ) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from voiplog.cdr import CallRecord, MediaStream, make_uid
@@ -82,14 +81,6 @@ DISPOSITION_APP_CALL = "app_call"
 # Built-in labels that name a calling stack (not just a relay): their sessions
 # are gathered into calls as an application's are.
 _BUILTIN_CALL_STACKS = frozenset({"webrtc", "pjsip", "jitsi"})
-
-
-# (caller_ip, callee_ip) -> (subscriber_ip, direction, subscriber object)
-Classifier = Callable[[str, str], tuple[str | None, str | None, dict | None]]
-
-
-def _no_classification(caller_ip: str, callee_ip: str) -> tuple[None, None, None]:
-    return None, None, None
 
 
 def _pair(ip_a: bytes, ip_b: bytes) -> tuple[bytes, bytes]:
