@@ -39,15 +39,7 @@ def test_calls_go_on_across_a_restart(lab, stop):
     first = lab.start_daemon(config)
     lab.callee("uas_answer.xml", ANSWER_PORT, CALLS)
     time.sleep(0.3)
-    caller = subprocess.Popen(
-        lab.pair.command(
-            lab.pair.caller_ns, "sipp", f"{CALLEE_IP}:{ANSWER_PORT}", "-sf", "uac.xml",
-            "-i", CALLER_IP, "-p", "6060", "-mi", CALLER_IP, "-s", "bob", "-m", str(CALLS),
-            "-r", "10", "-d", "10000", "-nostdin", "-timeout", "40s", "-timeout_error",
-        ),
-        cwd=lab.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    lab.procs.append(caller)
+    caller = _sipp_calls(lab, CALLS, hold_ms=10_000, timeout_s=40)
     time.sleep(3)  # every call answered, media flowing, far from its BYE
     stopped = time.monotonic()
     if stop == "sigterm":
@@ -198,15 +190,7 @@ def test_calls_ended_after_the_last_checkpoint_are_not_written_twice(lab):
     first = lab.start_daemon(config)
     lab.callee("uas_answer.xml", ANSWER_PORT, calls)
     time.sleep(0.3)
-    caller = subprocess.Popen(
-        lab.pair.command(
-            lab.pair.caller_ns, "sipp", f"{CALLEE_IP}:{ANSWER_PORT}", "-sf", "uac.xml",
-            "-i", CALLER_IP, "-p", "6060", "-mi", CALLER_IP, "-s", "bob", "-m", str(calls),
-            "-r", "10", "-d", "7000", "-nostdin", "-timeout", "30s", "-timeout_error",
-        ),
-        cwd=lab.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    lab.procs.append(caller)
+    caller = _sipp_calls(lab, calls, hold_ms=7_000, timeout_s=30)
     assert caller.wait(timeout=30) == 0
     # Open at the checkpoint 6 s in, ended at about 7.5 s, written a second later.
     written = first.wait_for_records(calls, timeout=10)
@@ -223,3 +207,18 @@ def test_calls_ended_after_the_last_checkpoint_are_not_written_twice(lab):
     assert second.records() == []
     assert "saved 0 open calls" in second.err.read_text()
     assert [r["ended_by"] for r in written] == ["caller"] * calls, written[0]
+
+
+def _sipp_calls(lab, calls: int, hold_ms: int, timeout_s: int) -> subprocess.Popen:
+    """SIPp placing `calls` calls of `hold_ms` to the callee at 10 a second."""
+    caller = subprocess.Popen(
+        lab.pair.command(
+            lab.pair.caller_ns, "sipp", f"{CALLEE_IP}:{ANSWER_PORT}", "-sf", "uac.xml",
+            "-i", CALLER_IP, "-p", "6060", "-mi", CALLER_IP, "-s", "bob", "-m", str(calls),
+            "-r", "10", "-d", str(hold_ms), "-nostdin", "-timeout", f"{timeout_s}s",
+            "-timeout_error",
+        ),
+        cwd=lab.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    lab.procs.append(caller)
+    return caller

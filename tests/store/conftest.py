@@ -33,14 +33,20 @@ def _admin():
     return connection
 
 
-@pytest.fixture
-def scratch_dsn():
-    """DSN of a new empty database, dropped after the test."""
+def _scratch_database(migrated: bool):
+    """DSN of a new database (at the current schema when `migrated`), dropped after."""
     name = f"voiplog_test_{uuid.uuid4().hex[:10]}"
     admin = _admin()
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE {name}")
     try:
+        if migrated:
+            from voiplog.store import migrate
+            from voiplog.store.database import make_engine
+
+            engine = make_engine(dsn_for(name))
+            migrate.upgrade(engine)
+            engine.dispose()
         yield dsn_for(name)
     finally:
         with admin.cursor() as cursor:
@@ -49,15 +55,21 @@ def scratch_dsn():
 
 
 @pytest.fixture
-def store_dsn(scratch_dsn):
-    """A scratch database migrated to the current schema."""
-    from voiplog.store import migrate
-    from voiplog.store.database import make_engine
+def scratch_dsn():
+    """DSN of a new empty database, dropped after the test."""
+    yield from _scratch_database(migrated=False)
 
-    engine = make_engine(scratch_dsn)
-    migrate.upgrade(engine)
-    engine.dispose()
-    return scratch_dsn
+
+@pytest.fixture
+def store_dsn():
+    """A scratch database migrated to the current schema."""
+    yield from _scratch_database(migrated=True)
+
+
+@pytest.fixture
+def other_dsn():
+    """A second store on the same server, migrated, dropped after the test."""
+    yield from _scratch_database(migrated=True)
 
 
 def query(dsn: str, sql: str, params=()):

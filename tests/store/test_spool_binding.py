@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import psycopg2
 import pytest
 from click.testing import CliRunner
 
 from tests.store._records import call
-from tests.store.conftest import _admin, dsn_for, query
+from tests.store.conftest import query
 from tests.store.test_writer import _Proxy
 from voiplog.cli.main import cli
 from voiplog.store.spool import Spool
@@ -20,27 +19,6 @@ pytestmark = pytest.mark.postgres
 
 TODAY = dt.date(2026, 3, 1)
 START = "2026-03-01T10:00:00Z"
-
-
-@pytest.fixture
-def other_dsn():
-    """A second store on the same server, migrated, dropped after the test."""
-    from voiplog.store import migrate
-    from voiplog.store.database import make_engine
-
-    name = f"voiplog_test_{uuid.uuid4().hex[:10]}"
-    admin = _admin()
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    try:
-        engine = make_engine(dsn_for(name))
-        migrate.upgrade(engine)
-        engine.dispose()
-        yield dsn_for(name)
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 def _drain(dsn, spool):

@@ -321,44 +321,22 @@ def _copy_tables(source: str, target: str, days, tables) -> None:
         connection.close()
 
 
-@pytest.fixture
-def other_store():
-    """A second scratch database at the current schema, made after the first."""
-    from tests.store.conftest import _admin, dsn_for
-    from voiplog.store import migrate
-    from voiplog.store.database import make_engine
-
-    name = f"voiplog_test_{uuid.uuid4().hex[:10]}"
-    admin = _admin()
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    try:
-        engine = make_engine(dsn_for(name))
-        migrate.upgrade(engine)
-        engine.dispose()
-        yield dsn_for(name)
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
-
-
-def test_sealed_days_verify_after_a_dump_restored_elsewhere(store_dsn, other_store, tmp_path, signer):  # fmt: skip
+def test_sealed_days_verify_after_a_dump_restored_elsewhere(store_dsn, other_dsn, tmp_path, signer):  # fmt: skip
     from voiplog.store import seal
 
     _sealed_store(store_dsn, tmp_path, signer)
     days = [DAYS[0], DAYS[1], TODAY - dt.timedelta(days=1)]
-    _copy_tables(store_dsn, other_store, days, ("cdr", "registration", "day_seal", "day_seal_leaves"))  # fmt: skip
+    _copy_tables(store_dsn, other_dsn, days, ("cdr", "registration", "day_seal", "day_seal_leaves"))  # fmt: skip
     oid = "SELECT 'media_stream'::regtype::oid"
-    assert query(store_dsn, oid) != query(other_store, oid)
-    report = seal.verify(psycopg2.connect(other_store))
+    assert query(store_dsn, oid) != query(other_dsn, oid)
+    report = seal.verify(psycopg2.connect(other_dsn))
     assert report.ok, [f.line() for f in report.findings]
     assert (report.days_checked, report.records_checked) == (3, 8)
     # Leaves of the first form carried the types' OIDs: they differ between the two.
     leaves = "SELECT leaves FROM {}(%s)"
     day = (DAYS[0],)
-    assert query(store_dsn, leaves.format("voiplog_day_leaves"), day) == query(other_store, leaves.format("voiplog_day_leaves"), day)  # fmt: skip
-    assert query(store_dsn, leaves.format("voiplog_day_leaves_v1"), day) != query(other_store, leaves.format("voiplog_day_leaves_v1"), day)  # fmt: skip
+    assert query(store_dsn, leaves.format("voiplog_day_leaves"), day) == query(other_dsn, leaves.format("voiplog_day_leaves"), day)  # fmt: skip
+    assert query(store_dsn, leaves.format("voiplog_day_leaves_v1"), day) != query(other_dsn, leaves.format("voiplog_day_leaves_v1"), day)  # fmt: skip
 
 
 def test_a_day_sealed_before_the_second_leaf_form_still_verifies_and_proves(scratch_dsn):
