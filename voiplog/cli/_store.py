@@ -14,6 +14,46 @@ import click
 
 log = logging.getLogger("voiplog.store")
 
+# The schema check before a command touches the store: each statement at most
+# this long, the wait for a lock on the version table (a migration running
+# elsewhere) half of it; the whole check, a server that answers nothing
+# included, a little more.
+_CHECK_TIMEOUT_S = 10.0
+
+
+class _NoAnswer(Exception):
+    """The database took the connection and then said nothing within the bound."""
+
+
+def _check_schema(dsn: str, where: str) -> None:
+    """`migrate.require_current`, bounded whatever the server does (see `_CHECK_TIMEOUT_S`)."""
+    import threading
+
+    from voiplog.store import migrate
+    from voiplog.store.database import make_engine
+
+    engine = make_engine(
+        dsn, statement_timeout_s=_CHECK_TIMEOUT_S, lock_timeout_s=_CHECK_TIMEOUT_S / 2
+    )
+    outcome: list = []
+
+    def check() -> None:
+        try:
+            migrate.require_current(engine, where)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=check, name="voiplog-schema-check", daemon=True)
+    thread.start()
+    thread.join(_CHECK_TIMEOUT_S + 5)
+    if thread.is_alive():
+        # Left behind, blocked on its socket: it holds nothing but that connection.
+        raise _NoAnswer(f"no answer to the schema check within {_CHECK_TIMEOUT_S + 5:.0f} s")
+    engine.dispose()
+    if outcome[0] is not None:
+        raise outcome[0]
+
 
 @dataclass
 class StoreHandle:
@@ -52,6 +92,7 @@ def open_store(
     VOIPLOG_ADMIN_DATABASE_URL when it is set.
     """
     import psycopg2
+    import psycopg2.errors
     from sqlalchemy.exc import OperationalError
 
     from voiplog.errors import UsageError
@@ -84,20 +125,23 @@ def open_store(
             if embedded:
                 migrate.upgrade(engine)  # voiplog's own server follows its version
             elif require_schema:
-                migrate.require_current(engine, where)
+                _check_schema(dsn, where)
         except SchemaBehindError as exc:
             click.echo(f"voiplog: {exc}", err=True)
             raise SystemExit(2) from None
-        except (OperationalError, psycopg2.OperationalError) as exc:
-            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-            if not spool_if_down or embedded:
-                click.echo(f"voiplog: cannot connect to {where}: {reason}", err=True)
-                raise SystemExit(1) from None
-            log.error(
-                "cannot connect to %s (%s); records are spooled and stored once it is back",
-                where,
-                reason,
+        except (OperationalError, psycopg2.OperationalError, _NoAnswer) as exc:
+            original = getattr(exc, "orig", exc)
+            reason = str(original).strip().splitlines()[0]
+            timed_out = (_NoAnswer, psycopg2.errors.QueryCanceled, psycopg2.errors.LockNotAvailable)
+            problem = (
+                f"no answer in time from {where} to the schema check"
+                if isinstance(original, timed_out)
+                else f"cannot connect to {where}"
             )
+            if not spool_if_down or embedded:
+                click.echo(f"voiplog: {problem}: {reason}", err=True)
+                raise SystemExit(1) from None
+            log.error("%s (%s); records are spooled and stored once it is back", problem, reason)
         try:
             yield StoreHandle(dsn, engine, cfg, embedded, where)
         except Exception as exc:

@@ -81,9 +81,12 @@ def connect(
     )
 
 
-def make_engine(dsn: str) -> Engine:
-    """A SQLAlchemy engine over psycopg2 for any libpq DSN form."""
-    return create_engine("postgresql+psycopg2://", creator=lambda: connect(dsn), pool_pre_ping=True)
+def make_engine(dsn: str, **bounds: float) -> Engine:
+    """A SQLAlchemy engine over psycopg2 for any libpq DSN form; `bounds` are
+    `connect`'s (statement and lock timeouts) for every connection it makes."""
+    return create_engine(
+        "postgresql+psycopg2://", creator=lambda: connect(dsn, **bounds), pool_pre_ping=True
+    )
 
 
 def describe(dsn: str) -> str:
