@@ -27,7 +27,7 @@ def test_the_status_line_says_the_spool_disk_is_full():
     sinks = RecordSinks()
     sinks.writer = SimpleNamespace(spool=spool, records_put=50, records_stored=8, last_batch_s=0.0, records_conflicting=0)  # fmt: skip
     daemon = Daemon.__new__(Daemon)  # only what the status line reads
-    daemon._store = sinks
+    daemon._sinks = sinks
     daemon.capture = None
     daemon.pipeline = SimpleNamespace(
         stats=SimpleNamespace(packets=10, records=50), tracker=SimpleNamespace(open_calls=2)

@@ -108,7 +108,7 @@ def run(
             spooled_is_failure=False,
         )
         try:
-            daemon = Daemon(cfg, options, sinks.write)
+            daemon = Daemon(cfg, options, sinks)
         except WiringError as exc:
             click.echo(f"voiplog: {_prefixed(config_path, exc)}", err=True)
             raise SystemExit(2) from None

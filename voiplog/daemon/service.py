@@ -33,6 +33,7 @@ from voiplog.daemon import callstate
 from voiplog.daemon.loss import FLAG, LossIntervals
 from voiplog.daemon.notify import Notifier
 from voiplog.pipeline import Pipeline
+from voiplog.sinks import RecordSink
 
 log = logging.getLogger("voiplog.run")
 
@@ -130,11 +131,10 @@ class DaemonOptions:
 class Daemon:
     """Runs until SIGTERM/SIGINT (or `stop()`); `run` returns the exit code."""
 
-    def __init__(self, cfg, options: DaemonOptions, emit: Callable[[CallRecord], None]) -> None:
+    def __init__(self, cfg, options: DaemonOptions, sinks: RecordSink) -> None:
         self.cfg = cfg
         self.options = options
-        self._sink_emit = emit
-        self._store = getattr(emit, "__self__", None)
+        self._sinks = sinks
         self.loss = LossIntervals()
         self.loss_records = 0
         self._stop = False
@@ -191,7 +191,7 @@ class Daemon:
         record = self.loss.mark(record, time.time_ns() // 1000)
         if FLAG in record.flags:
             self.loss_records += 1
-        self._sink_emit(record)
+        self._sinks.write(record)
         if self.written is not None:
             self.written.note(record.uid)
 
@@ -524,13 +524,11 @@ class Daemon:
 
     def _flush_sinks(self) -> None:
         """Hand the records to the operating system; log the uids of those on disk."""
-        flush = getattr(self._store, "flush", None)
         done = False
-        if callable(flush):
-            try:
-                done = flush() is not False
-            except OSError as exc:
-                log.error("cannot flush records: %s", exc)
+        try:
+            done = self._sinks.flush()
+        except OSError as exc:
+            log.error("cannot flush records: %s", exc)
         if done and self.written is not None:
             try:
                 self.written.commit()
@@ -550,8 +548,7 @@ class Daemon:
             f"{rate:,.0f} packets/s, {self.pipeline.tracker.open_calls} calls open, "
             f"{stats.records} records, {drops} packets dropped"
         )
-        probe = getattr(self._store, "metrics", None)
-        store = probe() if callable(probe) else {}
+        store = self._sinks.metrics()
         if store.get("spool_disk_full") or store.get("spool_records_lost"):
             line += (
                 f"; SPOOL DISK FULL: {store.get('spool_in_memory', 0)} records in memory, "
@@ -566,12 +563,10 @@ class Daemon:
 
         stats = self.pipeline.stats
         store = {}
-        probe = getattr(self._store, "metrics", None)
-        if callable(probe):
-            try:
-                store = probe() or {}
-            except Exception as exc:
-                log.debug("store metrics unavailable: %s", exc)
+        try:
+            store = self._sinks.metrics()
+        except Exception as exc:
+            log.debug("store metrics unavailable: %s", exc)
         counters = self.capture.counters if self.capture is not None else self._last_counters
         self._last_counters = counters
         self.metrics.publish(

@@ -1,5 +1,28 @@
 """Where call-detail records go."""
 
+from __future__ import annotations
+
+from typing import Protocol
+
 from voiplog.sinks.jsonl import JsonlSink
 
-__all__ = ["JsonlSink"]
+
+class RecordSink(Protocol):
+    """What the pipeline's records are written into, and what the daemon asks of it
+    once a second: `voiplog.cli._sinks.RecordSinks` (JSON lines, the store, or both)."""
+
+    def write(self, record) -> None:
+        """Take one record (a `CallRecord` or a `RegistrationRecord`)."""
+        ...
+
+    def flush(self) -> bool:
+        """Hand every record taken so far to the operating system; True when all
+        of them are there (they survive the process being killed). Raises OSError."""
+        ...
+
+    def metrics(self) -> dict[str, float]:
+        """The sink's gauges and counters for the daemon's metrics and status line."""
+        ...
+
+
+__all__ = ["JsonlSink", "RecordSink"]
