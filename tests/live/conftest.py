@@ -113,6 +113,7 @@ class Lab:
         name: str = "daemon",
         args=(),
         ready_timeout: float = 10,
+        interface: bool = True,
     ) -> Daemon:
         cfg = self.workdir / f"{name}.toml"
         cfg.write_text(config)
@@ -120,7 +121,8 @@ class Lab:
         err = self.workdir / f"{name}.err"
         cmd = self.pair.command(
             self.pair.callee_ns, sys.executable, "-m", "voiplog", "run",
-            "--config", str(cfg), "--interface", self.pair.callee_if,
+            "--config", str(cfg),
+            *(("--interface", self.pair.callee_if) if interface else ()),
             "--store", "none", "--jsonl", str(out), *args,
         )  # fmt: skip
         environ = {**os.environ, **(env or {})}

@@ -101,3 +101,37 @@ node_ids = [77]
         assert record["ended_by"] == "caller"
     transports = {r["call_id"]: r["transport"] for r in fed}
     assert transports == {"call-71@craft.example": "udp", "call-72@craft.example": "tcp"}
+
+
+def test_hep_alone_without_a_capture_interface(lab):
+    """A POP whose proxies mirror their SIP as HEP needs no mirror port: `run`
+    with hep.listen and no interface records the calls of the feed."""
+    config = f"""
+pop = "lab"
+[calls]
+linger_s = 1
+[hep]
+listen = ["udp:{CALLEE_IP}:9060", "tcp:{CALLEE_IP}:9060"]
+auth_key = "lab-secret"
+"""
+    daemon = lab.start_daemon(config, interface=False)
+    daemon.wait_for_log("capturing on no interface \\(HEP only\\)")
+    (lab.workdir / "udp.bin").write_bytes(hep_calls(81, b"lab-secret", 17))
+    (lab.workdir / "tcp.bin").write_bytes(hep_calls(82, b"lab-secret", 6))
+    sender = lab.workdir / "sender.py"
+    sender.write_text(SENDER)
+    subprocess.run(
+        lab.pair.command(
+            lab.pair.caller_ns, sys.executable, str(sender),
+            str(lab.workdir / "udp.bin"), str(lab.workdir / "tcp.bin"), CALLEE_IP,
+        ),
+        check=True, timeout=30,
+    )  # fmt: skip
+    records = daemon.wait_for_records(2, timeout=10)
+    assert daemon.terminate() == 0
+    assert sorted(r["call_id"] for r in records) == [
+        "call-81@craft.example",
+        "call-82@craft.example",
+    ]
+    assert all(r["source"] == {"type": "hep", "node_id": 77} for r in records)
+    assert all(r["disposition"] == "answered" and r["ended_by"] == "caller" for r in records)

@@ -298,7 +298,8 @@ class LiveCapture:
 
     `filter_for(linktype)` gives the BPF program for an interface of that link
     type. `wakeup_fd`, when given, is polled too: a byte written to it (by a
-    signal handler) makes `read` return at once.
+    signal handler) makes `read` return at once. With no interface, only that
+    and the `watch`ed descriptors are polled (a daemon fed by HEP alone).
     """
 
     def __init__(
@@ -308,8 +309,6 @@ class LiveCapture:
         filter_for: Callable[[int], Program],
         wakeup_fd: int | None = None,
     ) -> None:
-        if not interfaces:
-            raise CaptureError("capture.interfaces: no interface to capture on")
         self._interfaces: list[_Interface] = []
         try:
             for name in dict.fromkeys(interfaces):

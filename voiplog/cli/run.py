@@ -54,7 +54,8 @@ def run(
     """Capture live traffic and write a record for every call, until SIGTERM.
 
     With hep.listen set in the config, HEP from SIP proxies and SBCs is received
-    at the same time and its calls recorded like captured ones.
+    at the same time and its calls recorded like captured ones; with hep.listen
+    and no interface, the daemon records the HEP feed alone.
 
     Needs CAP_NET_RAW (and CAP_NET_ADMIN for promiscuous mode). SIGTERM or SIGINT
     saves the open calls and exits 0; the next start goes on with them (flag
@@ -77,10 +78,11 @@ def run(
         click.echo(str(exc), err=True)
         raise SystemExit(2) from None
     chosen = list(interfaces) or list(cfg.capture.interfaces)
-    if not chosen:
+    if not chosen and not cfg.hep.listen:
         where = config_path or "configuration"
         click.echo(
-            f"{where}: capture.interfaces: no interface to capture on (set it or give --interface)",
+            f"{where}: capture.interfaces: no interface to capture on (set it, give "
+            "--interface, or receive HEP alone with hep.listen)",
             err=True,
         )
         raise SystemExit(2)

@@ -266,7 +266,7 @@ class Daemon:
         pipeline = self.pipeline
         notifier = self.notifier
         watchdog_every = notifier.watchdog_interval_s if self.cfg.daemon.watchdog else None
-        names = ", ".join(self.options.interfaces)
+        names = ", ".join(self.options.interfaces) or "no interface (HEP only)"
         log.info("capturing on %s", names)
         notifier.ready(f"capturing on {names}")
         now = time.monotonic()
