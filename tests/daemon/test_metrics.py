@@ -63,3 +63,21 @@ def test_address_in_use_names_the_key():
             MetricsServer(f"127.0.0.1:{first.port}")
     finally:
         first.close()
+
+
+def test_hep_counters_are_served():
+    server = MetricsServer("127.0.0.1:0")
+    try:
+        server.publish(
+            Snapshot(
+                hep_messages={"sip": 12, "rtcp": 3},
+                hep_refused={"hep.bad_auth_key": 2, "hep.connection_refused": 1},
+            )
+        )
+        values = scrape(server.port)
+    finally:
+        server.close()
+    assert values['voiplog_hep_messages_total{payload="sip"}'] == 12
+    assert values['voiplog_hep_messages_total{payload="rtcp"}'] == 3
+    assert values['voiplog_hep_refused_total{kind="hep.bad_auth_key"}'] == 2
+    assert values['voiplog_hep_refused_total{kind="hep.connection_refused"}'] == 1

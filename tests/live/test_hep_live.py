@@ -103,6 +103,13 @@ node_ids = [77]
     assert transports == {"call-71@craft.example": "udp", "call-72@craft.example": "tcp"}
 
 
+SCRAPE = """
+import sys, urllib.request
+url = f"http://{sys.argv[1]}:9464/metrics"
+sys.stdout.write(urllib.request.urlopen(url, timeout=5).read().decode())
+"""
+
+
 def test_hep_alone_without_a_capture_interface(lab):
     """A POP whose proxies mirror their SIP as HEP needs no mirror port: `run`
     with hep.listen and no interface records the calls of the feed."""
@@ -113,6 +120,8 @@ linger_s = 1
 [hep]
 listen = ["udp:{CALLEE_IP}:9060", "tcp:{CALLEE_IP}:9060"]
 auth_key = "lab-secret"
+[metrics]
+address = "{CALLEE_IP}:9464"
 """
     daemon = lab.start_daemon(config, interface=False)
     daemon.wait_for_log("capturing on no interface \\(HEP only\\)")
@@ -128,10 +137,22 @@ auth_key = "lab-secret"
         check=True, timeout=30,
     )  # fmt: skip
     records = daemon.wait_for_records(2, timeout=10)
+    time.sleep(1.5)  # the metrics are published once a second
+    scraped = subprocess.run(
+        lab.pair.command(lab.pair.caller_ns, sys.executable, "-c", SCRAPE, CALLEE_IP),
+        check=True, timeout=30, capture_output=True, text=True,
+    ).stdout  # fmt: skip
     assert daemon.terminate() == 0
     assert sorted(r["call_id"] for r in records) == [
         "call-81@craft.example",
         "call-82@craft.example",
     ]
+    values = dict(line.rsplit(" ", 1) for line in scraped.splitlines() if line and line[0] != "#")
+    # Every SIP message came by HEP; the sender's garbage datagram is no HEP.
+    assert float(values['voiplog_hep_messages_total{payload="sip"}']) >= 12
+    assert (
+        values['voiplog_hep_messages_total{payload="sip"}'] == values["voiplog_sip_messages_total"]
+    )
+    assert float(values['voiplog_parse_errors_total{kind="hep.bad_version"}']) == 1
     assert all(r["source"] == {"type": "hep", "node_id": 77} for r in records)
     assert all(r["disposition"] == "answered" and r["ended_by"] == "caller" for r in records)

@@ -38,6 +38,10 @@ class Snapshot:
     spool_in_memory: int = 0  # records waiting in memory: the spool's file system is full
     spool_disk_full: int = 0
     spool_records_lost: int = 0
+    # HEP: the messages taken, by payload type ("sip", "rtcp", "json"...), and
+    # what was refused or dropped, by kind ("hep.bad_auth_key", "hep.flood"...).
+    hep_messages: dict[str, int] = field(default_factory=dict)
+    hep_refused: dict[str, int] = field(default_factory=dict)
 
 
 class _Collector:
@@ -107,6 +111,21 @@ class _Collector:
         for kind, count in sorted(s.dispositions.items()):
             dispositions.add_metric([kind], count)
         yield dispositions
+        hep = CounterMetricFamily(
+            "voiplog_hep_messages", "HEP messages taken, by payload type.", labels=["payload"]
+        )
+        for kind, count in sorted(s.hep_messages.items()):
+            hep.add_metric([kind], count)
+        yield hep
+        hep_refused = CounterMetricFamily(
+            "voiplog_hep_refused",
+            "HEP packets and connections refused or dropped (wrong key, unknown node, "
+            "flood, receive errors...), by kind; unreadable ones are parse errors.",
+            labels=["kind"],
+        )
+        for kind, count in sorted(s.hep_refused.items()):
+            hep_refused.add_metric([kind], count)
+        yield hep_refused
         yield GaugeMetricFamily("voiplog_open_calls", "Calls being tracked.", value=s.open_calls)
         yield GaugeMetricFamily(
             "voiplog_spool_depth", "Records waiting in the local spool.", value=s.spool_depth

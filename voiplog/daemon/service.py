@@ -592,5 +592,7 @@ class Daemon:
                 spool_in_memory=int(store.get("spool_in_memory", 0)),
                 spool_disk_full=int(store.get("spool_disk_full", 0)),
                 spool_records_lost=int(store.get("spool_records_lost", 0)),
+                hep_messages=dict(stats.hep),
+                hep_refused={k: v for k, v in stats.weird.items() if k.startswith("hep.")},
             )
         )
