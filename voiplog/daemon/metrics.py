@@ -4,10 +4,9 @@ The main loop publishes a fresh `Snapshot` about once a second; the HTTP server
 thread of prometheus-client only ever reads the latest one (one reference swap),
 so scraping never touches the pipeline's live counters from another thread.
 
-Spool depth and store latency come from the record store when it has them: a
-sink whose object has a ``metrics()`` method returning
-``{"spool_depth": int, "store_latency_s": float, "record_conflicts": int}`` is
-asked once a second; without one they read 0.
+Spool depth, store latency and the spool's alarms come from the record sinks'
+``metrics()`` (see `voiplog.sinks.RecordSink`), asked once a second; without a
+store they read 0.
 """
 
 from __future__ import annotations
