@@ -324,19 +324,19 @@ def _media_kind(payload: bytes) -> int:
     """0 if a datagram is no call media (STUN or STUN-framed, a DTLS handshake,
     TURN wrapping either), 2 if it is RTCP, 1 for anything else: RTP, SRTP, an
     app's own media."""
-    first = payload[0]
+    kind = DEMUX[payload[0]]
     if payload[4:8] == _STUN_COOKIE and (payload[2] << 8 | payload[3]) + 20 == len(payload):
         # STUN, or an application's own message in STUN's format (WhatsApp's
         # relays use methods of the 0x0800 range, which RFC 7983 does not cover).
-        data = _indication_data(payload) if first < 4 else None
+        data = _indication_data(payload) if kind == DEMUX_STUN else None
         return _media_kind(data) if data else 0
-    if 20 <= first < 64 and looks_like_dtls(payload):
-        return 1 if first == 23 else 0  # DTLS application data may be media
-    if 64 <= first < 80 and looks_like_channel_data(payload):
+    if kind == DEMUX_DTLS and looks_like_dtls(payload):
+        return 1 if payload[0] == 23 else 0  # DTLS application data may be media
+    if kind == DEMUX_TURN and looks_like_channel_data(payload):
         inner = payload[4 : 4 + (payload[2] << 8 | payload[3])]
         return _media_kind(inner) if inner else 0
-    if first >= 128 and len(payload) > 1 and 200 <= payload[1] <= 207:
-        return 2
+    if kind == DEMUX_RTP and len(payload) > 1 and 200 <= payload[1] <= 207:
+        return 2  # RTCP (version 2: the first byte is 128-191)
     return 1
 
 
