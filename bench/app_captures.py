@@ -55,7 +55,7 @@ def score(captures: Path, classifier: str) -> dict:
     calls = found = named = one = 0
     false: dict[str, int] = {}
     missed: dict[str, str] = {}
-    packets = nDPI = 0
+    packets = to_ndpi = 0
     seconds = 0.0
     names = sorted(
         p.name
@@ -67,7 +67,7 @@ def score(captures: Path, classifier: str) -> dict:
         records, stats = replay(captures / name, settings, apps)
         seconds += time.perf_counter() - began
         packets += stats.packets
-        nDPI += stats.app_classifier_packets
+        to_ndpi += stats.app_classifier_packets
         records = app_calls(records)
         if name not in CALLS:
             if records:
@@ -101,7 +101,7 @@ def score(captures: Path, classifier: str) -> dict:
         "differences": missed,
         "packets": packets,
         "packets_per_s": round(packets / seconds) if seconds else None,
-        "ndpi_packets": nDPI,
+        "ndpi_packets": to_ndpi,
     }
 
 

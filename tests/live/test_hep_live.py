@@ -58,6 +58,22 @@ def hep_calls(n: int, key: bytes, proto: int) -> bytes:
     return out
 
 
+def send_hep(lab, udp_call: int, tcp_call: int) -> None:
+    """From the caller's namespace: a garbage datagram, then the HEP of one call
+    over UDP and of another over TCP, to the callee's port 9060."""
+    (lab.workdir / "udp.bin").write_bytes(hep_calls(udp_call, b"lab-secret", 17))
+    (lab.workdir / "tcp.bin").write_bytes(hep_calls(tcp_call, b"lab-secret", 6))
+    sender = lab.workdir / "sender.py"
+    sender.write_text(SENDER)
+    subprocess.run(
+        lab.pair.command(
+            lab.pair.caller_ns, sys.executable, str(sender),
+            str(lab.workdir / "udp.bin"), str(lab.workdir / "tcp.bin"), CALLEE_IP,
+        ),
+        check=True, timeout=30,
+    )  # fmt: skip
+
+
 def test_capture_and_hep_listener_at_once(lab):
     config = f"""
 pop = "lab"
@@ -72,18 +88,8 @@ node_ids = [77]
     daemon.wait_for_log("receiving HEP on udp:192.0.2.2:9060, tcp:192.0.2.2:9060")
     lab.callee("uas_answer.xml", ANSWER_PORT, 2)
     time.sleep(0.3)
-    (lab.workdir / "udp.bin").write_bytes(hep_calls(71, b"lab-secret", 17))
-    (lab.workdir / "tcp.bin").write_bytes(hep_calls(72, b"lab-secret", 6))
-    sender = lab.workdir / "sender.py"
-    sender.write_text(SENDER)
     answered = lab.call(ANSWER_PORT, 2, hold_ms=500, rate=10)
-    subprocess.run(
-        lab.pair.command(
-            lab.pair.caller_ns, sys.executable, str(sender),
-            str(lab.workdir / "udp.bin"), str(lab.workdir / "tcp.bin"), CALLEE_IP,
-        ),
-        check=True, timeout=30,
-    )  # fmt: skip
+    send_hep(lab, 71, 72)
     records = daemon.wait_for_records(4, timeout=10)
     assert daemon.terminate() == 0
     assert answered["successful"] == 2
@@ -125,17 +131,7 @@ address = "{CALLEE_IP}:9464"
 """
     daemon = lab.start_daemon(config, interface=False)
     daemon.wait_for_log("capturing on no interface \\(HEP only\\)")
-    (lab.workdir / "udp.bin").write_bytes(hep_calls(81, b"lab-secret", 17))
-    (lab.workdir / "tcp.bin").write_bytes(hep_calls(82, b"lab-secret", 6))
-    sender = lab.workdir / "sender.py"
-    sender.write_text(SENDER)
-    subprocess.run(
-        lab.pair.command(
-            lab.pair.caller_ns, sys.executable, str(sender),
-            str(lab.workdir / "udp.bin"), str(lab.workdir / "tcp.bin"), CALLEE_IP,
-        ),
-        check=True, timeout=30,
-    )  # fmt: skip
+    send_hep(lab, 81, 82)
     records = daemon.wait_for_records(2, timeout=10)
     time.sleep(1.5)  # the metrics are published once a second
     scraped = subprocess.run(

@@ -41,16 +41,7 @@ def test_calls_go_on_across_a_restart(lab, stop):
     time.sleep(0.3)
     caller = _sipp_calls(lab, CALLS, hold_ms=10_000, timeout_s=40)
     time.sleep(3)  # every call answered, media flowing, far from its BYE
-    stopped = time.monotonic()
-    if stop == "sigterm":
-        assert first.terminate(timeout=10) == 0
-        assert f"saved {CALLS} open calls" in first.err.read_text()
-    else:
-        first.proc.kill()
-        first.proc.wait()
-    assert first.records() == []
-    second = lab.start_daemon(config, name="second")
-    gap_s = time.monotonic() - stopped
+    second, gap_s = _restart(lab, first, stop, config, f"saved {CALLS} open calls")
     second.wait_for_log(rf"resumed {CALLS} open calls")
     assert caller.wait(timeout=40) == 0
     records = second.wait_for_records(CALLS, timeout=10)
@@ -144,16 +135,7 @@ def test_media_sessions_without_signalling_go_on_across_a_restart(lab, stop):
         )
         lab.procs.append(senders[-1])
     time.sleep(3)
-    stopped = time.monotonic()
-    if stop == "sigterm":
-        assert first.terminate(timeout=10) == 0
-        assert "and 2 media sessions" in first.err.read_text()
-    else:
-        first.proc.kill()
-        first.proc.wait()
-    assert first.records() == []
-    second = lab.start_daemon(config, name="second")
-    gap_s = time.monotonic() - stopped
+    second, gap_s = _restart(lab, first, stop, config, "and 2 media sessions")
     second.wait_for_log(r"resumed .* and 2 media sessions")
     for proc in senders:
         assert proc.wait(timeout=20) == 0, proc.stderr.read()
@@ -222,3 +204,18 @@ def _sipp_calls(lab, calls: int, hold_ms: int, timeout_s: int) -> subprocess.Pop
     )  # fmt: skip
     lab.procs.append(caller)
     return caller
+
+
+def _restart(lab, first, stop: str, config: str, saved: str):
+    """Stop `first` (SIGTERM: its log must say `saved`; SIGKILL: no word),
+    start a second daemon; (second, seconds since the stop began)."""
+    stopped = time.monotonic()
+    if stop == "sigterm":
+        assert first.terminate(timeout=10) == 0
+        assert saved in first.err.read_text()
+    else:
+        first.proc.kill()
+        first.proc.wait()
+    assert first.records() == []
+    second = lab.start_daemon(config, name="second")
+    return second, time.monotonic() - stopped
