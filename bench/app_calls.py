@@ -77,18 +77,13 @@ def in_process(capture: Path, config: Path):
     """Replay once in this process: the records and the pipeline's counters."""
     from voiplog.apps import open_app_classifier
     from voiplog.capture import open_capture
-    from voiplog.cli._common import load_pipeline_options
-    from voiplog.pipeline import Pipeline
+    from voiplog.cli._common import load_pipeline_parts
+    from voiplog.wiring import build_pipeline
 
-    options = load_pipeline_options(str(config))
+    parts = load_pipeline_parts(str(config))
     records = []
-    apps = open_app_classifier(options.flow_settings)
-    pipeline = Pipeline(
-        records.append,
-        classify=options.classify,
-        flow_settings=options.flow_settings,
-        apps=apps.classifier,
-    )
+    apps = open_app_classifier(parts.flow_settings)
+    pipeline = build_pipeline(parts, records.append, apps=apps.classifier)
     with open_capture(str(capture)) as reader:
         pipeline.feed(reader)
     pipeline.finish()

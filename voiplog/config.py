@@ -25,15 +25,18 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from voiplog.calls import CallSettings
-from voiplog.capture.bpf import AppCallFilter
-from voiplog.enrich import SubscriberNetwork, SubscriberNetworks
 from voiplog.errors import UsageError
-from voiplog.flows import FlowSettings
-from voiplog.packet.hep import DEFAULT_HEP_PORT, HepSettings
-from voiplog.packet.ipfrag import FragmentSettings
-from voiplog.packet.tcp import TcpSettings
-from voiplog.pipeline import DEFAULT_SIP_PORTS, ReassemblySettings
+from voiplog.settings import (
+    DEFAULT_HEP_PORT,
+    DEFAULT_SIP_PORTS,
+    AppCallFilter,
+    CallSettings,
+    FlowSettings,
+    FragmentSettings,
+    HepSettings,
+    ReassemblySettings,
+    TcpSettings,
+)
 
 
 class ConfigError(UsageError):
@@ -477,13 +480,6 @@ class PopConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment overrides the file (passed as init values).
         return (env_settings, init_settings)
-
-    def subscriber_index(self) -> SubscriberNetworks:
-        networks = []
-        for entry in self.subscriber_networks:
-            location = {k: v for k, v in entry.model_dump().items() if k != "cidr"}
-            networks.append(SubscriberNetwork(ipaddress.ip_network(entry.cidr), location))
-        return SubscriberNetworks(networks, pop=self.pop)
 
 
 def _format_errors(source: str, exc: ValidationError) -> str:

@@ -47,16 +47,13 @@ from voiplog.packet.hep import (
     HepTcpStreams,
     decode_hep,
 )
-from voiplog.packet.ipfrag import FragmentReassembler, FragmentSettings
+from voiplog.packet.ipfrag import FragmentReassembler
 from voiplog.packet.mirror import MirrorDedup
 from voiplog.packet.sctp import SctpReassembler
-from voiplog.packet.tcp import TcpSettings
 from voiplog.packet.tunnel import outer_tunnel
 from voiplog.rtp import looks_like_rtp
+from voiplog.settings import DEFAULT_SIP_PORTS, ReassemblySettings
 from voiplog.sip import SipStreamTable, looks_like_sip, parse_message
-
-# Ports always treated as SIP; SIP on any other port is found by its start line.
-DEFAULT_SIP_PORTS = (5060, 5061, 5062, 5070, 5080, 5090, 5160)
 
 _EXPIRE_EVERY_US = 1_000_000
 
@@ -73,20 +70,6 @@ _MAX_NEGATIVE_FLOWS = 200_000
 _HEP_TRANSPORTS = {17: "udp", 6: "tcp", 132: "sctp"}
 
 log = logging.getLogger("voiplog.pipeline")
-
-
-@dataclass(frozen=True, slots=True)
-class ReassemblySettings:
-    """Limits of IP fragment and TCP stream reassembly, and mirror deduplication."""
-
-    fragments: FragmentSettings = field(default_factory=FragmentSettings)
-    tcp: TcpSettings = field(default_factory=TcpSettings)
-    max_stream_buffer: int = 256 * 1024
-    """Bytes one TCP direction may buffer for an unfinished SIP or WebSocket message."""
-    mirror_window_us: int = 0
-    """Drop a datagram identical to one seen less than this long before (0: off)."""
-    mirror_max_entries: int = 65536
-    """Recent datagrams remembered for mirror deduplication."""
 
 
 @dataclass

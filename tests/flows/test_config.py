@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from voiplog.cli._common import PipelineOptions, load_pipeline_options
+from voiplog.cli._common import load_pipeline_parts
 from voiplog.config import ConfigError, load_config
 from voiplog.flows import FlowSettings
+from voiplog.wiring import PipelineParts
 
 
 @pytest.fixture(autouse=True)
@@ -18,10 +19,10 @@ def _no_env(monkeypatch):
 
 def test_defaults_equal_the_classifier_defaults(tmp_path):
     assert load_config(None).media_sessions.settings() == FlowSettings()
-    assert PipelineOptions().flow_settings == FlowSettings()
+    assert PipelineParts().flow_settings == FlowSettings()
     empty = tmp_path / "empty.toml"
     empty.write_text("")
-    assert load_pipeline_options(str(empty)).flow_settings == FlowSettings()
+    assert load_pipeline_parts(str(empty)).flow_settings == FlowSettings()
 
 
 def test_file_and_environment_reach_the_pipeline_options(tmp_path, monkeypatch):
@@ -31,7 +32,7 @@ def test_file_and_environment_reach_the_pipeline_options(tmp_path, monkeypatch):
         "sip_tls_ports = [5061, 443, 5061]\n"
     )
     monkeypatch.setenv("VOIPLOG_MEDIA_SESSIONS__MAX_SESSIONS", "77")
-    settings = load_pipeline_options(str(path)).flow_settings
+    settings = load_pipeline_parts(str(path)).flow_settings
     assert settings == FlowSettings(
         enabled=False, idle_gap_s=12.5, min_packets=8, sip_tls_ports=(443, 5061), max_sessions=77
     )

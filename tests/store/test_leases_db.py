@@ -261,7 +261,7 @@ def test_leases_import_into_a_database_never_migrated_names_the_fix(scratch_dsn,
 
 
 def test_leases_from_database_reads_the_configs_store(dsn, conn, tmp_path, monkeypatch):
-    from voiplog.cli._common import load_pipeline_options
+    from voiplog.cli._common import load_pipeline_parts
 
     lines = [HEADER, "100.64.0.5,dora,,,2024-05-01T09:00:00Z,\n"]
     import_leases(conn, list(read_lease_rows(lines, "leases.csv")))
@@ -271,5 +271,5 @@ def test_leases_from_database_reads_the_configs_store(dsn, conn, tmp_path, monke
         f'pop = "ams1"\n[store]\ndatabase_url = "{dsn}"\n'
         "[enrichment]\nleases_from_database = true\n"
     )
-    enricher = load_pipeline_options(str(config)).enricher
+    enricher = load_pipeline_parts(str(config)).enricher
     assert enricher.resolve("100.64.0.5", None, T).lease.subscriber_id == "dora"

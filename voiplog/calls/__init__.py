@@ -3,9 +3,9 @@
 from voiplog.calls._dialog import Side
 from voiplog.calls._media import MediaFlow, flow_key, new_stream
 from voiplog.calls._registrations import RegistrationTracker
-from voiplog.calls._settings import CallSettings
 from voiplog.calls._tracker import CallTracker
 from voiplog.cdr import Disposition, EndReason, judge
+from voiplog.settings import CallSettings
 
 __all__ = [
     "CallSettings",

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from voiplog.calls._deadlines import DeadlineHeap
-from voiplog.calls._settings import CallSettings
 from voiplog.cdr import RegistrationRecord, RegistrationResult, format_ts, make_uid
 from voiplog.cdr.disposition import EndReason
 from voiplog.cdr.sip_call import SubscriberLookup
 from voiplog.errors import ParseError
+from voiplog.settings import CallSettings
 from voiplog.sip import (
     SipMessage,
     credentials_username,

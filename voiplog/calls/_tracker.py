@@ -36,7 +36,6 @@ from voiplog.calls._dialog import (
 from voiplog.calls._legs import LegLinker
 from voiplog.calls._media import MediaFlow, MediaIndex
 from voiplog.calls._registrations import RegistrationTracker
-from voiplog.calls._settings import CallSettings
 from voiplog.cdr import CallRecord, RegistrationRecord
 from voiplog.cdr.disposition import EndReason
 from voiplog.cdr.sip_call import (
@@ -47,6 +46,7 @@ from voiplog.cdr.sip_call import (
     no_classification,
 )
 from voiplog.errors import ParseError
+from voiplog.settings import CallSettings
 from voiplog.sip import (
     SessionDescription,
     SipMessage,

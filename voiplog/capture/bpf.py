@@ -34,9 +34,9 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal, get_args
 
 from voiplog.errors import UsageError
+from voiplog.settings import APP_CALL_FILTERS, AppCallFilter
 
 # Instruction classes, sizes, modes and operations of classic BPF (linux/filter.h).
 _LD, _LDX, _ST, _STX, _ALU, _JMP, _RET, _MISC = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
@@ -60,9 +60,6 @@ _IPV6_EXTENSIONS = (0, 43, 44, 60, 51, 135)
 _VLAN_TYPES = (0x8100, 0x88A8)
 _MAX_VLAN_TAGS = 2
 
-AppCallFilter = Literal["off", "signatures", "all-udp"]
-"""How much UDP beyond SIP and RTP the filter keeps for app calls (see the module doc)."""
-APP_CALL_FILTERS: tuple[AppCallFilter, ...] = get_args(AppCallFilter)
 
 # UDP ports never used by a call, dropped in the app-call modes unless SIP, a
 # configured port or the RTP rule kept the datagram: on an edge link they carry

@@ -6,7 +6,6 @@ import json
 
 import click
 
-from voiplog.cli._common import load_enricher
 from voiplog.cli._time import moment_us
 
 
@@ -46,6 +45,7 @@ def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str
 
     from voiplog.config import ConfigError, load_config
     from voiplog.enrich import CgnatIndex, Enricher, parse_address
+    from voiplog.wiring import WiringError, build_enricher, subscriber_networks
     from voiplog.wiring.enrichment import (
         DatabaseUnreachable,
         EnrichmentSourceError,
@@ -62,9 +62,13 @@ def lookup(ip: str, port: int | None, at: str, config_path: str | None, dsn: str
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(2) from None
-    networks = cfg.subscriber_index()
+    networks = subscriber_networks(cfg)
     if cfg.enrichment is not None:
-        enricher = load_enricher(cfg, networks)
+        try:
+            enricher = build_enricher(cfg, networks)
+        except WiringError as exc:
+            click.echo(f"voiplog: {exc}", err=True)
+            raise SystemExit(2) from None
     else:
         enricher = Enricher(networks=networks)
     from voiplog.errors import UsageError

@@ -14,9 +14,10 @@ import click
 
 from voiplog.apps import open_app_classifier
 from voiplog.capture import CaptureFileError, open_capture
-from voiplog.cli._common import load_pipeline_options
+from voiplog.cli._common import load_pipeline_parts
 from voiplog.cli._sinks import open_record_sinks
 from voiplog.pipeline import Pipeline
+from voiplog.wiring import build_pipeline
 
 log = logging.getLogger("voiplog.replay")
 
@@ -69,7 +70,7 @@ def replay(
     SIGTERM (or SIGINT) stops reading; the records made so far are kept (stored,
     or left in the spool within store.drain_timeout_s) and the exit code is 1.
     """
-    options = load_pipeline_options(config_path)
+    parts = load_pipeline_parts(config_path)
     on_tty = sys.stderr.isatty()
     show_progress = on_tty if progress is None else progress
     show_summary = on_tty if summary is None else summary
@@ -92,23 +93,13 @@ def replay(
         sinks = open_record_sinks(stack, store, jsonl_path, config_path)
         stop.armed = True
         where = _Position()
-        apps = open_app_classifier(options.flow_settings)
+        apps = open_app_classifier(parts.flow_settings)
         if apps.warning:
             log.warning("%s", apps.warning)
         if apps.classifier is not None:
             stack.callback(apps.classifier.close)
-        pipeline = Pipeline(
-            sinks.write,
-            sip_ports=options.sip_ports,
-            call_settings=options.call_settings,
-            classify=options.classify,
-            on_parse_error=where.report,
-            flow_settings=options.flow_settings,
-            reassembly=options.reassembly,
-            enricher=options.enricher,
-            radius_ports=options.radius_ports,
-            apps=apps.classifier,
-            hep=options.hep,
+        pipeline = build_pipeline(
+            parts, sinks.write, apps=apps.classifier, on_parse_error=where.report
         )
         try:
             _run(pipeline, readers, show_progress, where, stop)

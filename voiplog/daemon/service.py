@@ -34,6 +34,7 @@ from voiplog.daemon.loss import FLAG, LossIntervals
 from voiplog.daemon.notify import Notifier
 from voiplog.pipeline import Pipeline
 from voiplog.sinks import RecordSink
+from voiplog.wiring import build_pipeline, pipeline_parts, subscriber_networks
 
 log = logging.getLogger("voiplog.run")
 
@@ -140,30 +141,20 @@ class Daemon:
         self._stop = False
         self._reload = False
         self.notifier = Notifier(options.environ)
-        self._classifier = _Classifier(cfg.subscriber_index().classify)
-        enricher = None
-        if cfg.enrichment is not None:
-            from voiplog.wiring import build_enricher
-
-            # WiringError (a source that cannot be read) goes to the caller:
-            # `voiplog run` says it and exits 2.
-            enricher = build_enricher(cfg, cfg.subscriber_index())
-        flow_settings = cfg.media_sessions.settings()
-        self.apps = open_app_classifier(flow_settings)
+        # WiringError (a source that cannot be read) goes to the caller: `voiplog
+        # run` says it and exits 2.
+        parts = pipeline_parts(cfg)
+        # Even with no subscriber networks: a reload may add some.
+        self._classifier = _Classifier(subscriber_networks(cfg).classify)
+        self.apps = open_app_classifier(parts.flow_settings)
         if self.apps.warning:
             log.warning("%s", self.apps.warning)
-        self.pipeline = Pipeline(
+        self.pipeline = build_pipeline(
+            parts,
             self._emit,
-            sip_ports=cfg.sip.ports,
-            call_settings=cfg.calls.settings(),
+            apps=self.apps.classifier,
             classify=self._classifier,
             on_parse_error=self._parse_error,
-            flow_settings=flow_settings,
-            reassembly=cfg.reassembly.settings(),
-            enricher=enricher,
-            radius_ports=tuple(cfg.enrichment.radius_ports) if enricher is not None else (),
-            apps=self.apps.classifier,
-            hep=cfg.hep.settings(),
         )
         self.capture: LiveCapture | None = None
         self.hep = None  # voiplog.capture.hep_listen.HepListener, with [hep] listen
@@ -489,7 +480,7 @@ class Daemon:
         old = self.cfg
         if self.options.follow_config_log_level:
             logging.getLogger().setLevel(new.daemon.log_level.upper())
-        self._classifier.target = new.subscriber_index().classify
+        self._classifier.target = subscriber_networks(new).classify
         self.pipeline.tracker.settings = new.calls.settings()
         filter_changed = (
             new.sip.ports != old.sip.ports

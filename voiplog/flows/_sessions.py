@@ -49,7 +49,6 @@ from voiplog.flows._rtp_heuristic import (
     plausible_payload_type,
     rtcp_sender_ssrcs,
 )
-from voiplog.flows._settings import FlowSettings
 from voiplog.flows._state import (
     _EMPTY,
     _NO_RECORDS,
@@ -85,6 +84,7 @@ from voiplog.flows._stun import (
 from voiplog.flows._tls_sessions import TlsRules
 from voiplog.packet import flow_key, format_ip
 from voiplog.rtp import RtpStream, codec_for, looks_like_rtcp, looks_like_rtp
+from voiplog.settings import FlowSettings
 
 _MAX_CANDIDATES = 8  # unproven SSRCs per session; random UDP makes a new one per packet
 _MAX_CLAIMED = 100_000

@@ -29,10 +29,11 @@ import hmac
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from voiplog.errors import ParseError
 from voiplog.packet.tcp import TcpReassembler, TcpSettings
+from voiplog.settings import DEFAULT_HEP_PORT, HepSettings
 
 __all__ = [
     "DEFAULT_HEP_PORT",
@@ -49,7 +50,6 @@ __all__ = [
     "encode_hep3",
 ]
 
-DEFAULT_HEP_PORT = 9060
 HEP_SIP = 1
 # Payload types as HOMER numbers them; only SIP makes records, the rest is counted.
 HEP_PAYLOAD_NAMES = {
@@ -291,22 +291,6 @@ def encode_hep3(message: HepMessage, *, chunks: tuple[tuple[int, int, bytes], ..
     parts.append((0, 15, message.payload))
     body = b"".join(_CHUNK.pack(v, t, 6 + len(b)) + b for v, t, b in parts)
     return _V3_HEADER.pack(b"HEP3", 6 + len(body)) + body
-
-
-@dataclass(frozen=True, slots=True)
-class HepSettings:
-    """Which HEP packets the pipeline reads, and from where."""
-
-    ports: frozenset[int] = frozenset({DEFAULT_HEP_PORT})
-    """Ports whose UDP datagrams and TCP streams in captures are HEP."""
-    auth_key: bytes | None = None
-    """Capture password every packet must carry (chunk 14); None: not checked."""
-    node_ids: frozenset[int] = field(default_factory=frozenset)
-    """Capture agent ids accepted; empty: any."""
-    max_rate_per_source: int = 0
-    """Packets per second accepted from one sender (0: no limit); more are counted."""
-    max_stream_buffer: int = 256 * 1024
-    """Bytes a HEP-over-TCP connection may buffer for an unfinished message."""
 
 
 # Senders whose rate is tracked at once; the table is emptied when full.

@@ -25,27 +25,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from voiplog.packet.decode import IPFragment
+from voiplog.settings import FragmentSettings
 
 __all__ = ["FragmentReassembler", "FragmentSettings"]
 
 _MAX_PAYLOAD = 65535  # IPv4 total length or IPv6 payload length cannot say more
-
-
-@dataclass(frozen=True, slots=True)
-class FragmentSettings:
-    """Limits of the fragment reassembler."""
-
-    timeout_us: int = 30_000_000
-    """A datagram still incomplete this long after its first fragment is dropped."""
-    max_datagrams: int = 4096
-    """Datagrams waiting for fragments at once."""
-    max_bytes: int = 16 * 1024 * 1024
-    """Fragment bytes held at once, over all waiting datagrams."""
-    max_fragments: int = 128
-    """Pieces one datagram may be cut into (8-byte fragments would make 8192)."""
 
 
 class _Pending:

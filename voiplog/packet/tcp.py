@@ -32,7 +32,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from voiplog.settings import TcpSettings
 
 __all__ = [
     "TCP_FIN",
@@ -53,23 +54,6 @@ Chunk = tuple[int, bytes | None]
 
 _MOD = 1 << 32
 _HALF = 1 << 31
-
-
-@dataclass(frozen=True, slots=True)
-class TcpSettings:
-    """Limits of the TCP stream reassembler."""
-
-    max_connections: int = 20_000
-    """Connections followed at once; the least recently active is dropped first."""
-    max_held_bytes: int = 256 * 1024
-    """Out-of-order bytes held per direction before the hole in front is given up."""
-    max_held_segments: int = 512
-    """Out-of-order segments held per direction before the hole in front is given up."""
-    gap_timeout_us: int = 5_000_000
-    """How long held data waits for a missing segment before it is given up."""
-    idle_timeout_us: int = 900_000_000
-    """A connection with no segment for this long is forgotten (SIP keep-alives are
-    typically sent every 30 to 120 s)."""
 
 
 class TcpDirection:
