@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from voiplog.calls._deadlines import DeadlineHeap
 from voiplog.cdr import RegistrationRecord, RegistrationResult, format_ts, make_uid
-from voiplog.cdr.disposition import EndReason
+from voiplog.cdr.disposition import EndReason, RecordKind
 from voiplog.cdr.sip_call import SubscriberLookup
 from voiplog.errors import ParseError
 from voiplog.settings import CallSettings
@@ -480,7 +480,7 @@ class RegistrationTracker:
                 chain.source_ip,
                 chain.source_port,
             ),
-            kind="registration",
+            kind=RecordKind.REGISTRATION,
             call_id=chain.call_id,
             aor=chain.aor,
             user=uri_user(chain.aor) if chain.aor else None,
@@ -496,7 +496,7 @@ class RegistrationTracker:
             auth_user=chain.auth_user,
             user_agent=chain.user_agent,
             status=status,
-            result=result.value,
+            result=result,
             requested_at=format_ts(chain.started_us) or "",
             answered_at=format_ts(chain.final_us),
             subscriber_ip=subscriber_ip,

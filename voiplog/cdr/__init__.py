@@ -1,6 +1,6 @@
 """Call-detail records: the structure written for every call, and for every registration."""
 
-from voiplog.cdr.disposition import Disposition, EndReason, judge
+from voiplog.cdr.disposition import Disposition, EndedBy, EndReason, RecordKind, judge
 from voiplog.cdr.record import CONTRACT_VERSION, CallRecord, MediaStream, format_ts, make_uid
 from voiplog.cdr.registration import RegistrationRecord, RegistrationResult
 
@@ -9,7 +9,9 @@ __all__ = [
     "CallRecord",
     "Disposition",
     "EndReason",
+    "EndedBy",
     "MediaStream",
+    "RecordKind",
     "RegistrationRecord",
     "RegistrationResult",
     "format_ts",

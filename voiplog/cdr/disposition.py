@@ -2,8 +2,10 @@
 
 `Disposition` and `judge` are DESIGN.md's disposition table, judged from the
 final answer to a call's initial INVITE; `judge` is the only place it lives.
-`EndReason` is why a tracker wrote a call or a REGISTER chain before it was
-over, the flag its record then carries.
+Records without SIP (media sessions, SIP-over-TLS connections, app calls)
+have a disposition of their own kind. `EndReason` is why a tracker wrote a
+call or a REGISTER chain before it was over, the flag its record then
+carries; `EndedBy` who or what ended a call, as its record says.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ class Disposition(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     NO_FINAL_RESPONSE = "no_final_response"
+    # Records without readable SIP:
+    MEDIA_SESSION = "media_session"  # RTP, SRTP, STUN/ICE, DTLS, TURN of no SIP call
+    TLS_SESSION = "tls_session"  # a SIP-over-TLS connection
+    APP_CALL = "app_call"  # the media flows of one call of a named application
 
 
 class EndReason(StrEnum):
@@ -31,6 +37,25 @@ class EndReason(StrEnum):
     EVICTED = "evicted"
     END_OF_INPUT = "end_of_input"
     SHUTDOWN = "shutdown"
+
+
+class EndedBy(StrEnum):
+    """Who ended a call (a BYE's or a CANCEL's sender), or why it was written before
+    its end was seen."""
+
+    CALLER = "caller"
+    CALLEE = "callee"
+    TIMEOUT = "timeout"
+    SHUTDOWN = "shutdown"
+
+
+class RecordKind(StrEnum):
+    """What a record is of (its `kind`)."""
+
+    SIP = "sip"  # a call signalled by readable SIP
+    MEDIA = "media"  # RTP seen without signalling
+    ENCRYPTED = "encrypted"  # SIP-TLS, SRTP, WebRTC or app-call flow metadata
+    REGISTRATION = "registration"  # a REGISTER transaction chain
 
 
 _BY_STATUS = {

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
+
+from voiplog.cdr.disposition import Disposition, EndedBy, RecordKind
 
 CONTRACT_VERSION = 1
 
@@ -72,21 +74,7 @@ class MediaStream:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "src_ip": self.src_ip,
-            "src_port": self.src_port,
-            "dst_ip": self.dst_ip,
-            "dst_port": self.dst_port,
-            "ssrc": self.ssrc,
-            "payload_type": self.payload_type,
-            "codec": self.codec,
-            "packets": self.packets,
-            "lost": self.lost,
-            "jitter_max_ms": self.jitter_max_ms,
-            "jitter_mean_ms": self.jitter_mean_ms,
-            "first_at": self.first_at,
-            "last_at": self.last_at,
-        }
+        return {name: getattr(self, name) for name in MEDIA_KEYS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +82,7 @@ class CallRecord:
     """One call-detail record, field for field the CDR JSON contract v1."""
 
     uid: str  # stable id: same input, same uid
-    kind: str  # "sip", "media" or "encrypted"
+    kind: RecordKind
     call_id: str | None  # SIP Call-ID
     caller: str | None  # user part of From, unescaped
     callee: str | None  # user part of To, unescaped
@@ -114,9 +102,9 @@ class CallRecord:
     ended_at: str | None  # see DESIGN.md: BYE, final response, CANCEL or last packet
     duration_s: float  # ended_at - answered_at, 0.0 when not answered
     setup_ms: int | None  # INVITE -> first ringing or final response
-    disposition: str  # answered, busy, cancelled, no_answer, ...
+    disposition: Disposition
     final_status: int | None  # SIP status of the final answer to the INVITE
-    ended_by: str | None  # caller, callee, timeout, shutdown
+    ended_by: EndedBy | None
     user_agent: str | None  # caller's User-Agent
     media: tuple[MediaStream, ...] = ()
     flags: tuple[str, ...] = ()
@@ -125,39 +113,24 @@ class CallRecord:
     extra: dict[str, Any] = field(default_factory=dict)  # keys beyond the contract
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of the contract, keys in a fixed order."""
-        out: dict[str, Any] = {
-            "uid": self.uid,
-            "kind": self.kind,
-            "call_id": self.call_id,
-            "caller": self.caller,
-            "callee": self.callee,
-            "caller_uri": self.caller_uri,
-            "callee_uri": self.callee_uri,
-            "request_uri": self.request_uri,
-            "caller_ip": self.caller_ip,
-            "caller_port": self.caller_port,
-            "callee_ip": self.callee_ip,
-            "callee_port": self.callee_port,
-            "transport": self.transport,
-            "subscriber_ip": self.subscriber_ip,
-            "direction": self.direction,
-            "started_at": self.started_at,
-            "ringing_at": self.ringing_at,
-            "answered_at": self.answered_at,
-            "ended_at": self.ended_at,
-            "duration_s": self.duration_s,
-            "setup_ms": self.setup_ms,
-            "disposition": self.disposition,
-            "final_status": self.final_status,
-            "ended_by": self.ended_by,
-            "user_agent": self.user_agent,
-            "media": [m.to_dict() for m in self.media],
-            "flags": list(self.flags),
-            "subscriber": self.subscriber,
-            "remote": self.remote,
-            "version": CONTRACT_VERSION,
-        }
+        """The JSON object of the contract: the fields in their order (`CALL_KEYS`),
+        then the keys beyond it."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in _CALL_FIELDS}
+        out["media"] = [m.to_dict() for m in self.media]
+        out["flags"] = list(self.flags)
+        out["version"] = CONTRACT_VERSION
         for key, value in self.extra.items():
             out.setdefault(key, value)
         return out
+
+
+def record_keys(cls) -> tuple[str, ...]:
+    """The JSON keys of a record class, in their order: its fields (but `extra`,
+    whose keys come after), then `version`. The one definition of a record's
+    keys: the store's columns are derived from it too."""
+    return (*(f.name for f in fields(cls) if f.name != "extra"), "version")
+
+
+MEDIA_KEYS: tuple[str, ...] = tuple(f.name for f in fields(MediaStream))
+CALL_KEYS = record_keys(CallRecord)
+_CALL_FIELDS = CALL_KEYS[:-1]

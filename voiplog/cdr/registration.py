@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from voiplog.cdr.record import CONTRACT_VERSION
+from voiplog.cdr.disposition import RecordKind
+from voiplog.cdr.record import CONTRACT_VERSION, record_keys
 
 
 class RegistrationResult(StrEnum):
@@ -31,7 +32,7 @@ class RegistrationRecord:
     """One REGISTER transaction chain (challenge and retry are one record)."""
 
     uid: str  # stable id: same input, same uid
-    kind: str  # always "registration"
+    kind: RecordKind  # always RecordKind.REGISTRATION
     call_id: str  # Call-ID of the REGISTER
     aor: str | None  # address of record: To URI without tag
     user: str | None  # user part of the AoR, unescaped
@@ -47,7 +48,7 @@ class RegistrationRecord:
     auth_user: str | None  # username of the (Proxy-)Authorization of the last REGISTER
     user_agent: str | None  # User-Agent of the REGISTER
     status: int | None  # final SIP status, None when none came
-    result: str  # see RegistrationResult
+    result: RegistrationResult
     requested_at: str  # first REGISTER packet of the chain
     answered_at: str | None  # final response
     subscriber_ip: str | None  # the endpoint inside the POP's subscriber networks
@@ -57,34 +58,15 @@ class RegistrationRecord:
     extra: dict[str, Any] = field(default_factory=dict)  # keys beyond the fixed ones
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object, keys in a fixed order, extra keys after them."""
-        out: dict[str, Any] = {
-            "uid": self.uid,
-            "kind": self.kind,
-            "call_id": self.call_id,
-            "aor": self.aor,
-            "user": self.user,
-            "contact_uri": self.contact_uri,
-            "contact_ip": self.contact_ip,
-            "contact_port": self.contact_port,
-            "source_ip": self.source_ip,
-            "source_port": self.source_port,
-            "registrar_ip": self.registrar_ip,
-            "registrar_port": self.registrar_port,
-            "transport": self.transport,
-            "expires_s": self.expires_s,
-            "auth_user": self.auth_user,
-            "user_agent": self.user_agent,
-            "status": self.status,
-            "result": self.result,
-            "requested_at": self.requested_at,
-            "answered_at": self.answered_at,
-            "subscriber_ip": self.subscriber_ip,
-            "direction": self.direction,
-            "subscriber": self.subscriber,
-            "flags": list(self.flags),
-            "version": CONTRACT_VERSION,
-        }
+        """The JSON object: the fields in their order (`REGISTRATION_KEYS`), then the
+        keys beyond them."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in _FIELDS}
+        out["flags"] = list(self.flags)
+        out["version"] = CONTRACT_VERSION
         for key, value in self.extra.items():
             out.setdefault(key, value)
         return out
+
+
+REGISTRATION_KEYS = record_keys(RegistrationRecord)
+_FIELDS = REGISTRATION_KEYS[:-1]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from voiplog.cdr.disposition import Disposition, EndReason, judge
+from voiplog.cdr.disposition import Disposition, EndedBy, EndReason, RecordKind, judge
 from voiplog.cdr.record import CallRecord, MediaStream, format_ts, make_uid
 from voiplog.sip import uri_user
 
@@ -73,7 +73,7 @@ def build_call_record(
     `uid` is its `call_uid` when already known."""
     flags = set(call.flags)
     disposition = judge(call.final_status, call.cancel_us is not None)
-    ended_by = call.ended_by
+    ended_by = EndedBy(call.ended_by) if call.ended_by is not None else None
     if disposition is Disposition.ANSWERED:
         if call.bye_us is not None:
             ended_us = call.bye_us
@@ -82,7 +82,7 @@ def build_call_record(
             flags.add("no_bye")
     elif disposition is Disposition.CANCELLED and call.cancel_us is not None:
         ended_us = call.cancel_us
-        ended_by = "caller"
+        ended_by = EndedBy.CALLER
     elif call.final_us is not None:
         ended_us = call.final_us
     elif call.bye_us is not None:
@@ -92,7 +92,7 @@ def build_call_record(
     if reason is not None:
         flags.add(reason.value)
         if reason is EndReason.TIMEOUT or reason is EndReason.SHUTDOWN:
-            ended_by = reason.value
+            ended_by = EndedBy(reason.value)
     answered_us = call.answered_us
     duration = round((ended_us - answered_us) / _US, 6) if answered_us is not None else 0.0
     first_reply = call.ringing_us if call.ringing_us is not None else call.final_us
@@ -113,7 +113,7 @@ def build_call_record(
     extra["session_link"] = call.session_link
     return CallRecord(
         uid=uid,
-        kind="sip",
+        kind=RecordKind.SIP,
         call_id=call.call_id,
         caller=uri_user(call.from_uri) if call.from_uri else None,
         callee=uri_user(call.to_uri) if call.to_uri else None,
@@ -133,7 +133,7 @@ def build_call_record(
         ended_at=format_ts(ended_us),
         duration_s=duration,
         setup_ms=setup_ms,
-        disposition=disposition.value,
+        disposition=disposition,
         final_status=call.final_status,
         ended_by=ended_by,
         user_agent=call.user_agent,

@@ -13,7 +13,6 @@ from voiplog.flows._dtls import DtlsDatagram, looks_like_dtls, parse_dtls
 from voiplog.flows._errors import DtlsParseError, FlowParseError, StunParseError, TlsParseError
 from voiplog.flows._rtp_heuristic import RtpCandidate, looks_like_srtcp, plausible_payload_type
 from voiplog.flows._sessions import FlowClassifier
-from voiplog.flows._state import DISPOSITION_APP_CALL, DISPOSITION_MEDIA, DISPOSITION_TLS
 from voiplog.flows._stun import (
     StunClass,
     StunMessage,
@@ -26,9 +25,6 @@ from voiplog.flows._tls import Hello, looks_like_tls, parse_client_hello, says_s
 from voiplog.settings import FlowSettings
 
 __all__ = [
-    "DISPOSITION_APP_CALL",
-    "DISPOSITION_MEDIA",
-    "DISPOSITION_TLS",
     "AppClassifier",
     "AppVerdict",
     "DtlsDatagram",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from voiplog.cdr import CallRecord, EndReason, format_ts, make_uid
+from voiplog.cdr import CallRecord, Disposition, EndReason, RecordKind, format_ts, make_uid
 from voiplog.flows._appcalls import AppCall, AppFlow
 from voiplog.flows._apps import AppVerdict
 from voiplog.flows._labels import call_label
@@ -21,7 +21,6 @@ from voiplog.flows._state import (
     _SERVER_PORTS,
     _TAGGING,
     _US,
-    DISPOSITION_APP_CALL,
     _AppCallView,
     _local_address,
     _media,
@@ -276,7 +275,7 @@ class AppCallRules:
             "signalling_uid": None,
         }
         record = self._record(
-            view, "encrypted", "udp", DISPOSITION_APP_CALL, streams, flags, reason, extra
+            view, RecordKind.ENCRYPTED, "udp", Disposition.APP_CALL, streams, flags, reason, extra
         )
         if far is None:
             # Relayed all the way: the relay is no party to the call, and the

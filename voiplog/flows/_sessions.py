@@ -34,7 +34,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
-from voiplog.cdr import CallRecord, EndReason, MediaStream, format_ts
+from voiplog.cdr import (
+    CallRecord,
+    Disposition,
+    EndedBy,
+    EndReason,
+    MediaStream,
+    RecordKind,
+    format_ts,
+)
 from voiplog.cdr.sip_call import SubscriberLookup, no_classification
 from voiplog.flows._appcall_rules import AppCallRules
 from voiplog.flows._appcalls import AppCallTable
@@ -59,7 +67,6 @@ from voiplog.flows._state import (
     DEMUX_RTP,
     DEMUX_STUN,
     DEMUX_TURN,
-    DISPOSITION_MEDIA,
     _builtin_verdict,
     _encryption,
     _may_start_session,
@@ -635,9 +642,9 @@ class FlowClassifier(AppCallRules, TlsRules):
         }
         return self._record(
             session,
-            "encrypted" if session.encrypted else "media",
+            RecordKind.ENCRYPTED if session.encrypted else RecordKind.MEDIA,
             "udp",
-            DISPOSITION_MEDIA,
+            Disposition.MEDIA_SESSION,
             media,
             flags,
             reason,
@@ -678,9 +685,9 @@ class FlowClassifier(AppCallRules, TlsRules):
     def _record(
         self,
         entry: _UdpSession | _TlsConnection,
-        kind: str,
+        kind: RecordKind,
         transport: str,
-        disposition: str,
+        disposition: Disposition,
         media: tuple[MediaStream, ...],
         flags: set[str],
         reason: EndReason | None,
@@ -691,7 +698,7 @@ class FlowClassifier(AppCallRules, TlsRules):
         if reason is not None:
             flags.add(reason.value)
             if reason is EndReason.SHUTDOWN:
-                ended_by = reason.value
+                ended_by = EndedBy.SHUTDOWN
         subscriber_ip, direction, subscriber = self._classify(caller_ip, callee_ip)
         started = format_ts(entry.first_us)
         if entry.gaps:

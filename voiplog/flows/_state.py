@@ -69,15 +69,6 @@ _NAMED = frozenset({"dpi", "dpi_cache"})
 _TAGGING = frozenset({"dpi", "dpi_cache", "socket", "builtin"})
 
 
-DISPOSITION_MEDIA = "media_session"
-
-
-DISPOSITION_TLS = "tls_session"
-
-
-DISPOSITION_APP_CALL = "app_call"
-
-
 # Built-in labels that name a calling stack (not just a relay): their sessions
 # are gathered into calls as an application's are.
 _BUILTIN_CALL_STACKS = frozenset({"webrtc", "pjsip", "jitsi"})

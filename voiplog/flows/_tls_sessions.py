@@ -7,13 +7,12 @@ other TLS connections that name a call application.
 
 from __future__ import annotations
 
-from voiplog.cdr import CallRecord, EndReason
+from voiplog.cdr import CallRecord, Disposition, EndReason, RecordKind
 from voiplog.flows._errors import FlowParseError
 from voiplog.flows._labels import tls_label
 from voiplog.flows._state import (
     _MAX_HELLO_APPS,
     _NO_RECORDS,
-    DISPOSITION_TLS,
     _pair,
     _remember,
     _TlsConnection,
@@ -119,5 +118,5 @@ class TlsRules:
             "media_uids": sorted(media),
         }
         self._done.append(
-            self._record(conn, "encrypted", "tls", DISPOSITION_TLS, (), set(), reason, extra)
+            self._record(conn, RecordKind.ENCRYPTED, "tls", Disposition.TLS_SESSION, (), set(), reason, extra)
         )

@@ -40,15 +40,14 @@ import struct
 
 import orjson
 
-# The keys of the CDR contract v1 in column order (`media` excepted); anything
-# else a record carries goes into the `extra` column.
-CDR_KEYS = (
-    "uid", "started_at", "kind", "call_id", "caller", "callee", "caller_uri", "callee_uri",
-    "request_uri", "caller_ip", "caller_port", "callee_ip", "callee_port", "transport",
-    "subscriber_ip", "direction", "ringing_at", "answered_at", "ended_at", "duration_s",
-    "setup_ms", "disposition", "final_status", "ended_by", "user_agent", "flags", "subscriber",
-    "remote", "version",
-)  # fmt: skip
+from voiplog.cdr.record import CALL_KEYS
+from voiplog.cdr.registration import REGISTRATION_KEYS as REGISTRATION_RECORD_KEYS
+
+# The columns of a record's contract keys: the uid and the time of the partition
+# first, then the record's keys in their order (`voiplog.cdr`'s one definition);
+# for calls, `media` has a column of its own, last; anything else a record
+# carries goes into the `extra` column.
+CDR_KEYS = ("uid", "started_at", *(k for k in CALL_KEYS if k not in ("uid", "started_at", "media")))
 # `media` is last: its bytes are a part of their own in a rendered record (see split).
 CDR_COLUMNS = (*CDR_KEYS, "extra", "pop", "sensor", "media")
 _CDR_CONTRACT = frozenset((*CDR_KEYS, "media"))
@@ -71,11 +70,10 @@ SUBSCRIBER_FIELDS = (
 REMOTE_FIELDS = (("country", "text"), ("asn", "bigint"), ("org", "text"))
 
 REGISTRATION_KEYS = (
-    "uid", "requested_at", "kind", "call_id", "aor", "user", "contact_uri", "contact_ip",
-    "contact_port", "source_ip", "source_port", "registrar_ip", "registrar_port", "transport",
-    "expires_s", "auth_user", "user_agent", "status", "result", "answered_at", "subscriber_ip",
-    "direction", "subscriber", "flags", "version",
-)  # fmt: skip
+    "uid",
+    "requested_at",
+    *(k for k in REGISTRATION_RECORD_KEYS if k not in ("uid", "requested_at")),
+)
 REGISTRATION_COLUMNS = (*REGISTRATION_KEYS, "extra", "pop", "sensor")
 _REGISTRATION_CONTRACT = frozenset(REGISTRATION_KEYS)
 
