@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from voiplog.cli._sinks import _seal_signer
 from voiplog.config import AccessConfig
 from voiplog.export import signing
+from voiplog.wiring import WiringError
+from voiplog.wiring.sinks import _seal_signer
 
 
 def _key_pair(tmp_path, name):
@@ -37,12 +38,12 @@ def test_the_variables_win_over_the_config(tmp_path, monkeypatch):
     assert signer.certificate_pem == Path(env_cert).read_bytes()
 
 
-def test_a_bad_configured_key_is_refused_naming_the_config(tmp_path, monkeypatch, capsys):
+def test_a_bad_configured_key_is_refused_naming_the_config(tmp_path, monkeypatch):
     monkeypatch.delenv("VOIPLOG_SIGNING_KEY", raising=False)
     monkeypatch.delenv("VOIPLOG_SIGNING_CERT", raising=False)
     (tmp_path / "bad.key").write_text("not a key")
     _key, cert = _key_pair(tmp_path, "pop")
-    with pytest.raises(SystemExit) as exit_:
+    with pytest.raises(WiringError) as refused:
         _seal_signer(AccessConfig(signing_key=str(tmp_path / "bad.key"), signing_cert=cert))
-    assert exit_.value.code == 2
-    assert "[access] signing_key, signing_cert" in capsys.readouterr().err
+    assert refused.value.status == 2
+    assert "[access] signing_key, signing_cert" in str(refused.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from tests.daemon.test_metrics import scrape
-from voiplog.cli._sinks import RecordSinks
+from voiplog.sinks import RecordSinks
 from voiplog.daemon.metrics import MetricsServer, Snapshot
 from voiplog.daemon.service import Daemon
 

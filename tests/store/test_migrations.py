@@ -106,7 +106,7 @@ def _stored_by_the_first_layout(dsn) -> list[dict]:
     import psycopg2
 
     from voiplog.store._ingest import COPY_HEADER, COPY_TRAILER, parts
-    from voiplog.store.spool import iter_entries
+    from voiplog.store.spool_files import iter_entries
 
     data = Path(__file__).parent / "data"
     entries = list(iter_entries((data / "spool-v1-calls.entries").read_bytes()))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.store._records import call
 from voiplog.store._ingest import Batch, RenderError, _raw_fields, epoch_us, parts, render, split
-from voiplog.store.spool import iter_entries
+from voiplog.store.spool_files import iter_entries
 
 
 def test_a_call_renders_one_cdr_row_with_its_streams_on_its_day():

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from voiplog.store.spool import Spool, SpoolFullError, frame, iter_entries
+from voiplog.store.spool import Spool, SpoolFullError
+from voiplog.store.spool_files import frame, iter_entries
 
 
 def test_sealed_segments_come_oldest_first_and_leave_only_when_removed(tmp_path):

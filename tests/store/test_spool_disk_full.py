@@ -119,7 +119,7 @@ def test_what_the_memory_reserve_cannot_hold_is_counted_and_the_rest_stored_once
 
 
 def test_a_spool_that_cannot_be_written_at_all_is_refused_at_start(tiny_fs):
-    from voiplog.store.spool import SpoolDirError
+    from voiplog.store.spool_files import SpoolDirError
 
     (tiny_fs / "spool").mkdir(mode=0o700)
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_fs)], check=True)

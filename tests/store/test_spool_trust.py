@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from voiplog.store.spool import Spool, SpoolDirError, frame, iter_entries
+from voiplog.store.spool import Spool
+from voiplog.store.spool_files import SpoolDirError, frame, iter_entries
 
 
 def _mode(path) -> int:

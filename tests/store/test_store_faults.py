@@ -14,7 +14,8 @@ import pytest
 from tests.store._faults import StallingRelay
 from tests.store._records import call
 from tests.store.conftest import admin_dsn, query
-from voiplog.store.spool import Spool, iter_entries
+from voiplog.store.spool import Spool
+from voiplog.store.spool_files import iter_entries
 from voiplog.store.writer import StoreWriter
 
 pytestmark = pytest.mark.postgres

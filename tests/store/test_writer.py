@@ -16,7 +16,8 @@ import pytest
 from tests.store._records import call, registration
 from tests.store.conftest import query
 from voiplog.store.read import iter_records, iter_registrations
-from voiplog.store.spool import Spool, iter_entries
+from voiplog.store.spool import Spool
+from voiplog.store.spool_files import iter_entries
 from voiplog.store.writer import StoreWriter
 
 pytestmark = pytest.mark.postgres

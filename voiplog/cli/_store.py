@@ -1,67 +1,17 @@
-"""Opening the retention store for a subcommand: config, DSN or embedded server, schema."""
+"""Opening the retention store for a subcommand: its config, then `voiplog.wiring.store`,
+whose errors are said on standard error and end the command with their status."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-log = logging.getLogger("voiplog.store")
-
-# The schema check before a command touches the store: each statement at most
-# this long, the wait for a lock on the version table (a migration running
-# elsewhere) half of it; the whole check, a server that answers nothing
-# included, a little more.
-_CHECK_TIMEOUT_S = 10.0
-
-
-class _NoAnswer(Exception):
-    """The database took the connection and then said nothing within the bound."""
-
-
-def _check_schema(dsn: str, where: str) -> None:
-    """`migrate.require_current`, bounded whatever the server does (see `_CHECK_TIMEOUT_S`)."""
-    import threading
-
-    from voiplog.store import migrate
-    from voiplog.store.database import make_engine
-
-    engine = make_engine(
-        dsn, statement_timeout_s=_CHECK_TIMEOUT_S, lock_timeout_s=_CHECK_TIMEOUT_S / 2
-    )
-    outcome: list = []
-
-    def check() -> None:
-        try:
-            migrate.require_current(engine, where)
-            outcome.append(None)
-        except BaseException as exc:  # handed to the caller's thread
-            outcome.append(exc)
-
-    thread = threading.Thread(target=check, name="voiplog-schema-check", daemon=True)
-    thread.start()
-    thread.join(_CHECK_TIMEOUT_S + 5)
-    if thread.is_alive():
-        # Left behind, blocked on its socket: it holds nothing but that connection.
-        raise _NoAnswer(f"no answer to the schema check within {_CHECK_TIMEOUT_S + 5:.0f} s")
-    engine.dispose()
-    if outcome[0] is not None:
-        raise outcome[0]
-
-
-@dataclass
-class StoreHandle:
-    dsn: str
-    engine: object
-    config: object  # voiplog.config.PopConfig
-    embedded: bool
-    where: str = ""  # the store in words, for messages: "database writer@db:5432/cdr"
+from voiplog.wiring import WiringError
+from voiplog.wiring.store import StoreHandle
 
 
 def load_pop_config(config_path: str | None):
@@ -75,140 +25,35 @@ def load_pop_config(config_path: str | None):
 
 
 @contextlib.contextmanager
-def open_store(
-    config_path: str | None,
-    *,
-    require_schema: bool = True,
-    spool_if_down: bool = False,
-    admin: bool = False,
-) -> Iterator[StoreHandle]:
-    """The store the POP config names (or the embedded one), checked and ready.
+def exit_on_wiring_error() -> Iterator[None]:
+    """A `WiringError` said on standard error, and the command ended with its status."""
+    try:
+        yield
+    except WiringError as exc:
+        if str(exc):
+            click.echo(f"voiplog: {exc}", err=True)
+        raise SystemExit(exc.status) from None
 
-    Exit 2 when the configuration is invalid or the schema is not the one this
-    version writes (the message names the command that fixes it); exit 1 when
-    the database cannot be reached or the embedded server cannot start, except
-    with `spool_if_down`: records are then spooled, and stored (after the same
-    schema check) once the database is back. `admin` work (purge, holds) uses
-    VOIPLOG_ADMIN_DATABASE_URL when it is set.
-    """
-    import psycopg2
-    import psycopg2.errors
-    from sqlalchemy.exc import OperationalError
 
-    from voiplog.errors import UsageError
-    from voiplog.store import migrate
-    from voiplog.store.database import describe, make_engine, resolve_dsn
-    from voiplog.store.errors import SchemaBehindError, StoreError
+@contextlib.contextmanager
+def open_store(config_path: str | None, **options) -> Iterator[StoreHandle]:
+    """The store the POP config names (or the embedded one), checked and ready (see
+    `voiplog.wiring.store.open_store` for `options`); exit 2 for an invalid config."""
+    from voiplog.wiring import store
 
     cfg = load_pop_config(config_path)
-    try:
-        dsn = resolve_dsn(cfg.store.database_url, admin=admin)
-    except UsageError as exc:
-        click.echo(f"voiplog: {exc}", err=True)
-        raise SystemExit(2) from None
-    with contextlib.ExitStack() as stack:
-        embedded = dsn is None
-        if embedded:
-            from voiplog.store.embedded import EmbeddedPostgres
-
-            try:
-                server = stack.enter_context(EmbeddedPostgres())
-            except StoreError as exc:
-                click.echo(f"voiplog: {exc}", err=True)
-                raise SystemExit(1) from None
-            dsn = server.dsn
-            log.info("no database configured: using the embedded Postgres in %s", server.root)
-        engine = make_engine(dsn)
-        stack.callback(engine.dispose)
-        where = f"the embedded store in {server.root}" if embedded else f"database {describe(dsn)}"
-        try:
-            if embedded:
-                migrate.upgrade(engine)  # voiplog's own server follows its version
-            elif require_schema:
-                _check_schema(dsn, where)
-        except SchemaBehindError as exc:
-            click.echo(f"voiplog: {exc}", err=True)
-            raise SystemExit(2) from None
-        except (OperationalError, psycopg2.OperationalError, _NoAnswer) as exc:
-            original = getattr(exc, "orig", exc)
-            reason = str(original).strip().splitlines()[0]
-            timed_out = (_NoAnswer, psycopg2.errors.QueryCanceled, psycopg2.errors.LockNotAvailable)
-            problem = (
-                f"no answer in time from {where} to the schema check"
-                if isinstance(original, timed_out)
-                else f"cannot connect to {where}"
-            )
-            if not spool_if_down or embedded:
-                click.echo(f"voiplog: {problem}: {reason}", err=True)
-                raise SystemExit(1) from None
-            log.error("%s (%s); records are spooled and stored once it is back", problem, reason)
-        try:
-            yield StoreHandle(dsn, engine, cfg, embedded, where)
-        except Exception as exc:
-            denied = _permission_denied(exc)
-            if denied is None:
-                raise
-            role = psycopg2.extensions.parse_dsn(dsn).get("user") or "this login"
-            click.echo(
-                f"voiplog: {where}: the role {role} may not do this ({denied}); run it with "
-                "the credentials of a role that may (voiplog_admin for purges and holds: "
-                "VOIPLOG_ADMIN_DATABASE_URL)",
-                err=True,
-            )
-            raise SystemExit(2) from None
-
-
-def spool_dir(cfg) -> Path:
-    """store.spool_dir, else <state directory>/spool/<pop> (see `state_dir`)."""
-    if cfg.store.spool_dir:
-        return Path(cfg.store.spool_dir)
-    from voiplog.store.embedded import state_dir
-
-    return state_dir() / "spool" / cfg.pop
+    with exit_on_wiring_error(), store.open_store(cfg, **options) as handle:
+        yield handle
 
 
 @contextlib.contextmanager
 def locked_spool_dir(cfg) -> Iterator[Path]:
-    """The POP's spool directory, held by this process alone.
+    """The POP's spool directory, held by this process alone; exit 2 when it cannot be
+    trusted, used or locked."""
+    from voiplog.wiring import store
 
-    Exit 2, with the reason, for a directory that cannot be trusted (another
-    user's, writable by others, a symbolic link) or used; see `Spool`.
-    """
-    from voiplog.store.spool import SpoolDirError, open_directory, open_file
-
-    directory = spool_dir(cfg)
-    try:
-        directory_fd = open_directory(directory)
-        try:
-            lock_fd = open_file(directory_fd, "lock", os.O_RDWR | os.O_CREAT)
-        finally:
-            os.close(directory_fd)
-    except SpoolDirError as exc:
-        click.echo(f"voiplog: {exc}", err=True)
-        raise SystemExit(2) from None
-    except OSError as exc:
-        click.echo(
-            f"voiplog: spool {directory}: cannot use {exc.filename}: {exc.strerror}", err=True
-        )
-        raise SystemExit(2) from None
-    try:
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(lock_fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            click.echo(
-                f"voiplog: spool {directory} is in use by another voiplog process (pid {holder}); "
-                "wait for it or give this one its own store.spool_dir",
-                err=True,
-            )
-            raise SystemExit(2) from None
-        # Who holds it, for the message above; a full file system may refuse it.
-        with contextlib.suppress(OSError):
-            os.ftruncate(lock_fd, 0)
-            os.pwrite(lock_fd, str(os.getpid()).encode(), 0)
+    with exit_on_wiring_error(), store.locked_spool_dir(cfg) as directory:
         yield directory
-    finally:
-        os.close(lock_fd)
 
 
 def os_user() -> str:
@@ -217,13 +62,3 @@ def os_user() -> str:
     user = getpass.getuser()
     sudo = os.environ.get("SUDO_USER")
     return f"{user} (sudo by {sudo})" if sudo and sudo != user else user
-
-
-def _permission_denied(exc: BaseException) -> str | None:
-    """The first line of a "permission denied" from Postgres, wrapped or not; else None."""
-    from psycopg2 import errors
-
-    original = getattr(exc, "orig", exc)
-    if isinstance(original, errors.InsufficientPrivilege):
-        return str(original).strip().splitlines()[0]
-    return None

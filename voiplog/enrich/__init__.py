@@ -9,7 +9,8 @@ from voiplog.enrich._time import format_time, parse_time
 from voiplog.enrich.cgnat import CgnatIndex, PortBlock, read_cgnat_csv, read_ipfix_nat_events
 from voiplog.enrich.enricher import Enricher, Resolution
 from voiplog.enrich.geo import RemoteLookup
-from voiplog.enrich.leases import Lease, LeaseIndex, LeaseRow, Owner, read_lease_rows
+from voiplog.enrich.lease_files import LeaseRow, read_lease_rows
+from voiplog.enrich.leases import Lease, LeaseIndex, Owner
 from voiplog.enrich.networks import SubscriberNetwork, SubscriberNetworks
 from voiplog.enrich.radius import ACCOUNTING_PORT, RadiusSessions, decode_accounting
 

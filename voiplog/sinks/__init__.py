@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Protocol
 
 from voiplog.sinks.jsonl import JsonlSink
+from voiplog.sinks.records import RecordSinks
 
 
 class RecordSink(Protocol):
     """What the pipeline's records are written into, and what the daemon asks of it
-    once a second: `voiplog.cli._sinks.RecordSinks` (JSON lines, the store, or both)."""
+    once a second: `RecordSinks` (JSON lines, the store, or both), opened by
+    `voiplog.wiring.sinks`."""
 
     def write(self, record) -> None:
         """Take one record (a `CallRecord` or a `RegistrationRecord`)."""
@@ -25,4 +27,4 @@ class RecordSink(Protocol):
         ...
 
 
-__all__ = ["JsonlSink", "RecordSink"]
+__all__ = ["JsonlSink", "RecordSink", "RecordSinks"]

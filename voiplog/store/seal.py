@@ -26,6 +26,9 @@ that anyone can compare them with a record exported earlier
 records no longer match its last seal (which records: changed, missing or
 added, from the leaves kept with the seal), every broken link of the chain
 and every signature that does not check.
+
+One file, just over 600 lines: sealing, verifying and proving read and write
+one tree of one form, and are checked against each other.
 """
 
 from __future__ import annotations

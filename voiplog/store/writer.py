@@ -21,6 +21,11 @@ later attempt. `close` is bounded the same way: a drainer that does not stop in
 time is abandoned, its segment left in the spool. A segment Postgres refuses as data is
 split: good records are stored, each refused one is kept in ``rejected/`` next
 to the spool (as spool entries, with the reason beside them) and logged.
+
+One file, over 600 lines: the writer is one machine (spool, keeper, drainers,
+their links and the bounds on each database call), whose parts hand segments
+and connections to each other and are read together; the row rendering
+(`_ingest`), the spool (`spool`) and the seals (`seal`) are apart.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ import psycopg2
 from voiplog.store import _ingest, migrate
 from voiplog.store.database import connect, describe
 from voiplog.store.errors import SchemaBehindError, WrongDatabaseError
-from voiplog.store.spool import Spool, frame, iter_entries
+from voiplog.store.spool import Spool
+from voiplog.store.spool_files import frame, iter_entries
 
 log = logging.getLogger("voiplog.store")
 

@@ -35,7 +35,15 @@ if TYPE_CHECKING:
 
 
 class WiringError(UsageError):
-    """A configured collaborator that cannot be built; the message names the key or file."""
+    """A configured collaborator that cannot be built; the message names the key or file.
+
+    `status` is the exit status a command ends with: 2 for what the operator must
+    change, 1 for what may pass by itself (a database that does not answer).
+    """
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
