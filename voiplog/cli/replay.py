@@ -9,15 +9,12 @@ import signal
 import stat
 import sys
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import click
 
-from voiplog.apps import open_app_classifier
-from voiplog.capture import CaptureFileError, open_capture
-from voiplog.cli._common import load_pipeline_parts
-from voiplog.cli._sinks import open_record_sinks
-from voiplog.pipeline import Pipeline
-from voiplog.wiring import build_pipeline
+if TYPE_CHECKING:
+    from voiplog.pipeline import Pipeline
 
 log = logging.getLogger("voiplog.replay")
 
@@ -70,6 +67,13 @@ def replay(
     SIGTERM (or SIGINT) stops reading; the records made so far are kept (stored,
     or left in the spool within store.drain_timeout_s) and the exit code is 1.
     """
+    # Imported here, not at the top: `replay --help` loads none of the pipeline.
+    from voiplog.apps import open_app_classifier
+    from voiplog.capture import CaptureFileError, open_capture
+    from voiplog.cli._common import load_pipeline_parts
+    from voiplog.cli._sinks import open_record_sinks
+    from voiplog.wiring import build_pipeline
+
     parts = load_pipeline_parts(config_path)
     on_tty = sys.stderr.isatty()
     show_progress = on_tty if progress is None else progress

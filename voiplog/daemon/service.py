@@ -107,7 +107,7 @@ def _open_hep_listener(cfg, pipeline: Pipeline):
     return HepListener(addresses, count)
 
 
-class _Classifier:
+class _SubscriberLookup:
     """The subscriber-network lookup, swappable on reload without touching the tracker."""
 
     __slots__ = ("target",)
@@ -145,7 +145,7 @@ class Daemon:
         # run` says it and exits 2.
         parts = pipeline_parts(cfg)
         # Even with no subscriber networks: a reload may add some.
-        self._classifier = _Classifier(subscriber_networks(cfg).classify)
+        self._subscriber_lookup = _SubscriberLookup(subscriber_networks(cfg).classify)
         self.apps = open_app_classifier(parts.flow_settings)
         if self.apps.warning:
             log.warning("%s", self.apps.warning)
@@ -153,7 +153,7 @@ class Daemon:
             parts,
             self._emit,
             apps=self.apps.classifier,
-            classify=self._classifier,
+            classify=self._subscriber_lookup,
             on_parse_error=self._parse_error,
         )
         self.capture: LiveCapture | None = None
@@ -480,7 +480,7 @@ class Daemon:
         old = self.cfg
         if self.options.follow_config_log_level:
             logging.getLogger().setLevel(new.daemon.log_level.upper())
-        self._classifier.target = subscriber_networks(new).classify
+        self._subscriber_lookup.target = subscriber_networks(new).classify
         self.pipeline.tracker.settings = new.calls.settings()
         filter_changed = (
             new.sip.ports != old.sip.ports
