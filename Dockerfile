@@ -28,8 +28,14 @@ COPY pyproject.toml setup.py README.md LICENSE ./
 COPY voiplog ./voiplog
 COPY config ./config
 COPY migrations ./migrations
-RUN pip install --no-cache-dir . \
-    && rm -rf /src \
+# gcc builds the compiled hot path (Cython, fetched by pip for the build) and
+# leaves with its headers once voiplog is installed; `voiplog --version` says
+# what is compiled.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-cache-dir . \
+    && apt-get purge -y --auto-remove gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/* /src \
     && setcap cap_net_raw,cap_net_admin+ep "$(readlink -f /usr/local/bin/python3)" \
     && useradd --system --uid 10001 --home-dir /var/lib/voiplog --create-home voiplog \
     && mkdir -p /etc/voiplog

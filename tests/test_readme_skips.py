@@ -24,6 +24,7 @@ EXPLAINED = {
     "another user": "another user",
     "embedded server": "embedded server",
     "app captures": "app captures are not fetched",
+    "compiled extensions": "compiled extensions are not built",
 }
 
 

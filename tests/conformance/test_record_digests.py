@@ -9,12 +9,19 @@ restructuring must leave every digest as it is; a change of behaviour updates
 them, and its commit says which records changed and why:
 
     python -m tests.conformance.test_record_digests --update
+
+The records are the same whichever implementation runs the hot path: the
+check runs again with the compiled extensions off (VOIPLOG_NO_EXTENSIONS=1,
+in a process of its own, since the choice is made at import), or, where
+they were not built, the one run is the pure-Python one already.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -73,18 +80,39 @@ def _ndpi() -> str | None:
     return None
 
 
+def _changed(directory: Path) -> list[str]:
+    """The captures whose records no longer have their pinned digest."""
+    pinned = json.loads(DIGESTS.read_text())
+    changed = []
+    for name, captures in _sets(directory).items():
+        assert sorted(captures) == sorted(pinned[name]), f"{name}: other captures than pinned"
+        for capture_name, path in captures.items():
+            if digest(path, directory / "out.jsonl") != pinned[name][capture_name]:
+                changed.append(f"{name}/{capture_name}")
+    return changed
+
+
 def test_the_records_of_known_captures_are_unchanged(tmp_path):
     missing = _ndpi()
     if missing is not None:
         pytest.skip(f"libndpi: {missing} (the digests are of records named by nDPI)")
-    pinned = json.loads(DIGESTS.read_text())
-    changed = []
-    for name, captures in _sets(tmp_path).items():
-        assert sorted(captures) == sorted(pinned[name]), f"{name}: other captures than pinned"
-        for capture_name, path in captures.items():
-            if digest(path, tmp_path / "out.jsonl") != pinned[name][capture_name]:
-                changed.append(f"{name}/{capture_name}")
+    changed = _changed(tmp_path)
     assert changed == [], "records changed; if meant, update the digests (see the docstring)"
+
+
+def test_the_pure_python_path_gives_the_same_records():
+    from voiplog._extensions import STATUS
+
+    if "compiled" not in STATUS.values():
+        pytest.skip("compiled extensions not built: the test above ran the pure-Python path")
+    missing = _ndpi()
+    if missing is not None:
+        pytest.skip(f"libndpi: {missing} (the digests are of records named by nDPI)")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "VOIPLOG_NO_EXTENSIONS": "1"}
+    check = [sys.executable, "-m", "tests.conformance.test_record_digests", "--check"]
+    result = subprocess.run(check, cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
 
 
 def _update() -> None:
@@ -103,7 +131,22 @@ def _update() -> None:
         print(f"{DIGESTS}: {', '.join(f'{k} {len(v)}' for k, v in pinned.items())}")
 
 
+def _check() -> None:
+    import tempfile
+
+    from voiplog._extensions import STATUS
+
+    with tempfile.TemporaryDirectory() as work:
+        changed = _changed(Path(work))
+    print(f"hot path: {STATUS}")
+    if changed:
+        sys.exit(f"records changed: {', '.join(changed)}")
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--update"]:
+    if sys.argv[1:] == ["--update"]:
+        _update()
+    elif sys.argv[1:] == ["--check"]:
+        _check()
+    else:
         sys.exit(__doc__)
-    _update()

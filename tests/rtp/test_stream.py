@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from tests.rtp._packets import rtp
 from voiplog.rtp import RtpStream, codec_for, looks_like_rtp
+from voiplog.rtp._stream import STATE_FIELDS
 
 T0 = 1_700_000_000_000_000  # an epoch time in µs
 
@@ -222,7 +223,7 @@ class TestSummary:
         stream = feed(new_stream(), regular([1, 2, 3]))
         assert not any(
             isinstance(getattr(stream, name), bytes | bytearray | memoryview)
-            for name in RtpStream.__slots__
+            for name in STATE_FIELDS
         )
         assert not hasattr(stream, "__dict__")
 

@@ -1,5 +1,8 @@
 """`RtpStream` against `ReferenceRtpStream`, the same rules without a fast path.
 
+Both implementations of `RtpStream` are checked: the pure-Python one and the
+compiled one.
+
 Both get the same packets; after every packet every result must be identical,
 the unrounded jitter values included (compared with ``==``). The packets mix
 long regular runs, which `RtpStream` takes by its fast path, with everything
@@ -18,8 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.rtp._implementations import IMPLEMENTATIONS
 from tests.rtp._reference_stream import ReferenceRtpStream
-from voiplog.rtp import RtpStream, codec_for
+from voiplog.rtp import codec_for
 
 T0 = 1_700_000_000_000_000  # an epoch time in µs
 SSRC = 0x11223344
@@ -63,9 +67,9 @@ def packet(first: int, marker_pt: int, seq: int, ts: int, with_frame: bool) -> t
     return (FRAME_HEADERS + payload, 42) if with_frame else (payload, 0)
 
 
-def assert_same(packets, payload_type, codec, clock_rate, rtpmap) -> None:
+def assert_same(implementation, packets, payload_type, codec, clock_rate, rtpmap) -> None:
     args = ("192.0.2.1", 4000, "198.51.100.7", 5000, SSRC, payload_type, codec, clock_rate)
-    stream = RtpStream(*args, rtpmap)
+    stream = implementation(*args, rtpmap)
     reference = ReferenceRtpStream(*args, rtpmap)
     assert snapshot(stream) == snapshot(reference)
     for i, (ts_us, payload, offset) in enumerate(packets):
@@ -147,10 +151,11 @@ def scenarios(draw):
     return packets, declared_pt, codec, clock_rate, rtpmap
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
-def test_same_results_as_the_reference(scenario):
-    assert_same(*scenario)
+def test_same_results_as_the_reference(implementation, scenario):
+    assert_same(implementation, *scenario)
 
 
 def call_stream(rng: random.Random, length: int) -> list[tuple[int, bytes, int]]:
@@ -182,9 +187,10 @@ def call_stream(rng: random.Random, length: int) -> list[tuple[int, bytes, int]]
     return [(a, *packet(0x80, mpt, s, t, True)) for a, s, t, mpt in rows]
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("seed", range(8))
-def test_same_results_as_the_reference_on_long_calls(seed):
+def test_same_results_as_the_reference_on_long_calls(implementation, seed):
     rng = random.Random(seed)
     rtpmap = {101: ("telephone-event", 8000, None)}
     packets = call_stream(rng, 70_000 if seed == 0 else 4_000)
-    assert_same(packets, 0, *codec_for(0, rtpmap), rtpmap)
+    assert_same(implementation, packets, 0, *codec_for(0, rtpmap), rtpmap)

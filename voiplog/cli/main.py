@@ -99,7 +99,14 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="voiplog")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _version(ctx) if value else None,
+    help="Show the version, and whether the hot path is compiled, and exit.",
+)
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -111,6 +118,18 @@ def cli(log_level: str) -> None:
     """voiplog: call-detail records of the VoIP calls crossing a POP."""
     logging.basicConfig(level=log_level.upper(), format="voiplog: %(levelname)s: %(message)s")
     pin_mmap_threshold()
+
+
+def _version(ctx: click.Context) -> None:
+    """The version, then which implementation of each compiled part runs (the
+    pure-Python reference runs where an extension was not built or is off)."""
+    import voiplog.rtp  # noqa: F401  (chooses its implementation)
+    from voiplog._extensions import STATUS
+
+    click.echo(f"voiplog, version {__version__}")
+    for module, status in sorted(STATUS.items()):
+        click.echo(f"{module}: {status}")
+    ctx.exit()
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ touches sockets, files or clocks.
 
 from voiplog.rtp._codecs import STATIC_PAYLOAD_TYPES, codec_for
 from voiplog.rtp._header import looks_like_rtcp, looks_like_rtp
+from voiplog.rtp._select import RtpStream
 from voiplog.rtp._state import stream_from_state, stream_state
-from voiplog.rtp._stream import RtpStream
 
 __all__ = [
     "STATIC_PAYLOAD_TYPES",

@@ -368,3 +368,7 @@ class RtpStream:
             "first_us": self.first_us,
             "last_us": self.last_us,
         }
+
+
+# What a stream's state is (`voiplog.rtp._state`): its slots, in both implementations.
+STATE_FIELDS = RtpStream.__slots__
