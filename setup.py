@@ -18,6 +18,7 @@ from setuptools.command.build_ext import build_ext
 # the compiled results must be the reference's bit for bit.
 EXTENSIONS = {
     "voiplog.rtp._cstream": ["voiplog/rtp/_cstream.pyx"],
+    "voiplog.capture._cpcap": ["voiplog/capture/_cpcap.pyx"],
 }
 _COMPILE_ARGS = ["-O2", "-ffp-contract=off"]
 

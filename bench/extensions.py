@@ -7,6 +7,9 @@ replay it alternately with the compiled extensions and with
 - the per-packet path: CPU seconds of `Pipeline.feed` and `finish` over frames
   read into memory before the clock starts (steadier than wall time on a shared
   machine), the fastest of ``--passes`` replays per child;
+- reading the capture: CPU seconds of iterating its `CaptureReader` once;
+- the whole `voiplog replay --store none` process, start-up included (wall
+  seconds);
 - `RtpStream.add` alone: µs per packet over a long regular G.711 stream;
 - the SHA-256 of the records, which must be the same both ways (exit status 1
   if not).
@@ -48,7 +51,9 @@ def _child(capture: str, passes: int) -> dict:
     from voiplog.pipeline import Pipeline
 
     with open_capture(capture) as reader:
+        started = time.process_time()
         frames = list(reader)
+        read_s = time.process_time() - started
     best, digest = None, None
     for _ in range(passes):
         records = []
@@ -63,6 +68,7 @@ def _child(capture: str, passes: int) -> dict:
     stream_us = _stream_add_us(voiplog.rtp.RtpStream)
     return {
         "cpu_s": best,
+        "read_s": read_s,
         "packets": len(frames),
         "records": len(records),
         "digest": digest,
@@ -95,7 +101,12 @@ def _run_child(capture: Path, passes: int, pure: bool) -> dict:
         env["VOIPLOG_NO_EXTENSIONS"] = "1"
     command = [sys.executable, __file__, "--child", str(capture), "--passes", str(passes)]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
+    result = json.loads(out.stdout)
+    replay = [sys.executable, "-m", "voiplog", "replay", str(capture), "--store", "none"]
+    started = time.perf_counter()
+    subprocess.run([*replay, "--jsonl", os.devnull], env=env, check=True)
+    result["replay_s"] = time.perf_counter() - started
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,11 +143,17 @@ def main(argv: list[str] | None = None) -> int:
         for name, runs in (("compiled", compiled_runs), ("pure Python", pure_runs)):
             cpu = [r["cpu_s"] for r in runs]
             add = [r["rtp_add_us"] for r in runs]
+            read = [r["read_s"] for r in runs]
+            whole = [r["replay_s"] for r in runs]
             print(
                 f"  {name:12} feed+finish {min(cpu):.2f}-{max(cpu):.2f} s CPU "
                 f"({n / max(cpu) / 1e3:,.0f}-{n / min(cpu) / 1e3:,.0f}k packets/s, "
                 f"{min(cpu) / n * 1e6:.2f}-{max(cpu) / n * 1e6:.2f} us/packet); "
                 f"RtpStream.add {min(add):.3f}-{max(add):.3f} us"
+            )
+            print(
+                f"  {'':12} reading {min(read) / n * 1e6:.2f}-{max(read) / n * 1e6:.2f} us/packet; "
+                f"whole replay {min(whole):.2f}-{max(whole):.2f} s wall"
             )
         print(
             f"  pure / compiled: median {statistics.median(ratios):.3f} "

@@ -28,6 +28,9 @@ from tests.pcapwriter import (
 )
 from voiplog.capture import CaptureFileError, CaptureReader, open_capture
 
+# Every test on both pcap record loops (see conftest.py).
+pytestmark = pytest.mark.usefixtures("pcap_loop")
+
 T0 = 1_700_000_000_000_000  # microseconds, 2023-11-14
 FRAMES = [bytes(range(256)) * (n // 256) + bytes(n % 256) for n in (60, 1, 200, 0, 1514)]
 
@@ -562,6 +565,17 @@ def test_iteration_after_close_yields_nothing(tmp_path):
     records = iter(reader)
     assert next(records) == (T0, 1, b"r")
     reader.close()
+    assert list(records) == []
+    assert list(reader) == []
+
+
+def test_a_pcap_closed_under_its_iteration_yields_nothing_more(tmp_path):
+    path = tmp_path / "p.pcap"
+    write_pcap(path, [(T0 + i, b"r") for i in range(5)])
+    reader = open_capture(path)
+    records = iter(reader)
+    assert next(records) == (T0, 1, b"r")
+    reader.close()  # with the compiled loop running, it gives the mapping back first
     assert list(records) == []
     assert list(reader) == []
 

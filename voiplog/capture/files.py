@@ -25,6 +25,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from voiplog._extensions import compiled
 from voiplog.errors import UsageError
 
 __all__ = ["CaptureFileError", "CaptureReader", "open_capture"]
@@ -71,6 +72,9 @@ _NEW_SECTION = object()
 # Pages of the mapping already read are released every this many bytes.
 _RELEASE_EVERY = 1 << 20
 _CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED")
+
+# The pcap record loop compiled (`_cpcap.pyx`), or None: `_pcap_records` runs.
+_cpcap = compiled("voiplog.capture._cpcap")
 
 
 class _SectionLayout:
@@ -128,6 +132,7 @@ class CaptureReader:
         "_on_warning",
         "_pcap_record",
         "_released",
+        "_scanner",
         "bytes_read",
         "corrupt_records",
         "format",
@@ -154,6 +159,7 @@ class CaptureReader:
         self.bytes_read = 0
         self.corrupt_records = 0
         self._released = 0
+        self._scanner: Any = None  # the compiled record loop running, if any
         self._file: Any = None
         self._buf: Any = None
         try:
@@ -177,6 +183,9 @@ class CaptureReader:
 
     def close(self) -> None:
         """Release the file; iterating afterwards yields nothing more."""
+        scanner, self._scanner = self._scanner, None
+        if scanner is not None:
+            scanner.release()  # it holds the mapping, which cannot close under it
         buf, self._buf = self._buf, None
         if isinstance(buf, mmap.mmap):
             buf.close()
@@ -235,6 +244,25 @@ class CaptureReader:
     # --- pcap -------------------------------------------------------------------------
 
     def _iter_pcap(self) -> Iterator[tuple[int, int, bytes]]:
+        if _cpcap is None:
+            return self._iter_pcap_reference()
+        if self._scanner is not None:
+            self._scanner.release()
+        self.bytes_read = _PCAP_HEADER
+        self._scanner = _cpcap.PcapRecords(
+            self,
+            self._buf,
+            _PCAP_HEADER,
+            self.size,
+            self._max_caplen,
+            self._nanosecond,
+            self._pcap_record is _PCAP_RECORD_LE,
+            self._linktype,
+            _RELEASE_EVERY,
+        )
+        return self._scanner
+
+    def _iter_pcap_reference(self) -> Iterator[tuple[int, int, bytes]]:
         try:
             yield from self._pcap_records()
         except ValueError:

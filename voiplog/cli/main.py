@@ -123,7 +123,8 @@ def cli(log_level: str) -> None:
 def _version(ctx: click.Context) -> None:
     """The version, then which implementation of each compiled part runs (the
     pure-Python reference runs where an extension was not built or is off)."""
-    import voiplog.rtp  # noqa: F401  (chooses its implementation)
+    import voiplog.capture.files  # noqa: F401  (each chooses its implementation)
+    import voiplog.rtp  # noqa: F401
     from voiplog._extensions import STATUS
 
     click.echo(f"voiplog, version {__version__}")

@@ -1,0 +1,116 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""pcap records cut from the mapped file, compiled: `CaptureReader._pcap_records`'s
+loop, the reference, as an iterator.
+
+It yields the same ``(ts_us, linktype, frame)`` tuples, sets the reader's
+`bytes_read` as the reference does, and hands the rare events back to the
+reader's own methods: releasing pages already read (`_release`) and damaged
+records (`_pcap_recover`, which counts, reports and finds where to go on).
+It holds the mapping's buffer while it runs: `release()` gives it back (the
+reader calls it before closing the mapping), after which it yields nothing.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
+__all__ = ["PcapRecords"]
+
+
+cdef inline unsigned long long _u32(const unsigned char *p, bint little) noexcept nogil:
+    if little:
+        return <unsigned long long>p[0] | (<unsigned long long>p[1] << 8) | (
+            <unsigned long long>p[2] << 16) | (<unsigned long long>p[3] << 24)
+    return (<unsigned long long>p[0] << 24) | (<unsigned long long>p[1] << 16) | (
+        <unsigned long long>p[2] << 8) | <unsigned long long>p[3]
+
+
+cdef class PcapRecords:
+    """The records of a pcap mapping from byte `start` to `end`, as the reader's
+    reference loop yields them."""
+
+    cdef object reader
+    cdef object linktype
+    cdef Py_buffer view
+    cdef bint held
+    cdef Py_ssize_t off
+    cdef Py_ssize_t end
+    cdef Py_ssize_t release_at
+    cdef unsigned long long max_caplen
+    cdef bint nanosecond
+    cdef bint little
+    cdef object last_sec
+
+    def __cinit__(
+        self,
+        reader,
+        buf,
+        Py_ssize_t start,
+        Py_ssize_t end,
+        unsigned long long max_caplen,
+        bint nanosecond,
+        bint little,
+        linktype,
+        Py_ssize_t release_every,
+    ):
+        PyObject_GetBuffer(buf, &self.view, PyBUF_SIMPLE)
+        self.held = True
+        self.reader = reader
+        self.linktype = linktype
+        self.off = start
+        self.end = min(end, self.view.len)
+        self.release_at = release_every
+        self.max_caplen = max_caplen
+        self.nanosecond = nanosecond
+        self.little = little
+        self.last_sec = None
+
+    def __dealloc__(self):
+        if self.held:
+            PyBuffer_Release(&self.view)
+            self.held = False
+
+    def release(self):
+        """Give the mapping back; nothing more is yielded."""
+        if self.held:
+            PyBuffer_Release(&self.view)
+            self.held = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef const unsigned char *p
+        cdef unsigned long long sec, frac, caplen
+        cdef Py_ssize_t off, nxt
+        cdef long long ts
+        while self.held and self.off < self.end:
+            off = self.off
+            if self.end - off >= 16:
+                p = <const unsigned char *>self.view.buf + off
+                caplen = _u32(p + 8, self.little)
+                if caplen <= self.max_caplen and <unsigned long long>(self.end - off - 16) >= caplen:
+                    nxt = off + 16 + <Py_ssize_t>caplen
+                    sec = _u32(p, self.little)
+                    frac = _u32(p + 4, self.little)
+                    self.reader.bytes_read = nxt
+                    self.last_sec = sec
+                    if nxt > self.release_at:
+                        self.release_at = self.reader._release(off)
+                        if not self.held:
+                            break
+                        p = <const unsigned char *>self.view.buf + off
+                    if self.nanosecond:
+                        ts = <long long>(sec * 1000000 + frac // 1000)
+                    else:
+                        ts = <long long>(sec * 1000000 + frac)
+                    frame = PyBytes_FromStringAndSize(<const char *>(p + 16), <Py_ssize_t>caplen)
+                    self.off = nxt
+                    return (ts, self.linktype, frame)
+            resume = self.reader._pcap_recover(off, self.last_sec)
+            if resume is None:
+                break
+            self.off = resume
+        if self.held:
+            self.reader.bytes_read = self.end
+            self.release()
+        raise StopIteration
