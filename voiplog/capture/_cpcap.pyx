@@ -114,3 +114,129 @@ cdef class PcapRecords:
             self.reader.bytes_read = self.end
             self.release()
         raise StopIteration
+
+
+cdef class PcapngRecords:
+    """The records of a pcapng mapping, as the reader's reference loop
+    (`CaptureReader._pcapng_records`) yields them: enhanced packet blocks here,
+    every other block (and damage) by the reader's `_pcapng_block`."""
+
+    cdef object reader
+    cdef Py_buffer view
+    cdef bint held
+    cdef Py_ssize_t off
+    cdef Py_ssize_t end
+    cdef Py_ssize_t release_at
+    cdef object layout
+    cdef object little_layout
+    cdef bint little
+    cdef list interfaces
+    cdef list fast  # per interface: (linktype, mul, div, offset_us), mul 0 where C cannot
+    cdef object ts
+    cdef object new_section
+
+    def __cinit__(
+        self,
+        reader,
+        buf,
+        Py_ssize_t end,
+        layout,
+        little_layout,
+        new_section,
+        Py_ssize_t release_every,
+    ):
+        PyObject_GetBuffer(buf, &self.view, PyBUF_SIMPLE)
+        self.held = True
+        self.reader = reader
+        self.off = 0
+        self.end = min(end, self.view.len)
+        self.release_at = release_every
+        self.layout = layout
+        self.little_layout = little_layout
+        self.little = layout is little_layout
+        self.interfaces = []
+        self.fast = []
+        self.ts = 0
+        self.new_section = new_section
+
+    cdef _refresh(self):
+        """The interfaces as the loop reads them, again (after an interface block)."""
+        self.fast = []
+        for linktype, mul, div, offset_us, _ in self.interfaces:
+            safe = 0 < mul < 0x80000000 and 0 < div < 0x4000000000000000
+            self.fast.append((linktype, mul if safe else 0, div if safe else 1, offset_us))
+
+    def __dealloc__(self):
+        if self.held:
+            PyBuffer_Release(&self.view)
+            self.held = False
+
+    def release(self):
+        """Give the mapping back; nothing more is yielded."""
+        if self.held:
+            PyBuffer_Release(&self.view)
+            self.held = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef const unsigned char *p
+        cdef unsigned long long btype, blen, ifid, raw, caplen, mul, div
+        cdef Py_ssize_t off, nxt
+        while self.held and self.off < self.end:
+            off = self.off
+            if self.end - off >= 28:
+                p = <const unsigned char *>self.view.buf + off
+                btype = _u32(p, self.little)
+                blen = _u32(p + 4, self.little)
+                ifid = _u32(p + 8, self.little)
+                caplen = _u32(p + 20, self.little)
+                if (
+                    btype == 6
+                    and blen >= 32
+                    and blen <= <unsigned long long>(self.end - off)
+                    and not blen & 3
+                    and _u32(p + blen - 4, self.little) == blen
+                    and ifid < <unsigned long long>len(self.interfaces)
+                    and caplen <= blen - 32
+                ):
+                    nxt = off + <Py_ssize_t>blen
+                    if len(self.fast) != len(self.interfaces):
+                        self._refresh()
+                    linktype, pymul, pydiv, offset_us = self.fast[ifid]
+                    raw = (_u32(p + 12, self.little) << 32) | _u32(p + 16, self.little)
+                    mul = pymul
+                    div = pydiv
+                    if mul and raw <= 0x7FFFFFFFFFFFFFFF // mul:
+                        # The reference's arithmetic in 64 bits, where it fits.
+                        ts = <long long>(raw * mul // div) + offset_us
+                    else:
+                        linktype, pymul, pydiv, offset_us, _ = self.interfaces[ifid]
+                        ts = (<object>raw) * pymul // pydiv + offset_us
+                    self.ts = ts
+                    self.reader.bytes_read = nxt
+                    if nxt > self.release_at:
+                        self.release_at = self.reader._release(off)
+                        if not self.held:
+                            break
+                        p = <const unsigned char *>self.view.buf + off
+                    frame = PyBytes_FromStringAndSize(<const char *>(p + 28), <Py_ssize_t>caplen)
+                    self.off = nxt
+                    return (ts, linktype, frame)
+            step = self.reader._pcapng_block(off, self.layout, self.interfaces, self.ts)
+            if step is None:
+                break
+            self.off, record, self.layout = step
+            self.reader.bytes_read = self.off
+            if record is self.new_section:
+                self.interfaces = []
+                self.fast = []
+                self.little = self.layout is self.little_layout
+            elif record is not None:
+                self.ts = record[0]
+                return record
+        if self.held:
+            self.reader.bytes_read = self.end
+            self.release()
+        raise StopIteration

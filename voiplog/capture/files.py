@@ -73,7 +73,8 @@ _NEW_SECTION = object()
 _RELEASE_EVERY = 1 << 20
 _CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED")
 
-# The pcap record loop compiled (`_cpcap.pyx`), or None: `_pcap_records` runs.
+# The pcap and pcapng record loops compiled (`_cpcap.pyx`), or None: the reference
+# loops `_pcap_records` and `_pcapng_records` run.
 _cpcap = compiled("voiplog.capture._cpcap")
 
 
@@ -384,6 +385,16 @@ class CaptureReader:
     # --- pcapng -----------------------------------------------------------------------
 
     def _iter_pcapng(self) -> Iterator[tuple[int, int, bytes]]:
+        if _cpcap is None:
+            return self._iter_pcapng_reference()
+        if self._scanner is not None:
+            self._scanner.release()
+        self._scanner = _cpcap.PcapngRecords(
+            self, self._buf, self.size, _NG_LE, _NG_LE, _NEW_SECTION, _RELEASE_EVERY
+        )
+        return self._scanner
+
+    def _iter_pcapng_reference(self) -> Iterator[tuple[int, int, bytes]]:
         try:
             yield from self._pcapng_records()
         except ValueError:
