@@ -19,6 +19,7 @@ from setuptools.command.build_ext import build_ext
 EXTENSIONS = {
     "voiplog.rtp._cstream": ["voiplog/rtp/_cstream.pyx"],
     "voiplog.capture._cpcap": ["voiplog/capture/_cpcap.pyx"],
+    "voiplog.capture._cring": ["voiplog/capture/_cring.pyx"],
 }
 _COMPILE_ARGS = ["-O2", "-ffp-contract=off"]
 

@@ -30,6 +30,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from voiplog._extensions import compiled
 from voiplog.capture.bpf import LINKTYPE_ETHERNET, LINKTYPE_RAW, Program, pack
 from voiplog.errors import UsageError
 
@@ -72,6 +73,8 @@ _VLAN_TAG = struct.Struct(">HH")
 
 # Blocks read per interface per call of `read`, so that a flooded interface does
 # not starve the others or the daemon's main loop.
+# The ring block loop compiled (`_cring.pyx`), or None: `read_blocks` runs its own.
+_cring = compiled("voiplog.capture._cring")
 _MAX_BLOCKS_PER_READ = 8
 
 
@@ -250,6 +253,19 @@ class _Interface:
                 break
             if not offset <= length <= block_bytes:
                 length = block_bytes
+            if _cring is not None:
+                # The compiled loop reads the frames from the ring, before the
+                # block goes back to the kernel.
+                try:
+                    nbytes += _cring.block_frames(
+                        ring, base, length, offset, count, linktype, ethernet, out
+                    )
+                finally:
+                    _BLOCK_STATUS.pack_into(ring, base + 8, TP_STATUS_KERNEL)
+                    self.next_block = (self.next_block + 1) % self.blocks
+                done += 1
+                frames += count
+                continue
             data = ring[base : base + length]
             _BLOCK_STATUS.pack_into(ring, base + 8, TP_STATUS_KERNEL)  # hand it back
             self.next_block = (self.next_block + 1) % self.blocks

@@ -124,6 +124,7 @@ def _version(ctx: click.Context) -> None:
     """The version, then which implementation of each compiled part runs (the
     pure-Python reference runs where an extension was not built or is off)."""
     import voiplog.capture.files  # noqa: F401  (each chooses its implementation)
+    import voiplog.capture.live  # noqa: F401
     import voiplog.rtp  # noqa: F401
     from voiplog._extensions import STATUS
 
