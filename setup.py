@@ -17,6 +17,7 @@ from setuptools.command.build_ext import build_ext
 # contraction: a fused multiply-add rounds once where Python rounds twice, and
 # the compiled results must be the reference's bit for bit.
 EXTENSIONS = {
+    "voiplog._cpipeline": ["voiplog/_cpipeline.pyx"],
     "voiplog.rtp._cstream": ["voiplog/rtp/_cstream.pyx"],
     "voiplog.capture._cpcap": ["voiplog/capture/_cpcap.pyx"],
     "voiplog.capture._cring": ["voiplog/capture/_cring.pyx"],

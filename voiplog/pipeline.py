@@ -5,6 +5,9 @@ UDP that no SDP announced and TLS that may carry SIP -> flow classifier.
 This loop runs once per packet, so it is written for speed: the RTP of flows
 already attached to a call (most of the traffic) is handled with one dict
 lookup on the 5-tuple and one on the SSRC, before anything else is tried.
+`feed` reads as the two paths: `_fast_path`, a generator that takes that RTP and
+yields every other frame, and `_packet`, the general path, which decodes a frame
+and hands it on by protocol (`_udp`, `_tcp`, `_sctp`).
 Packet time is the clock; `expire` runs once per second of it (the live daemon
 also calls `expire` with wall-clock time while traffic is idle).
 
@@ -18,22 +21,27 @@ call's record as ``tunnel`` when it is written.
 from __future__ import annotations
 
 import logging
-import struct
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from voiplog.calls import CallSettings, CallTracker, EndReason, flow_key, new_stream
+from voiplog._extensions import compiled
+from voiplog.calls import CallSettings, CallTracker, EndReason, flow_key
 from voiplog.cdr import CallRecord, RegistrationRecord
 from voiplog.errors import ParseError
 from voiplog.flows import AppClassifier, FlowClassifier, FlowSettings, looks_like_tls
 from voiplog.packet import (
+    ETHERNET_UDP,
+    PROTO_SCTP,
     PROTO_TCP,
     PROTO_UDP,
+    VXLAN_PORT,
+    Datagram,
     DecodeError,
-    decode,
+    TcpSegment,
     decode_fragment,
+    decode_general,
     decode_tcp,
     decode_transport,
     format_ip,
@@ -51,19 +59,18 @@ from voiplog.packet.ipfrag import FragmentReassembler
 from voiplog.packet.mirror import MirrorDedup
 from voiplog.packet.sctp import SctpReassembler
 from voiplog.packet.tunnel import outer_tunnel
-from voiplog.rtp import looks_like_rtp
+from voiplog.rtp import RTP_OF_FLOW, is_rtp_of_flow, looks_like_rtp
 from voiplog.settings import DEFAULT_SIP_PORTS, ReassemblySettings
 from voiplog.sip import SipStreamTable, looks_like_sip, parse_message
 
 _EXPIRE_EVERY_US = 1_000_000
 
+# The fast path compiled (`_cpipeline.pyx`), or None: `Pipeline._fast_path` runs.
+_cpipeline = compiled("voiplog._cpipeline")
+
 # Requests whose packet's outer tunnel is noted for the record of their Call-ID.
 _TUNNELLED_METHODS = frozenset({"INVITE", "REGISTER"})
 
-# What the fast path reads of an Ethernet/IPv4/UDP/RTP frame, at these offsets:
-# EtherType 12, version+IHL 14, flags+fragment offset 20, protocol 23, UDP
-# length 38, the first two RTP bytes 42 (all 4 bytes later behind an 802.1Q tag).
-_FAST_FIELDS = struct.Struct(">12xHB5xHxB14xH2xBB")
 _MAX_NEGATIVE_FLOWS = 200_000
 
 # Transport of a SIP message sent by HEP, by the IP protocol of the original packet.
@@ -194,14 +201,28 @@ class Pipeline:
         on_progress: Callable[[], None] | None = None,
     ) -> None:
         """Run every (ts_us, linktype, frame) through the pipeline."""
+        if _cpipeline is not None:
+            fast_path = _cpipeline.FastPath(self, frames, on_progress)
+        else:
+            fast_path = self._fast_path(frames, on_progress)
+        for ts, linktype, frame, udp in fast_path:
+            self._packet(ts, linktype, frame, udp)
+
+    def _fast_path(
+        self, frames: Iterable[tuple[int, int, bytes]], on_progress: Callable[[], None] | None
+    ) -> Iterator[tuple[int, int, bytes, int]]:
+        """Take the bulk of the traffic; yield the rest for the general path.
+
+        The bulk is RTP, in Ethernet/IPv4/UDP as `read_udp` reads it, of a flow
+        already attached to a call or of a media session already believed. It is
+        read in place with two dict lookups (the flow key, then the SSRC). Every
+        other frame is yielded as ``(ts, linktype, frame, udp)``, ``udp`` the
+        offset `read_udp` found (0 if it found none). Once per second of packet
+        time this also expires what is due and reports progress.
+        """
         stats = self.stats
-        weird = stats.weird
-        tracker = self.tracker
-        flows = tracker.flows
-        media = tracker.media  # its generation changes whenever new SDP may announce a flow
-        sip_ports = self.sip_ports
-        radius_ports = self.radius_ports
-        hep_ports = self.hep_ports
+        flows = self.tracker.flows
+        media = self.tracker.media  # its generation changes whenever new SDP may announce a flow
         unmatched = self._unmatched
         classifier = self.classifier
         if classifier is not None:
@@ -209,20 +230,18 @@ class Pipeline:
             take_rtp = classifier.take_rtp
         else:
             session_keys = {}
-        fast_fields = _FAST_FIELDS.unpack_from
         dedup = self._dedup
+        rtp_of_flow = RTP_OF_FLOW
+        unpack = ETHERNET_UDP.unpack_from
         copies = 0  # mirror copies dropped by the fast path
         next_expire = self._next_expire_us
         now = self._now_us
         ts = now
-        fast = 0  # packets taken by the fast path (RTP in UDP)
-        media_fast = 0  # ... of them, RTP of media sessions rather than calls
+        fast = 0  # packets taken by the fast path (RTP of calls)
+        media_fast = 0  # ... and RTP of media sessions
         slow = 0
-        rtp = 0
-        udp = 0
         for ts, linktype, frame in frames:
             if ts >= next_expire:
-                # Once per second of packet time: expire calls, report progress.
                 if ts > now:
                     now = ts
                 self._now_us = now
@@ -230,140 +249,173 @@ class Pipeline:
                 next_expire = now + _EXPIRE_EVERY_US
                 if on_progress is not None:
                     on_progress()
-
-            # Fast path for the bulk of the traffic: RTP of a flow already
-            # attached to a call, in Ethernet (untagged or one 802.1Q tag) /
-            # IPv4 without options, not fragmented / UDP. It reads the frame in
-            # place; anything it does not accept takes the general path below.
-            if linktype == 1 and len(frame) >= 58:
-                ethertype, ver_ihl, frag, proto, udp_len, rtp0, rtp1 = fast_fields(frame)
+            # `read_udp(frame, 12)`, inlined: a call per packet would cost more
+            # than the rest of this path (tests/test_pipeline_fast_path.py holds
+            # the two together). Then a whole RTP header (12 bytes) of a version
+            # and payload type that a flow known to carry RTP takes as RTP.
+            udp = 0
+            if linktype == 1 and (size := len(frame)) >= 44:
+                ethertype, ver_ihl, total, fragment, proto, dport, length, head = unpack(frame)
                 ip = 14
-                if ethertype == 0x8100:
-                    ethertype, ver_ihl, frag, proto, udp_len, rtp0, rtp1 = fast_fields(frame, 4)
+                if ethertype == 0x8100 and size >= 48:
+                    ethertype, ver_ihl, total, fragment, proto, dport, length, head = unpack(
+                        frame, 4
+                    )
                     ip = 18
                 if (
                     ethertype == 0x0800
                     and ver_ihl == 0x45
                     and proto == 17
-                    and not frag & 0x3FFF
-                    and udp_len >= 20
-                    and rtp0 & 0xC0 == 0x80
-                    and not 72 <= rtp1 & 0x7F <= 79  # RTCP multiplexed on the RTP port
+                    and not fragment & 0x3FFF
+                    and 20 <= length <= total - 20
+                    and total <= size - ip
+                    and dport != VXLAN_PORT
                 ):
-                    flow = flows.get(frame[ip + 12 : ip + 24])
-                    if flow is not None:
-                        if dedup is not None and dedup.seen(
-                            # The general path's key: flow_key + UDP payload.
-                            frame[ip + 12 : ip + 24] + frame[ip + 28 : ip + 20 + udp_len],
-                            ts,
-                        ):
-                            copies += 1
-                            continue
-                        ssrc = frame[ip + 36 : ip + 40]
-                        stream = flow.streams.get(ssrc)
-                        if stream is None:
-                            stream = new_stream(flow, ssrc, rtp1 & 0x7F, format_ip)
-                        stream.add(ts, frame, ip + 28)
-                        fast += 1
-                        continue
-                    # RTP of a media session that no SDP announced, if believed,
-                    # and only while no new SDP arrived that might announce it.
-                    key = frame[ip + 12 : ip + 24]
-                    entry = session_keys.get(key)
-                    if (
-                        entry is not None
-                        and unmatched.get(key) == media.generation
-                        and take_rtp(ts, entry, frame, ip + 28, udp_len - 8)
+                    udp = ip + 20
+            if udp and rtp_of_flow[head]:
+                key = frame[udp - 8 : udp + 4]
+                flow = flows.get(key)
+                if flow is not None:
+                    if dedup is not None and dedup.seen(
+                        # The general path's key: flow key + UDP payload.
+                        key + frame[udp + 8 : udp + (frame[udp + 4] << 8 | frame[udp + 5])],
+                        ts,
                     ):
-                        media_fast += 1
+                        copies += 1
                         continue
-
+                    # `MediaFlow.add_rtp`, but for a stream already attached
+                    # (all packets but an SSRC's first) without its call.
+                    stream = flow.streams.get(frame[udp + 16 : udp + 20])
+                    if stream is None:
+                        flow.add_rtp(ts, frame, udp + 8)
+                    else:
+                        stream.add(ts, frame, udp + 8)
+                    fast += 1
+                    continue
+                # RTP of a media session that no SDP announced, if believed,
+                # and only while no new SDP arrived that might announce it.
+                entry = session_keys.get(key)
+                if (
+                    entry is not None
+                    and unmatched.get(key) == media.generation
+                    and take_rtp(
+                        ts, entry, frame, udp + 8, (frame[udp + 4] << 8 | frame[udp + 5]) - 8
+                    )
+                ):
+                    media_fast += 1
+                    continue
             slow += 1
             self._number = stats.packets + fast + media_fast + slow + copies
             if ts > now:
                 now = ts
-            try:
-                datagram = decode(linktype, frame)
-            except DecodeError as exc:
-                self._parse_error(exc)
-                continue
-            if datagram is None:
-                datagram = self._reassemble(ts, linktype, frame)
-                if datagram is None:
-                    continue
-            proto, src, sport, dst, dport, payload = datagram[:6]
-            if dedup is not None and (payload or proto != PROTO_TCP):
-                key = flow_key(src, sport, dst, dport) + payload
-                if dedup.seen(key if proto == PROTO_UDP else b"\x06" + key, ts):
-                    stats.mirror_duplicates += 1
-                    continue
-            if proto == PROTO_UDP:
-                udp += 1
-                key = flow_key(src, sport, dst, dport)
-                flow = flows.get(key)
-                if (
-                    flow is not None
-                    and len(payload) >= 12
-                    and payload[0] & 0xC0 == 0x80
-                    and not 72 <= payload[1] & 0x7F <= 79  # RTCP multiplexed on the RTP port
-                ):
-                    ssrc = payload[8:12]
-                    stream = flow.streams.get(ssrc)
-                    if stream is None:
-                        stream = new_stream(flow, ssrc, payload[1] & 0x7F, format_ip)
-                    stream.add(ts, payload)
-                    rtp += 1
-                    continue
-                if radius_ports and dport in radius_ports:
-                    self._radius(ts, src, payload)
-                    continue
-                if hep_ports and dport in hep_ports:
-                    self._hep(ts, payload, src)
-                    continue
-                if sport in sip_ports or dport in sip_ports or looks_like_sip(payload):
-                    self._sip(ts, src, sport, dst, dport, payload, "udp", linktype, frame)
-                elif flow is None and looks_like_rtp(payload):
-                    generation = media.generation
-                    if unmatched.get(key) == generation:
-                        weird["rtp.unmatched"] += 1
-                        if classifier is not None:
-                            self._write_all(classifier.feed_udp(ts, *datagram[1:6]))
-                        continue
-                    flow = tracker.match_flow(src, sport, dst, dport)
-                    if flow is None:
-                        if len(unmatched) >= _MAX_NEGATIVE_FLOWS:
-                            unmatched.clear()
-                        unmatched[key] = generation
-                        weird["rtp.unmatched"] += 1
-                        if classifier is not None:
-                            self._write_all(classifier.feed_udp(ts, *datagram[1:6]))
-                        continue
-                    if classifier is not None:
-                        classifier.claim(src, sport, dst, dport)
-                    unmatched.pop(key, None)
-                    ssrc = payload[8:12]
-                    new_stream(flow, ssrc, payload[1] & 0x7F, format_ip).add(ts, payload)
-                    rtp += 1
-                elif flow is None and classifier is not None and payload:
-                    # STUN, DTLS, TURN ChannelData, RTCP: the classifier's to judge.
-                    self._write_all(classifier.feed_udp(ts, *datagram[1:6]))
-            elif proto == PROTO_TCP:
-                stats.tcp += 1
-                if classifier is not None and looks_like_tls(payload):
-                    self._write_all(classifier.feed_tcp(ts, *datagram[1:6]))
-                else:
-                    self._tcp(ts, linktype, frame, datagram)
-            elif proto == 132:
-                self._sctp(ts, datagram)
+            yield ts, linktype, frame, udp
         if ts > now:
             now = ts  # the fast path leaves `now` behind; catch up with the last packet
         stats.packets += fast + media_fast + slow + copies
         stats.mirror_duplicates += copies
-        stats.rtp_packets += rtp + fast
-        stats.udp += udp + fast + media_fast
+        stats.rtp_packets += fast
+        stats.udp += fast + media_fast
         stats.media_session_packets += media_fast
         self._now_us = now
         self._next_expire_us = next_expire
+
+    def _packet(self, ts: int, linktype: int, frame: bytes, udp: int) -> None:
+        """The general path: one frame decoded (or reassembled), then handed on by protocol."""
+        if udp:
+            # Ethernet/IPv4/UDP as the fast path read it: no need to decode it again.
+            end = udp + (frame[udp + 4] << 8 | frame[udp + 5])
+            datagram = (
+                PROTO_UDP,
+                frame[udp - 8 : udp - 4],
+                frame[udp] << 8 | frame[udp + 1],
+                frame[udp - 4 : udp],
+                frame[udp + 2] << 8 | frame[udp + 3],
+                frame[udp + 8 : end],
+            )
+        else:
+            try:
+                datagram = decode_general(linktype, frame)  # the fast path read it already
+            except DecodeError as exc:
+                self._parse_error(exc)
+                return
+            if datagram is None:
+                datagram = self._reassemble(ts, linktype, frame)
+                if datagram is None:
+                    return
+        proto, src, sport, dst, dport, payload = datagram[:6]
+        dedup = self._dedup
+        if dedup is not None and (payload or proto != PROTO_TCP):
+            key = flow_key(src, sport, dst, dport) + payload
+            if dedup.seen(key if proto == PROTO_UDP else b"\x06" + key, ts):
+                self.stats.mirror_duplicates += 1
+                return
+        if proto == PROTO_UDP:
+            self._udp(ts, src, sport, dst, dport, payload, linktype, frame)
+        elif proto == PROTO_TCP:
+            self.stats.tcp += 1
+            if self.classifier is not None and looks_like_tls(payload):
+                self._write_all(self.classifier.feed_tcp(ts, src, sport, dst, dport, payload))
+            else:
+                self._tcp(ts, linktype, frame, datagram)
+        elif proto == PROTO_SCTP:
+            self._sctp(ts, datagram)
+
+    def _udp(
+        self,
+        ts: int,
+        src: bytes,
+        sport: int,
+        dst: bytes,
+        dport: int,
+        payload: bytes,
+        linktype: int,
+        frame: bytes,
+    ) -> None:
+        """One UDP datagram: RTP of a known flow, RADIUS, HEP, SIP, or new RTP."""
+        stats = self.stats
+        stats.udp += 1
+        key = flow_key(src, sport, dst, dport)
+        flow = self.tracker.flows.get(key)
+        if flow is not None and len(payload) >= 12 and is_rtp_of_flow(payload[0], payload[1]):
+            flow.add_rtp(ts, payload)
+            stats.rtp_packets += 1
+        elif self.radius_ports and dport in self.radius_ports:
+            self._radius(ts, src, payload)
+        elif self.hep_ports and dport in self.hep_ports:
+            self._hep(ts, payload, src)
+        elif sport in self.sip_ports or dport in self.sip_ports or looks_like_sip(payload):
+            self._sip(ts, src, sport, dst, dport, payload, "udp", linktype, frame)
+        elif flow is None and looks_like_rtp(payload):
+            self._new_rtp(ts, key, src, sport, dst, dport, payload)
+        elif flow is None and self.classifier is not None and payload:
+            # STUN, DTLS, TURN ChannelData, RTCP: the classifier's to judge.
+            self._write_all(self.classifier.feed_udp(ts, src, sport, dst, dport, payload))
+
+    def _new_rtp(
+        self, ts: int, key: bytes, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes
+    ) -> None:
+        """RTP of a flow not seen before: attached to the call whose SDP announced it,
+        else the flow classifier's. A miss is remembered until new SDP arrives."""
+        unmatched = self._unmatched
+        classifier = self.classifier
+        generation = self.tracker.media.generation
+        flow = None
+        if unmatched.get(key) != generation:
+            flow = self.tracker.match_flow(src, sport, dst, dport)
+            if flow is None:
+                if len(unmatched) >= _MAX_NEGATIVE_FLOWS:
+                    unmatched.clear()
+                unmatched[key] = generation
+        if flow is None:
+            self.stats.weird["rtp.unmatched"] += 1
+            if classifier is not None:
+                self._write_all(classifier.feed_udp(ts, src, sport, dst, dport, payload))
+            return
+        if classifier is not None:
+            classifier.claim(src, sport, dst, dport)
+        unmatched.pop(key, None)
+        flow.add_rtp(ts, payload)
+        self.stats.rtp_packets += 1
 
     def _sip(
         self,
@@ -461,18 +513,21 @@ class Pipeline:
             source=source,
         )
 
-    def _hep_tcp(self, ts: int, linktype: int, frame: bytes, datagram: tuple, key: tuple) -> None:
+    def _hep_tcp(
+        self, ts: int, linktype: int, frame: bytes, datagram: Datagram | TcpSegment, key: tuple
+    ) -> None:
         """A segment of a captured HEP-over-TCP connection."""
-        if len(datagram) == 6:
-            datagram = decode_tcp(linktype, frame)
-            if datagram is None:
-                return
-        payload, seq, ack, flags = datagram[5:9]
-        ack = ack if flags & 0x10 else None
-        for when, packet, way in self._hep_streams.segment(key, seq, flags, payload, ts, ack):
+        segment = datagram if type(datagram) is TcpSegment else decode_tcp(linktype, frame)
+        if segment is None:
+            return
+        ack = segment.ack if segment.flags & 0x10 else None
+        streams = self._hep_streams
+        for when, packet, way in streams.segment(
+            key, segment.seq, segment.flags, segment.payload, ts, ack
+        ):
             self._hep(when, packet, way[0])
 
-    def _reassemble(self, ts: int, linktype: int, frame: bytes) -> tuple | None:
+    def _reassemble(self, ts: int, linktype: int, frame: bytes) -> Datagram | TcpSegment | None:
         """The datagram an IP fragment completes, if it is one and completes it."""
         fragment = decode_fragment(linktype, frame)
         if fragment is None:
@@ -496,7 +551,7 @@ class Pipeline:
             self._parse_error(exc)
             return None
 
-    def _tcp(self, ts: int, linktype: int, frame: bytes, datagram: tuple) -> None:
+    def _tcp(self, ts: int, linktype: int, frame: bytes, datagram: Datagram | TcpSegment) -> None:
         """One TCP segment: fed to the stream table when it may carry SIP."""
         src, sport, dst, dport, payload = datagram[1:6]
         key = (src, sport, dst, dport)
@@ -505,7 +560,7 @@ class Pipeline:
             self._hep_tcp(ts, linktype, frame, datagram, key)
             return
         streams = self.streams
-        if len(datagram) == 6:
+        if type(datagram) is not TcpSegment:
             sip_ports = self.sip_ports
             if not (
                 streams.tcp.get(key) is not None
@@ -519,15 +574,15 @@ class Pipeline:
             datagram = decode_tcp(linktype, frame)
             if datagram is None:
                 return
-        seq, ack, flags = datagram[6:9]
-        messages = streams.segment(key, seq, flags, payload, ts, ack if flags & 0x10 else None)
+        ack = datagram.ack if datagram.flags & 0x10 else None
+        messages = streams.segment(key, datagram.seq, datagram.flags, payload, ts, ack)
         for way, when, message, transport in messages:
             if way is key:
                 self._sip(when, src, sport, dst, dport, message, transport, linktype, frame)
             else:
                 self._sip(when, way[0], way[1], way[2], way[3], message, transport)
 
-    def _sctp(self, ts: int, datagram: tuple) -> None:
+    def _sctp(self, ts: int, datagram: Datagram) -> None:
         """One SCTP packet: the SIP of the user messages it completes."""
         src, sport, dst, dport, chunks = datagram[1:6]
         try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from tests.daemon.test_metrics import scrape
-from voiplog.sinks import RecordSinks
 from voiplog.daemon.metrics import MetricsServer, Snapshot
 from voiplog.daemon.service import Daemon
+from voiplog.sinks import RecordSinks
 
 
 def test_the_full_disk_alarm_is_served():

@@ -9,7 +9,7 @@ from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.rtp import RTP
 
 from tests.rtp._packets import rtcp, rtp, sdes, sender_report
-from voiplog.rtp import looks_like_rtcp, looks_like_rtp
+from voiplog.rtp import RTP_OF_FLOW, is_rtp_of_flow, looks_like_rtcp, looks_like_rtp
 
 DNS_QUERY = bytes(DNS(id=0x1234, qd=DNSQR(qname="example.com")))
 STUN_BINDING = bytes(STUN(stun_message_type="Binding request", transaction_id=1 << 90))
@@ -132,3 +132,23 @@ def test_feedback_packets_can_pass_both_checks():
     nack = rtcp(205, struct.pack(">III", 0x11223344, 0x55667788, 0x00010000), count=1)
     assert looks_like_rtcp(nack)
     assert looks_like_rtp(nack)
+
+
+class TestIsRtpOfFlow:
+    def test_version_2_media_payload_types(self):
+        assert is_rtp_of_flow(0x80, 0)
+        assert is_rtp_of_flow(0x80, 0x80 | 8)  # marker
+        assert is_rtp_of_flow(0x90, 111)  # extension bit
+        assert is_rtp_of_flow(0x80, 71) and is_rtp_of_flow(0x80, 80)
+
+    def test_other_versions_and_multiplexed_rtcp_are_refused(self):
+        for first in (0x00, 0x40, 0xC0):
+            assert not is_rtp_of_flow(first, 0)
+        for second in range(200, 208):  # SR to XR
+            assert not is_rtp_of_flow(0x80, second)
+            assert not is_rtp_of_flow(0x80, second & 0x7F)  # the same types without marker
+
+    def test_the_fast_path_table_is_the_same_test(self):
+        assert len(RTP_OF_FLOW) == 0x10000
+        for word in range(0x10000):
+            assert bool(RTP_OF_FLOW[word]) == is_rtp_of_flow(word >> 8, word & 0xFF)

@@ -14,16 +14,22 @@ media and transfer data, never its state.
 `Dialog` holds everything the tracker knows of one call as plain fields (the
 state, timestamps, tags, flags); what it is written as is decided in
 `voiplog.cdr.sip_call`. Its `flows` refer to the RTP flows attached to it.
+Its sets, lists and dicts start as shared empty (immutable) values, and are
+made when a first item comes: most calls of a flood never get one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from voiplog.calls._media import EndpointKey, MediaFlow
+
+_NONE: frozenset = frozenset()
 
 
 class Side(StrEnum):
@@ -278,27 +284,27 @@ class Dialog:
     end_us: int | None = None  # set while the state is in OVER (BYE, failure, CANCEL)
     ended_by: str | None = None
     invite_cseq: int = 0
-    invite_branches: list[str] = field(default_factory=list)  # of the INVITE, topmost first
+    invite_branches: Sequence[str] = ()  # of the INVITE, topmost first
     # Where the INVITE came from on the hop nearest the caller: the copy with
     # the fewest Vias seen (a proxy adds one), whichever hop was captured first.
     origin_ip: str = ""
     origin_port: int = 0
     origin_vias: int = 0
     caller_tag: str | None = None
-    to_tags: set[str] = field(default_factory=set)  # of the responses to the judged INVITE
+    to_tags: AbstractSet[str] = _NONE  # of the responses to the judged INVITE
     # (destination ip, port, To tag) of the responses 101-299 to the judged
     # INVITE on the callee's side: two tags toward one destination make the
     # call `forked`. (A relay that rewrites the tag sends its own elsewhere.)
-    branch_tags: set[tuple[str, int, str]] = field(default_factory=set)
+    branch_tags: AbstractSet[tuple[str, int, str]] = _NONE
     # In-dialog INVITEs, by (CSeq, From tag) as each side numbers its own
     # requests -> the side that sent it.
-    reinvites: dict[tuple[int, str | None], Side] = field(default_factory=dict)
-    flags: set[str] = field(default_factory=set)
+    reinvites: dict[tuple[int, str | None], Side] | None = None
+    flags: AbstractSet[str] = _NONE
     # Media this call announced and the flows attached to it (see `MediaIndex`).
-    endpoints: list[EndpointKey] = field(default_factory=list)
-    flows: list[MediaFlow] = field(default_factory=list)
-    offered_not_rtp: list[EndpointKey] = field(default_factory=list)  # pending until answered
-    last_sdp: dict[Side, bytes] = field(default_factory=dict)
+    endpoints: Sequence[EndpointKey] = ()
+    flows: Sequence[MediaFlow] = ()
+    offered_not_rtp: Sequence[EndpointKey] = ()  # pending until answered
+    last_sdp: dict[Side, bytes] | None = None  # the last SDP body of each side
     heap_seq: int = 0
     transport: str = "udp"
     caller_ip: str = ""
@@ -313,11 +319,11 @@ class Dialog:
     answer_hop: tuple[str, str] | None = None  # (source, destination) of that 2xx
     # To tags of 2xx seen on another hop than the first one: the same answer
     # on another leg of a proxy or B2BUA that rewrites the tag, not a fork.
-    answer_aliases: set[str] = field(default_factory=set)
+    answer_aliases: AbstractSet[str] = _NONE
     # (To tag, status, time) of the 2xx of forks that answered after the first.
-    other_answers: list[tuple[str, int, int]] = field(default_factory=list)
+    other_answers: Sequence[tuple[str, int, int]] = ()
     early_sdp: bool = False  # a provisional response carried SDP
-    holds: list[Hold] = field(default_factory=list)
+    holds: Sequence[Hold] = ()
     pending_offer: Offer | None = None
     refer: Refer | None = None
     correlation: dict[str, str] | None = None
@@ -327,7 +333,14 @@ class Dialog:
     session_uid: str | None = None
     session_link: str | None = None
     # (start, end) of each daemon restart the call lived through: packets then were not seen.
-    gaps: list[tuple[int, int]] = field(default_factory=list)
+    gaps: Sequence[tuple[int, int]] = ()
+
+    def flag(self, name: str) -> None:
+        """Add `name` to the call's flags."""
+        if self.flags:
+            self.flags.add(name)  # type: ignore[union-attr]
+        else:
+            self.flags = {name}
 
     def last_activity_us(self) -> int:
         last = self.last_sip_us

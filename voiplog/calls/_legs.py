@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
+from sys import intern
 from typing import TYPE_CHECKING
 
 from voiplog.sip import uri_user
@@ -76,15 +77,15 @@ class Leg:
     call_id: str
     numbers: tuple[str, str] | None
     call: Dialog | None  # None once written
-    session: _Session = field(init=False)
+    # None: a session of its own (written once the leg is), made when linked.
+    session: _Session | None = None
     uid: str | None = None  # its record's uid, known once asked for or written
     link: Evidence | None = None
-    keys: list[tuple[str, str]] = field(default_factory=list)
-    candidates: list[Leg] = field(default_factory=list)  # same numbers, INVITEs close
+    keys: tuple[tuple[str, str], ...] = ()
     # What the numbers-and-times evidence compares, kept when the call is written.
     answered_us: int | None = None
     settled_us: int | None = None  # the answer, else the final answer or CANCEL
-    media: list[tuple[bytes, int]] = field(default_factory=list)  # announced endpoints
+    media: Sequence[tuple[bytes, int]] = ()  # announced endpoints
     expires_us: int = 0
 
 
@@ -93,10 +94,12 @@ def _number(user: str | None) -> str | None:
     may add or strip a +, a prefix or a country code), else the user name."""
     if not user:
         return None
+    # Interned: the same numbers come back call after call (and a SIP scanner
+    # tries the same few extensions over and over).
     if _NOT_PHONE.search(user) is None:
         # Without the international (00) or national (0) prefix.
-        return _NOT_DIGIT.sub("", user).lstrip("0") or None
-    return user.lower()
+        return intern(_NOT_DIGIT.sub("", user).lstrip("0")) or None
+    return intern(user.lower())
 
 
 def _same_party(a: str, b: str) -> bool:
@@ -130,7 +133,9 @@ class LegLinker:
         self.max_closed = max_closed
         self._open: dict[Dialog, Leg] = {}
         self._closed: OrderedDict[Leg, None] = OrderedDict()  # written, oldest first
-        self._by_key: dict[tuple[str, str], Leg] = {}
+        # Legs by (evidence, hint value), and by Call-ID (the bare string: one
+        # tuple less per call).
+        self._by_key: dict[tuple[str, str] | str, Leg] = {}
         self._by_numbers: dict[tuple[str, str], list[Leg]] = {}
 
     def __len__(self) -> int:
@@ -142,28 +147,15 @@ class LegLinker:
         callee = _number(uri_user(call.to_uri) if call.to_uri else None)
         numbers = (caller, callee) if caller and callee else None
         leg = Leg(call.started_us, call.call_id, numbers, call)
-        leg.session = _Session(leg)
         self._open[call] = leg
-        self._register(leg, ("call-id", call.call_id))
+        self._register(leg, call.call_id)
         if numbers is not None:
             bucket = self._by_numbers.setdefault((caller[-6:], callee[-6:]), [])
-            for other in bucket:
-                if (
-                    abs(other.started_us - leg.started_us) <= self.window_us
-                    and other.numbers is not None
-                    and _same_party(other.numbers[0], caller)
-                    and _same_party(other.numbers[1], callee)
-                ):
-                    leg.candidates.append(other)
-                    other.candidates.append(leg)
             bucket.append(leg)
             if len(bucket) > _MAX_SAME_NUMBERS:
-                dropped = bucket.pop(0)
-                for other in dropped.candidates:
-                    if dropped in other.candidates:
-                        other.candidates.remove(dropped)
-                dropped.candidates.clear()
-        self.note(call)
+                del bucket[0]
+        if call.correlation is not None or call.hep_correlation is not None:
+            self.note(call)
 
     def note(self, call: Dialog) -> None:
         """The call learnt correlation hints: link it by the first that names
@@ -179,7 +171,7 @@ class LegLinker:
             key = (evidence.value, value)
             other = self._by_key.get(key)
             if (other is None or other is leg) and may_be_call_id:
-                other = self._by_key.get(("call-id", value))
+                other = self._by_key.get(value)
             if other is not None and other is not leg:
                 self._link(leg, other, evidence)
             self._register(leg, key)
@@ -192,15 +184,16 @@ class LegLinker:
             return uid, None
         leg.uid = uid
         if leg.link is None:
-            for other in leg.candidates:
+            for other in self._candidates(leg):
                 if other.link is None and self._alike(leg, other):
                     self._link(leg, other, Evidence.NUMBERS_AND_TIMES)
                     break
         leg.answered_us, leg.settled_us, leg.media = _facts(leg)
         session = leg.session
-        session_uid = self._uid(session.root)
+        session_uid = self._uid(leg if session is None else session.root)
         leg.call = None
-        session.written = True
+        if session is not None:
+            session.written = True
         leg.expires_us = now_us + self.keep_us
         self._closed[leg] = None
         while len(self._closed) > self.max_closed:
@@ -218,22 +211,45 @@ class LegLinker:
 
     # -- helpers -------------------------------------------------------------
 
+    def _candidates(self, leg: Leg) -> list[Leg]:
+        """The legs with the same numbers whose INVITEs came within the window of
+        this one's, in the order they were opened: those still among the newest
+        `_MAX_SAME_NUMBERS` of their numbers (this one too), open or written."""
+        if leg.numbers is None:
+            return []
+        caller, callee = leg.numbers
+        bucket = self._by_numbers.get((caller[-6:], callee[-6:]))
+        if bucket is None or leg not in bucket:
+            return []
+        return [
+            other
+            for other in bucket
+            if other is not leg
+            and abs(other.started_us - leg.started_us) <= self.window_us
+            and other.numbers is not None
+            and _same_party(other.numbers[0], caller)
+            and _same_party(other.numbers[1], callee)
+        ]
+
     def _uid(self, leg: Leg) -> str:
         if leg.uid is None:
             leg.uid = self._uid_of(leg.call)
         return leg.uid
 
-    def _register(self, leg: Leg, key: tuple[str, str]) -> None:
+    def _register(self, leg: Leg, key: tuple[str, str] | str) -> None:
         current = self._by_key.get(key)
         if current is None or (current.call is None and leg.call is not None):
             self._by_key[key] = leg
-            leg.keys.append(key)
+            if isinstance(key, tuple):  # the Call-ID is not repeated in `keys`
+                leg.keys += (key,)  # type: ignore[operator]
 
     def _link(self, leg: Leg, other: Leg, evidence: Evidence) -> None:
         """`leg` (open, not linked yet) joins the session of `other`."""
-        if leg.link is not None or leg.session is other.session:
+        if leg.link is not None or (leg.session is not None and leg.session is other.session):
             return
         session = other.session
+        if session is None:
+            session = other.session = _Session(other, written=other.call is None)
         root = session.root
         if not session.written and (leg.started_us, leg.call_id) < (root.started_us, root.call_id):
             session.root = leg
@@ -257,7 +273,7 @@ class LegLinker:
 
     def _forget(self, leg: Leg) -> None:
         self._closed.pop(leg, None)
-        for key in leg.keys:
+        for key in (leg.call_id, *leg.keys):
             if self._by_key.get(key) is leg:
                 del self._by_key[key]
         if leg.numbers is not None:
@@ -268,7 +284,3 @@ class LegLinker:
                 bucket.remove(leg)
                 if not bucket:
                     del self._by_numbers[bucket_key]
-        for other in leg.candidates:
-            if leg in other.candidates:
-                other.candidates.remove(leg)
-        leg.candidates.clear()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from voiplog.packet import flow_key
+from voiplog.packet import flow_key, format_ip
 from voiplog.rtp import RtpStream, codec_for
 from voiplog.sip import SessionDescription
 
@@ -77,6 +77,15 @@ class MediaFlow:
         self.key = flow_key(src_ip, src_port, dst_ip, dst_port)
         self.rtpmap = rtpmap
         self.streams: dict[bytes, RtpStream] = {}  # by the SSRC's 4 bytes
+
+    def add_rtp(self, ts_us: int, data: bytes, offset: int = 0) -> None:
+        """Account one RTP packet of this flow, whose header starts at ``data[offset]``,
+        to the stream of its SSRC (attached at its first packet)."""
+        ssrc = data[offset + 8 : offset + 12]
+        stream = self.streams.get(ssrc)
+        if stream is None:
+            stream = new_stream(self, ssrc, data[offset + 1] & 0x7F, format_ip)
+        stream.add(ts_us, data, offset)
 
 
 def new_stream(flow: MediaFlow, ssrc: bytes, payload_type: int, fmt_ip: Callable) -> RtpStream:
@@ -142,7 +151,11 @@ class MediaIndex:
             return None
         flow = MediaFlow(chosen.call, src_ip, src_port, dst_ip, dst_port, chosen.rtpmap)
         self.flows[flow.key] = flow
-        chosen.call.flows.append(flow)
+        call = chosen.call
+        if call.flows:
+            call.flows.append(flow)  # type: ignore[attr-defined]
+        else:
+            call.flows = [flow]
         return flow
 
     def announce(
@@ -176,14 +189,17 @@ class MediaIndex:
                     break
             else:
                 endpoints.append(_Endpoint(call, side, media.rtpmap, ts_us))
-                call.endpoints.append(key)
+                if call.endpoints:
+                    call.endpoints.append(key)  # type: ignore[attr-defined]
+                else:
+                    call.endpoints = [key]
                 self.generation += 1
         if not answer:
             call.offered_not_rtp = not_rtp
             return
         for key in (*call.offered_not_rtp, *not_rtp) if not_rtp else ():
             self._retire(call, key)
-        call.offered_not_rtp = []
+        call.offered_not_rtp = ()
 
     def _retire(self, call: Dialog, key: EndpointKey) -> None:
         """Stop expecting RTP of `call` at `key`, and let go of its flows there."""

@@ -95,11 +95,11 @@ def dialog_data(call: Dialog, indexed: dict[bytes, MediaFlow]) -> dict:
         invite_branches=list(call.invite_branches),
         to_tags=sorted(call.to_tags),
         branch_tags=[list(branch) for branch in sorted(call.branch_tags)],
-        reinvites=[[cseq, tag, side.value] for (cseq, tag), side in call.reinvites.items()],
+        reinvites=[[cseq, tag, side.value] for (cseq, tag), side in (call.reinvites or {}).items()],
         flags=sorted(call.flags),
         endpoints=[_key_out(key) for key in call.endpoints],
         offered_not_rtp=[_key_out(key) for key in call.offered_not_rtp],
-        last_sdp={side.value: body.hex() for side, body in call.last_sdp.items()},
+        last_sdp={side.value: body.hex() for side, body in (call.last_sdp or {}).items()},
         answer_hop=list(call.answer_hop) if call.answer_hop is not None else None,
         answer_aliases=sorted(call.answer_aliases),
         other_answers=[list(answer) for answer in call.other_answers],
@@ -167,7 +167,7 @@ def restore_dialog(data: dict, indexed: dict[bytes, MediaFlow]) -> Dialog:
             # A stream shares its flow's rtpmap, as `new_stream` makes it.
             restored._rtpmap = flow.rtpmap
             flow.streams[bytes.fromhex(ssrc)] = restored
-        call.flows.append(flow)
+        call.flows = [*call.flows, flow]
         if saved["indexed"]:
             indexed[flow.key] = flow
     return call

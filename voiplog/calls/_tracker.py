@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from sys import intern
 from typing import NamedTuple
 
 from voiplog.calls import _snapshot as snap
@@ -225,8 +226,8 @@ class CallTracker:
             raise ValueError(f"saved calls do not read: {exc!r}") from None
         for call in calls.values():
             if gap is not None:
-                call.flags.add("restarted")
-                call.gaps.append(gap)
+                call.flag("restarted")
+                call.gaps = [*call.gaps, gap]
             self._calls[call.call_id] = call
             self._heap.schedule(call, self._deadline(call))
         # The legs' links are not saved: made again among the calls kept.
@@ -288,7 +289,7 @@ class CallTracker:
                 call.bye_us = ts_us
                 call.ended_by = sender.value
                 if action is Action.BYE_UNANSWERED:
-                    call.flags.add("bye_without_answer")
+                    call.flag("bye_without_answer")
                 self._mark_ending(call, ts_us)
         elif method in ("ACK", "PRACK", "UPDATE") or (method == "INVITE" and msg.to and msg.to.tag):
             sdp = self._take_sdp(call, msg, sender, ts_us, answer=method in ("ACK", "PRACK"))
@@ -310,9 +311,11 @@ class CallTracker:
             # re-INVITE: remember who sent it so that its answer's SDP is put
             # on the right side.
             key = (cseq, msg.from_.tag if msg.from_ else None)
+            if call.reinvites is None:
+                call.reinvites = {}
             if key not in call.reinvites:
                 call.reinvites[key] = self._request_sender(call, msg, hop)
-                call.flags.add("reinvite")
+                call.flag("reinvite")
             return call
         if call is None:
             if in_dialog:
@@ -331,13 +334,13 @@ class CallTracker:
             event = Input.INVITE_NEXT
         action = self._step(call, event)
         if action is Action.NOTE_FORWARDED:
-            call.flags.add("invite_forwarded")
+            call.flag("invite_forwarded")
             if len(msg.via_branches) < call.origin_vias:
                 # The copy nearer the caller, captured after the one beyond it.
                 call.origin_ip, call.origin_port = hop.src_ip, hop.src_port
                 call.origin_vias = len(msg.via_branches)
         elif action is Action.NOTE_RETRANSMITTED:
-            call.flags.add("invite_retransmitted")
+            call.flag("invite_retransmitted")
         elif action is Action.REPLACE:
             self._close(call, None)
             return self._new_call(msg, call_id, cseq, ts_us, hop)
@@ -345,13 +348,13 @@ class CallTracker:
             # Same Call-ID, higher CSeq, no To tag: the INVITE sent again after a
             # 401/407 challenge (or another retryable failure). One call, judged
             # by the new INVITE.
-            call.flags.add("auth_challenged" if action is Action.AUTHENTICATE else "invite_retried")
+            call.flag("auth_challenged" if action is Action.AUTHENTICATE else "invite_retried")
             call.invite_cseq = cseq
             call.invite_branches = msg.via_branches
             # The tags that answered the INVITE before (a proxy's challenge, a
             # failed branch) are no branches of the call judged by this one.
-            call.to_tags.clear()
-            call.branch_tags.clear()
+            call.to_tags = frozenset()
+            call.branch_tags = frozenset()
             call.final_status = None
             call.final_reached_caller = False
             call.final_us = None
@@ -369,17 +372,21 @@ class CallTracker:
             self._close(oldest, None if oldest.state in OVER else EndReason.EVICTED)
         call = Dialog(call_id, ts_us, ts_us)
         call.invite_cseq = cseq
-        call.invite_branches = msg.via_branches
+        call.invite_branches = tuple(msg.via_branches)
         call.caller_ip, call.caller_port = hop.src_ip, hop.src_port
         call.origin_ip, call.origin_port = hop.src_ip, hop.src_port
         call.origin_vias = len(call.invite_branches)
-        call.callee_ip, call.callee_port = hop.dst_ip, hop.dst_port
+        # Strings that many calls repeat (the callee's address, the User-Agent of
+        # a SIP scanner or of one model of phone) are kept once.
+        call.callee_ip, call.callee_port = intern(hop.dst_ip), hop.dst_port
         call.transport = hop.transport
         call.caller_tag = msg.from_.tag if msg.from_ else None
         call.from_uri = msg.from_.uri if msg.from_ else None
-        call.to_uri = msg.to.uri if msg.to else None
         call.request_uri = msg.request_uri
-        call.user_agent = msg.get("user-agent")
+        to_uri = msg.to.uri if msg.to else None
+        call.to_uri = msg.request_uri if to_uri == msg.request_uri else to_uri
+        user_agent = msg.get("user-agent")
+        call.user_agent = intern(user_agent) if user_agent is not None else None
         self._note_correlation(call, msg, Side.CALLER)
         self._calls[call_id] = call
         self.legs.open(call)
@@ -406,19 +413,22 @@ class CallTracker:
                 if refer is not None and refer.cseq == cseq and refer.status is None:
                     refer.status = status
                     if status < 300:
-                        call.flags.add("transferred")
+                        call.flag("transferred")
             return
         # A response carries the From tag of the request it answers: the callee's
         # re-INVITE may well have the CSeq of the initial INVITE.
-        sent_by = call.reinvites.get((cseq or 0, msg.from_.tag if msg.from_ else None))
+        reinvites = call.reinvites
+        sent_by = (
+            reinvites.get((cseq or 0, msg.from_.tag if msg.from_ else None)) if reinvites else None
+        )
         if sent_by is not None or cseq != call.invite_cseq:
             if sent_by is not None and 200 <= status < 300:
                 answerer = Side.CALLEE if sent_by is Side.CALLER else Side.CALLER
                 self._take_sdp(call, msg, answerer, ts_us, answer=True)
             return
         to_tag = msg.to.tag if msg.to else None
-        if to_tag and status > 100:
-            call.to_tags.add(to_tag)
+        if to_tag and status > 100 and to_tag not in call.to_tags:
+            call.to_tags = {*call.to_tags, to_tag}
         # Toward the caller, or on a hop beyond it: what a proxy answered the
         # caller itself (its challenge, its timeout, a failure it relayed as
         # another) is no branch, and the caller's answer is the one received.
@@ -426,9 +436,9 @@ class CallTracker:
         if to_tag and 100 < status < 300 and not (reaches_caller and _relayed(call)):
             branch = (hop.dst_ip, hop.dst_port, to_tag)
             if branch not in call.branch_tags:
-                call.branch_tags.add(branch)
+                call.branch_tags = {*call.branch_tags, branch}
                 if any(b[:2] == branch[:2] and b != branch for b in call.branch_tags):
-                    call.flags.add("forked")
+                    call.flag("forked")
         if (
             status > 100
             and (call.correlation is None or len(call.correlation) < len(CORRELATION_KEYS))
@@ -462,11 +472,11 @@ class CallTracker:
             if pair != call.answer_hop and pair[::-1] != call.answer_hop:
                 # Another hop: the same answer relayed on another leg under a
                 # tag of the relay's own. Requests with it are the call's.
-                call.answer_aliases.add(to_tag)
+                call.answer_aliases = {*call.answer_aliases, to_tag}
             elif all(t != to_tag for t, _, _ in call.other_answers):
                 # A second fork answered too: the first answer made the call;
                 # this one is noted, and its media is not the call's.
-                call.other_answers.append((to_tag, status, ts_us))
+                call.other_answers = [*call.other_answers, (to_tag, status, ts_us)]
         elif action is Action.ANSWER or action is Action.ANSWER_AFTER_BYE:
             call.answer_tag = to_tag
             call.answer_hop = (hop.src_ip, hop.dst_ip)
@@ -478,7 +488,7 @@ class CallTracker:
                 # Any end noted before is undone; if it was a CANCEL, the answer
                 # crossed it: the call was set up after all.
                 if call.cancel_us is not None:
-                    call.flags.add("cancel_crossed_answer")
+                    call.flag("cancel_crossed_answer")
                 call.end_us = None
                 call.ended_by = None
             self._heap.schedule(call, self._deadline(call))
@@ -557,7 +567,9 @@ class CallTracker:
         body = msg.sdp_body
         if not body:
             return None
-        if call.last_sdp.get(side) == body:
+        if call.last_sdp is None:
+            call.last_sdp = {}
+        elif call.last_sdp.get(side) == body:
             return None  # a retransmission, or the same SDP once more: nothing changes
         call.last_sdp[side] = body
         try:
@@ -607,8 +619,8 @@ class CallTracker:
                 current = hold
                 break
         if offer.holding and current is None:
-            call.holds.append(Hold(offer.by, offer.at_us))
-            call.flags.add("hold")
+            call.holds = [*call.holds, Hold(offer.by, offer.at_us)]
+            call.flag("hold")
         elif not offer.holding and current is not None:
             current.resumed_us = offer.at_us
 
@@ -660,7 +672,7 @@ class CallTracker:
         self._done.append(build_call_record(call, reason, self._classify, uid))
         # Flows point back at their call: break the cycle so that the call's
         # memory goes now, not at the next full garbage collection.
-        call.flows.clear()
+        call.flows = ()
 
 
 def _is_hold(sdp: SessionDescription) -> bool:

@@ -413,6 +413,8 @@ class CaptureReader:
         ts = 0
         release_at = _RELEASE_EVERY
         while off < end:
+            # The one reader of enhanced packet blocks: every well-formed one is
+            # taken here; `_pcapng_block` says what is wrong with any other.
             if end - off >= 28:
                 btype, blen, ifid, ts_high, ts_low, caplen, _ = epb(buf, off)
                 nxt = off + blen
@@ -495,7 +497,8 @@ class CaptureReader:
             interfaces.append(self._pcapng_interface(off, blen, layout))
             return nxt, None, layout
         if btype == _NG_EPB:
-            record = self._pcapng_epb(off, blen, layout, interfaces)
+            # Well framed, yet refused by the reader in `_pcapng_records`: say why.
+            record = self._pcapng_epb_problem(off, blen, layout, interfaces)
         elif btype == _NG_SPB:
             record = self._pcapng_spb(off, blen, layout, interfaces, last_ts)
         elif btype == _NG_OPB:
@@ -583,11 +586,13 @@ class CaptureReader:
         mul, div = 1000000 // common, ticks // common
         return (linktype, mul, div, tsoffset * 1000000, snaplen)
 
-    def _pcapng_epb(self, off: int, blen: int, layout: _SectionLayout, interfaces: list):
+    def _pcapng_epb_problem(
+        self, off: int, blen: int, layout: _SectionLayout, interfaces: list
+    ) -> str:
         if blen < 32:
             return f"enhanced packet block of {blen} bytes, needs 32"
-        _, _, ifid, ts_high, ts_low, caplen, _ = layout.epb.unpack_from(self._buf, off)
-        return self._pcapng_record(off + 28, blen - 32, ifid, ts_high, ts_low, caplen, interfaces)
+        _, _, ifid, _, _, caplen, _ = layout.epb.unpack_from(self._buf, off)
+        return _packet_problem(ifid, caplen, blen - 32, interfaces) or "unreadable packet block"
 
     def _pcapng_opb(self, off: int, blen: int, layout: _SectionLayout, interfaces: list):
         if blen < 32:
@@ -605,10 +610,9 @@ class CaptureReader:
         caplen: int,
         interfaces: list,
     ):
-        if ifid >= len(interfaces):
-            return f"interface {ifid} not described in this section ({len(interfaces)} are)"
-        if caplen > space:
-            return f"captured length {caplen} exceeds the {space} bytes of the block"
+        problem = _packet_problem(ifid, caplen, space, interfaces)
+        if problem is not None:
+            return problem
         linktype, mul, div, offset_us, _ = interfaces[ifid]
         ts = (ts_high << 32 | ts_low) * mul // div + offset_us
         return (ts, linktype, self._buf[data : data + caplen])
@@ -653,6 +657,15 @@ class CaptureReader:
 # After damage, candidate block starts are the type codes of known blocks.
 _NG_RESYNC_LE = re.compile(b"|".join(re.escape(t.to_bytes(4, "little")) for t in _NG_KNOWN_BLOCKS))
 _NG_RESYNC_BE = re.compile(b"|".join(re.escape(t.to_bytes(4, "big")) for t in _NG_KNOWN_BLOCKS))
+
+
+def _packet_problem(ifid: int, caplen: int, space: int, interfaces: list) -> str | None:
+    """What makes a packet block's interface or captured length unusable, if anything."""
+    if ifid >= len(interfaces):
+        return f"interface {ifid} not described in this section ({len(interfaces)} are)"
+    if caplen > space:
+        return f"captured length {caplen} exceeds the {space} bytes of the block"
+    return None
 
 
 def _map(file: Any) -> Any:

@@ -7,7 +7,6 @@ the order it is written. Optional fields are ``None`` when unknown.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -23,17 +22,46 @@ def format_ts(ts_us: int | None) -> str | None:
     if ts_us is None:
         return None
     seconds, micros = divmod(ts_us, 1_000_000)
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{micros:06d}Z"
+    # The times of one record, and of records written together, mostly fall in
+    # the same second: its text is kept (one tuple, replaced whole).
+    global _last_second
+    last = _last_second
+    if last[0] != seconds:
+        moment = datetime.fromtimestamp(seconds, UTC)
+        last = _last_second = (seconds, f"{moment:%Y-%m-%dT%H:%M:%S}.")
+    return f"{last[1]}{micros:06d}Z"
+
+
+_last_second: tuple[int | None, str] = (None, "")
+
+# Base32 (RFC 4648, lower case) of every 10-bit value: two letters of a uid each.
+_B32_PAIRS = [
+    a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567"
+]
 
 
 def make_uid(*parts: object) -> str:
     """A stable record id: the same identifying facts always give the same uid."""
     digest = hashlib.blake2b(
-        "\x1f".join("" if p is None else str(p) for p in parts).encode("utf-8", "surrogatepass"),
+        "\x1f".join(["" if p is None else str(p) for p in parts]).encode("utf-8", "surrogatepass"),
         digest_size=10,
     ).digest()
-    return "C" + base64.b32encode(digest).decode("ascii").lower()
+    # "C" and the base32 of the 80 bits, as base64.b32encode (lower-cased) writes them.
+    n = int.from_bytes(digest, "big")
+    pairs = _B32_PAIRS
+    return "".join(
+        (
+            "C",
+            pairs[n >> 70],
+            pairs[n >> 60 & 1023],
+            pairs[n >> 50 & 1023],
+            pairs[n >> 40 & 1023],
+            pairs[n >> 30 & 1023],
+            pairs[n >> 20 & 1023],
+            pairs[n >> 10 & 1023],
+            pairs[n & 1023],
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)

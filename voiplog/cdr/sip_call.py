@@ -9,7 +9,8 @@ the call through `TrackedCall`, so that records depend on no tracking code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 from voiplog.cdr.disposition import Disposition, EndedBy, EndReason, RecordKind, judge
@@ -43,7 +44,7 @@ class TrackedCall(Protocol):
     cancel_us: int | None
     bye_us: int | None
     ended_by: str | None
-    flags: set[str]
+    flags: AbstractSet[str]
     flows: Iterable[Any]  # each with `streams`: RtpStream by SSRC
     transport: str
     caller_ip: str
@@ -54,14 +55,14 @@ class TrackedCall(Protocol):
     to_uri: str | None
     request_uri: str | None
     user_agent: str | None
-    other_answers: list[tuple[str, int, int]]
-    holds: list[Any]  # each with `by`, `held_us`, `resumed_us`
+    other_answers: Sequence[tuple[str, int, int]]
+    holds: Sequence[Any]  # each with `by`, `held_us`, `resumed_us`
     refer: Any  # None, or with `by`, `referred_to`, `referred_by`, `status`
     early_sdp: bool
     correlation: dict[str, str] | None
     session_uid: str | None  # the B2BUA session it is a leg of (None: its own uid)
     session_link: str | None  # the evidence that linked it to another leg
-    gaps: list[tuple[int, int]]  # (start, end) of the restarts it lived through
+    gaps: Sequence[tuple[int, int]]  # (start, end) of the restarts it lived through
 
     def last_activity_us(self) -> int: ...
 

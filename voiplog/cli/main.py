@@ -123,9 +123,10 @@ def cli(log_level: str) -> None:
 def _version(ctx: click.Context) -> None:
     """The version, then which implementation of each compiled part runs (the
     pure-Python reference runs where an extension was not built or is off)."""
-    import voiplog.capture.files  # noqa: F401  (each chooses its implementation)
-    import voiplog.capture.live  # noqa: F401
-    import voiplog.rtp  # noqa: F401
+    import importlib
+
+    for module in ("voiplog.capture.files", "voiplog.capture.live", "voiplog.pipeline"):
+        importlib.import_module(module)  # each chooses its implementations as it loads
     from voiplog._extensions import STATUS
 
     click.echo(f"voiplog, version {__version__}")

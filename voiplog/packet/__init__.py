@@ -1,5 +1,6 @@
 """Packet decoding: captured frames to transport-layer datagrams (pure, no I/O)."""
 
+from voiplog.packet.datagram import ETHERNET_UDP, NO_UDP, VXLAN_PORT, read_udp
 from voiplog.packet.decode import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
@@ -22,10 +23,13 @@ from voiplog.packet.decode import (
     SKIP_OTHER_PROTOCOL,
     SKIP_UNSUPPORTED_TUNNEL,
     SUPPORTED_LINKTYPES,
+    Datagram,
     DecodeError,
     IPFragment,
+    TcpSegment,
     decode,
     decode_fragment,
+    decode_general,
     decode_tcp,
     decode_transport,
     format_ip,
@@ -35,6 +39,7 @@ from voiplog.packet.decode import (
 from voiplog.packet.flowkey import flow_key
 
 __all__ = [
+    "ETHERNET_UDP",
     "LINKTYPE_ETHERNET",
     "LINKTYPE_IPV4",
     "LINKTYPE_IPV6",
@@ -47,6 +52,7 @@ __all__ = [
     "LINKTYPE_RAW",
     "LINKTYPE_RAW_ALIASES",
     "MAX_TUNNEL_DEPTH",
+    "NO_UDP",
     "PROTO_SCTP",
     "PROTO_TCP",
     "PROTO_UDP",
@@ -56,14 +62,19 @@ __all__ = [
     "SKIP_OTHER_PROTOCOL",
     "SKIP_UNSUPPORTED_TUNNEL",
     "SUPPORTED_LINKTYPES",
+    "VXLAN_PORT",
+    "Datagram",
     "DecodeError",
     "IPFragment",
+    "TcpSegment",
     "decode",
     "decode_fragment",
+    "decode_general",
     "decode_tcp",
     "decode_transport",
     "flow_key",
     "format_ip",
     "is_fragment",
+    "read_udp",
     "skip_reason",
 ]

@@ -2,15 +2,16 @@
 
 Strategy: `decode` is the per-packet hot path. It walks the link layer (Ethernet with
 any number of VLAN tags, Linux cooked SLL/SLL2, raw IP, BSD loopback, PPP, PPPoE,
-MPLS), IPv4 or IPv6 (with extension headers), and UDP or TCP, and returns one plain
-tuple ``(proto, src_ip, src_port, dst_ip, dst_port, payload)``. Addresses stay packed
+MPLS), IPv4 or IPv6 (with extension headers), and UDP or TCP, and returns one
+`Datagram`, a named tuple ``(proto, src_ip, src_port, dst_ip, dst_port, payload)``
+(`voiplog.packet.datagram`). Addresses stay packed
 bytes; `format_ip` turns them into text only when a record needs it. Tunnels that
 carry subscriber traffic past the sensor (IP-in-IP, GRE, ERSPAN, VXLAN) are opened and
 the inner packet is returned.
 
 Three outcomes, kept apart on purpose:
 
-* a tuple: an IP datagram carrying UDP or TCP;
+* a `Datagram`: an IP datagram carrying UDP, TCP or SCTP;
 * ``None``: a well-formed frame that is simply not for us (ARP, ICMP, a non-first
   IP fragment, ...). `skip_reason` says which, for the counters, and
   `decode_fragment` hands fragments to a reassembler;
@@ -19,10 +20,10 @@ Three outcomes, kept apart on purpose:
 
 Nothing else ever escapes: the fuzz tests feed random bytes to every link type.
 
-The common Ethernet (optionally VLAN-tagged) -> IPv4 -> UDP case has an inline fast path in `decode` that only
-accepts; anything it is unsure about goes through the general walker, which is the
-single authority on errors and skip reasons. Bytes are indexed directly rather than
-unpacked with `struct`, because for the few fields needed that is faster in CPython.
+The common Ethernet (optionally VLAN-tagged) -> IPv4 -> UDP case has a fast path,
+`voiplog.packet.datagram.read_udp` (the pipeline's RTP fast path reads frames with
+it too), that only accepts; anything it is unsure about goes through the general
+walker, which is the single authority on errors and skip reasons.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from functools import lru_cache
 from ipaddress import IPv6Address
 
 from voiplog.errors import ParseError
+from voiplog.packet.datagram import Datagram, TcpSegment, _new, read_udp
 
 __all__ = [
     "LINKTYPE_ETHERNET",
@@ -55,10 +57,13 @@ __all__ = [
     "SKIP_OTHER_PROTOCOL",
     "SKIP_UNSUPPORTED_TUNNEL",
     "SUPPORTED_LINKTYPES",
+    "Datagram",
     "DecodeError",
     "IPFragment",
+    "TcpSegment",
     "decode",
     "decode_fragment",
+    "decode_general",
     "decode_tcp",
     "decode_transport",
     "format_ip",
@@ -172,49 +177,43 @@ class IPFragment:
     """The fragment's payload (after the IP header and any unfragmentable part)."""
 
 
-def decode(linktype: int, frame: bytes) -> tuple[int, bytes, int, bytes, int, bytes] | None:
-    """Decode one frame to ``(proto, src_ip, src_port, dst_ip, dst_port, payload)``.
+def decode(linktype: int, frame: bytes) -> Datagram | None:
+    """Decode one frame to a `Datagram`: ``(proto, src_ip, src_port, dst_ip, dst_port, payload)``.
 
     Addresses are packed (4 or 16 bytes). The UDP payload is trimmed to the UDP length,
     so Ethernet padding never reaches the caller; for TCP it is the segment payload,
     possibly empty. Returns None for a frame that is not UDP or TCP over IP (see
     `skip_reason`); raises `DecodeError` for a malformed one.
     """
-    # Fast path: Ethernet, untagged or with one 802.1Q tag, IPv4 without options,
-    # unfragmented, UDP. It only ever accepts; every doubtful frame goes to the general
-    # walker below.
     if linktype == 1:
-        n = len(frame)
-        if n >= 42:
-            if frame[12] == 8 and frame[13] == 0:
-                o = 14
-            elif frame[12] == 0x81 and frame[13] == 0 and frame[16] == 8 and frame[17] == 0:
-                o = 18
-            else:
-                o = 0
-            if o and frame[o] == 0x45 and frame[o + 9] == 17:
-                total = frame[o + 2] << 8 | frame[o + 3]
-                if 28 <= total <= n - o and not (frame[o + 6] & 0x3F or frame[o + 7]):
-                    p = o + 20
-                    length = frame[p + 4] << 8 | frame[p + 5]
-                    dport = frame[p + 2] << 8 | frame[p + 3]
-                    if 8 <= length <= total - 20 and dport != _VXLAN_PORT:
-                        return (
-                            17,
-                            frame[o + 12 : o + 16],
-                            frame[p] << 8 | frame[p + 1],
-                            frame[o + 16 : o + 20],
-                            dport,
-                            frame[p + 8 : p + length],
-                        )
+        u = read_udp(frame)[0]
+        if u:
+            return _new(
+                Datagram,
+                (
+                    17,
+                    frame[u - 8 : u - 4],
+                    frame[u] << 8 | frame[u + 1],
+                    frame[u - 4 : u],
+                    frame[u + 2] << 8 | frame[u + 3],
+                    frame[u + 8 : u + (frame[u + 4] << 8 | frame[u + 5])],
+                ),
+            )
     result = _walk(linktype, frame, False)
-    return result if result.__class__ is tuple else None
+    return result if result.__class__ is Datagram else None
+
+
+def decode_general(linktype: int, frame: bytes) -> Datagram | None:
+    """`decode` without its fast path: for a caller that has already read the frame
+    with `read_udp` (or the same test inline) and been refused."""
+    result = _walk(linktype, frame, False)
+    return result if result.__class__ is Datagram else None
 
 
 def skip_reason(linktype: int, frame: bytes) -> str | None:
     """Why `decode` returns None for this frame: one of the ``SKIP_*`` names.
 
-    Returns None when `decode` would return a tuple; raises `DecodeError` exactly when
+    Returns None when `decode` would return a `Datagram`; raises `DecodeError` exactly when
     `decode` does. Meant for the rare None case, so it walks the frame again.
     """
     result = _walk(linktype, frame, False)
@@ -235,35 +234,30 @@ def decode_fragment(linktype: int, frame: bytes) -> IPFragment | None:
     return result if result.__class__ is IPFragment else None
 
 
-def decode_tcp(
-    linktype: int, frame: bytes
-) -> tuple[int, bytes, int, bytes, int, bytes, int, int, int] | None:
+def decode_tcp(linktype: int, frame: bytes) -> TcpSegment | None:
     """Decode a TCP segment with what stream reassembly needs.
 
-    Returns ``(6, src_ip, src_port, dst_ip, dst_port, payload, seq, ack, flags)``: the
-    first six fields are `decode`'s tuple; ``flags`` is the TCP flags byte (FIN 0x01,
-    SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10). None if the frame is not TCP over IP.
+    Returns a `TcpSegment`, ``(6, src_ip, src_port, dst_ip, dst_port, payload, seq, ack,
+    flags)``: the first six fields are `decode`'s. None if the frame is not TCP over IP.
     """
     result = _walk(linktype, frame, True)
-    if result.__class__ is tuple and result[0] == PROTO_TCP:
-        return result
-    return None
+    return result if result.__class__ is TcpSegment else None
 
 
 def decode_transport(
     proto: int, src_ip: bytes, dst_ip: bytes, data: bytes, detail: bool = False
-) -> tuple | None:
+) -> Datagram | TcpSegment | None:
     """Decode the transport layer of a reassembled IP datagram (see `IPFragment`).
 
     ``data`` starts right after the IP header (for IPv6, after the fragment header, so
     it may begin with more extension headers). Same results and errors as `decode`;
-    with ``detail``, a TCP segment comes back as `decode_tcp`'s longer tuple.
+    with ``detail``, a TCP segment comes back as `decode_tcp`'s `TcpSegment`.
     """
     if len(src_ip) == 16:
         result = _ipv6_chain(data, 0, len(data), proto, src_ip, dst_ip, 0, detail)
     else:
         result = _transport(data, 0, len(data), proto, src_ip, dst_ip, 0, detail)
-    return result if result.__class__ is tuple else None
+    return result if isinstance(result, (Datagram, TcpSegment)) else None
 
 
 @lru_cache(maxsize=65536)
@@ -287,11 +281,12 @@ def format_ip(packed: bytes) -> str:
 
 # --- general walker ------------------------------------------------------------------
 #
-# Every layer function takes (frame, offset, end, depth, detail) and returns a result
-# tuple, a SKIP_* string, or (with detail=True) an IPFragment; malformed input raises
-# DecodeError. `end` is the first byte past this layer's data, so padding and outer
-# trailers are never read as payload. With detail=True, TCP results carry seq, ack and
-# flags, and fragments come back as IPFragment instead of SKIP_FRAGMENT.
+# Every layer function takes (frame, offset, end, depth, detail) and returns a
+# `Datagram`, a SKIP_* string, or (with detail=True) an IPFragment; malformed input
+# raises DecodeError. `end` is the first byte past this layer's data, so padding and
+# outer trailers are never read as payload. With detail=True, TCP comes back as a
+# `TcpSegment` (seq, ack and flags too), and fragments as IPFragment instead of
+# SKIP_FRAGMENT.
 
 
 def _walk(linktype: int, frame: bytes, detail: bool):
@@ -563,7 +558,10 @@ def _transport(
             if depth >= MAX_TUNNEL_DEPTH:
                 raise _too_deep()
             return _vxlan(frame, p + 8, p + length, depth + 1, detail)
-        return (17, src, frame[p] << 8 | frame[p + 1], dst, dport, frame[p + 8 : p + length])
+        return _new(
+            Datagram,
+            (17, src, frame[p] << 8 | frame[p + 1], dst, dport, frame[p + 8 : p + length]),
+        )
     if proto == 6:
         if end - p < 20:
             raise DecodeError(f"TCP header cut short ({end - p} bytes)", "tcp.truncated")
@@ -575,37 +573,46 @@ def _transport(
                 f"TCP header length {header} exceeds the {end - p} bytes left", "tcp.truncated"
             )
         if detail:
-            return (
+            return _new(
+                TcpSegment,
+                (
+                    6,
+                    src,
+                    frame[p] << 8 | frame[p + 1],
+                    dst,
+                    frame[p + 2] << 8 | frame[p + 3],
+                    frame[p + header : end],
+                    int.from_bytes(frame[p + 4 : p + 8], "big"),
+                    int.from_bytes(frame[p + 8 : p + 12], "big"),
+                    frame[p + 13],
+                ),
+            )
+        return _new(
+            Datagram,
+            (
                 6,
                 src,
                 frame[p] << 8 | frame[p + 1],
                 dst,
                 frame[p + 2] << 8 | frame[p + 3],
                 frame[p + header : end],
-                int.from_bytes(frame[p + 4 : p + 8], "big"),
-                int.from_bytes(frame[p + 8 : p + 12], "big"),
-                frame[p + 13],
-            )
-        return (
-            6,
-            src,
-            frame[p] << 8 | frame[p + 1],
-            dst,
-            frame[p + 2] << 8 | frame[p + 3],
-            frame[p + header : end],
+            ),
         )
     if proto == 132:
         # SCTP: the payload is the packet's chunks, after the 12-byte common header
         # (ports, verification tag, checksum); `voiplog.packet.sctp` reads them.
         if end - p < 12:
             raise DecodeError(f"SCTP common header cut short ({end - p} bytes)", "sctp.truncated")
-        return (
-            132,
-            src,
-            frame[p] << 8 | frame[p + 1],
-            dst,
-            frame[p + 2] << 8 | frame[p + 3],
-            frame[p + 12 : end],
+        return _new(
+            Datagram,
+            (
+                132,
+                src,
+                frame[p] << 8 | frame[p + 1],
+                dst,
+                frame[p + 2] << 8 | frame[p + 3],
+                frame[p + 12 : end],
+            ),
         )
     if proto in (_PROTO_IPIP, _PROTO_IPV6, _PROTO_GRE):
         if depth >= MAX_TUNNEL_DEPTH:

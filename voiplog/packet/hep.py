@@ -31,6 +31,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from voiplog._frozen import fast_frozen_init
 from voiplog.errors import ParseError
 from voiplog.packet.tcp import TcpReassembler, TcpSettings
 from voiplog.settings import DEFAULT_HEP_PORT, HepSettings
@@ -76,6 +77,7 @@ class HepError(ParseError):
     kind = "hep.malformed"
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class HepMessage:
     """One decoded HEP packet. Addresses are packed bytes, as `decode` gives them."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from voiplog._frozen import fast_frozen_init
 from voiplog.sip._errors import SipParseError
 from voiplog.sip._uri import (
     NameAddr,
@@ -151,6 +152,7 @@ _REQUEST_START_RE = re.compile(rb"(?:\r?\n)*[A-Za-z0-9\-.!%*_+`'~]{1,64} +[^\x00
 _VERSION_TAIL_RE = re.compile(rb" (?i:SIP)/[0-9]{1,3}\.[0-9]{1,3}\Z")
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class SipMessage:
     """One parsed SIP request or response."""
@@ -255,11 +257,25 @@ class SipMessage:
         """The ``branch`` of every Via that has one, topmost first: a proxy
         forwarding a request adds its own on top of the sender's."""
         branches = []
-        for via in self.get_all("via"):
+        for header, via in self.headers:
+            if header != "via":
+                continue
             semi = via.find(";")
-            if semi >= 0:
+            if semi < 0:
+                continue
+            if '"' in via:
                 for key, value in parse_params(via[semi:]):
                     if key == "branch" and value:
+                        branches.append(value)
+                        break
+                continue
+            # Without quotes, parameters are what lies between semicolons (as
+            # `parse_params` splits them); only the first non-empty branch counts.
+            for param in via[semi + 1 :].split(";"):
+                name, eq, value = param.partition("=")
+                if eq and name.strip().lower() == "branch":
+                    value = value.strip()
+                    if value:
                         branches.append(value)
                         break
         return branches
@@ -293,8 +309,18 @@ class SipMessage:
 
 def canonical_header_name(name: str) -> str:
     """Lower-case full header name: ``I`` -> ``call-id``, ``Via`` -> ``via``."""
-    key = name.strip().lower()
-    return COMPACT_FORMS.get(key, key)
+    key = _CANONICAL.get(name)
+    if key is None:
+        key = name.strip().lower()
+        key = COMPACT_FORMS.get(key, key)
+        if len(_CANONICAL) < _MAX_CANONICAL:
+            _CANONICAL[name] = key
+    return key
+
+
+# Names asked for by `SipMessage.get`, canonical: the callers name the same few.
+_CANONICAL: dict[str, str] = {}
+_MAX_CANONICAL = 4096
 
 
 def looks_like_sip(payload: bytes) -> bool:
@@ -549,6 +575,34 @@ def parse_message(data: bytes) -> SipMessage:
 
     # Body.
     available = len(data) - body_start
+    if content_lengths == ["0"]:
+        # The usual case of a message without a body, decided at once.
+        body = b""
+        if available and data[body_start:].strip():
+            anomalies.append("sip.trailing_octets")
+    else:
+        body = _body(data, body_start, available, content_lengths, anomalies)
+
+    return SipMessage(
+        method,
+        request_uri,
+        status,
+        reason,
+        tuple(headers),
+        body,
+        first["call-id"],
+        int(number),
+        cseq_method,
+        from_,
+        to,
+        tuple(anomalies),
+    )
+
+
+def _body(
+    data: bytes, body_start: int, available: int, content_lengths: list[str], anomalies: list[str]
+) -> bytes:
+    """The body as the Content-Length values (as sent) delimit it."""
     if content_lengths:
         for value in content_lengths:
             if value.startswith("-") or len(value.lstrip("0")) > 9:
@@ -582,21 +636,7 @@ def parse_message(data: bytes) -> SipMessage:
                     anomalies.append("sip.trailing_octets")
     else:
         body = data[body_start:]
-
-    return SipMessage(
-        method,
-        request_uri,
-        status,
-        reason,
-        tuple(headers),
-        body,
-        first["call-id"],
-        int(number),
-        cseq_method,
-        from_,
-        to,
-        tuple(anomalies),
-    )
+    return body
 
 
 def _find_sdp(body: bytes, content_type: str, depth: int) -> bytes | None:

@@ -14,6 +14,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from voiplog._frozen import fast_frozen_init
 from voiplog.sip._errors import SipParseError
 
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
@@ -22,6 +23,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _SIP_SCHEMES = ("sip", "sips")
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class NameAddr:
     """A From/To/Contact-style value: optional display name, URI, header parameters.
