@@ -19,8 +19,6 @@ IMPLEMENTATIONS = [
     pytest.param(
         CompiledRtpStream,
         id="compiled",
-        marks=pytest.mark.skipif(
-            CompiledRtpStream is None, reason="compiled extensions not built"
-        ),
+        marks=pytest.mark.skipif(CompiledRtpStream is None, reason="compiled extensions not built"),
     ),
 ]

@@ -118,5 +118,7 @@ class TlsRules:
             "media_uids": sorted(media),
         }
         self._done.append(
-            self._record(conn, RecordKind.ENCRYPTED, "tls", Disposition.TLS_SESSION, (), set(), reason, extra)
+            self._record(
+                conn, RecordKind.ENCRYPTED, "tls", Disposition.TLS_SESSION, (), set(), reason, extra
+            )
         )
