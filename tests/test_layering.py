@@ -53,6 +53,7 @@ LAYERS = {
     "cdr": 3,
     "calls": 4, "flows": 4, "enrich": 4,
     "ndpi": 5,
+    "_fastpath": 5,  # the pipeline's fast path: it reads the pipeline it is handed
     "apps": 6,
     "pipeline": 6,  # beside apps, which it never imports: the classifier is handed in
     "export": 8, "sinks": 8,

@@ -12,16 +12,18 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from voiplog import pipeline as pipeline_module
+from voiplog._fastpath import fast_path
 from voiplog.calls import MediaFlow
 from voiplog.packet import read_udp
 from voiplog.pipeline import Pipeline
 from voiplog.rtp import RTP_OF_FLOW
 
 COMPILED = pipeline_module._cpipeline
+IN_USE = pipeline_module._FastPath
 IMPLEMENTATIONS = [
-    pytest.param(None, id="python"),
+    pytest.param(fast_path, id="python"),
     pytest.param(
-        COMPILED,
+        COMPILED and COMPILED.FastPath,
         id="compiled",
         marks=pytest.mark.skipif(COMPILED is None, reason="compiled extensions not built"),
     ),
@@ -80,11 +82,11 @@ def test_fast_path_takes_what_read_udp_and_the_rtp_test_accept(
     frame = b"\x02\0\0\0\0\x0b\x02\0\0\0\0\x0a" + tag + b"\x08\x00" + ip + body + bytes(padding)
 
     pipeline = _pipeline_with_flow()
-    pipeline_module._cpipeline = implementation
+    pipeline_module._FastPath = implementation
     try:
         pipeline.feed([(1, 1, frame)])
     finally:
-        pipeline_module._cpipeline = COMPILED
+        pipeline_module._FastPath = IN_USE
     taken = not pipeline.general
     u, head = read_udp(frame, 12)
     event("taken by the fast path" if taken else "left to the general path")

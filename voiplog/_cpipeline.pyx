@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""The pipeline's fast path compiled: `Pipeline._fast_path`, the reference, as an
-iterator.
+"""The pipeline's fast path compiled: `voiplog._fastpath.fast_path`, the reference,
+as an iterator.
 
 Statement for statement the reference: the same frames are taken (RTP of a flow
 attached to a call, or of a believed media session, in Ethernet/IPv4/UDP), by the

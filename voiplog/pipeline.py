@@ -5,8 +5,9 @@ UDP that no SDP announced and TLS that may carry SIP -> flow classifier.
 This loop runs once per packet, so it is written for speed: the RTP of flows
 already attached to a call (most of the traffic) is handled with one dict
 lookup on the 5-tuple and one on the SSRC, before anything else is tried.
-`feed` reads as the two paths: `_fast_path`, a generator that takes that RTP and
-yields every other frame, and `_packet`, the general path, which decodes a frame
+`feed` reads as the two paths: the fast path (`voiplog._fastpath`, compiled in
+`_cpipeline` when built), which takes that RTP and yields every other frame, and
+`_packet`, the general path, which decodes a frame
 and hands it on by protocol (`_udp`, `_tcp`, `_sctp`).
 Packet time is the clock; `expire` runs once per second of it (the live daemon
 also calls `expire` with wall-clock time while traffic is idle).
@@ -16,27 +17,31 @@ connections that carry SIP (and SIP over WebSocket) through
 `voiplog.sip.SipStreamTable`, drops mirror copies when a dedup window is set,
 and notes the outer tunnel of each call's first INVITE, which is added to the
 call's record as ``tunnel`` when it is written.
+
+One file, just over 600 lines: the `Pipeline` is the one place where a packet
+is handed from one part to the next (decoding, reassembly, SIP, RTP, HEP,
+RADIUS, the flow classifier) and where records leave, enriched; each step is
+a short method, and the parts themselves live in their own packages.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from voiplog._extensions import compiled
+from voiplog._fastpath import EXPIRE_EVERY_US, fast_path
 from voiplog.calls import CallSettings, CallTracker, EndReason, flow_key
 from voiplog.cdr import CallRecord, RegistrationRecord
 from voiplog.errors import ParseError
 from voiplog.flows import AppClassifier, FlowClassifier, FlowSettings, looks_like_tls
 from voiplog.packet import (
-    ETHERNET_UDP,
     PROTO_SCTP,
     PROTO_TCP,
     PROTO_UDP,
-    VXLAN_PORT,
     Datagram,
     DecodeError,
     TcpSegment,
@@ -59,14 +64,17 @@ from voiplog.packet.ipfrag import FragmentReassembler
 from voiplog.packet.mirror import MirrorDedup
 from voiplog.packet.sctp import SctpReassembler
 from voiplog.packet.tunnel import outer_tunnel
-from voiplog.rtp import RTP_OF_FLOW, is_rtp_of_flow, looks_like_rtp
+from voiplog.rtp import is_rtp_of_flow, looks_like_rtp
 from voiplog.settings import DEFAULT_SIP_PORTS, ReassemblySettings
 from voiplog.sip import SipStreamTable, looks_like_sip, parse_message
 
-_EXPIRE_EVERY_US = 1_000_000
+if TYPE_CHECKING:
+    from voiplog.cdr.sip_call import SubscriberLookup
+    from voiplog.enrich.enricher import Enricher
 
-# The fast path compiled (`_cpipeline.pyx`), or None: `Pipeline._fast_path` runs.
+# The fast path compiled (`_cpipeline.pyx`), else its pure-Python reference.
 _cpipeline = compiled("voiplog._cpipeline")
+_FastPath = _cpipeline.FastPath if _cpipeline is not None else fast_path
 
 # Requests whose packet's outer tunnel is noted for the record of their Call-ID.
 _TUNNELLED_METHODS = frozenset({"INVITE", "REGISTER"})
@@ -114,11 +122,11 @@ class Pipeline:
         *,
         sip_ports: Iterable[int] = DEFAULT_SIP_PORTS,
         call_settings: CallSettings | None = None,
-        classify=None,
+        lookup_subscriber: SubscriberLookup | None = None,
         on_parse_error: Callable[[int, ParseError], None] | None = None,
         flow_settings: FlowSettings | None = None,
         reassembly: ReassemblySettings | None = None,
-        enricher: Any = None,
+        enricher: Enricher | None = None,
         radius_ports: Iterable[int] = (),
         apps: AppClassifier | None = None,
         hep: HepSettings | None = None,
@@ -126,7 +134,8 @@ class Pipeline:
         """`on_parse_error(packet_number, error)` hears of every unreadable packet;
         packets are numbered from 1 across everything this pipeline is fed.
 
-        `enricher` (a `voiplog.enrich.Enricher`) fills each record's subscriber (and
+        `lookup_subscriber` says which end of a call is the subscriber (default:
+        neither). `enricher` fills each record's subscriber (and
         a call's remote) before it is written; UDP to `radius_ports` feeds its RADIUS sessions.
         `apps` (see `voiplog.apps.open_app_classifier`) names the application of UDP
         flows for app-call records. UDP and TCP to the ports of `hep` (default: 9060)
@@ -137,7 +146,7 @@ class Pipeline:
         self._on_parse_error = on_parse_error
         self._number = 0  # number of the packet in the slow path, for error reports
         self.sip_ports = frozenset(sip_ports)
-        kwargs = {"classify": classify} if classify is not None else {}
+        kwargs = {"lookup_subscriber": lookup_subscriber} if lookup_subscriber is not None else {}
         self.tracker = CallTracker(call_settings, on_weird=self._count_weird, **kwargs)
         # UDP that no SDP announced and TLS that may carry SIP go to the flow
         # classifier, for media and encrypted session records (None: disabled).
@@ -201,123 +210,8 @@ class Pipeline:
         on_progress: Callable[[], None] | None = None,
     ) -> None:
         """Run every (ts_us, linktype, frame) through the pipeline."""
-        if _cpipeline is not None:
-            fast_path = _cpipeline.FastPath(self, frames, on_progress)
-        else:
-            fast_path = self._fast_path(frames, on_progress)
-        for ts, linktype, frame, udp in fast_path:
+        for ts, linktype, frame, udp in _FastPath(self, frames, on_progress):
             self._packet(ts, linktype, frame, udp)
-
-    def _fast_path(
-        self, frames: Iterable[tuple[int, int, bytes]], on_progress: Callable[[], None] | None
-    ) -> Iterator[tuple[int, int, bytes, int]]:
-        """Take the bulk of the traffic; yield the rest for the general path.
-
-        The bulk is RTP, in Ethernet/IPv4/UDP as `read_udp` reads it, of a flow
-        already attached to a call or of a media session already believed. It is
-        read in place with two dict lookups (the flow key, then the SSRC). Every
-        other frame is yielded as ``(ts, linktype, frame, udp)``, ``udp`` the
-        offset `read_udp` found (0 if it found none). Once per second of packet
-        time this also expires what is due and reports progress.
-        """
-        stats = self.stats
-        flows = self.tracker.flows
-        media = self.tracker.media  # its generation changes whenever new SDP may announce a flow
-        unmatched = self._unmatched
-        classifier = self.classifier
-        if classifier is not None:
-            session_keys = classifier.session_keys
-            take_rtp = classifier.take_rtp
-        else:
-            session_keys = {}
-        dedup = self._dedup
-        rtp_of_flow = RTP_OF_FLOW
-        unpack = ETHERNET_UDP.unpack_from
-        copies = 0  # mirror copies dropped by the fast path
-        next_expire = self._next_expire_us
-        now = self._now_us
-        ts = now
-        fast = 0  # packets taken by the fast path (RTP of calls)
-        media_fast = 0  # ... and RTP of media sessions
-        slow = 0
-        for ts, linktype, frame in frames:
-            if ts >= next_expire:
-                if ts > now:
-                    now = ts
-                self._now_us = now
-                self._expire(now)
-                next_expire = now + _EXPIRE_EVERY_US
-                if on_progress is not None:
-                    on_progress()
-            # `read_udp(frame, 12)`, inlined: a call per packet would cost more
-            # than the rest of this path (tests/test_pipeline_fast_path.py holds
-            # the two together). Then a whole RTP header (12 bytes) of a version
-            # and payload type that a flow known to carry RTP takes as RTP.
-            udp = 0
-            if linktype == 1 and (size := len(frame)) >= 44:
-                ethertype, ver_ihl, total, fragment, proto, dport, length, head = unpack(frame)
-                ip = 14
-                if ethertype == 0x8100 and size >= 48:
-                    ethertype, ver_ihl, total, fragment, proto, dport, length, head = unpack(
-                        frame, 4
-                    )
-                    ip = 18
-                if (
-                    ethertype == 0x0800
-                    and ver_ihl == 0x45
-                    and proto == 17
-                    and not fragment & 0x3FFF
-                    and 20 <= length <= total - 20
-                    and total <= size - ip
-                    and dport != VXLAN_PORT
-                ):
-                    udp = ip + 20
-            if udp and rtp_of_flow[head]:
-                key = frame[udp - 8 : udp + 4]
-                flow = flows.get(key)
-                if flow is not None:
-                    if dedup is not None and dedup.seen(
-                        # The general path's key: flow key + UDP payload.
-                        key + frame[udp + 8 : udp + (frame[udp + 4] << 8 | frame[udp + 5])],
-                        ts,
-                    ):
-                        copies += 1
-                        continue
-                    # `MediaFlow.add_rtp`, but for a stream already attached
-                    # (all packets but an SSRC's first) without its call.
-                    stream = flow.streams.get(frame[udp + 16 : udp + 20])
-                    if stream is None:
-                        flow.add_rtp(ts, frame, udp + 8)
-                    else:
-                        stream.add(ts, frame, udp + 8)
-                    fast += 1
-                    continue
-                # RTP of a media session that no SDP announced, if believed,
-                # and only while no new SDP arrived that might announce it.
-                entry = session_keys.get(key)
-                if (
-                    entry is not None
-                    and unmatched.get(key) == media.generation
-                    and take_rtp(
-                        ts, entry, frame, udp + 8, (frame[udp + 4] << 8 | frame[udp + 5]) - 8
-                    )
-                ):
-                    media_fast += 1
-                    continue
-            slow += 1
-            self._number = stats.packets + fast + media_fast + slow + copies
-            if ts > now:
-                now = ts
-            yield ts, linktype, frame, udp
-        if ts > now:
-            now = ts  # the fast path leaves `now` behind; catch up with the last packet
-        stats.packets += fast + media_fast + slow + copies
-        stats.mirror_duplicates += copies
-        stats.rtp_packets += fast
-        stats.udp += fast + media_fast
-        stats.media_session_packets += media_fast
-        self._now_us = now
-        self._next_expire_us = next_expire
 
     def _packet(self, ts: int, linktype: int, frame: bytes, udp: int) -> None:
         """The general path: one frame decoded (or reassembled), then handed on by protocol."""
@@ -474,7 +368,7 @@ class Pipeline:
             if received >= self._next_expire_us:
                 self._now_us = max(self._now_us, received)
                 self._expire(self._now_us)
-                self._next_expire_us = self._now_us + _EXPIRE_EVERY_US
+                self._next_expire_us = self._now_us + EXPIRE_EVERY_US
             self._hep(received, data, sender)
 
     def _hep(self, ts: int, data: bytes, sender: object) -> None:
@@ -619,7 +513,7 @@ class Pipeline:
         if now_us > self._now_us:
             self._now_us = now_us
         self._expire(self._now_us)
-        self._next_expire_us = self._now_us + _EXPIRE_EVERY_US
+        self._next_expire_us = self._now_us + EXPIRE_EVERY_US
 
     def _radius(self, ts: int, src: bytes, payload: bytes) -> None:
         try:

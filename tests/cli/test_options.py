@@ -19,7 +19,7 @@ def test_defaults_without_config_match_the_validated_defaults(monkeypatch, tmp_p
     validated = load_pipeline_parts(str(empty))
     assert validated.sip_ports == light.sip_ports
     assert validated.call_settings == light.call_settings
-    assert validated.classify is None
+    assert validated.lookup_subscriber is None
 
 
 def test_reassembly_defaults_match_the_pipeline_defaults(tmp_path):

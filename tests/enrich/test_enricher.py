@@ -40,7 +40,7 @@ ALICE = {
 
 
 def _record(caller_ip="100.64.0.1", callee_ip="192.0.2.50", started_us=T, **kw) -> CallRecord:
-    subscriber_ip, direction, subscriber = NETWORKS.classify(caller_ip, callee_ip)
+    subscriber_ip, direction, subscriber = NETWORKS.lookup_subscriber(caller_ip, callee_ip)
     fields = dict(
         uid="C1", kind="sip", call_id="c1", caller="1001", callee="2001", caller_uri=None,
         callee_uri=None, request_uri=None, caller_ip=caller_ip, caller_port=5060,
@@ -55,7 +55,7 @@ def _record(caller_ip="100.64.0.1", callee_ip="192.0.2.50", started_us=T, **kw) 
 
 
 def _registration(source_ip="100.64.0.1", registrar_ip="192.0.2.10", **kw) -> RegistrationRecord:
-    subscriber_ip, direction, subscriber = NETWORKS.classify(source_ip, registrar_ip)
+    subscriber_ip, direction, subscriber = NETWORKS.lookup_subscriber(source_ip, registrar_ip)
     fields = dict(
         uid="R1", kind="registration", call_id="r1", aor="sip:3001@voip.example.net",
         user="3001", contact_uri=None, contact_ip=None, contact_port=None, source_ip=source_ip,
@@ -142,7 +142,9 @@ def test_cgnat_public_address_and_port_to_private_to_subscriber():
     leases.add("100.64.0.2", T, None, Owner("bob"))
     enricher = Enricher(leases=leases, cgnat=cgnat, networks=networks)
     for port, who, private in ((2047, "alice", "100.64.0.1"), (2048, "bob", "100.64.0.2")):
-        subscriber_ip, direction, subscriber = networks.classify("203.0.113.7", "192.0.2.50")
+        subscriber_ip, direction, subscriber = networks.lookup_subscriber(
+            "203.0.113.7", "192.0.2.50"
+        )
         record = enricher.enrich(
             _record(caller_ip="203.0.113.7", caller_port=port, subscriber_ip=subscriber_ip,
                     direction=direction, subscriber=subscriber)

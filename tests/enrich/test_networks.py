@@ -27,14 +27,17 @@ def test_longest_prefix_wins():
 
 def test_directions():
     nets = _nets()
-    assert nets.classify("100.64.8.9", "198.51.100.1")[:2] == ("100.64.8.9", "outbound")
-    assert nets.classify("198.51.100.1", "2001:db8:1000::5")[:2] == ("2001:db8:1000::5", "inbound")
-    assert nets.classify("100.64.8.9", "100.64.9.9")[:2] == ("100.64.8.9", "internal")
-    assert nets.classify("198.51.100.1", "203.0.113.1") == (None, "transit", None)
+    assert nets.lookup_subscriber("100.64.8.9", "198.51.100.1")[:2] == ("100.64.8.9", "outbound")
+    assert nets.lookup_subscriber("198.51.100.1", "2001:db8:1000::5")[:2] == (
+        "2001:db8:1000::5",
+        "inbound",
+    )
+    assert nets.lookup_subscriber("100.64.8.9", "100.64.9.9")[:2] == ("100.64.8.9", "internal")
+    assert nets.lookup_subscriber("198.51.100.1", "203.0.113.1") == (None, "transit", None)
 
 
 def test_subscriber_object():
-    _, _, subscriber = _nets().classify("100.64.8.9", "198.51.100.1")
+    _, _, subscriber = _nets().lookup_subscriber("100.64.8.9", "198.51.100.1")
     assert subscriber == {
         "id": None,
         "account": None,
@@ -45,4 +48,8 @@ def test_subscriber_object():
 
 
 def test_no_networks_means_no_direction():
-    assert SubscriberNetworks([]).classify("100.64.8.9", "198.51.100.1") == (None, None, None)
+    assert SubscriberNetworks([]).lookup_subscriber("100.64.8.9", "198.51.100.1") == (
+        None,
+        None,
+        None,
+    )

@@ -255,7 +255,7 @@ def test_the_subscriber_is_the_anchor_even_when_the_peer_sends_first():
         return None, "transit", None
 
     apps = TableClassifier({PEER: WHATSAPP})
-    flows = FlowClassifier(FlowSettings(), classify=subscribers, apps=apps)
+    flows = FlowClassifier(FlowSettings(), lookup_subscriber=subscribers, apps=apps)
     rng = random.Random(4)
     for i in range(500):
         t = T0 + i * 20 * MS

@@ -342,6 +342,11 @@ class Dialog:
         else:
             self.flags = {name}
 
+    @property
+    def relayed(self) -> bool:
+        """Whether the call's INVITE was seen at several hops (on both sides of a proxy)."""
+        return "invite_forwarded" in self.flags
+
     def last_activity_us(self) -> int:
         last = self.last_sip_us
         for flow in self.flows:

@@ -213,11 +213,13 @@ class RegistrationTracker:
     def __init__(
         self,
         settings: CallSettings | None = None,
-        classify: SubscriberLookup | None = None,
+        lookup_subscriber: SubscriberLookup | None = None,
         on_weird: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings or CallSettings()
-        self._classify = classify or (lambda source, destination: (None, None, None))
+        self._lookup_subscriber = lookup_subscriber or (
+            lambda source, destination: (None, None, None)
+        )
         self._weird = on_weird or (lambda kind: None)
         self._chains: OrderedDict[str, _Chain] = OrderedDict()
         self._recent_uids: OrderedDict[str, None] = OrderedDict()
@@ -470,7 +472,9 @@ class RegistrationTracker:
         # A Contact naming a host rather than an address proves nothing about an IP.
         contact_ip = _address(uri_host(contact_uri)) if contact_uri else None
         contact_port = uri_port(contact_uri) if contact_ip is not None else None
-        subscriber_ip, direction, subscriber = self._classify(chain.source_ip, chain.registrar_ip)
+        subscriber_ip, direction, subscriber = self._lookup_subscriber(
+            chain.source_ip, chain.registrar_ip
+        )
         return RegistrationRecord(
             uid=self._unique_uid(
                 chain.call_id,

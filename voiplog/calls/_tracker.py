@@ -4,7 +4,7 @@ Strategy: one `Dialog` per Call-ID holds the tracking state of a call. Each
 message is classified into an input of the dialog's transition table
 (`voiplog.calls._dialog`), and the table's action is performed here; messages
 that change no state (in-dialog offers and answers, REFER) update the call's
-media and transfer data directly. SDP offers and answers register the media
+media and transfer data directly (`voiplog.calls._in_dialog`). SDP offers and answers register the media
 endpoints each side announced in a `MediaIndex`, so that RTP flows can be
 attached to the call that announced them. Every open call has a deadline on
 packet time, set by its state, in a `DeadlineHeap` (the REGISTER tracker
@@ -28,12 +28,11 @@ from voiplog.calls._dialog import (
     Action,
     Deadline,
     Dialog,
-    Hold,
     Input,
     Offer,
-    Refer,
     Side,
 )
+from voiplog.calls._in_dialog import is_hold, note_correlation, note_refer, settle_offer
 from voiplog.calls._legs import LegLinker
 from voiplog.calls._media import MediaFlow, MediaIndex
 from voiplog.calls._registrations import RegistrationTracker
@@ -44,17 +43,14 @@ from voiplog.cdr.sip_call import (
     SubscriberLookup,
     build_call_record,
     call_uid,
-    no_classification,
+    no_subscriber_lookup,
 )
 from voiplog.errors import ParseError
 from voiplog.settings import CallSettings
 from voiplog.sip import (
     SessionDescription,
     SipMessage,
-    charging_icid,
-    parse_name_addr,
     parse_sdp,
-    session_id,
 )
 
 _US = 1_000_000
@@ -79,11 +75,6 @@ def _forwarded(branches: list[str], first: list[str]) -> bool:
     )
 
 
-def _relayed(call: Dialog) -> bool:
-    """Whether the call's INVITE was seen at several hops (on both sides of a proxy)."""
-    return "invite_forwarded" in call.flags
-
-
 Record = CallRecord | RegistrationRecord
 
 
@@ -98,11 +89,11 @@ class CallTracker:
     def __init__(
         self,
         settings: CallSettings | None = None,
-        classify: SubscriberLookup = no_classification,
+        lookup_subscriber: SubscriberLookup = no_subscriber_lookup,
         on_weird: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings or CallSettings()
-        self._classify = classify
+        self._lookup_subscriber = lookup_subscriber
         self._weird = on_weird or (lambda kind: None)
         self._calls: OrderedDict[str, Dialog] = OrderedDict()
         self._heap: DeadlineHeap[Dialog] = DeadlineHeap(self._calls)
@@ -111,7 +102,7 @@ class CallTracker:
         # Flows attached to calls, by `flow_key`: the media index's own dict,
         # which the pipeline's RTP fast path reads directly.
         self.flows: dict[bytes, MediaFlow] = self.media.flows
-        self.registrations = RegistrationTracker(self.settings, classify, self._weird)
+        self.registrations = RegistrationTracker(self.settings, lookup_subscriber, self._weird)
         # Legs of one call behind a B2BUA, linked into sessions.
         self.legs = LegLinker(
             call_uid,
@@ -297,10 +288,10 @@ class CallTracker:
             if sdp is not None and offer and call.answered_us is not None:
                 # Taken into account once answered 2xx: a refused offer changes nothing.
                 call.pending_offer = Offer(
-                    method, msg.cseq_num or 0, msg.from_tag, sender, _is_hold(sdp), ts_us
+                    method, msg.cseq_num or 0, msg.from_tag, sender, is_hold(sdp), ts_us
                 )
         elif method == "REFER":
-            self._on_refer(call, msg, sender)
+            note_refer(call, msg, sender)
 
     def _on_invite(
         self, msg: SipMessage, call: Dialog | None, call_id: str, ts_us: int, hop: _Hop
@@ -387,7 +378,7 @@ class CallTracker:
         call.to_uri = msg.request_uri if to_uri == msg.request_uri else to_uri
         user_agent = msg.get("user-agent")
         call.user_agent = intern(user_agent) if user_agent is not None else None
-        self._note_correlation(call, msg, Side.CALLER)
+        note_correlation(call, msg, Side.CALLER)
         self._calls[call_id] = call
         self.legs.open(call)
         self._take_sdp(call, msg, Side.CALLER, ts_us, answer=False)
@@ -404,7 +395,7 @@ class CallTracker:
         status = msg.status or 0
         cseq = msg.cseq_num
         if status >= 200 and call.pending_offer is not None:
-            self._settle_offer(call, msg, status)
+            settle_offer(call, msg, status)
         if msg.cseq_method != "INVITE":
             if msg.cseq_method in ("PRACK", "UPDATE") and 200 <= status < 300:
                 self._take_sdp(call, msg, self._response_sender(call, msg), ts_us, answer=True)
@@ -433,7 +424,7 @@ class CallTracker:
         # caller itself (its challenge, its timeout, a failure it relayed as
         # another) is no branch, and the caller's answer is the one received.
         reaches_caller = not self._beyond_caller(call, hop.dst_ip, hop.dst_port)
-        if to_tag and 100 < status < 300 and not (reaches_caller and _relayed(call)):
+        if to_tag and 100 < status < 300 and not (reaches_caller and call.relayed):
             branch = (hop.dst_ip, hop.dst_port, to_tag)
             if branch not in call.branch_tags:
                 call.branch_tags = {*call.branch_tags, branch}
@@ -442,7 +433,7 @@ class CallTracker:
         if (
             status > 100
             and (call.correlation is None or len(call.correlation) < len(CORRELATION_KEYS))
-            and self._note_correlation(call, msg, Side.CALLEE)
+            and note_correlation(call, msg, Side.CALLEE)
         ):
             self.legs.note(call)
         if status < 200:
@@ -527,7 +518,7 @@ class CallTracker:
         """Whether an endpoint of a message of a call seen at several hops is not
         the caller on the hop nearest it (`origin_ip`): a proxy's, or the callee's.
         Always False for a call seen at one hop."""
-        if not _relayed(call):
+        if not call.relayed:
             return False
         if ip != call.origin_ip:
             return True
@@ -598,99 +589,12 @@ class CallTracker:
             return False
         return to_tag in call.to_tags or from_tag in call.to_tags
 
-    @staticmethod
-    def _settle_offer(call: Dialog, msg: SipMessage, status: int) -> None:
-        """Follow hold and resume once the final answer to an offer of an answered
-        call comes: a 2xx makes the offer's hold or resume happen (at the offer's
-        time), anything else drops it."""
-        offer = call.pending_offer
-        if offer is None or (msg.cseq_method, msg.cseq_num, msg.from_tag) != (
-            offer.method,
-            offer.cseq,
-            offer.from_tag,
-        ):
-            return
-        call.pending_offer = None
-        if status >= 300:
-            return
-        current = None
-        for hold in reversed(call.holds):
-            if hold.by is offer.by and hold.resumed_us is None:
-                current = hold
-                break
-        if offer.holding and current is None:
-            call.holds = [*call.holds, Hold(offer.by, offer.at_us)]
-            call.flag("hold")
-        elif not offer.holding and current is not None:
-            current.resumed_us = offer.at_us
-
-    @staticmethod
-    def _on_refer(call: Dialog, msg: SipMessage, sender: Side) -> None:
-        cseq = msg.cseq_num or 0
-        if call.refer is not None and call.refer.cseq == cseq and call.refer.by is sender:
-            return  # a retransmission
-        referred_to = _uri_of(msg.get("refer-to"))
-        # Without a Referred-By (RFC 3892) the referrer is the REFER's sender.
-        referred_by = _uri_of(msg.get("referred-by")) or (msg.from_.uri if msg.from_ else None)
-        call.refer = Refer(sender, referred_to, referred_by, cseq)
-
-    @staticmethod
-    def _note_correlation(call: Dialog, msg: SipMessage, side: Side) -> bool:
-        """Keep the hints that tie this leg to the other legs of a B2BUA: X-CID,
-        the IMS charging id (P-Charging-Vector icid-value) and the RFC 7989
-        Session-ID pair. The first value seen of each is kept. Whether any
-        hint is new."""
-        x_cid = msg.get("x-cid")
-        icid = charging_icid(msg.get("p-charging-vector"))
-        sid = session_id(msg.get("session-id"))
-        if not x_cid and icid is None and sid is None:
-            return False
-        hints = call.correlation
-        if hints is None:
-            hints = call.correlation = {}
-        known = len(hints)
-        if x_cid:
-            hints.setdefault("x_cid", x_cid)
-        if icid is not None:
-            hints.setdefault("icid", icid)
-        if sid is not None:
-            # RFC 7989: each side sends its own UUID first and the other's as remote.
-            local, remote = sid
-            ours, theirs = ("session_id", "session_id_remote")
-            if side is Side.CALLEE:
-                ours, theirs = theirs, ours
-            hints.setdefault(ours, local)
-            if remote is not None:
-                hints.setdefault(theirs, remote)
-        return len(hints) > known
-
     def _close(self, call: Dialog, reason: EndReason | None) -> None:
         self._calls.pop(call.call_id, None)
         uid = call_uid(call)
         call.session_uid, call.session_link = self.legs.close(call, uid, call.last_sip_us)
         self.media.release(call)
-        self._done.append(build_call_record(call, reason, self._classify, uid))
+        self._done.append(build_call_record(call, reason, self._lookup_subscriber, uid))
         # Flows point back at their call: break the cycle so that the call's
         # memory goes now, not at the next full garbage collection.
         call.flows = ()
-
-
-def _is_hold(sdp: SessionDescription) -> bool:
-    """Whether an offer puts the other side on hold: its audio is sendonly or
-    inactive, or sent to 0.0.0.0 (RFC 2543), as RFC 6337 §5.3 describes."""
-    streams = [m for m in sdp.media if m.port != 0 and m.media == "audio"]
-    if not streams:
-        streams = [m for m in sdp.media if m.port != 0]
-    return bool(streams) and all(
-        m.direction in ("sendonly", "inactive") or m.connection == "0.0.0.0" for m in streams
-    )
-
-
-def _uri_of(value: str | None) -> str | None:
-    """The URI of a name-addr header value (Refer-To, Referred-By), else None."""
-    if not value:
-        return None
-    try:
-        return parse_name_addr(value).uri
-    except ParseError:
-        return None

@@ -13,6 +13,11 @@ a capture at all raises `CaptureFileError`, at open time.
 
 pcap: https://datatracker.ietf.org/doc/draft-ietf-opsawg-pcap/
 pcapng: https://datatracker.ietf.org/doc/draft-ietf-opsawg-pcapng/
+
+One file, over 600 lines: one reader of two formats. Both read one mapping,
+give its pages back as they go, and report damage and recover from it the
+same way (offset, reason, resynchronisation on plausible records), so they
+share the reader's state; the compiled record loops are in `_cpcap.pyx`.
 """
 
 from __future__ import annotations

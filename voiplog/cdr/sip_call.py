@@ -28,7 +28,7 @@ SubscriberLookup = Callable[[str, str], tuple[str | None, str | None, dict | Non
 CORRELATION_KEYS = ("x_cid", "icid", "session_id", "session_id_remote")
 
 
-def no_classification(caller_ip: str, callee_ip: str) -> tuple[None, None, None]:
+def no_subscriber_lookup(caller_ip: str, callee_ip: str) -> tuple[None, None, None]:
     return None, None, None
 
 
@@ -68,7 +68,10 @@ class TrackedCall(Protocol):
 
 
 def build_call_record(
-    call: TrackedCall, reason: EndReason | None, classify: SubscriberLookup, uid: str | None = None
+    call: TrackedCall,
+    reason: EndReason | None,
+    lookup_subscriber: SubscriberLookup,
+    uid: str | None = None,
 ) -> CallRecord:
     """The record of `call`, closed early for `reason` (None: its end is known);
     `uid` is its `call_uid` when already known."""
@@ -105,7 +108,7 @@ def build_call_record(
     answered_at = format_ts(answered_us)
     if call.early_sdp and media and (answered_at is None or media[0].first_at < answered_at):
         flags.add("early_media")  # RTP flowed before the answer, on a 1xx's SDP
-    subscriber_ip, direction, subscriber = classify(call.caller_ip, call.callee_ip)
+    subscriber_ip, direction, subscriber = lookup_subscriber(call.caller_ip, call.callee_ip)
     if uid is None:
         uid = call_uid(call)
     extra = _flow_details(call)

@@ -145,7 +145,7 @@ class Daemon:
         # run` says it and exits 2.
         parts = pipeline_parts(cfg)
         # Even with no subscriber networks: a reload may add some.
-        self._subscriber_lookup = _SubscriberLookup(subscriber_networks(cfg).classify)
+        self._subscriber_lookup = _SubscriberLookup(subscriber_networks(cfg).lookup_subscriber)
         self.apps = open_app_classifier(parts.flow_settings)
         if self.apps.warning:
             log.warning("%s", self.apps.warning)
@@ -153,7 +153,7 @@ class Daemon:
             parts,
             self._emit,
             apps=self.apps.classifier,
-            classify=self._subscriber_lookup,
+            lookup_subscriber=self._subscriber_lookup,
             on_parse_error=self._parse_error,
         )
         self.capture: LiveCapture | None = None
@@ -480,7 +480,7 @@ class Daemon:
         old = self.cfg
         if self.options.follow_config_log_level:
             logging.getLogger().setLevel(new.daemon.log_level.upper())
-        self._subscriber_lookup.target = subscriber_networks(new).classify
+        self._subscriber_lookup.target = subscriber_networks(new).lookup_subscriber
         self.pipeline.tracker.settings = new.calls.settings()
         filter_changed = (
             new.sip.ports != old.sip.ports

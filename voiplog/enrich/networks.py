@@ -54,7 +54,7 @@ class SubscriberNetworks:
         self._cache[ip] = found
         return found
 
-    def classify(
+    def lookup_subscriber(
         self, caller_ip: str, callee_ip: str
     ) -> tuple[str | None, str | None, dict[str, Any] | None]:
         """(subscriber_ip, direction, subscriber) of a call's signalling endpoints."""

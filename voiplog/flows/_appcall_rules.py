@@ -128,7 +128,9 @@ class AppCallRules:
     def _anchor(self, session: _UdpSession) -> int:
         """Which end of a session of an app call is the subscriber's (0 or 1)."""
         first, other = session.ips
-        subscriber_ip, _direction, _subscriber = self._classify(format_ip(first), format_ip(other))
+        subscriber_ip, _direction, _subscriber = self._lookup_subscriber(
+            format_ip(first), format_ip(other)
+        )
         if subscriber_ip is not None:
             return 0 if subscriber_ip == format_ip(first) else 1
         # No subscriber networks. The end whose socket already carried a flow of

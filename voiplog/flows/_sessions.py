@@ -43,7 +43,7 @@ from voiplog.cdr import (
     RecordKind,
     format_ts,
 )
-from voiplog.cdr.sip_call import SubscriberLookup, no_classification
+from voiplog.cdr.sip_call import SubscriberLookup, no_subscriber_lookup
 from voiplog.flows._appcall_rules import AppCallRules
 from voiplog.flows._appcalls import AppCallTable
 from voiplog.flows._appheaders import UNWRAPPERS
@@ -105,7 +105,7 @@ class FlowClassifier(AppCallRules, TlsRules):
     def __init__(
         self,
         settings: FlowSettings | None = None,
-        classify: SubscriberLookup = no_classification,
+        lookup_subscriber: SubscriberLookup = no_subscriber_lookup,
         on_weird: Callable[[str], None] | None = None,
         apps: AppClassifier | None = None,
     ) -> None:
@@ -132,7 +132,7 @@ class FlowClassifier(AppCallRules, TlsRules):
         # address pair: (app, basis, time of the ClientHello).
         self._socket_apps: dict[tuple[bytes, int], tuple[AppVerdict, int]] = {}
         self._hello_apps: OrderedDict[tuple[bytes, bytes], tuple[str, str, int]] = OrderedDict()
-        self._classify = classify
+        self._lookup_subscriber = lookup_subscriber
         self._weird = on_weird or (lambda kind: None)
         self._gap_us = int(self.settings.idle_gap_s * _US)
         self._candidate_gap_us = int(self.settings.candidate_timeout_s * _US)
@@ -699,7 +699,7 @@ class FlowClassifier(AppCallRules, TlsRules):
             flags.add(reason.value)
             if reason is EndReason.SHUTDOWN:
                 ended_by = EndedBy.SHUTDOWN
-        subscriber_ip, direction, subscriber = self._classify(caller_ip, callee_ip)
+        subscriber_ip, direction, subscriber = self._lookup_subscriber(caller_ip, callee_ip)
         started = format_ts(entry.first_us)
         if entry.gaps:
             # The daemon was restarted while the session lasted: its packets

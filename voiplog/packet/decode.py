@@ -24,6 +24,10 @@ The common Ethernet (optionally VLAN-tagged) -> IPv4 -> UDP case has a fast path
 `voiplog.packet.datagram.read_udp` (the pipeline's RTP fast path reads frames with
 it too), that only accepts; anything it is unsure about goes through the general
 walker, which is the single authority on errors and skip reasons.
+
+One file, over 600 lines: the walker is one recursive descent. Its link, IP,
+transport and tunnel steps call one another (a tunnel's inner packet starts
+again at Ethernet or IP), so they stay together.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ class PipelineParts:
 
     sip_ports: tuple[int, ...] = DEFAULT_SIP_PORTS
     call_settings: CallSettings = field(default_factory=CallSettings)
-    classify: SubscriberLookup | None = None
+    lookup_subscriber: SubscriberLookup | None = None
     flow_settings: FlowSettings = field(default_factory=FlowSettings)
     reassembly: ReassemblySettings | None = None
     enricher: Enricher | None = None  # with an [enrichment] section
@@ -93,7 +93,7 @@ def pipeline_parts(cfg: PopConfig) -> PipelineParts:
     return PipelineParts(
         sip_ports=tuple(cfg.sip.ports),
         call_settings=cfg.calls.settings(),
-        classify=networks.classify if networks else None,
+        lookup_subscriber=networks.lookup_subscriber if networks else None,
         flow_settings=cfg.media_sessions.settings(),
         reassembly=cfg.reassembly.settings(),
         enricher=enricher,
@@ -107,12 +107,12 @@ def build_pipeline(
     emit: Callable[[Any], None],
     *,
     apps=None,
-    classify: SubscriberLookup | None = None,
+    lookup_subscriber: SubscriberLookup | None = None,
     on_parse_error: Callable[[int, Exception], None] | None = None,
 ) -> Pipeline:
     """A pipeline emitting its records into `emit` (a `RecordSink`'s write), naming
     applications with `apps` (`voiplog.apps.open_app_classifier`'s classifier, or
-    None) and subscribers with `classify` (default: the parts' own lookup; the
+    None) and subscribers with `lookup_subscriber` (default: the parts' own lookup; the
     daemon hands in one it can swap on reload)."""
     from voiplog.pipeline import Pipeline
 
@@ -120,7 +120,9 @@ def build_pipeline(
         emit,
         sip_ports=parts.sip_ports,
         call_settings=parts.call_settings,
-        classify=classify if classify is not None else parts.classify,
+        lookup_subscriber=lookup_subscriber
+        if lookup_subscriber is not None
+        else parts.lookup_subscriber,
         on_parse_error=on_parse_error,
         flow_settings=parts.flow_settings,
         reassembly=parts.reassembly,
