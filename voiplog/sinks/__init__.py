@@ -26,5 +26,10 @@ class RecordSink(Protocol):
         """The sink's gauges and counters for the daemon's metrics and status line."""
         ...
 
+    def close(self) -> None:
+        """Keep what was taken (the store drains its spool, within its timeout) and
+        let go; raises when records were not all kept where asked. Once only."""
+        ...
+
 
 __all__ = ["JsonlSink", "RecordSink", "RecordSinks"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import ExitStack
 
 from voiplog.sinks.jsonl import JsonlSink, SinkError
 
@@ -11,7 +13,8 @@ log = logging.getLogger("voiplog.store")
 
 class RecordSinks:
     """The sinks a command writes to. `write` is what the pipeline emits into;
-    `flush` and `metrics` serve the daemon's once-a-second housekeeping."""
+    `flush` and `metrics` serve the daemon's once-a-second housekeeping; `close`
+    runs what each sink registered with `on_close`, the last registered first."""
 
     def __init__(self) -> None:
         self.jsonl: JsonlSink | None = None
@@ -19,6 +22,14 @@ class RecordSinks:
         self.writer = None  # voiplog.store.writer.StoreWriter
         self.jsonl_reported = False  # a failure of the JSON lines said already
         self.store_where: str | None = None
+        self._closing = ExitStack()
+
+    def on_close(self, close: Callable[[], None]) -> None:
+        """Run `close` when the sinks close (each runs even if a later one raised)."""
+        self._closing.callback(close)
+
+    def close(self) -> None:
+        self._closing.close()
 
     def destinations(self) -> list[str]:
         """Where the records went, in words, with the counts (once the sinks are closed)."""

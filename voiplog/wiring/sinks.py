@@ -50,15 +50,20 @@ def open_record_sinks(
     otherwise (a daemon stopping while the database is away).
     `cfg` is the POP configuration, needed with "db". `WiringError` when a sink
     cannot be opened (status 1 for JSON lines that cannot be written, 2 for a
-    file that cannot be made); the close raises `RecordsNotKept` when records
-    were not all kept. The pipeline emits into `RecordSinks.write`.
+    file that cannot be made). The sinks close with `stack` (or before, with
+    `RecordSinks.close`), which raises `RecordsNotKept` when records were not
+    all kept. The pipeline emits into `RecordSinks.write`.
     """
     sinks = RecordSinks()
     if store == "db":
-        sinks.writer, sinks.store_where = _open_store_writer(
+        sinks.writer, sinks.store_where, close_writer = _open_store_writer(
             stack, cfg, drain_timeout_s, spooled_is_failure
         )
-    elif jsonl_path is None:
+        sinks.on_close(close_writer)
+    # Closed before what the store writer needs (its database handle, the lock of
+    # its spool), which `stack` entered first.
+    stack.callback(sinks.close)
+    if store != "db" and jsonl_path is None:
         jsonl_path = "-"
     if jsonl_path is not None:
         try:
@@ -68,7 +73,7 @@ def open_record_sinks(
             raise WiringError(str(exc), status=1) from None
         except OSError as exc:
             raise WiringError(f"{jsonl_path}: cannot write: {exc.strerror}") from None
-        stack.callback(_close_jsonl, sinks)
+        sinks.on_close(lambda: _close_jsonl(sinks))
     return sinks
 
 
@@ -163,5 +168,4 @@ def _open_store_writer(
                 f"in {directory / 'rejected'} (see the log for the reasons)"
             )
 
-    stack.callback(close)
-    return writer, handle.where
+    return writer, handle.where, close
