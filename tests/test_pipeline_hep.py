@@ -104,6 +104,59 @@ def test_hep_arriving_late_keeps_the_senders_times():
     assert [without_source(r) for r in fed] == captured
 
 
+def hep_copies(frames, node: int = NODE, delay_us: int = 0) -> list[tuple[int, bytes]]:
+    """Only the HEP packets of `as_hep`: the SIP of `frames` as a proxy sent it."""
+    packets = as_hep(frames, delay_us=delay_us)
+    if node != NODE:
+        packets = [
+            (ts, frame.replace(NODE.to_bytes(4, "big"), node.to_bytes(4, "big")))
+            for ts, frame in packets
+        ]
+    return [f for f in packets if f not in frames]
+
+
+@pytest.mark.parametrize("delay_us", [1_500, -1_500, 400_000])
+def test_sip_captured_and_sent_as_hep_is_one_message(delay_us):
+    """A POP that captures the SIP and also gets it as HEP from the proxy writes the
+    records of the capture alone: the second copy of each message is no retransmission."""
+    frames = calls()
+    captured, alone = records(frames)
+    both = sorted(frames + hep_copies(frames, delay_us=delay_us), key=lambda f: f[0])
+    fed, pipeline = records(both, HepSettings(auth_key=b"myHep"))
+    assert [without_source(r) for r in fed] == captured
+    assert all("retransmitted" not in " ".join(r["flags"]) for r in fed)
+    assert pipeline.stats.sip_messages == alone.stats.sip_messages
+    assert pipeline.stats.weird["sip.copy_from_another_source"] == alone.stats.sip_messages
+
+
+def test_a_retransmission_both_sources_see_is_one_retransmission():
+    call = make_dialog(5)
+    call.invite(T0)
+    call.invite(T0 + 500_000)  # the INVITE again, after T1: a retransmission
+    call.response(T0 + 520_000, 100)
+    call.answer(T0 + 900_000)
+    call.ack(T0 + 910_000)
+    call.bye(T0 + 3_000_000)
+    frames = sorted_frames(call)
+    captured, _ = records(frames)
+    assert "invite_retransmitted" in captured[0]["flags"]
+    both = sorted(frames + hep_copies(frames, delay_us=2_000), key=lambda f: f[0])
+    fed, _ = records(both, HepSettings(auth_key=b"myHep"))
+    assert fed == captured
+
+
+def test_two_hep_nodes_reporting_one_hop_give_one_message():
+    """Both proxies of a hop send its messages as HEP; nothing is captured but media."""
+    frames = calls()
+    captured, _ = records(frames)
+    first = hep_copies(frames)
+    media = [f for f in as_hep(frames) if f not in first]
+    second = hep_copies(frames, node=2002, delay_us=3_000)
+    fed, pipeline = records(sorted(first + second + media, key=lambda f: f[0]))
+    assert [without_source(r) for r in fed] == captured
+    assert pipeline.stats.weird["sip.copy_from_another_source"] == len(second)
+
+
 def test_replay_of_a_hep_capture_writes_the_same_records(tmp_path):
     frames = calls()
     plain, hep = tmp_path / "plain.pcap", tmp_path / "hep.pcap"

@@ -61,7 +61,7 @@ from voiplog.packet.hep import (
     decode_hep,
 )
 from voiplog.packet.ipfrag import FragmentReassembler
-from voiplog.packet.mirror import MirrorDedup
+from voiplog.packet.mirror import MirrorDedup, SourceCopies
 from voiplog.packet.sctp import SctpReassembler
 from voiplog.packet.tunnel import outer_tunnel
 from voiplog.rtp import is_rtp_of_flow, looks_like_rtp
@@ -80,6 +80,9 @@ _FastPath = _cpipeline.FastPath if _cpipeline is not None else fast_path
 _TUNNELLED_METHODS = frozenset({"INVITE", "REGISTER"})
 
 _MAX_NEGATIVE_FLOWS = 200_000
+# How long a SIP message is remembered to tell a copy from another source
+# (capture and HEP, two HEP nodes) from a retransmission: one to two windows.
+_COPY_WINDOW_US = 5_000_000
 
 # Transport of a SIP message sent by HEP, by the IP protocol of the original packet.
 _HEP_TRANSPORTS = {17: "udp", 6: "tcp", 132: "sctp"}
@@ -190,6 +193,9 @@ class Pipeline:
         if enricher is not None:
             self.stats.enrichment = enricher.stats
         hep = hep or HepSettings()
+        # The same SIP message captured and also sent as HEP (or sent by two HEP
+        # nodes) is one message, not a retransmission.
+        self._copies = SourceCopies(_COPY_WINDOW_US)
         self.hep_ports = hep.ports
         self._hep_gate = HepGate(hep)
         self._hep_streams = HepTcpStreams(
@@ -327,6 +333,10 @@ class Pipeline:
         stats = self.stats
         if not payload.strip(b"\r\n\0 "):
             stats.weird["sip.keepalive"] += 1
+            return
+        way = ("hep", source["node_id"]) if source is not None else "capture"
+        if self._copies.copy((src, sport, dst, dport, payload), way, ts):
+            stats.weird["sip.copy_from_another_source"] += 1
             return
         try:
             msg = parse_message(payload)

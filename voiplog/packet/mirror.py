@@ -1,4 +1,5 @@
-"""Mirror deduplication: the same packet seen twice within a short window counts once.
+"""Copies: the same packet seen twice within a short window counts once (`MirrorDedup`),
+and the same signalling message from several sources counts once (`SourceCopies`).
 
 A sensor fed by two taps (or two SPAN sessions, or ERSPAN from two switches) sees
 many packets twice: the copies differ in their outer headers, VLAN tags and the
@@ -15,11 +16,23 @@ before; the current generation becomes the previous one every `window_us` of
 packet time (or when it holds `max_entries`). A copy less than `window_us` after
 its original is always caught, one up to twice that may be; nothing older is
 remembered. Two set lookups per packet, and memory bounded by ``2 * max_entries``.
+
+`SourceCopies` is for a POP that gets the same signalling by two ways: it
+captures SIP and also receives it as HEP from a proxy, or receives HEP from
+both proxies of a hop. Each message then arrives once per source, at times up
+to the sender's HEP delay apart, and a second copy would read as a
+retransmission. Per message (addresses, ports and bytes) it counts how often
+each source gave it and how often it was passed on: a source's n-th copy is
+passed on only when no source's n-th copy was before it. A genuine
+retransmission, which every source sees again, is passed on again; which
+source is first does not matter. Remembered for between one and two
+`window_us` of packet time (seconds: a HEP sender may lag), bounded the same
+way as `MirrorDedup`; a copy later than that is passed on.
 """
 
 from __future__ import annotations
 
-__all__ = ["MirrorDedup"]
+__all__ = ["MirrorDedup", "SourceCopies"]
 
 
 class MirrorDedup:
@@ -53,4 +66,44 @@ class MirrorDedup:
         if digest in current or digest in self._previous:
             return True
         current.add(digest)
+        return False
+
+
+class SourceCopies:
+    """Passes on each message once per repetition, whichever sources gave it."""
+
+    __slots__ = ("_current", "_previous", "_rotate_at", "max_entries", "window_us")
+
+    def __init__(self, window_us: int, max_entries: int = 100_000) -> None:
+        if window_us <= 0 or max_entries <= 0:
+            raise ValueError("source copies need a positive window and table size")
+        self.window_us = window_us
+        self.max_entries = max_entries
+        # message hash -> times passed on; (message hash, source) -> times given.
+        self._current: dict[object, int] = {}
+        self._previous: dict[object, int] = {}
+        self._rotate_at: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._current) + len(self._previous)
+
+    def copy(self, key: object, source: object, ts_us: int) -> bool:
+        """True if this message (`key`) from `source` is a copy of one already passed on."""
+        current = self._current
+        rotate_at = self._rotate_at
+        if rotate_at is None or ts_us >= rotate_at or len(current) >= self.max_entries:
+            if rotate_at is not None and ts_us >= rotate_at + self.window_us:
+                current = {}  # a pause longer than the window: forget everything
+            self._previous = current
+            current = self._current = {}
+            self._rotate_at = ts_us + self.window_us
+        previous = self._previous
+        message = hash(key)
+        given = (message, source)
+        times = current.get(given) or previous.get(given, 0)
+        passed = current.get(message) or previous.get(message, 0)
+        current[given] = times + 1
+        if times < passed:
+            return True
+        current[message] = passed + 1
         return False
