@@ -73,7 +73,7 @@ def test_a_challenged_then_answered_call_is_not_forked():
     h.up(retry)
     h.down(retry, "z9hG4bKpx2")
     h.back(d.response(0, 180), "z9hG4bKpx2")
-    h.to_caller(d.response(0, 180))
+    rang = h.to_caller(d.response(0, 180))
     h.back(d.answer(0), "z9hG4bKpx2")
     answered = h.to_caller(d.answer(0))
     h.up(d.ack(0))
@@ -83,7 +83,42 @@ def test_a_challenged_then_answered_call_is_not_forked():
     assert record.final_status == 200
     assert "forked" not in record.flags
     assert {"auth_challenged", "invite_forwarded"} <= set(record.flags)
-    assert answered > 0
+    # The times the caller was rung and answered: on its own hop, 10 ms after
+    # the callee's hop saw them.
+    assert record.ringing_at == _at(rang)
+    assert record.answered_at == _at(answered)
+
+
+def _at(ts: int) -> str:
+    return f"2023-11-14T22:13:20.{ts - T0:06d}Z"
+
+
+@pytest.mark.parametrize("caller_hop_first", [False, True])
+def test_ringing_and_answer_times_are_the_callers(caller_hop_first):
+    """Whichever hop a mirror delivers first, the record has the times of the
+    responses on the caller's hop; the callee hop's come 10 ms apart."""
+    h = _TwoHops(make_dialog(9))
+    d = h.d
+    invite = d.invite(0)
+    h.up(invite)
+    h.down(invite)
+    times = {}
+    for name, payload in (("rang", d.response(0, 180)), ("answered", d.answer(0))):
+        if caller_hop_first:
+            times[name] = h.to_caller(payload)
+            h.back(payload)
+        else:
+            h.back(payload)
+            times[name] = h.to_caller(payload)
+    h.up(d.ack(0))
+    h.down(d.ack(0), "z9hG4bKpx3")
+    ended = h.up(d.request(0, "BYE", cseq=2))
+    h.down(d.request(0, "BYE", cseq=2), "z9hG4bKpx4")
+    record = h.record()
+    assert record.ringing_at == _at(times["rang"])
+    assert record.answered_at == _at(times["answered"])
+    assert record.ended_at == _at(ended)
+    assert record.final_status == 200
 
 
 def test_the_proxys_own_timeout_is_not_a_fork():

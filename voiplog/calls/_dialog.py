@@ -275,6 +275,7 @@ class Dialog:
     last_sip_us: int
     state: State = State.CALLING
     ringing_us: int | None = None
+    ringing_reached_caller: bool = False  # the ringing noted was the caller's
     answered_us: int | None = None
     final_us: int | None = None
     final_status: int | None = None

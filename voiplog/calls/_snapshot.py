@@ -58,6 +58,7 @@ _LATER = frozenset(
         "origin_port",
         "origin_vias",
         "final_reached_caller",
+        "ringing_reached_caller",
         "hep_correlation",
         "session_uid",
         "session_link",

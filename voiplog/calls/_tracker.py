@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from sys import intern
-from typing import NamedTuple
 
 from voiplog.calls import _snapshot as snap
 from voiplog.calls._deadlines import DeadlineHeap
@@ -32,6 +31,7 @@ from voiplog.calls._dialog import (
     Offer,
     Side,
 )
+from voiplog.calls._hops import Hop, beyond_caller, forwarded
 from voiplog.calls._in_dialog import is_hold, note_correlation, note_refer, settle_offer
 from voiplog.calls._legs import LegLinker
 from voiplog.calls._media import MediaFlow, MediaIndex
@@ -54,25 +54,6 @@ from voiplog.sip import (
 )
 
 _US = 1_000_000
-
-
-class _Hop(NamedTuple):
-    """Where a SIP message went: its packet's endpoints and transport."""
-
-    src_ip: str
-    src_port: int
-    dst_ip: str
-    dst_port: int
-    transport: str
-
-
-def _forwarded(branches: list[str], first: list[str]) -> bool:
-    """Whether a request with Via `branches` is the one first seen with `first`
-    relayed by a proxy: another topmost branch, the transaction's own below it
-    (RFC 3261 §16.6 step 8). A retransmission has the same topmost branch."""
-    return (
-        bool(branches and first) and branches[0] != first[0] and not set(branches).isdisjoint(first)
-    )
 
 
 Record = CallRecord | RegistrationRecord
@@ -142,11 +123,11 @@ class CallTracker:
                 self.registrations.on_response(msg, ts_us)
             return
         if msg.method is not None:
-            hop = _Hop(src_ip, src_port, dst_ip, dst_port, transport)
+            hop = Hop(src_ip, src_port, dst_ip, dst_port, transport)
             self._on_request(msg, call_id, ts_us, hop)
         else:
             self._on_response(
-                msg, call_id, ts_us, _Hop(src_ip, src_port, dst_ip, dst_port, transport)
+                msg, call_id, ts_us, Hop(src_ip, src_port, dst_ip, dst_port, transport)
             )
         if hep_correlation:
             call = self._calls.get(call_id)
@@ -251,7 +232,7 @@ class CallTracker:
 
     # -- requests ------------------------------------------------------------
 
-    def _on_request(self, msg: SipMessage, call_id: str, ts_us: int, hop: _Hop) -> None:
+    def _on_request(self, msg: SipMessage, call_id: str, ts_us: int, hop: Hop) -> None:
         method = msg.method
         call = self._calls.get(call_id)
         if method == "INVITE":
@@ -263,7 +244,7 @@ class CallTracker:
         self._touch(call, ts_us)
         sender = self._request_sender(call, msg, hop)
         if method == "CANCEL":
-            if self._beyond_caller(call, hop.src_ip, hop.src_port):
+            if beyond_caller(call, hop.src_ip, hop.src_port):
                 event = Input.CANCEL_BEYOND
             elif call.cancel_us is None:
                 event = Input.CANCEL
@@ -294,7 +275,7 @@ class CallTracker:
             note_refer(call, msg, sender)
 
     def _on_invite(
-        self, msg: SipMessage, call: Dialog | None, call_id: str, ts_us: int, hop: _Hop
+        self, msg: SipMessage, call: Dialog | None, call_id: str, ts_us: int, hop: Hop
     ) -> Dialog | None:
         cseq = msg.cseq_num or 0
         in_dialog = bool(msg.to and msg.to.tag)
@@ -315,7 +296,7 @@ class CallTracker:
                 self._weird("sip.invite_unknown_dialog")
                 return None
             return self._new_call(msg, call_id, cseq, ts_us, hop)
-        if cseq == call.invite_cseq and _forwarded(msg.via_branches, call.invite_branches):
+        if cseq == call.invite_cseq and forwarded(msg.via_branches, call.invite_branches):
             # The same INVITE on a proxy's next hop (or, captured in the other
             # order, on the hop before it): one call, no retransmission.
             event = Input.INVITE_FORWARDED
@@ -355,7 +336,7 @@ class CallTracker:
             self._heap.schedule(call, self._deadline(call))
         return call
 
-    def _new_call(self, msg: SipMessage, call_id: str, cseq: int, ts_us: int, hop: _Hop) -> Dialog:
+    def _new_call(self, msg: SipMessage, call_id: str, cseq: int, ts_us: int, hop: Hop) -> Dialog:
         if len(self._calls) >= self.settings.max_open_calls:
             _, oldest = next(iter(self._calls.items()))
             self._weird("calls.evicted")
@@ -387,7 +368,7 @@ class CallTracker:
 
     # -- responses -----------------------------------------------------------
 
-    def _on_response(self, msg: SipMessage, call_id: str, ts_us: int, hop: _Hop) -> None:
+    def _on_response(self, msg: SipMessage, call_id: str, ts_us: int, hop: Hop) -> None:
         call = self._calls.get(call_id)
         if call is None:
             return
@@ -423,7 +404,7 @@ class CallTracker:
         # Toward the caller, or on a hop beyond it: what a proxy answered the
         # caller itself (its challenge, its timeout, a failure it relayed as
         # another) is no branch, and the caller's answer is the one received.
-        reaches_caller = not self._beyond_caller(call, hop.dst_ip, hop.dst_port)
+        reaches_caller = not beyond_caller(call, hop.dst_ip, hop.dst_port)
         if to_tag and 100 < status < 300 and not (reaches_caller and call.relayed):
             branch = (hop.dst_ip, hop.dst_port, to_tag)
             if branch not in call.branch_tags:
@@ -454,8 +435,12 @@ class CallTracker:
             event = Input.CHALLENGE if status in (401, 407) else Input.FAILURE
         action = self._step(call, event)
         if action is Action.PROVISIONAL:
-            if status in (180, 183) and call.ringing_us is None:
+            # The caller's ringing: on the caller's hop when seen there.
+            if status in (180, 183) and (
+                call.ringing_us is None or (reaches_caller and not call.ringing_reached_caller)
+            ):
                 call.ringing_us = ts_us
+                call.ringing_reached_caller = reaches_caller
             if self._take_sdp(call, msg, Side.CALLEE, ts_us, answer=True) is not None:
                 call.early_sdp = True
         elif action is Action.OTHER_ANSWER:
@@ -464,6 +449,7 @@ class CallTracker:
                 # Another hop: the same answer relayed on another leg under a
                 # tag of the relay's own. Requests with it are the call's.
                 call.answer_aliases = {*call.answer_aliases, to_tag}
+                self._answer_reached_caller(call, ts_us, reaches_caller)
             elif all(t != to_tag for t, _, _ in call.other_answers):
                 # A second fork answered too: the first answer made the call;
                 # this one is noted, and its media is not the call's.
@@ -485,6 +471,7 @@ class CallTracker:
             self._heap.schedule(call, self._deadline(call))
             self._take_sdp(call, msg, Side.CALLEE, ts_us, answer=True)
         elif action is Action.ANSWER_AGAIN:
+            self._answer_reached_caller(call, ts_us, reaches_caller)
             self._take_sdp(call, msg, Side.CALLEE, ts_us, answer=True)
         elif action is Action.FAIL:
             call.final_status = status
@@ -500,7 +487,15 @@ class CallTracker:
 
     # -- helpers -------------------------------------------------------------
 
-    def _request_sender(self, call: Dialog, msg: SipMessage, hop: _Hop) -> Side:
+    @staticmethod
+    def _answer_reached_caller(call: Dialog, ts_us: int, reaches_caller: bool) -> None:
+        """The answer relayed to the caller, first seen beyond it: the caller was
+        answered now, on its own hop."""
+        if reaches_caller and not call.final_reached_caller:
+            call.answered_us = call.final_us = ts_us
+            call.final_reached_caller = True
+
+    def _request_sender(self, call: Dialog, msg: SipMessage, hop: Hop) -> Side:
         tag = msg.from_.tag if msg.from_ else None
         if tag is not None and call.caller_tag is not None:
             return Side.CALLER if tag == call.caller_tag else Side.CALLEE
@@ -512,19 +507,6 @@ class CallTracker:
         # A response carries the From of the request it answers.
         tag = msg.from_.tag if msg.from_ else None
         return Side.CALLER if tag is not None and tag != call.caller_tag else Side.CALLEE
-
-    @staticmethod
-    def _beyond_caller(call: Dialog, ip: str, port: int) -> bool:
-        """Whether an endpoint of a message of a call seen at several hops is not
-        the caller on the hop nearest it (`origin_ip`): a proxy's, or the callee's.
-        Always False for a call seen at one hop."""
-        if not call.relayed:
-            return False
-        if ip != call.origin_ip:
-            return True
-        # The caller's address: the port tells only when the proxy shares it
-        # (a UDP caller may be answered on its Via port rather than its source's).
-        return port != call.origin_port and ip == call.callee_ip
 
     def _touch(self, call: Dialog, ts_us: int) -> None:
         if ts_us > call.last_sip_us:
