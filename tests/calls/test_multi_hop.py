@@ -235,9 +235,27 @@ def test_a_relay_rewriting_the_to_tag_on_each_side_is_not_a_fork():
     h.up(invite)
     h._feed(invite.replace(b"branch=z9hG4bK", b"branch=z9hG4bKsbc"), PROXY, h.callee)
     h.back(d.response(0, 180, to_tag="callee-tag"))
-    h.to_caller(d.response(0, 180, to_tag="sbc-tag"))
+    rang = h.to_caller(d.response(0, 180, to_tag="sbc-tag"))
     h.back(d.answer(0, to_tag="callee-tag"))
-    h.to_caller(d.answer(0, to_tag="sbc-tag"))
+    answered = h.to_caller(d.answer(0, to_tag="sbc-tag"))
     record = h.record()
     assert record.disposition == "answered"
     assert "forked" not in record.flags
+    # The INVITE relayed under the SBC's own Via is no retransmission of the caller's.
+    assert "invite_forwarded" in record.flags
+    assert "invite_retransmitted" not in record.flags
+    assert (record.ringing_at, record.answered_at) == (_at(rang), _at(answered))
+
+
+def test_an_invite_sent_again_with_a_new_branch_by_the_caller_is_a_retransmission():
+    """Only a relay's copy is a forwarded INVITE: the caller's own INVITE again,
+    even under another branch, is not."""
+    h = _TwoHops(make_dialog(10))
+    d = h.d
+    invite = d.invite(0)
+    h.up(invite)
+    h.up(invite.replace(b"branch=z9hG4bK", b"branch=z9hG4bKagain"))
+    h.to_caller(d.response(0, 486))
+    record = h.record()
+    assert "invite_retransmitted" in record.flags
+    assert "invite_forwarded" not in record.flags

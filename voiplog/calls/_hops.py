@@ -30,6 +30,19 @@ def forwarded(branches: list[str], first: list[str]) -> bool:
     )
 
 
+def relayed_anew(branches: list[str], first: list[str], hop: Hop, call: Dialog) -> bool:
+    """Whether an INVITE with Via `branches`, of the CSeq of the call's INVITE first
+    seen with `first`, is that INVITE relayed by an SBC or B2BUA that keeps the
+    Call-ID but replaces the Via header: a topmost branch of its own and none of
+    the first's (a retransmission repeats its branch), sent from another address
+    than the caller's."""
+    return (
+        bool(branches and first)
+        and set(branches).isdisjoint(first)
+        and (hop.src_ip, hop.src_port) != (call.origin_ip, call.origin_port)
+    )
+
+
 def beyond_caller(call: Dialog, ip: str, port: int) -> bool:
     """Whether an endpoint of a message of a call seen at several hops is not
     the caller on the hop nearest it (`origin_ip`): a proxy's, or the callee's.
