@@ -268,7 +268,8 @@ def decode_transport(
 def format_ip(packed: bytes) -> str:
     """Text form of a packed IPv4 or IPv6 address, as inet_ntop writes it.
 
-    Cached (bounded): the same few addresses recur in every call record.
+    IPv4 is formatted directly (as fast as a cache lookup would be); IPv6 goes
+    through `ipaddress`, except the IPv4-mapped and -compatible forms.
     """
     if len(packed) == 4:
         return f"{packed[0]}.{packed[1]}.{packed[2]}.{packed[3]}"
