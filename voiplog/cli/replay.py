@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -198,11 +199,16 @@ class _Stop:
             self._waiting = False
 
     def frames(self, reader):
-        """The reader's frames until a stop is asked."""
-        for number, frame in enumerate(reader):
-            if number & 1023 == 0 and self.signal is not None:
+        """The reader's frames until a stop is asked, looked at every 1,024 frames:
+        taken in batches, which costs no Python frame per packet."""
+        return itertools.chain.from_iterable(self._batches(iter(reader)))
+
+    def _batches(self, frames):
+        while self.signal is None:
+            batch = list(itertools.islice(frames, 1024))
+            if not batch:
                 return
-            yield frame
+            yield batch
 
     def restore(self) -> None:
         for signum, handler in self._previous.items():
