@@ -16,6 +16,12 @@ of known calls) and SIP-heavy (600,000 packets, hold scaled to the capture):
     python bench/replay_core.py --baseline /tmp/rc-base [--repeat 5]
     git worktree remove /tmp/rc-base
 
+With ``--whole``, each run is instead a whole ``voiplog replay --store none`` of
+the capture, start-up, file reading and record writing included: the CPU time
+(user and system) of that process, the fastest of ``--passes``, and the SHA-256
+of the JSON lines it wrote. Compare the pure-Python paths of two trees with
+VOIPLOG_NO_EXTENSIONS=1 (a worktree has no compiled extension).
+
 The machine is shared: the pairs alternate which tree runs first, and the report
 gives the median and the range of the ratios. Exit status 1 if records differ.
 """
@@ -23,11 +29,15 @@ gives the median and the range of the ratios. Exit status 1 if records differ.
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +78,52 @@ print(json.dumps({"seconds": seconds, "records": len(records), "digest": digest.
 """
 
 
+# Run in a child: argv is TREE CAPTURE OUT; the whole `voiplog replay --store none`
+# of the capture in that tree, start-up included, its JSON lines written to OUT.
+_WHOLE = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+sys.meta_path[:] = [f for f in sys.meta_path if not f.__module__.startswith("__editable__")]
+from voiplog.cli.main import main
+capture, out = sys.argv[2], sys.argv[3]
+sys.argv = ["voiplog", "replay", "--store", "none", "--jsonl", out, capture]
+main()
+"""
+
+
+def _run_whole(tree: Path, capture: Path, passes: int) -> dict:
+    """The fastest of `passes` whole replays by CPU time (user + system) of the process."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    seconds = []
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "records.jsonl"
+        for _ in range(passes):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            done = subprocess.run(
+                [sys.executable, "-c", _WHOLE, str(tree), str(capture), str(out)],
+                cwd=tree, env=env, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if done.returncode:
+                raise SystemExit(f"replay in {tree} failed:\n{done.stderr}")
+            seconds.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        records = out.read_bytes()
+    return {
+        "seconds": min(seconds),
+        "records": records.count(b"\n"),
+        "digest": hashlib.sha256(records).hexdigest(),
+        "packets": _packets(capture),
+    }
+
+
+@functools.cache
+def _packets(capture: Path) -> int:
+    from voiplog.capture import open_capture
+
+    with open_capture(str(capture)) as reader:
+        return sum(1 for _ in reader)
+
+
 def _capture(label: str, packets: int, mean_hold_s: float | None, out_dir: Path) -> Path:
     from bench.replay_vs_tshark import cached_capture
 
@@ -92,8 +148,11 @@ def _run(tree: Path, capture: Path, passes: int) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def measure(capture: Path, current: Path, baseline: Path, repeat: int, passes: int) -> dict:
+def measure(
+    capture: Path, current: Path, baseline: Path, repeat: int, passes: int, whole: bool = False
+) -> dict:
     """Alternate runs of both trees; the ratio current/baseline of each pair."""
+    run = _run_whole if whole else _run
     ratios, times, digests = [], {"current": [], "baseline": []}, set()
     for i in range(repeat):
         order = [("current", current), ("baseline", baseline)]
@@ -101,7 +160,7 @@ def measure(capture: Path, current: Path, baseline: Path, repeat: int, passes: i
             order.reverse()
         pair = {}
         for name, tree in order:
-            result = _run(tree, capture, passes)
+            result = run(tree, capture, passes)
             pair[name] = result["seconds"]
             times[name].append(result["seconds"])
             digests.add((result["records"], result["digest"]))
@@ -132,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         "--passes", type=int, default=3, help="timed passes per child; the fastest counts"
     )
     parser.add_argument("--only", choices=[c[0] for c in CAPTURES], help="one capture")
+    parser.add_argument(
+        "--whole",
+        action="store_true",
+        help="time whole `replay --store none` processes (CPU time, start-up and reading "
+        "included) instead of the per-packet path",
+    )
     parser.add_argument("--out-dir", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args(argv)
     failed = False
@@ -141,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         capture = _capture(label, packets, hold, args.out_dir)
         print(f"{label}: {capture.name}", file=sys.stderr)
         result = measure(
-            capture, args.current.resolve(), args.baseline.resolve(), args.repeat, args.passes
+            capture,
+            args.current.resolve(),
+            args.baseline.resolve(),
+            args.repeat,
+            args.passes,
+            args.whole,
         )
         failed |= not result["same_records"]
         print(
