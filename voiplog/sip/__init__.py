@@ -9,6 +9,7 @@ problem for counting.
 """
 
 from voiplog.sip._errors import SdpParseError, SipParseError
+from voiplog.sip._framing import split_stream
 from voiplog.sip._headers import charging_icid, credentials_username, delta_seconds, session_id
 from voiplog.sip._message import (
     COMPACT_FORMS,
@@ -17,7 +18,6 @@ from voiplog.sip._message import (
     canonical_header_name,
     looks_like_sip,
     parse_message,
-    split_stream,
 )
 from voiplog.sip._sdp import (
     STATIC_PAYLOAD_TYPES,

@@ -38,7 +38,8 @@ from voiplog.packet.websocket import (
     read_upgrade_request,
     read_upgrade_response,
 )
-from voiplog.sip._message import looks_like_sip, split_stream
+from voiplog.sip._framing import split_stream
+from voiplog.sip._message import looks_like_sip
 
 __all__ = ["SipStreamReader", "SipStreamTable"]
 
