@@ -129,6 +129,19 @@ def test_sip_captured_and_sent_as_hep_is_one_message(delay_us):
     assert pipeline.stats.weird["sip.copy_from_another_source"] == alone.stats.sip_messages
 
 
+def test_sip_captured_twice_within_microseconds_is_one_message():
+    """A port mirrored twice: every SIP datagram comes again 40 µs later. The copies
+    are no retransmissions (the media, not deduplicated here, is left out)."""
+    everything = calls()
+    hep = as_hep(everything)
+    frames = [f for f in everything if f not in hep]  # the SIP datagrams
+    alone, _ = records(frames)
+    doubled = sorted(frames + [(ts + 40, frame) for ts, frame in frames], key=lambda f: f[0])
+    fed, pipeline = records(doubled)
+    assert fed == alone
+    assert pipeline.stats.weird["sip.mirror_copy"] == len(frames)
+
+
 def test_a_retransmission_both_sources_see_is_one_retransmission():
     call = make_dialog(5)
     call.invite(T0)

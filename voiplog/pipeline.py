@@ -83,6 +83,7 @@ _MAX_NEGATIVE_FLOWS = 200_000
 # How long a SIP message is remembered to tell a copy from another source
 # (capture and HEP, two HEP nodes) from a retransmission: one to two windows.
 _COPY_WINDOW_US = 5_000_000
+_COPY_KINDS = {"source": "sip.copy_from_another_source", "echo": "sip.mirror_copy"}
 
 # Transport of a SIP message sent by HEP, by the IP protocol of the original packet.
 _HEP_TRANSPORTS = {17: "udp", 6: "tcp", 132: "sctp"}
@@ -194,7 +195,8 @@ class Pipeline:
             self.stats.enrichment = enricher.stats
         hep = hep or HepSettings()
         # The same SIP message captured and also sent as HEP (or sent by two HEP
-        # nodes) is one message, not a retransmission.
+        # nodes), or captured twice within milliseconds (a port mirrored twice),
+        # is one message, not a retransmission.
         self._copies = SourceCopies(_COPY_WINDOW_US)
         self.hep_ports = hep.ports
         self._hep_gate = HepGate(hep)
@@ -335,8 +337,9 @@ class Pipeline:
             stats.weird["sip.keepalive"] += 1
             return
         way = ("hep", source["node_id"]) if source is not None else "capture"
-        if self._copies.copy((src, sport, dst, dport, payload), way, ts):
-            stats.weird["sip.copy_from_another_source"] += 1
+        copy = self._copies.copy((src, sport, dst, dport, payload), payload, way, ts)
+        if copy is not None:
+            stats.weird[_COPY_KINDS[copy]] += 1
             return
         try:
             msg = parse_message(payload)

@@ -63,14 +63,14 @@ def test_bad_settings(window, entries):
 def test_a_copy_from_another_source_is_a_copy_whichever_comes_first():
     for first, second in (("capture", 7), (7, "capture")):
         copies = SourceCopies(window_us=5_000_000)
-        assert not copies.copy(b"INVITE 1", first, 0)
-        assert copies.copy(b"INVITE 1", second, 3_000)
+        assert copies.copy(b"INVITE 1", b"INVITE 1", first, 0) is None
+        assert copies.copy(b"INVITE 1", b"INVITE 1", second, 3_000) == "source"
 
 
 def test_a_retransmission_every_source_sees_is_passed_on_once_more():
     copies = SourceCopies(window_us=5_000_000)
     given = [("capture", 0), (7, 2_000), ("capture", 500_000), (7, 501_000), (7, 1_500_000)]
-    passed = [not copies.copy(b"INVITE 1", source, ts) for source, ts in given]
+    passed = [copies.copy(b"INVITE 1", b"INVITE 1", source, ts) is None for source, ts in given]
     # The HEP node's third copy is the third time the message came: passed on.
     assert passed == [True, False, True, False, True]
 
@@ -78,30 +78,52 @@ def test_a_retransmission_every_source_sees_is_passed_on_once_more():
 def test_a_source_late_by_a_retransmission_still_gives_copies():
     copies = SourceCopies(window_us=5_000_000)
     for ts in (0, 500_000, 1_500_000):
-        assert not copies.copy(b"INVITE 1", "capture", ts)
-    assert [copies.copy(b"INVITE 1", 7, 1_600_000 + i) for i in range(3)] == [True] * 3
+        assert copies.copy(b"INVITE 1", b"INVITE 1", "capture", ts) is None
+    late = [copies.copy(b"INVITE 1", b"INVITE 1", 7, 1_600_000 + i) for i in range(3)]
+    assert late == ["source"] * 3
 
 
-def test_one_source_alone_passes_everything_on():
+def test_one_source_alone_passes_its_retransmissions_on():
     copies = SourceCopies(window_us=5_000_000)
-    assert not any(copies.copy(b"INVITE 1", "capture", ts) for ts in (0, 1, 2))
+    assert [
+        copies.copy(b"INVITE 1", b"INVITE 1", "capture", ts) for ts in (0, 500_000, 1_500_000)
+    ] == [None] * 3
+
+
+def test_one_source_giving_a_message_twice_within_milliseconds_gives_a_mirror_copy():
+    copies = SourceCopies(window_us=5_000_000)
+    given = [0, 300, 500_000, 501_000, 1_500_000, 1_509_999, 1_510_000 + 500_000]
+    kinds = [copies.copy(b"INVITE 1", b"INVITE 1", "capture", ts) for ts in given]
+    assert kinds == [None, "echo", None, "echo", None, "echo", None]
+    # Another source's copies still count against what was passed on.
+    assert copies.copy(b"INVITE 1", b"INVITE 1", 7, 2_100_000) == "source"
+
+
+def test_the_same_bytes_on_other_addresses_within_milliseconds_are_a_copy():
+    """The packet seen on both sides of a NAT (or two segments): other addresses,
+    the same bytes, 1 ms apart. A relay's copy differs in its bytes (its Via)."""
+    copies = SourceCopies(window_us=5_000_000)
+    assert copies.copy((b"inside", b"INVITE 1"), b"INVITE 1", "capture", 0) is None
+    assert copies.copy((b"outside", b"INVITE 1"), b"INVITE 1", "capture", 1_000) == "echo"
+    assert copies.copy((b"outside", b"INVITE 1'"), b"INVITE 1'", "capture", 2_000) is None
+    assert copies.copy((b"outside", b"INVITE 1"), b"INVITE 1", "capture", 600_000) is None
 
 
 def test_other_messages_and_old_ones_are_not_copies():
     copies = SourceCopies(window_us=1_000)
-    assert not copies.copy(b"a", "capture", 0)
-    assert not copies.copy(b"b", 7, 1)
-    assert not copies.copy(b"a", 7, 5_000)  # beyond two windows: forgotten
+    assert copies.copy(b"a", b"a", "capture", 0) is None
+    assert copies.copy(b"b", b"b", 7, 1) is None
+    assert copies.copy(b"a", b"a", 7, 5_000) is None  # beyond two windows: forgotten
 
 
 def test_source_copies_table_is_bounded():
     copies = SourceCopies(window_us=10**12, max_entries=100)
     for i in range(1000):
-        copies.copy(i, "capture", i)
+        copies.copy(i, i.to_bytes(4, "big"), "capture", i)
     assert len(copies) <= 200
 
 
-@pytest.mark.parametrize(("window", "entries"), [(0, 10), (10, 0)])
-def test_source_copies_bad_settings(window, entries):
+@pytest.mark.parametrize(("window", "entries", "echo"), [(0, 10, 0), (10, 0, 0), (10, 10, -1)])
+def test_source_copies_bad_settings(window, entries, echo):
     with pytest.raises(ValueError):
-        SourceCopies(window, entries)
+        SourceCopies(window, entries, echo)

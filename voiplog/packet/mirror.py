@@ -27,7 +27,12 @@ passed on only when no source's n-th copy was before it. A genuine
 retransmission, which every source sees again, is passed on again; which
 source is first does not matter. Remembered for between one and two
 `window_us` of packet time (seconds: a HEP sender may lag), bounded the same
-way as `MirrorDedup`; a copy later than that is passed on.
+way as `MirrorDedup`; a copy later than that is passed on. One source giving
+the same bytes again less than `echo_us` (10 ms) after they were passed on,
+whatever their addresses, gives a mirror's copy (a port mirrored twice, a
+packet seen on both sides of a NAT), not a retransmission: over UDP those come
+T1 (500 ms) or more apart, and a proxy's or an SBC's relayed copy differs in
+its Via.
 """
 
 from __future__ import annotations
@@ -72,23 +77,28 @@ class MirrorDedup:
 class SourceCopies:
     """Passes on each message once per repetition, whichever sources gave it."""
 
-    __slots__ = ("_current", "_previous", "_rotate_at", "max_entries", "window_us")
+    __slots__ = ("_current", "_previous", "_rotate_at", "echo_us", "max_entries", "window_us")
 
-    def __init__(self, window_us: int, max_entries: int = 100_000) -> None:
-        if window_us <= 0 or max_entries <= 0:
+    def __init__(self, window_us: int, max_entries: int = 100_000, echo_us: int = 10_000) -> None:
+        if window_us <= 0 or max_entries <= 0 or echo_us < 0:
             raise ValueError("source copies need a positive window and table size")
         self.window_us = window_us
         self.max_entries = max_entries
-        # message hash -> times passed on; (message hash, source) -> times given.
-        self._current: dict[object, int] = {}
-        self._previous: dict[object, int] = {}
+        self.echo_us = echo_us
+        # message hash -> (times passed on, when last); (message hash, source) -> times given.
+        self._current: dict[object, object] = {}
+        self._previous: dict[object, object] = {}
         self._rotate_at: int | None = None
 
     def __len__(self) -> int:
         return len(self._current) + len(self._previous)
 
-    def copy(self, key: object, source: object, ts_us: int) -> bool:
-        """True if this message (`key`) from `source` is a copy of one already passed on."""
+    def copy(self, key: object, body: bytes, source: object, ts_us: int) -> str | None:
+        """Whether this message (`key`: where it went and its bytes, `body`) from
+        `source` is a copy of one already passed on: "source" when another source's
+        copy was, "echo" when the same bytes were passed on less than `echo_us`
+        before, whatever their addresses (a mirror's copy, or the packet seen on both
+        sides of a NAT, not a retransmission); None when it is to be passed on."""
         current = self._current
         rotate_at = self._rotate_at
         if rotate_at is None or ts_us >= rotate_at or len(current) >= self.max_entries:
@@ -101,9 +111,17 @@ class SourceCopies:
         message = hash(key)
         given = (message, source)
         times = current.get(given) or previous.get(given, 0)
-        passed = current.get(message) or previous.get(message, 0)
-        current[given] = times + 1
+        passed, _last_us = current.get(message) or previous.get(message) or (0, 0)
         if times < passed:
-            return True
-        current[message] = passed + 1
-        return False
+            current[given] = times + 1
+            return "source"
+        seen = ("body", hash(body))
+        last_body_us = current.get(seen)
+        if last_body_us is None:
+            last_body_us = previous.get(seen)
+        if last_body_us is not None and ts_us - last_body_us < self.echo_us:
+            return "echo"
+        current[given] = times + 1
+        current[message] = (passed + 1, ts_us)
+        current[seen] = ts_us
+        return None
