@@ -21,6 +21,8 @@ EXTENSIONS = {
     "voiplog.rtp._cstream": ["voiplog/rtp/_cstream.pyx"],
     "voiplog.capture._cpcap": ["voiplog/capture/_cpcap.pyx"],
     "voiplog.capture._cring": ["voiplog/capture/_cring.pyx"],
+    "voiplog.sip._cmessage": ["voiplog/sip/_cmessage.pyx"],
+    "voiplog.packet._chep": ["voiplog/packet/_chep.pyx"],
 }
 _COMPILE_ARGS = ["-O2", "-ffp-contract=off"]
 

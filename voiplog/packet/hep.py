@@ -31,6 +31,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from voiplog._extensions import compiled
 from voiplog._frozen import fast_frozen_init
 from voiplog.errors import ParseError
 from voiplog.packet.tcp import TcpReassembler, TcpSettings
@@ -100,7 +101,7 @@ class HepMessage:
 def decode_hep(data: bytes) -> HepMessage:
     """Decode one HEP v3, v2 or v1 packet; raises `HepError` when it cannot be read."""
     if data[:4] == b"HEP3":
-        return _decode_v3(data)
+        return _decode_v3_in_use(data)
     if data[:1] in (b"\x01", b"\x02"):
         return _decode_v12(data)
     if data[:4] == b"EEP3" or data[:4] == b"HEP2":
@@ -265,6 +266,11 @@ def _decode_v12(data: bytes) -> HepMessage:
     if size - off > MAX_PAYLOAD:
         raise HepError(f"HEP v{version} payload beyond {MAX_PAYLOAD} bytes", "hep.bad_length")
     return HepMessage(version, proto, src, sport, dst, dport, ts_us, HEP_SIP, data[off:], node)
+
+
+# HEP v3 decoding compiled (`_chep.pyx`) when built, else `_decode_v3`, its reference.
+_chep = compiled("voiplog.packet._chep")
+_decode_v3_in_use = _chep.decode_v3 if _chep is not None else _decode_v3
 
 
 def encode_hep3(message: HepMessage, *, chunks: tuple[tuple[int, int, bytes], ...] = ()) -> bytes:

@@ -1,11 +1,11 @@
 """SIP and SDP parsing for call tracking: sans-IO, bytes in, frozen records out.
 
 `looks_like_sip` is the cheap gate run on every non-RTP datagram; `parse_message`
-reads one SIP message; `parse_name_addr`, `uri_user` and `uri_host` take apart the
-From/To/Contact values and URIs a CDR quotes; `parse_sdp` tells where media flows;
-`SipStreamTable` reads SIP out of TCP connections and WebSocket (RFC 7118).
-Every parser raises only its own `ParseError` subclass, whose `kind` names the
-problem for counting.
+reads one SIP message (compiled when built, see `_select`); `parse_name_addr`,
+`uri_user` and `uri_host` take apart the From/To/Contact values and URIs a CDR
+quotes; `parse_sdp` tells where media flows; `SipStreamTable` reads SIP out of
+TCP connections and WebSocket (RFC 7118). Every parser raises only its own
+`ParseError` subclass, whose `kind` names the problem for counting.
 """
 
 from voiplog.sip._errors import SdpParseError, SipParseError
@@ -17,7 +17,6 @@ from voiplog.sip._message import (
     SipMessage,
     canonical_header_name,
     looks_like_sip,
-    parse_message,
 )
 from voiplog.sip._sdp import (
     STATIC_PAYLOAD_TYPES,
@@ -27,6 +26,7 @@ from voiplog.sip._sdp import (
     SessionDescription,
     parse_sdp,
 )
+from voiplog.sip._select import parse_message
 from voiplog.sip._stream import SipStreamReader, SipStreamTable, split_websocket_message
 from voiplog.sip._uri import (
     NameAddr,
