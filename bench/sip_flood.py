@@ -15,10 +15,12 @@ worktree of the commit before a change) in the same run, alternately:
   including start-up;
 * ``bytes/call``: memory held per open call (tracemalloc) with ``--open-calls`` open.
 
-Each tree is measured in its own process (``--worker``). The records of both trees'
-pipelines must be identical, else the run fails (exit 1).
+Each tree is measured in its own process (``--worker``); ``--pure`` also measures
+this tree with its compiled extensions off (``VOIPLOG_NO_EXTENSIONS=1``), in turn
+with the others. The records of every tree's pipeline must be identical, else the
+run fails (exit 1).
 
-    python bench/sip_flood.py [--baseline /tmp/sf-base] [--runs 3] [--requests 200000]
+    python bench/sip_flood.py [--baseline /tmp/sf-base] [--pure] [--runs 3] [--requests 200000]
 """
 
 from __future__ import annotations
@@ -188,8 +190,8 @@ def worker(args: argparse.Namespace) -> None:
 # -- the driver ----------------------------------------------------------------------
 
 
-def _run_worker(tree: Path, args: argparse.Namespace) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(tree))
+def _run_worker(tree: Path, extra_env: dict[str, str], args: argparse.Namespace) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(tree), **extra_env)
     command = [sys.executable, __file__, "--worker", "--requests", str(args.requests)]
     command += ["--open-calls", str(args.open_calls)]
     out = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True, check=True)
@@ -199,8 +201,8 @@ def _run_worker(tree: Path, args: argparse.Namespace) -> dict:
     return result
 
 
-def _replay(tree: Path, capture: Path) -> float:
-    env = dict(os.environ, PYTHONPATH=str(tree))
+def _replay(tree: Path, extra_env: dict[str, str], capture: Path) -> float:
+    env = dict(os.environ, PYTHONPATH=str(tree), **extra_env)
     command = [sys.executable, "-m", "voiplog", "replay", "--store", "none"]
     command += ["--jsonl", os.devnull, "--no-progress", "--no-summary", str(capture)]
     started = time.perf_counter()
@@ -219,6 +221,9 @@ def main() -> int:
     parser.add_argument("--open-calls", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--baseline", type=Path, help="tree to compare with (a git worktree)")
+    parser.add_argument(
+        "--pure", action="store_true", help="also measure this tree with extensions off"
+    )
     parser.add_argument("--no-gate", action="store_true", help="exit 0 whatever the figures")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -227,21 +232,23 @@ def main() -> int:
         return 0
 
     capture = write_capture(args.requests)
-    trees = {"this tree": ROOT}
+    trees: dict[str, tuple[Path, dict[str, str]]] = {"this tree": (ROOT, {})}
+    if args.pure:
+        trees["this tree, pure Python"] = (ROOT, {"VOIPLOG_NO_EXTENSIONS": "1"})
     if args.baseline is not None:
-        trees["baseline"] = args.baseline
+        trees["baseline"] = (args.baseline, {})
     figures: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
     digests: dict[str, set[str]] = {name: set() for name in trees}
     n = args.requests
     print(f"{n:,} scanner requests ({capture.name}), {args.runs} runs, trees alternating")
     for _ in range(args.runs):
-        for name, tree in trees.items():
-            result = _run_worker(tree, args)
+        for name, (tree, extra_env) in trees.items():
+            result = _run_worker(tree, extra_env, args)
             digests[name].add(result["records_sha256"])
             got = figures[name]
             got.setdefault("parse+track /s", []).append(n / result["parse_track_s"])
             got.setdefault("pipeline /s", []).append(n / result["pipeline_s"])
-            got.setdefault("replay /s", []).append(n / _replay(tree, capture))
+            got.setdefault("replay /s", []).append(n / _replay(tree, extra_env, capture))
             if "bytes_per_call" in result:
                 got.setdefault("bytes/call", []).append(result["bytes_per_call"])
     ok = True
@@ -249,14 +256,17 @@ def main() -> int:
         print(f"  {name}:")
         for label, values in got.items():
             print(f"    {label:16s} {_span(values, ',.0f'):>22s}")
-    if len(trees) > 1:
-        mine, base = figures["this tree"], figures["baseline"]
-        for label in mine:
-            ratios = [a / b for a, b in zip(mine[label], base[label], strict=True)]
-            print(f"  ratio {label:16s} {_span(ratios, '.2f')}")
-        if digests["this tree"] != digests["baseline"]:
-            print("  WRONG: the records differ from the baseline's")
-            ok = False
+    if "baseline" in trees:
+        base = figures["baseline"]
+        for name in trees:
+            if name == "baseline":
+                continue
+            for label, values in figures[name].items():
+                ratios = [a / b for a, b in zip(values, base[label], strict=True)]
+                print(f"  ratio {name} / baseline, {label:16s} {_span(ratios, '.2f')}")
+    if len({frozenset(found) for found in digests.values()}) > 1:
+        print("  WRONG: the records differ between trees")
+        ok = False
     mine = figures["this tree"]
     met = min(mine["parse+track /s"]) >= TARGET_PER_S and (
         "bytes/call" not in mine or max(mine["bytes/call"]) <= TARGET_BYTES
