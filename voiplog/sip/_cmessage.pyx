@@ -85,6 +85,20 @@ cdef inline unsigned char _lower(unsigned char c):
     return c + 32 if 65 <= c <= 90 else c
 
 
+cdef inline Py_ssize_t _past_space(const unsigned char *p, Py_ssize_t i, Py_ssize_t end):
+    """The first index from `i` that is not blank (or `end`)."""
+    while i < end and _SPACE[p[i]]:
+        i += 1
+    return i
+
+
+cdef inline Py_ssize_t _past_word(const unsigned char *p, Py_ssize_t i, Py_ssize_t end):
+    """The first blank from `i` (or `end`)."""
+    while i < end and not _SPACE[p[i]]:
+        i += 1
+    return i
+
+
 cdef inline str _text(const unsigned char *p, Py_ssize_t start, Py_ssize_t end):
     return PyUnicode_DecodeASCII(<const char *>p + start, end - start, NULL)
 
@@ -376,17 +390,11 @@ cdef object _fast(bytes data):
         and _upper(p[2]) == ord("P")
         and p[3] == ord("/")
     ):
-        t0e = 0
-        while t0e < start_end and not _SPACE[p[t0e]]:
-            t0e += 1
+        t0e = _past_word(p, 0, start_end)
         if not _is_sip20(p, 0, t0e):
             return None
-        t1 = t0e
-        while t1 < start_end and _SPACE[p[t1]]:
-            t1 += 1
-        t1e = t1
-        while t1e < start_end and not _SPACE[p[t1e]]:
-            t1e += 1
+        t1 = _past_space(p, t0e, start_end)
+        t1e = _past_word(p, t1, start_end)
         if t1e - t1 != 3 or p[t1] == ord("0"):
             return None
         code = 0
@@ -397,36 +405,20 @@ cdef object _fast(bytes data):
         if code > 699:
             return None
         status = code
-        t2 = t1e
-        while t2 < start_end and _SPACE[p[t2]]:
-            t2 += 1
+        t2 = _past_space(p, t1e, start_end)
         t2e = start_end
         while t2e > t2 and _SPACE[p[t2e - 1]]:
             t2e -= 1
         reason = _text(p, t2, t2e)
     else:
         # Exactly three blank-separated words.
-        t0 = 0
-        while t0 < start_end and _SPACE[p[t0]]:
-            t0 += 1
-        t0e = t0
-        while t0e < start_end and not _SPACE[p[t0e]]:
-            t0e += 1
-        t1 = t0e
-        while t1 < start_end and _SPACE[p[t1]]:
-            t1 += 1
-        t1e = t1
-        while t1e < start_end and not _SPACE[p[t1e]]:
-            t1e += 1
-        t2 = t1e
-        while t2 < start_end and _SPACE[p[t2]]:
-            t2 += 1
-        t2e = t2
-        while t2e < start_end and not _SPACE[p[t2e]]:
-            t2e += 1
-        t3 = t2e
-        while t3 < start_end and _SPACE[p[t3]]:
-            t3 += 1
+        t0 = _past_space(p, 0, start_end)
+        t0e = _past_word(p, t0, start_end)
+        t1 = _past_space(p, t0e, start_end)
+        t1e = _past_word(p, t1, start_end)
+        t2 = _past_space(p, t1e, start_end)
+        t2e = _past_word(p, t2, start_end)
+        t3 = _past_space(p, t2e, start_end)
         if t0e == t0 or t1e == t1 or t2e == t2 or t3 != start_end:
             return None
         if not _is_sip20(p, t2, t2e):
