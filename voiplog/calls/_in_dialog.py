@@ -11,6 +11,9 @@ from voiplog.calls._dialog import Dialog, Hold, Refer, Side
 from voiplog.errors import ParseError
 from voiplog.sip import SessionDescription, SipMessage, charging_icid, parse_name_addr, session_id
 
+# The headers `note_correlation` reads, by their canonical (lower-case) names.
+_CORRELATION_HEADERS = frozenset({"x-cid", "p-charging-vector", "session-id"})
+
 
 def settle_offer(call: Dialog, msg: SipMessage, status: int) -> None:
     """Follow hold and resume once the final answer to an offer of an answered
@@ -53,9 +56,17 @@ def note_correlation(call: Dialog, msg: SipMessage, side: Side) -> bool:
     the IMS charging id (P-Charging-Vector icid-value) and the RFC 7989
     Session-ID pair. The first value seen of each is kept. Whether any
     hint is new."""
-    x_cid = msg.get("x-cid")
-    icid = charging_icid(msg.get("p-charging-vector"))
-    sid = session_id(msg.get("session-id"))
+    found = None  # most messages carry none: one pass over the headers
+    for header, value in msg.headers:
+        if header in _CORRELATION_HEADERS:
+            if found is None:
+                found = {}
+            found.setdefault(header, value)
+    if found is None:
+        return False
+    x_cid = found.get("x-cid")
+    icid = charging_icid(found.get("p-charging-vector"))
+    sid = session_id(found.get("session-id"))
     if not x_cid and icid is None and sid is None:
         return False
     hints = call.correlation
