@@ -84,6 +84,20 @@ def test_batch_policy_syncs_on_tick(tmp_path, monkeypatch):
     assert synced and spool._unsynced_since is None
 
 
+def test_never_policy_writes_out_on_tick_and_sync_without_fsync(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr("voiplog.store.spool.os.fsync", lambda fd: synced.append(fd))
+    spool = Spool(tmp_path, fsync="never", fsync_interval_s=0.0)
+    synced.clear()  # opening recovers what a crash left, and fsyncs the directory once
+    spool.append(b"one")
+    spool.tick()
+    spool.append(b"two")
+    assert spool.sync()
+    assert synced == []
+    written = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert frame(b"one") in written and frame(b"two") in written
+
+
 class _Memo:
     def __init__(self):
         self.records = []

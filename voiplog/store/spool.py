@@ -501,7 +501,8 @@ class Spool:
             )
 
     def _sync(self) -> None:
-        if self._file is not None and self._write_out():
+        # Written out in any case; fsynced unless the policy leaves that to the kernel.
+        if self._file is not None and self._write_out() and self.policy != "never":
             os.fsync(self._file.fileno())
         self._unsynced_since = None
 
