@@ -22,6 +22,7 @@ EXTENSIONS = {
     "voiplog.capture._cpcap": ["voiplog/capture/_cpcap.pyx"],
     "voiplog.capture._cring": ["voiplog/capture/_cring.pyx"],
     "voiplog.sip._cmessage": ["voiplog/sip/_cmessage.pyx"],
+    "voiplog.sip._csdp": ["voiplog/sip/_csdp.pyx"],
     "voiplog.packet._chep": ["voiplog/packet/_chep.pyx"],
 }
 _COMPILE_ARGS = ["-O2", "-ffp-contract=off"]

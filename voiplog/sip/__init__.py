@@ -1,9 +1,9 @@
 """SIP and SDP parsing for call tracking: sans-IO, bytes in, frozen records out.
 
 `looks_like_sip` is the cheap gate run on every non-RTP datagram; `parse_message`
-reads one SIP message (compiled when built, see `_select`); `parse_name_addr`,
-`uri_user` and `uri_host` take apart the From/To/Contact values and URIs a CDR
-quotes; `parse_sdp` tells where media flows; `SipStreamTable` reads SIP out of
+reads one SIP message and `parse_sdp` tells where media flows (both compiled when
+built, see `_select`); `parse_name_addr`, `uri_user` and `uri_host` take apart the
+From/To/Contact values and URIs a CDR quotes; `SipStreamTable` reads SIP out of
 TCP connections and WebSocket (RFC 7118). Every parser raises only its own
 `ParseError` subclass, whose `kind` names the problem for counting.
 """
@@ -24,9 +24,8 @@ from voiplog.sip._sdp import (
     MediaDescription,
     Origin,
     SessionDescription,
-    parse_sdp,
 )
-from voiplog.sip._select import parse_message
+from voiplog.sip._select import parse_message, parse_sdp
 from voiplog.sip._stream import SipStreamReader, SipStreamTable, split_websocket_message
 from voiplog.sip._uri import (
     NameAddr,
