@@ -21,26 +21,21 @@ class Hop(NamedTuple):
     transport: str
 
 
-def forwarded(branches: list[str], first: list[str]) -> bool:
-    """Whether a request with Via `branches` is the one first seen with `first`
-    relayed by a proxy: another topmost branch, the transaction's own below it
-    (RFC 3261 §16.6 step 8). A retransmission has the same topmost branch."""
-    return (
-        bool(branches and first) and branches[0] != first[0] and not set(branches).isdisjoint(first)
-    )
-
-
-def relayed_anew(branches: list[str], first: list[str], hop: Hop, call: Dialog) -> bool:
-    """Whether an INVITE with Via `branches`, of the CSeq of the call's INVITE first
-    seen with `first`, is that INVITE relayed by an SBC or B2BUA that keeps the
-    Call-ID but replaces the Via header: a topmost branch of its own and none of
-    the first's (a retransmission repeats its branch), sent from another address
-    than the caller's."""
-    return (
-        bool(branches and first)
-        and set(branches).isdisjoint(first)
-        and (hop.src_ip, hop.src_port) != (call.origin_ip, call.origin_port)
-    )
+def another_hop(branches: list[str], hop: Hop, call: Dialog) -> bool:
+    """Whether an INVITE with Via `branches`, of the CSeq of the call's INVITE, is
+    that INVITE on another hop rather than a retransmission (which repeats its
+    topmost branch):
+    - relayed by a proxy: another topmost branch, the transaction's own below it
+      (RFC 3261 §16.6 step 8);
+    - relayed by an SBC or B2BUA that keeps the Call-ID but replaces the Via: no
+      branch of the first, and sent from another address than the caller's.
+    """
+    first = call.invite_branches
+    if not branches or not first or branches[0] == first[0]:
+        return False
+    if set(branches).isdisjoint(first):
+        return (hop.src_ip, hop.src_port) != (call.origin_ip, call.origin_port)
+    return True
 
 
 def beyond_caller(call: Dialog, ip: str, port: int) -> bool:

@@ -31,7 +31,7 @@ from voiplog.calls._dialog import (
     Offer,
     Side,
 )
-from voiplog.calls._hops import Hop, beyond_caller, forwarded, relayed_anew
+from voiplog.calls._hops import Hop, another_hop, beyond_caller
 from voiplog.calls._in_dialog import is_hold, note_correlation, note_refer, settle_offer
 from voiplog.calls._legs import LegLinker
 from voiplog.calls._media import MediaFlow, MediaIndex
@@ -296,10 +296,7 @@ class CallTracker:
                 self._weird("sip.invite_unknown_dialog")
                 return None
             return self._new_call(msg, call_id, cseq, ts_us, hop)
-        if cseq == call.invite_cseq and (
-            forwarded(msg.via_branches, call.invite_branches)
-            or relayed_anew(msg.via_branches, call.invite_branches, hop, call)
-        ):
+        if cseq == call.invite_cseq and another_hop(msg.via_branches, hop, call):
             # The same INVITE on a proxy's next hop (or, captured in the other
             # order, on the hop before it), or relayed by an SBC with a Via of
             # its own: one call, no retransmission.

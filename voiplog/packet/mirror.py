@@ -85,9 +85,10 @@ class SourceCopies:
         self.window_us = window_us
         self.max_entries = max_entries
         self.echo_us = echo_us
-        # message hash -> (times passed on, when last); (message hash, source) -> times given.
-        self._current: dict[object, object] = {}
-        self._previous: dict[object, object] = {}
+        # message hash -> times passed on; (message hash, source) -> times given;
+        # ("body", bytes hash) -> when those bytes were last passed on.
+        self._current: dict[object, int] = {}
+        self._previous: dict[object, int] = {}
         self._rotate_at: int | None = None
 
     def __len__(self) -> int:
@@ -111,7 +112,7 @@ class SourceCopies:
         message = hash(key)
         given = (message, source)
         times = current.get(given) or previous.get(given, 0)
-        passed, _last_us = current.get(message) or previous.get(message) or (0, 0)
+        passed = current.get(message) or previous.get(message, 0)
         if times < passed:
             current[given] = times + 1
             return "source"
@@ -122,6 +123,6 @@ class SourceCopies:
         if last_body_us is not None and ts_us - last_body_us < self.echo_us:
             return "echo"
         current[given] = times + 1
-        current[message] = (passed + 1, ts_us)
+        current[message] = passed + 1
         current[seen] = ts_us
         return None
