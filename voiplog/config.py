@@ -8,11 +8,12 @@ levels). Errors name the file, the key path and the reason.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -23,7 +24,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voiplog.errors import UsageError
 from voiplog.settings import (
@@ -37,6 +37,9 @@ from voiplog.settings import (
     ReassemblySettings,
     TcpSettings,
 )
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 
 class ConfigError(UsageError):
@@ -445,12 +448,12 @@ class DaemonConfig(_Strict):
     )
 
 
-class PopConfig(BaseSettings):
+class PopConfig(BaseModel):
     """Everything a POP's voiplog instance needs to know."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="VOIPLOG_", env_nested_delimiter="__", extra="forbid"
-    )
+    # validate_default as pydantic-settings sets it, so that the model validates
+    # alike with and without environment overrides (`_with_environment`).
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     pop: str = Field("default", description="Name of the point of presence")
     sensor: str = Field("sensor", description="Name of this capture host within the POP")
@@ -469,17 +472,50 @@ class PopConfig(BaseSettings):
     hep: HepConfig = Field(default_factory=HepConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment overrides the file (passed as init values).
-        return (env_settings, init_settings)
+
+_ENV_PREFIX = "VOIPLOG_"
+
+
+def _overridden() -> bool:
+    """Whether a variable of the environment sets a key, as pydantic-settings reads
+    them: named after a section (or top-level key) whole, or after one of its keys
+    past a double underscore, in any case. VOIPLOG_DATABASE_URL and the like set none."""
+    names = [(_ENV_PREFIX + field).lower() for field in PopConfig.model_fields]
+    return any(
+        variable == name or variable.startswith(name + "__")
+        for variable in map(str.lower, os.environ)
+        for name in names
+    )
+
+
+@functools.cache
+def _with_environment() -> type[PopConfig]:
+    """`PopConfig` reading the VOIPLOG_* overrides, as pydantic-settings reads them.
+
+    Built on first use: pydantic-settings takes about 50 ms to load (asyncio and
+    its other sources with it), and a config that no variable overrides needs none
+    of it.
+    """
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    class PopConfigFromEnvironment(BaseSettings, PopConfig):
+        model_config = SettingsConfigDict(
+            env_prefix=_ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+        )
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            # The environment overrides the file (passed as init values).
+            return (env_settings, init_settings)
+
+    return PopConfigFromEnvironment
 
 
 def _format_errors(source: str, exc: ValidationError) -> str:
@@ -517,7 +553,8 @@ def load_config(path: str | os.PathLike | None) -> PopConfig:
             raise ConfigError(f"{source}: cannot read: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    model = _with_environment() if _overridden() else PopConfig
     try:
-        return PopConfig(**data)
+        return model(**data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(source, exc)) from None

@@ -7,10 +7,15 @@ the order it is written. Optional fields are ``None`` when unknown.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
+
+try:
+    # hashlib's own blake2b, without hashlib loading OpenSSL's libcrypto (3 ms at start).
+    from _blake2 import blake2b
+except ImportError:  # a Python built without it
+    from hashlib import blake2b
 
 from voiplog.cdr.disposition import Disposition, EndedBy, RecordKind
 
@@ -42,7 +47,7 @@ _B32_PAIRS = [
 
 def make_uid(*parts: object) -> str:
     """A stable record id: the same identifying facts always give the same uid."""
-    digest = hashlib.blake2b(
+    digest = blake2b(
         "\x1f".join(["" if p is None else str(p) for p in parts]).encode("utf-8", "surrogatepass"),
         digest_size=10,
     ).digest()

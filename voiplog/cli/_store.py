@@ -6,12 +6,16 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from voiplog.wiring import WiringError
-from voiplog.wiring.store import StoreHandle
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from voiplog.wiring.store import StoreHandle
 
 
 def load_pop_config(config_path: str | None):

@@ -14,7 +14,6 @@ import logging
 import click
 
 from voiplog import __version__
-from voiplog._allocator import pin_mmap_threshold
 
 # command name -> (module, attribute, short help). The short help is what
 # `voiplog --help` lists, so that listing imports none of the subcommands
@@ -117,6 +116,9 @@ class _LazyGroup(click.Group):
 def cli(log_level: str) -> None:
     """voiplog: call-detail records of the VoIP calls crossing a POP."""
     logging.basicConfig(level=log_level.upper(), format="voiplog: %(levelname)s: %(message)s")
+    # Imported here: it loads ctypes, and `voiplog --help` ends before this runs.
+    from voiplog._allocator import pin_mmap_threshold
+
     pin_mmap_threshold()
 
 

@@ -31,7 +31,6 @@ shared.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import importlib
 import os
@@ -85,18 +84,31 @@ def adapter_for(revision: str) -> ModuleType:
 
 def _open_library(path: str | None) -> ctypes.CDLL:
     if path is not None:
-        candidates = [path]
-    else:
-        found = ctypes.util.find_library("ndpi")
-        candidates = [*([found] if found else []), *_SONAMES]
-    errors = []
-    for candidate in candidates:
         try:
-            return ctypes.CDLL(candidate)
+            return ctypes.CDLL(path)
         except OSError as error:
-            errors.append(str(error))
-    where = path if path is not None else "the system (" + ", ".join(candidates) + ")"
-    raise NdpiUnavailable(f"libndpi not found in {where}: {errors[0] if errors else ''}")
+            raise NdpiUnavailable(f"libndpi not found in {path}: {error}") from None
+    # The sonames of the releases an adapter speaks for are tried first: asking the
+    # system (find_library) runs ldconfig and loads ctypes.util, which with a known
+    # release installed would only name the same file.
+    errors = {}
+    for soname in _SONAMES:
+        try:
+            return ctypes.CDLL(soname)
+        except OSError as error:
+            errors[soname] = str(error)
+    from ctypes.util import find_library
+
+    found = find_library("ndpi")
+    if found and found not in errors:
+        try:
+            return ctypes.CDLL(found)
+        except OSError as error:
+            errors[found] = str(error)
+    candidates = [*([found] if found else []), *_SONAMES]
+    raise NdpiUnavailable(
+        f"libndpi not found in the system ({', '.join(candidates)}): {errors[candidates[0]]}"
+    )
 
 
 def _revision(lib: ctypes.CDLL) -> str:

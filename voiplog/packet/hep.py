@@ -25,7 +25,6 @@ such streams in order first (a capture of a HEP-over-TCP feed). `HepSettings` sa
 
 from __future__ import annotations
 
-import hmac
 import struct
 import zlib
 from collections.abc import Callable
@@ -308,10 +307,14 @@ _MAX_RATE_SOURCES = 4096
 class HepGate:
     """Applies `HepSettings` to decoded packets: `reject` names why one is refused."""
 
-    __slots__ = ("_key", "_nodes", "_rate", "_seconds")
+    __slots__ = ("_key", "_nodes", "_rate", "_same", "_seconds")
 
     def __init__(self, settings: HepSettings) -> None:
         self._key = settings.auth_key
+        if self._key is not None:
+            import hmac  # loads OpenSSL's libcrypto: only for a capture password
+
+            self._same = hmac.compare_digest
         self._nodes = settings.node_ids
         self._rate = settings.max_rate_per_source
         self._seconds: dict[object, list[int]] = {}
@@ -322,7 +325,7 @@ class HepGate:
         if key is not None:
             if message.auth_key is None:
                 return "hep.no_auth_key"
-            if not hmac.compare_digest(message.auth_key, key):
+            if not self._same(message.auth_key, key):
                 return "hep.bad_auth_key"
         if self._nodes and message.node_id not in self._nodes:
             return "hep.node_not_accepted"

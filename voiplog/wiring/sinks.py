@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from voiplog.sinks import JsonlSink, RecordSinks
 from voiplog.sinks.jsonl import SinkError
 from voiplog.wiring import WiringError
-from voiplog.wiring.store import locked_spool_dir, open_store
 
 if TYPE_CHECKING:
     from voiplog.config import PopConfig
@@ -117,6 +116,7 @@ def _open_store_writer(
 ):
     from voiplog.store.spool import Spool
     from voiplog.store.writer import StoreWriter
+    from voiplog.wiring.store import locked_spool_dir, open_store
 
     handle = stack.enter_context(open_store(cfg, spool_if_down=True))
     cfg = handle.config.store
