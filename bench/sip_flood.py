@@ -15,7 +15,9 @@ worktree of the commit before a change) in the same run, alternately:
   including start-up;
 * ``bytes/call``: memory held per open call (tracemalloc) with ``--open-calls`` open.
 
-Each tree is measured in its own process (``--worker``); ``--pure`` also measures
+Each tree is measured in its own process (``--worker``), with the cyclic garbage
+collector set as ``replay`` and ``run`` set it (`voiplog._collector`, where the tree
+has it); ``--pure`` also measures
 this tree with its compiled extensions off (``VOIPLOG_NO_EXTENSIONS=1``), in turn
 with the others. The records of every tree's pipeline must be identical, else the
 run fails (exit 1).
@@ -180,6 +182,12 @@ def worker(args: argparse.Namespace) -> None:
 
     requests = scanner_requests(args.requests)
     result: dict[str, object] = {"tree": str(Path(voiplog.__file__).parents[1])}
+    try:
+        from voiplog import _collector
+    except ImportError:  # a tree from before the collector was set
+        pass
+    else:
+        _collector.tune()  # as `replay` and `run` set it before the first packet
     result["parse_track_s"] = _parse_and_track(requests)
     result["pipeline_s"], result["records_sha256"], result["records"] = _pipeline(requests)
     if args.open_calls:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from voiplog import _collector
 from voiplog.apps import open_app_classifier
 from voiplog.calls import EndReason
 from voiplog.capture.bpf import LINKTYPE_ETHERNET, Program, build_filter, compile_expression, either
@@ -271,6 +272,7 @@ class Daemon:
         if hep is not None:
             log.info("receiving HEP on %s", ", ".join(hep.addresses()))
         self._resume()
+        _collector.tune()
         next_checkpoint = now + self.cfg.daemon.checkpoint_interval_s
         while not self._stop:
             if hep is not None:
