@@ -94,12 +94,24 @@ def _number(user: str | None) -> str | None:
     may add or strip a +, a prefix or a country code), else the user name."""
     if not user:
         return None
-    # Interned: the same numbers come back call after call (and a SIP scanner
-    # tries the same few extensions over and over).
+    # Kept, interned: the same numbers come back call after call (and a SIP
+    # scanner tries the same few extensions over and over).
+    number = _NUMBERS.get(user, "")
+    if number != "":
+        return number
     if _NOT_PHONE.search(user) is None:
         # Without the international (00) or national (0) prefix.
-        return intern(_NOT_DIGIT.sub("", user).lstrip("0")) or None
-    return intern(user.lower())
+        number = intern(_NOT_DIGIT.sub("", user).lstrip("0")) or None
+    else:
+        number = intern(user.lower())
+    if len(_NUMBERS) >= _MAX_NUMBERS:
+        _NUMBERS.clear()
+    _NUMBERS[user] = number
+    return number
+
+
+_NUMBERS: dict[str, str | None] = {}
+_MAX_NUMBERS = 16384
 
 
 def _same_party(a: str, b: str) -> bool:

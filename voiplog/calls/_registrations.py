@@ -340,6 +340,10 @@ class RegistrationTracker:
         done, self._done = self._done, []
         return done
 
+    def has_records(self) -> bool:
+        """Whether `take_records` would give any."""
+        return bool(self._done)
+
     # -- helpers -------------------------------------------------------------
 
     def _unique_uid(self, *facts) -> str:

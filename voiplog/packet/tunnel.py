@@ -148,17 +148,17 @@ def _tunnel_at(frame: bytes, off: int) -> Tunnel | None:
             proto, p = frame[p], p + ((frame[p + 1] + 1) << 3)
     else:
         return None
-    outer_src, outer_dst = format_ip(src), format_ip(dst)
+    # The addresses are formatted only for a tunnel: most frames hold none.
     if proto in (4, 41):
         names = {(4, 4): "ipip", (4, 41): "6in4", (6, 4): "4in6", (6, 41): "ip6ip6"}
-        return Tunnel(names[version, proto], outer_src, outer_dst)
+        return Tunnel(names[version, proto], format_ip(src), format_ip(dst))
     if proto == 47:
-        return _gre(frame, p, outer_src, outer_dst)
+        return _gre(frame, p, format_ip(src), format_ip(dst))
     if proto == 17 and n >= p + 16:
         dport = frame[p + 2] << 8 | frame[p + 3]
         if dport == _VXLAN_PORT and frame[p + 8] & 0x08:
             vni = frame[p + 12] << 16 | frame[p + 13] << 8 | frame[p + 14]
-            return Tunnel("vxlan", outer_src, outer_dst, vni)
+            return Tunnel("vxlan", format_ip(src), format_ip(dst), vni)
     return None
 
 

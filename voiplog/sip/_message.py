@@ -303,10 +303,13 @@ class SipMessage:
 
         None when the message carries no ``application/sdp`` body.
         """
-        content_type = self.get("content-type")
-        if content_type is None or not self.body:
+        body = self.body
+        if not body:
             return None
-        return _find_sdp(self.body, content_type, 0)
+        content_type = self.get("content-type")
+        if content_type is None:
+            return None
+        return _find_sdp(body, content_type, 0)
 
 
 def canonical_header_name(name: str) -> str:

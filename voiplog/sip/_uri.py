@@ -262,7 +262,12 @@ def uri_user(uri: str) -> str | None:
     (``sip:+123;npdi@host``) belong to it per RFC 3261 and are kept. Other schemes
     and URIs without a user give None. Never raises.
     """
-    scheme, rest = _split_sip(_bare(uri))
+    if uri[:4] == "sip:":
+        # Nothing to strip before the scheme, and what follows the host does not
+        # change the user: the common form, without the general steps.
+        scheme, rest = "sip", uri[4:]
+    else:
+        scheme, rest = _split_sip(_bare(uri))
     if scheme in _SIP_SCHEMES:
         # A user part cannot hold an unescaped "@", so the first one ends it; the
         # user itself may contain "?", ";" and ":" (RFC 4475 intmeth, semiuri).
