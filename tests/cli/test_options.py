@@ -22,6 +22,17 @@ def test_defaults_without_config_match_the_validated_defaults(monkeypatch, tmp_p
     assert validated.lookup_subscriber is None
 
 
+def test_an_override_in_lower_case_applies_without_a_config_file(monkeypatch):
+    # The config reads VOIPLOG_* names in any case; without a file, the light
+    # path must not take a lower-case override for no override at all.
+    for key in list(__import__("os").environ):
+        if key.upper().startswith("VOIPLOG_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("voiplog_calls__max_open_calls", "1234")
+    assert load_pipeline_parts(None).call_settings.max_open_calls == 1234
+    assert load_config(None).calls.max_open_calls == 1234
+
+
 def test_reassembly_defaults_match_the_pipeline_defaults(tmp_path):
     from voiplog.settings import ReassemblySettings
 

@@ -17,7 +17,8 @@ def load_pipeline_parts(config_path: str | None) -> PipelineParts:
     defaults are used without loading the validation machinery (a replay of a
     small capture then starts in a fraction of the time).
     """
-    if config_path is None and not any(k.startswith("VOIPLOG_") for k in os.environ):
+    # The names in any case, as the config reads them.
+    if config_path is None and not any(k.upper().startswith("VOIPLOG_") for k in os.environ):
         return PipelineParts()
     from voiplog.config import ConfigError, load_config
     from voiplog.wiring import WiringError, pipeline_parts
