@@ -319,6 +319,20 @@ def test_days_that_are_over_are_indexed_and_today_is_not(store_dsn, tmp_path):
     assert "cdr_p20260227_caller_idx" in plan
 
 
+def test_a_day_missing_one_lookup_index_gets_it_back(store_dsn, tmp_path):
+    # Besides its three look-up indexes, every partition has the partial index of
+    # linked B2BUA legs (`..._expr_idx`): it must not count for a missing one.
+    writer = _writer(store_dsn, tmp_path)
+    with writer:
+        writer.put(call("2026-02-27T10:00:00Z", 0))
+    assert dict(_lookup_indexes(store_dsn))["cdr_p20260227"] == 3
+    query(store_dsn, "DROP INDEX cdr_p20260227_callee_idx")
+    assert dict(_lookup_indexes(store_dsn))["cdr_p20260227"] == 2
+    assert writer.index_closed_days() == 1
+    assert dict(_lookup_indexes(store_dsn))["cdr_p20260227"] == 3
+    assert writer.index_closed_days() == 0
+
+
 def test_a_late_record_lands_in_an_indexed_day(store_dsn, tmp_path):
     writer = _writer(store_dsn, tmp_path)
     with writer:
