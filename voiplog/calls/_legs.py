@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from sys import intern
 from typing import TYPE_CHECKING
 
@@ -89,29 +90,18 @@ class Leg:
     expires_us: int = 0
 
 
+# Kept, interned: the same numbers come back call after call (and a SIP scanner
+# tries the same few extensions over and over).
+@lru_cache(maxsize=16384)
 def _number(user: str | None) -> str | None:
     """A party as compared across legs: the digits of a phone number (a B2BUA
     may add or strip a +, a prefix or a country code), else the user name."""
     if not user:
         return None
-    # Kept, interned: the same numbers come back call after call (and a SIP
-    # scanner tries the same few extensions over and over).
-    number = _NUMBERS.get(user, "")
-    if number != "":
-        return number
     if _NOT_PHONE.search(user) is None:
         # Without the international (00) or national (0) prefix.
-        number = intern(_NOT_DIGIT.sub("", user).lstrip("0")) or None
-    else:
-        number = intern(user.lower())
-    if len(_NUMBERS) >= _MAX_NUMBERS:
-        _NUMBERS.clear()
-    _NUMBERS[user] = number
-    return number
-
-
-_NUMBERS: dict[str, str | None] = {}
-_MAX_NUMBERS = 16384
+        return intern(_NOT_DIGIT.sub("", user).lstrip("0")) or None
+    return intern(user.lower())
 
 
 def _same_party(a: str, b: str) -> bool:

@@ -108,11 +108,7 @@ def replay(
         pipeline = build_pipeline(
             parts, sinks.write, apps=apps.classifier, on_parse_error=where.report
         )
-        # What start-up made (modules, classes, functions: some 20,000 objects the
-        # cyclic collector tracks) lives as long as the process: frozen, it is
-        # walked neither by the full collections of the replay nor by the one at
-        # exit (5 ms less per run). Young collections run less often.
-        _collector.tune()
+        _collector.tune()  # what start-up made frozen, young collections rarer
         try:
             _run(pipeline, readers, show_progress, where, stop)
         except OSError as exc:
