@@ -17,6 +17,7 @@ try:
 except ImportError:  # a Python built without it
     from hashlib import blake2b
 
+from voiplog._frozen import fast_frozen_init
 from voiplog.cdr.disposition import Disposition, EndedBy, RecordKind
 
 CONTRACT_VERSION = 1
@@ -69,6 +70,7 @@ def make_uid(*parts: object) -> str:
     )
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class MediaStream:
     """One RTP stream: one SSRC sent from one source address:port."""
@@ -110,6 +112,7 @@ class MediaStream:
         return {name: getattr(self, name) for name in MEDIA_KEYS}
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class CallRecord:
     """One call-detail record, field for field the CDR JSON contract v1."""

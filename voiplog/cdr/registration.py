@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from voiplog._frozen import fast_frozen_init
 from voiplog.cdr.disposition import RecordKind
 from voiplog.cdr.record import CONTRACT_VERSION, record_keys
 
@@ -27,6 +28,7 @@ class RegistrationResult(StrEnum):
     NO_RESPONSE = "no_response"  # no final response before the timeout or end of input
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class RegistrationRecord:
     """One REGISTER transaction chain (challenge and retry are one record)."""
