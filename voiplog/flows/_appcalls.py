@@ -32,9 +32,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from voiplog._frozen import fast_frozen_init
+
 AppCallKey = tuple[str, bytes]  # (application name, anchor address, packed)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class AppFlow:
     """One flow of an app call, as it closed: what its record lists of it."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from voiplog._frozen import fast_frozen_init
 from voiplog.flows._errors import DtlsParseError
 from voiplog.flows._tls import (
     CONTENT_HANDSHAKE,
@@ -28,6 +29,7 @@ _HANDSHAKE = struct.Struct(">B3sH3s3s")  # type, length, message seq, fragment o
 _VERSIONS = frozenset({0xFEFF, 0xFEFD, 0xFEFC})
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class DtlsDatagram:
     """The records of one datagram: their content types, and a hello if one was readable."""

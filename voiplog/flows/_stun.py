@@ -19,6 +19,7 @@ import struct
 from dataclasses import dataclass
 from enum import Enum
 
+from voiplog._frozen import fast_frozen_init
 from voiplog.flows._errors import StunParseError
 
 MAGIC_COOKIE = 0x2112A442
@@ -68,6 +69,7 @@ class StunClass(Enum):
     ERROR = 3
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class StunMessage:
     """What a STUN/TURN message says about its session (no credentials kept)."""

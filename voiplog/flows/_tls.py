@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from voiplog._frozen import fast_frozen_init
 from voiplog.flows._errors import FlowParseError, TlsParseError
 
 CONTENT_CHANGE_CIPHER_SPEC = 20
@@ -29,6 +30,7 @@ EXT_USE_SRTP = 14
 EXT_ALPN = 16
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Hello:
     """What a ClientHello or ServerHello says that a flow record can use."""

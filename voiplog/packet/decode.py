@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from ipaddress import IPv6Address
 
+from voiplog._frozen import fast_frozen_init
 from voiplog.errors import ParseError
 from voiplog.packet.datagram import Datagram, TcpSegment, _new, read_udp
 
@@ -155,6 +156,7 @@ class DecodeError(ParseError):
     kind = "decode_error"
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class IPFragment:
     """One fragment of an IPv4 or IPv6 datagram, as a reassembler needs it.

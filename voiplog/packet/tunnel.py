@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from voiplog._frozen import fast_frozen_init
 from voiplog.packet.decode import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
@@ -38,6 +39,7 @@ _ERSPAN_3 = 0x22EB
 _MAX_MPLS_LABELS = 16
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Tunnel:
     """One tunnel: what kind, between which addresses, with which key."""

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from voiplog._frozen import fast_frozen_init
 from voiplog.sip._errors import SdpParseError
 
 _RTPMAP_RE = re.compile(
@@ -51,6 +52,7 @@ STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, str | None]] = {
 }
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Origin:
     """The ``o=`` line: who created the session and the address it named."""
@@ -63,6 +65,7 @@ class Origin:
     address: str
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class IceCandidate:
     """One ``a=candidate`` (RFC 8839): an address where ICE media may flow."""
@@ -77,6 +80,7 @@ class IceCandidate:
     """``host``, ``srflx``, ``prflx`` or ``relay``."""
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class MediaDescription:
     """One ``m=`` section with its effective (inherited) attributes."""
@@ -123,6 +127,7 @@ class MediaDescription:
         return entry[0] if entry else None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class SessionDescription:
     """A parsed SDP body."""
