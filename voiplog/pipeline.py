@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from voiplog._extensions import compiled
@@ -562,7 +562,10 @@ class Pipeline:
         if self._call_extras:
             extras = self._call_extras.pop(getattr(record, "call_id", None), None)
             if extras and hasattr(record, "extra"):
-                record = replace(record, extra={**record.extra, **extras})
+                # The record's `extra` is a dict made for it alone (by the tracker
+                # or the flow table that built it), and no one else has the record
+                # yet: the pipeline's keys go in without copying the record.
+                record.extra.update(extras)
         if self._enricher is not None:
             try:
                 record = self._enricher.enrich(record)
