@@ -185,7 +185,8 @@ class LegLinker:
         if leg is None:
             return uid, None
         leg.uid = uid
-        if leg.link is None:
+        # Numbers and times link only legs that announced media (`_alike`).
+        if leg.link is None and call.endpoints:
             for other in self._candidates(leg):
                 if other.link is None and self._alike(leg, other):
                     self._link(leg, other, Evidence.NUMBERS_AND_TIMES)
