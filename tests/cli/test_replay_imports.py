@@ -61,6 +61,33 @@ def test_without_a_config_no_validation_hashing_or_store_is_loaded(tmp_path):
     }
 
 
+def test_a_variable_of_no_config_key_loads_no_validation(tmp_path):
+    loaded = _loaded_by_replay(tmp_path, env={"VOIPLOG_DATABASE_URL": "postgresql://nowhere/none"})
+    assert not loaded & {"pydantic", "pydantic_settings", "voiplog.config"}
+
+
+def test_an_override_without_a_config_is_validated(tmp_path):
+    loaded = _loaded_by_replay(tmp_path, env={"voiplog_calls__linger_s": "3"})
+    assert "pydantic_settings" in loaded
+
+
+def test_the_keys_looked_for_are_the_config_keys(monkeypatch):
+    from voiplog.cli._common import CONFIG_KEYS, overrides_config
+    from voiplog.config import PopConfig
+
+    assert set(PopConfig.model_fields) == CONFIG_KEYS
+    for name in list(os.environ):
+        if name.upper().startswith("VOIPLOG_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("VOIPLOG_DATABASE_URL", "postgresql://nowhere/none")
+    monkeypatch.setenv("VOIPLOG_CALLSX", "1")
+    assert not overrides_config()
+    for variable in ("VOIPLOG_CALLS__LINGER_S", "voiplog_pop", "Voiplog_Hep__Ports"):
+        monkeypatch.setenv(variable, "1")
+        assert overrides_config()
+        monkeypatch.delenv(variable)
+
+
 def test_a_config_without_overrides_does_not_load_pydantic_settings(tmp_path):
     loaded = _loaded_by_replay(
         tmp_path,
