@@ -12,21 +12,21 @@ from voiplog.cdr import CallRecord, RegistrationRecord
 from voiplog.cdr.record import MediaStream
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Generated:
-    a: int
-    b: str = "b"
-    c: dict = dataclasses.field(default_factory=dict)
-    d: tuple = ()
+def _sample() -> type:
+    """A new frozen, slotted dataclass with each kind of field."""
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Sample:
+        a: int
+        b: str = "b"
+        c: dict = dataclasses.field(default_factory=dict)
+        d: tuple = ()
+
+    return Sample
 
 
-@fast_frozen_init
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Fast:
-    a: int
-    b: str = "b"
-    c: dict = dataclasses.field(default_factory=dict)
-    d: tuple = ()
+_Generated = _sample()
+_Fast = fast_frozen_init(_sample())
 
 
 def test_same_values_as_the_generated_init():
