@@ -239,8 +239,11 @@ class CallTracker:
         method = msg.method
         call = self._calls.get(call_id)
         if method == "INVITE":
+            known = call
             call = self._on_invite(msg, call, call_id, ts_us, hop)
-            if call is None:
+            if call is None or call is not known:
+                # None, or a call this INVITE opened: it is the newest, touched
+                # now, by its caller, and an INVITE without a To tag is all it had.
                 return
         elif call is None:
             return
