@@ -46,7 +46,7 @@ def test_pure_packages_do_not_open_files(package):
 # and flows, for one, share what they need through lower layers (the flow key in
 # packet, the records and end reasons in cdr, RTP stream state in rtp).
 LAYERS = {
-    "__init__": 0, "errors": 0, "_allocator": 0, "_collector": 0, "settings": 0, "_extensions": 0, "_frozen": 0,
+    "__init__": 0, "errors": 0, "_allocator": 0, "_collector": 0, "settings": 0, "_extensions": 0, "_frozen": 0, "_overrides": 0,
     # The configuration validates into the settings and imports no protocol code.
     "packet": 1, "config": 1,
     "capture": 2, "sip": 2, "rtp": 2,

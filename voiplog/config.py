@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from voiplog._overrides import ENV_PREFIX, overrides_config
 from voiplog.errors import UsageError
 from voiplog.settings import (
     DEFAULT_HEP_PORT,
@@ -473,21 +474,6 @@ class PopConfig(BaseModel):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
 
 
-_ENV_PREFIX = "VOIPLOG_"
-
-
-def _overridden() -> bool:
-    """Whether a variable of the environment sets a key, as pydantic-settings reads
-    them: named after a section (or top-level key) whole, or after one of its keys
-    past a double underscore, in any case. VOIPLOG_DATABASE_URL and the like set none."""
-    names = [(_ENV_PREFIX + field).lower() for field in PopConfig.model_fields]
-    return any(
-        variable == name or variable.startswith(name + "__")
-        for variable in map(str.lower, os.environ)
-        for name in names
-    )
-
-
 @functools.cache
 def _with_environment() -> type[PopConfig]:
     """`PopConfig` reading the VOIPLOG_* overrides, as pydantic-settings reads them.
@@ -500,7 +486,7 @@ def _with_environment() -> type[PopConfig]:
 
     class PopConfigFromEnvironment(BaseSettings, PopConfig):
         model_config = SettingsConfigDict(
-            env_prefix=_ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+            env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
         )
 
         @classmethod
@@ -532,7 +518,7 @@ def _override(loc: tuple) -> str | None:
     in it is its own, not the config file's."""
     parts = [str(part) for part in loc]
     while parts:
-        name = "VOIPLOG_" + "__".join(parts).upper()
+        name = ENV_PREFIX + "__".join(parts).upper()
         if name in os.environ:
             return f"environment variable {name}"
         parts.pop()
@@ -553,7 +539,7 @@ def load_config(path: str | os.PathLike | None) -> PopConfig:
             raise ConfigError(f"{source}: cannot read: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    model = _with_environment() if _overridden() else PopConfig
+    model = _with_environment() if overrides_config() else PopConfig
     try:
         return model(**data)
     except ValidationError as exc:

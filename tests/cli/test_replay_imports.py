@@ -72,7 +72,7 @@ def test_an_override_without_a_config_is_validated(tmp_path):
 
 
 def test_the_keys_looked_for_are_the_config_keys(monkeypatch):
-    from voiplog.cli._common import CONFIG_KEYS, overrides_config
+    from voiplog._overrides import CONFIG_KEYS, overrides_config
     from voiplog.config import PopConfig
 
     assert set(PopConfig.model_fields) == CONFIG_KEYS

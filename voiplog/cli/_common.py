@@ -2,44 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
+from voiplog._overrides import overrides_config
 from voiplog.wiring import PipelineParts
-
-# The top-level keys of the POP config (`voiplog.config.PopConfig`): a variable
-# VOIPLOG_<KEY>, or VOIPLOG_<KEY>__<...>, in any case, overrides one of them.
-# The other VOIPLOG_* variables (VOIPLOG_DATABASE_URL, VOIPLOG_NO_EXTENSIONS...)
-# set nothing the pipeline reads.
-CONFIG_KEYS = frozenset(
-    {
-        "pop",
-        "sensor",
-        "sip",
-        "calls",
-        "media_sessions",
-        "reassembly",
-        "subscriber_networks",
-        "store",
-        "access",
-        "enrichment",
-        "capture",
-        "metrics",
-        "hep",
-        "daemon",
-    }
-)
-_PREFIX = "voiplog_"
-
-
-def overrides_config() -> bool:
-    """Whether a variable of the environment overrides a key of the POP config."""
-    for variable in os.environ:
-        name = variable.lower()
-        if name.startswith(_PREFIX) and name[len(_PREFIX) :].split("__", 1)[0] in CONFIG_KEYS:
-            return True
-    return False
 
 
 def load_pipeline_parts(config_path: str | None) -> PipelineParts:
