@@ -28,17 +28,19 @@ def format_ts(ts_us: int | None) -> str | None:
     if ts_us is None:
         return None
     seconds, micros = divmod(ts_us, 1_000_000)
-    # The times of one record, and of records written together, mostly fall in
-    # the same second: its text is kept (one tuple, replaced whole).
-    global _last_second
-    last = _last_second
-    if last[0] != seconds:
-        moment = datetime.fromtimestamp(seconds, UTC)
-        last = _last_second = (seconds, f"{moment:%Y-%m-%dT%H:%M:%S}.")
-    return f"{last[1]}{micros:06d}Z"
+    # A record's times (set-up, ringing, answer, end, its media) fall in a few
+    # seconds, shared with the records written around it: the text of each second
+    # is kept, in a table emptied when it is full.
+    prefix = _SECONDS.get(seconds)
+    if prefix is None:
+        if len(_SECONDS) >= _MAX_SECONDS:
+            _SECONDS.clear()
+        prefix = _SECONDS[seconds] = f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}."
+    return f"{prefix}{micros:06d}Z"
 
 
-_last_second: tuple[int | None, str] = (None, "")
+_SECONDS: dict[int, str] = {}
+_MAX_SECONDS = 4096
 
 # Base32 (RFC 4648, lower case) of every 10-bit value: two letters of a uid each.
 _B32_PAIRS = [
