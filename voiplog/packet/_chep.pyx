@@ -9,10 +9,17 @@ always its own, and an accepted packet gives a `HepMessage` equal to the
 reference's (`tests/packet/test_hep_equivalence.py` checks both).
 """
 
+from dataclasses import fields
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
+from voiplog._cslots cimport filled, slot_setters
 from voiplog.packet.hep import HEP_SIP, HepMessage
 from voiplog.packet.hep import _decode_v3 as _reference_decode
+
+
+# Made as the dataclass's `__init__` makes it.
+cdef tuple _MESSAGE_SLOTS = slot_setters(HepMessage, tuple(f.name for f in fields(HepMessage)))
 
 
 def decode_v3(data):
@@ -134,7 +141,7 @@ cdef object _fast(bytes data):
         return None
     if micros >= 1_000_000:
         return None
-    return HepMessage(
+    return filled(HepMessage, _MESSAGE_SLOTS, (
         3,
         17 if proto < 0 else proto,
         data[src_at : src_at + src_len],
@@ -148,4 +155,4 @@ cdef object _fast(bytes data):
         data[auth_at:auth_end] if auth_at >= 0 else None,
         data[corr_at:corr_end].decode("utf-8", "replace") if corr_at >= 0 else None,
         unknown,
-    )
+    ))

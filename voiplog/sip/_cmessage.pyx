@@ -24,6 +24,9 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.string cimport memchr, memcmp, memcpy
 
+from dataclasses import fields
+
+from voiplog._cslots cimport filled, slot_setters
 from voiplog.sip._errors import SipParseError
 from voiplog.sip._framing import _body
 from voiplog.sip._message import _LIST, _PLAIN, _ROLES, _SINGLE, _VIA, SipMessage
@@ -38,6 +41,10 @@ cdef extern from "Python.h":
     const unsigned char *PyUnicode_1BYTE_DATA(object text)
     Py_ssize_t PyUnicode_GET_LENGTH(object text)
 
+
+# Messages and From/To made as their dataclasses' `__init__` makes them.
+cdef tuple _MESSAGE_SLOTS = slot_setters(SipMessage, tuple(f.name for f in fields(SipMessage)))
+cdef tuple _NAME_ADDR_SLOTS = slot_setters(NameAddr, tuple(f.name for f in fields(NameAddr)))
 
 cdef int _ROLE_PLAIN = _PLAIN
 cdef int _ROLE_LIST = _LIST
@@ -244,7 +251,7 @@ cdef object _name_addr(str value):
     while i < size and _SPACE[p[i]]:
         i += 1
     if i == size:
-        return NameAddr(display, uri, (), None)
+        return filled(NameAddr, _NAME_ADDR_SLOTS, (display, uri, (), None))
     # A lone tag parameter, as `_params_and_tag` takes it without parsing.
     if size - i < 5 or memcmp(p + i, b";tag=", 5) != 0:
         return parse_name_addr(value)
@@ -256,7 +263,7 @@ cdef object _name_addr(str value):
         tag_start += 1
     tag_end = size  # the value is stripped already
     tag = value[tag_start:tag_end]
-    return NameAddr(display, uri, ((_TAG, tag),), tag)
+    return filled(NameAddr, _NAME_ADDR_SLOTS, (display, uri, ((_TAG, tag),), tag))
 
 
 cdef bint _via_ok(str value):
@@ -549,7 +556,7 @@ cdef object _fast(bytes data):
         except SipParseError:
             return None
 
-    return SipMessage(
+    return filled(SipMessage, _MESSAGE_SLOTS, (
         method,
         request_uri,
         status,
@@ -562,4 +569,4 @@ cdef object _fast(bytes data):
         from_,
         to,
         tuple(anomalies),
-    )
+    ))

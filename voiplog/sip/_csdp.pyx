@@ -25,9 +25,9 @@ field (`tests/sip/test_sdp_equivalence.py` checks both).
 from dataclasses import fields
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.object cimport PyObject_GenericSetAttr
-from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.string cimport memchr, memcmp
+
+from voiplog._cslots cimport filled, slot_setters
 
 from voiplog.sip._sdp import (
     IceCandidate,
@@ -61,21 +61,23 @@ for _cls in (IceCandidate, Origin, MediaDescription, SessionDescription):
     if hasattr(_cls, "__post_init__"):
         raise ImportError(f"{_cls.__name__} has a __post_init__: the fast path cannot build it")
 
-# The records' field names in their order, from the dataclasses themselves.
-cdef tuple _CANDIDATE_FIELDS = tuple(field.name for field in fields(IceCandidate))
-cdef tuple _ORIGIN_FIELDS = tuple(field.name for field in fields(Origin))
-cdef tuple _MEDIA_FIELDS = tuple(field.name for field in fields(MediaDescription))
-cdef tuple _SESSION_FIELDS = tuple(field.name for field in fields(SessionDescription))
+# The records' slots in their fields' order, from the dataclasses themselves.
+cdef tuple _CANDIDATE_FIELDS = slot_setters(
+    IceCandidate, tuple(f.name for f in fields(IceCandidate))
+)
+cdef tuple _ORIGIN_FIELDS = slot_setters(Origin, tuple(f.name for f in fields(Origin)))
+cdef tuple _MEDIA_FIELDS = slot_setters(
+    MediaDescription, tuple(f.name for f in fields(MediaDescription))
+)
+cdef tuple _SESSION_FIELDS = slot_setters(
+    SessionDescription, tuple(f.name for f in fields(SessionDescription))
+)
 
 
-cdef object _record(type cls, tuple names, tuple values):
+cdef inline object _record(type cls, tuple setters, tuple values):
     """``cls(*values)`` for a frozen dataclass, built as its generated ``__init__``
-    builds it (``object.__setattr__`` on each field) without the cost of calling it."""
-    cdef Py_ssize_t i
-    record = cls.__new__(cls)
-    for i in range(PyTuple_GET_SIZE(names)):
-        PyObject_GenericSetAttr(record, names[i], values[i])
-    return record
+    builds it, without the cost of calling it."""
+    return filled(cls, setters, values)
 
 
 cdef object _SENDRECV = "sendrecv"
