@@ -282,3 +282,24 @@ def test_built_messages(data):
 def test_random_bytes_inserted(sample, insert, position):
     at = position % (len(sample) + 1)
     assert_same(sample[:at] + insert + sample[at:])
+
+
+@pytest.mark.parametrize(
+    "length, tail",
+    [
+        (len(SDP_OFFER), b""),
+        (len(SDP_OFFER), b"\r\n \t"),
+        (len(SDP_OFFER) - 4, b""),  # the body cut short: the rest is trailing octets
+        (len(SDP_OFFER), b"garbage"),
+        (len(SDP_OFFER) + 1, b""),  # more than the datagram holds: refused
+        ("000" + str(len(SDP_OFFER)), b""),
+        ("0000000000" + str(len(SDP_OFFER)), b""),
+        ("1234567890", b""),
+        (" " + str(len(SDP_OFFER)), b""),
+        ("+" + str(len(SDP_OFFER)), b""),
+    ],
+)
+def test_one_content_length(length, tail):
+    lines = [*BASE_HEADERS, f"Content-Length: {length}"]
+    data = build("INVITE sip:bob@example.com SIP/2.0", lines, SDP_OFFER, "\r\n") + tail
+    assert_same(data)
