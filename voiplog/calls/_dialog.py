@@ -292,20 +292,23 @@ class Dialog:
     origin_port: int = 0
     origin_vias: int = 0
     caller_tag: str | None = None
-    to_tags: AbstractSet[str] = _NONE  # of the responses to the judged INVITE
+    # Tag lists, media keys and SDP bodies are held in tuples and dicts of
+    # strings, which the cyclic collector stops walking once it has seen
+    # them: an open call keeps them for minutes.
+    to_tags: tuple[str, ...] = ()  # of the responses to the judged INVITE, each once
     # (destination ip, port, To tag) of the responses 101-299 to the judged
     # INVITE on the callee's side: two tags toward one destination make the
     # call `forked`. (A relay that rewrites the tag sends its own elsewhere.)
-    branch_tags: AbstractSet[tuple[str, int, str]] = _NONE
+    branch_tags: tuple[tuple[str, int, str], ...] = ()  # each once
     # In-dialog INVITEs, by (CSeq, From tag) as each side numbers its own
     # requests -> the side that sent it.
     reinvites: dict[tuple[int, str | None], Side] | None = None
     flags: AbstractSet[str] = _NONE
     # Media this call announced and the flows attached to it (see `MediaIndex`).
-    endpoints: Sequence[EndpointKey] = ()
+    endpoints: tuple[EndpointKey, ...] = ()
     flows: Sequence[MediaFlow] = ()
-    offered_not_rtp: Sequence[EndpointKey] = ()  # pending until answered
-    last_sdp: dict[Side, bytes] | None = None  # the last SDP body of each side
+    offered_not_rtp: tuple[EndpointKey, ...] = ()  # pending until answered
+    last_sdp: dict[str, bytes] | None = None  # the last SDP body of each side (its value)
     heap_seq: int = 0
     transport: str = "udp"
     caller_ip: str = ""

@@ -196,13 +196,10 @@ class MediaIndex:
                     break
             else:
                 endpoints.append(_Endpoint(call, side, media.rtpmap, ts_us))
-                if call.endpoints:
-                    call.endpoints.append(key)  # type: ignore[attr-defined]
-                else:
-                    call.endpoints = [key]
+                call.endpoints = (*call.endpoints, key)
                 self.generation += 1
         if not answer:
-            call.offered_not_rtp = not_rtp
+            call.offered_not_rtp = tuple(not_rtp) if not_rtp else ()
             return
         for key in (*call.offered_not_rtp, *not_rtp) if not_rtp else ():
             self._retire(call, key)

@@ -100,7 +100,7 @@ def dialog_data(call: Dialog, indexed: dict[bytes, MediaFlow]) -> dict:
         flags=sorted(call.flags),
         endpoints=[_key_out(key) for key in call.endpoints],
         offered_not_rtp=[_key_out(key) for key in call.offered_not_rtp],
-        last_sdp={side.value: body.hex() for side, body in (call.last_sdp or {}).items()},
+        last_sdp={side: body.hex() for side, body in (call.last_sdp or {}).items()},
         answer_hop=list(call.answer_hop) if call.answer_hop is not None else None,
         answer_aliases=sorted(call.answer_aliases),
         other_answers=[list(answer) for answer in call.other_answers],
@@ -138,13 +138,13 @@ def restore_dialog(data: dict, indexed: dict[bytes, MediaFlow]) -> Dialog:
     refer = data["refer"]
     call.state = State(data["state"])
     call.invite_branches = list(data["invite_branches"])
-    call.to_tags = set(data["to_tags"])
-    call.branch_tags = {tuple(branch) for branch in data.get("branch_tags", ())}
+    call.to_tags = tuple(data["to_tags"])
+    call.branch_tags = tuple(tuple(branch) for branch in data.get("branch_tags", ()))
     call.reinvites = {(cseq, tag): Side(side) for cseq, tag, side in data["reinvites"]}
     call.flags = set(data["flags"])
-    call.endpoints = [_key_in(key) for key in data["endpoints"]]
-    call.offered_not_rtp = [_key_in(key) for key in data["offered_not_rtp"]]
-    call.last_sdp = {Side(side): bytes.fromhex(body) for side, body in data["last_sdp"].items()}
+    call.endpoints = tuple(_key_in(key) for key in data["endpoints"])
+    call.offered_not_rtp = tuple(_key_in(key) for key in data["offered_not_rtp"])
+    call.last_sdp = {Side(side).value: bytes.fromhex(body) for side, body in data["last_sdp"].items()}
     call.answer_hop = tuple(data["answer_hop"]) if data["answer_hop"] is not None else None
     call.answer_aliases = set(data["answer_aliases"])
     call.other_answers = [tuple(answer) for answer in data["other_answers"]]

@@ -332,8 +332,8 @@ class CallTracker:
             call.invite_branches = msg.via_branches
             # The tags that answered the INVITE before (a proxy's challenge, a
             # failed branch) are no branches of the call judged by this one.
-            call.to_tags = frozenset()
-            call.branch_tags = frozenset()
+            call.to_tags = ()
+            call.branch_tags = ()
             call.final_status = None
             call.final_reached_caller = False
             call.final_us = None
@@ -407,7 +407,7 @@ class CallTracker:
             return
         to_tag = msg.to.tag if msg.to else None
         if to_tag and status > 100 and to_tag not in call.to_tags:
-            call.to_tags = {*call.to_tags, to_tag}
+            call.to_tags = (*call.to_tags, to_tag)
         # Toward the caller, or on a hop beyond it: what a proxy answered the
         # caller itself (its challenge, its timeout, a failure it relayed as
         # another) is no branch, and the caller's answer is the one received.
@@ -415,7 +415,7 @@ class CallTracker:
         if to_tag and 100 < status < 300 and not (reaches_caller and call.relayed):
             branch = (hop.dst_ip, hop.dst_port, to_tag)
             if branch not in call.branch_tags:
-                call.branch_tags = {*call.branch_tags, branch}
+                call.branch_tags = (*call.branch_tags, branch)
                 if any(b[:2] == branch[:2] and b != branch for b in call.branch_tags):
                     call.flag("forked")
         if (
@@ -549,9 +549,9 @@ class CallTracker:
             return None
         if call.last_sdp is None:
             call.last_sdp = {}
-        elif call.last_sdp.get(side) == body:
+        elif call.last_sdp.get(side.value) == body:
             return None  # a retransmission, or the same SDP once more: nothing changes
-        call.last_sdp[side] = body
+        call.last_sdp[side.value] = body
         try:
             sdp = parse_sdp(body)
         except ParseError as exc:
