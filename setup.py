@@ -24,6 +24,7 @@ EXTENSIONS = {
     "voiplog.sip._cmessage": ["voiplog/sip/_cmessage.pyx"],
     "voiplog.sip._csdp": ["voiplog/sip/_csdp.pyx"],
     "voiplog.packet._chep": ["voiplog/packet/_chep.pyx"],
+    "voiplog.packet._cmirror": ["voiplog/packet/_cmirror.pyx"],
 }
 _COMPILE_ARGS = ["-O2", "-ffp-contract=off"]
 

@@ -61,7 +61,7 @@ from voiplog.packet.hep import (
     decode_hep,
 )
 from voiplog.packet.ipfrag import FragmentReassembler
-from voiplog.packet.mirror import MirrorDedup, SourceCopies
+from voiplog.packet.mirror import MirrorDedup, SourceCopiesInUse
 from voiplog.packet.sctp import SctpReassembler
 from voiplog.packet.tunnel import outer_tunnel
 from voiplog.rtp import is_rtp_of_flow, looks_like_rtp
@@ -197,7 +197,7 @@ class Pipeline:
         # The same SIP message captured and also sent as HEP (or sent by two HEP
         # nodes), or captured twice within milliseconds (a port mirrored twice),
         # is one message, not a retransmission.
-        self._copies = SourceCopies(_COPY_WINDOW_US)
+        self._copies = SourceCopiesInUse(_COPY_WINDOW_US)
         self.hep_ports = hep.ports
         self._hep_gate = HepGate(hep)
         self._hep_streams = HepTcpStreams(

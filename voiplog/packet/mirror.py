@@ -37,7 +37,9 @@ its Via.
 
 from __future__ import annotations
 
-__all__ = ["MirrorDedup", "SourceCopies"]
+from voiplog._extensions import compiled
+
+__all__ = ["MirrorDedup", "SourceCopies", "SourceCopiesInUse"]
 
 
 class MirrorDedup:
@@ -126,3 +128,10 @@ class SourceCopies:
         current[message] = passed + 1
         current[seen] = ts_us
         return None
+
+
+# `SourceCopies` compiled (`_cmirror.pyx`) when built, else the class above, its reference.
+_cmirror = compiled("voiplog.packet._cmirror")
+SourceCopiesInUse: type[SourceCopies] = (
+    _cmirror.SourceCopies if _cmirror is not None else SourceCopies  # type: ignore[assignment]
+)
