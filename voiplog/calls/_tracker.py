@@ -53,6 +53,7 @@ from voiplog.sip import (
     parse_sdp,
 )
 
+_new_tuple = tuple.__new__
 _US = 1_000_000
 
 
@@ -122,13 +123,12 @@ class CallTracker:
             else:
                 self.registrations.on_response(msg, ts_us)
             return
+        # The Hop made as its own __new__ makes it, without that Python frame.
+        hop = _new_tuple(Hop, (src_ip, src_port, dst_ip, dst_port, transport))
         if msg.method is not None:
-            hop = Hop(src_ip, src_port, dst_ip, dst_port, transport)
             self._on_request(msg, call_id, ts_us, hop)
         else:
-            self._on_response(
-                msg, call_id, ts_us, Hop(src_ip, src_port, dst_ip, dst_port, transport)
-            )
+            self._on_response(msg, call_id, ts_us, hop)
         if hep_correlation:
             call = self._calls.get(call_id)
             if call is not None and call.hep_correlation is None:
