@@ -224,16 +224,15 @@ class Pipeline:
     def _packet(self, ts: int, linktype: int, frame: bytes, udp: int) -> None:
         """The general path: one frame decoded (or reassembled), then handed on by protocol."""
         if udp:
-            # Ethernet/IPv4/UDP as the fast path read it: no need to decode it again.
-            end = udp + (frame[udp + 4] << 8 | frame[udp + 5])
-            datagram = (
-                PROTO_UDP,
-                frame[udp - 8 : udp - 4],
-                frame[udp] << 8 | frame[udp + 1],
-                frame[udp - 4 : udp],
-                frame[udp + 2] << 8 | frame[udp + 3],
-                frame[udp + 8 : end],
-            )
+            # Ethernet/IPv4/UDP as the fast path read it: no need to decode it again;
+            # the flow key is the frame's addresses and ports as they stand.
+            proto = PROTO_UDP
+            src = frame[udp - 8 : udp - 4]
+            sport = frame[udp] << 8 | frame[udp + 1]
+            dst = frame[udp - 4 : udp]
+            dport = frame[udp + 2] << 8 | frame[udp + 3]
+            payload = frame[udp + 8 : udp + (frame[udp + 4] << 8 | frame[udp + 5])]
+            key = frame[udp - 8 : udp + 4]
         else:
             try:
                 datagram = decode_general(linktype, frame)  # the fast path read it already
@@ -244,15 +243,19 @@ class Pipeline:
                 datagram = self._reassemble(ts, linktype, frame)
                 if datagram is None:
                     return
-        proto, src, sport, dst, dport, payload = datagram[:6]
+            proto, src, sport, dst, dport, payload = datagram[:6]
+            key = flow_key(src, sport, dst, dport) if proto == PROTO_UDP else None
         dedup = self._dedup
         if dedup is not None and (payload or proto != PROTO_TCP):
-            key = flow_key(src, sport, dst, dport) + payload
-            if dedup.seen(key if proto == PROTO_UDP else b"\x06" + key, ts):
+            if proto == PROTO_UDP:
+                seen = dedup.seen(key + payload, ts)
+            else:
+                seen = dedup.seen(b"\x06" + flow_key(src, sport, dst, dport) + payload, ts)
+            if seen:
                 self.stats.mirror_duplicates += 1
                 return
         if proto == PROTO_UDP:
-            self._udp(ts, src, sport, dst, dport, payload, linktype, frame)
+            self._udp(ts, src, sport, dst, dport, payload, linktype, frame, key)
         elif proto == PROTO_TCP:
             self.stats.tcp += 1
             if self.classifier is not None and looks_like_tls(payload):
@@ -272,11 +275,12 @@ class Pipeline:
         payload: bytes,
         linktype: int,
         frame: bytes,
+        key: bytes,
     ) -> None:
-        """One UDP datagram: RTP of a known flow, RADIUS, HEP, SIP, or new RTP."""
+        """One UDP datagram (`key`: its `flow_key`): RTP of a known flow, RADIUS,
+        HEP, SIP, or new RTP."""
         stats = self.stats
         stats.udp += 1
-        key = flow_key(src, sport, dst, dport)
         flow = self.tracker.flows.get(key)
         if flow is not None and len(payload) >= 12 and is_rtp_of_flow(payload[0], payload[1]):
             flow.add_rtp(ts, payload)
