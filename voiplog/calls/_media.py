@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
-from socket import AF_INET, inet_pton
 from typing import TYPE_CHECKING
 
 from voiplog.packet import flow_key, format_ip
@@ -31,17 +30,30 @@ EndpointKey = tuple[bytes, int]
 _ADDRESS_CACHE: dict[str, bytes | None] = {}
 
 
+def _ipv4(text: str) -> bytes | None:
+    """The packed IPv4 address `text` as `ipaddress` reads it (four decimal
+    octets of at most three ASCII digits, no leading zero, each at most 255),
+    else None; in half its time, and without raising."""
+    octets = text.split(".")
+    if len(octets) != 4 or not text.isascii() or not text.replace(".", "").isdigit():
+        return None
+    for octet in octets:
+        if not octet or len(octet) > 3 or (octet[0] == "0" and len(octet) > 1):
+            return None
+    try:
+        return bytes(map(int, octets))
+    except ValueError:  # an octet over 255
+        return None
+
+
 def _packed_address(text: str) -> bytes | None:
     """Packed bytes of an SDP connection address (cached: media servers repeat)."""
     packed = _ADDRESS_CACHE.get(text, b"")
     if packed != b"":
         return packed
-    try:
-        # What inet_pton takes as IPv4 (four decimal octets, no leading zero) is
-        # exactly what ipaddress takes, at a fifteenth of its cost; the rest
-        # (IPv6, scope ids, anything unreadable) is left to ipaddress.
-        packed = inet_pton(AF_INET, text)
-    except (OSError, ValueError):
+    packed = _ipv4(text)
+    if packed is None:
+        # IPv6, scope ids, anything unreadable: ipaddress's to judge.
         try:
             packed = ipaddress.ip_address(text).packed
         except ValueError:
