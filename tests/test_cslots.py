@@ -30,7 +30,7 @@ def _compiled(name: str):
     try:
         return importlib.import_module(name)
     except ImportError:
-        pytest.skip(f"{name} not built")
+        pytest.skip("compiled extensions not built")
 
 
 def _same_instance(made, expected) -> None:
