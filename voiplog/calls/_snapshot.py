@@ -144,7 +144,9 @@ def restore_dialog(data: dict, indexed: dict[bytes, MediaFlow]) -> Dialog:
     call.flags = set(data["flags"])
     call.endpoints = tuple(_key_in(key) for key in data["endpoints"])
     call.offered_not_rtp = tuple(_key_in(key) for key in data["offered_not_rtp"])
-    call.last_sdp = {Side(side).value: bytes.fromhex(body) for side, body in data["last_sdp"].items()}
+    call.last_sdp = {
+        Side(side).value: bytes.fromhex(body) for side, body in data["last_sdp"].items()
+    }
     call.answer_hop = tuple(data["answer_hop"]) if data["answer_hop"] is not None else None
     call.answer_aliases = set(data["answer_aliases"])
     call.other_answers = [tuple(answer) for answer in data["other_answers"]]
