@@ -26,14 +26,20 @@ cdef extern from "Python.h":
     PyTypeObject *Py_TYPE(PyObject *)
 
 
-cdef inline tuple slot_setters(type cls, tuple names):
-    """The member descriptors of `cls`'s slots `names`, in that order; raises
-    ImportError when one is not a plain slot (then the module is not used)."""
+cdef inline tuple slot_setters(type cls):
+    """The member descriptors of the slots of dataclass `cls`'s fields, in their
+    order; raises ImportError when `__init__` would do more than fill them (a
+    `__post_init__`, a field that is not a plain slot): the module is then not
+    used, and the reference runs instead."""
+    from dataclasses import fields
+
+    if hasattr(cls, "__post_init__"):
+        raise ImportError(f"{cls.__name__} has a __post_init__: it must be called")
     setters = []
-    for name in names:
-        setter = cls.__dict__.get(name)
+    for field in fields(cls):
+        setter = cls.__dict__.get(field.name)
         if type(setter).__name__ != "member_descriptor":
-            raise ImportError(f"{cls.__name__}.{name} is not a slot")
+            raise ImportError(f"{cls.__name__}.{field.name} is not a slot")
         setters.append(setter)
     return tuple(setters)
 

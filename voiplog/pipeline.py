@@ -361,9 +361,7 @@ class Pipeline:
             if frame and msg.method in _TUNNELLED_METHODS:
                 self._note_tunnel(msg.call_id, linktype, frame)
             if source is not None:
-                extras = self._call_extras.get(msg.call_id)
-                if extras is None or "source" not in extras:  # else the first one stays
-                    self._note_extra(msg.call_id, "source", source)
+                self._note_extra(msg.call_id, "source", source)
         self.tracker.on_sip(
             msg,
             ts,

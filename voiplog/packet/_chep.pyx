@@ -9,8 +9,6 @@ always its own, and an accepted packet gives a `HepMessage` equal to the
 reference's (`tests/packet/test_hep_equivalence.py` checks both).
 """
 
-from dataclasses import fields
-
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from voiplog._cslots cimport filled, slot_setters
@@ -19,7 +17,7 @@ from voiplog.packet.hep import _decode_v3 as _reference_decode
 
 
 # Made as the dataclass's `__init__` makes it.
-cdef tuple _MESSAGE_SLOTS = slot_setters(HepMessage, tuple(f.name for f in fields(HepMessage)))
+cdef tuple _MESSAGE_SLOTS = slot_setters(HepMessage)
 
 
 def decode_v3(data):

@@ -24,8 +24,6 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from libc.string cimport memchr, memcmp, memcpy
 
-from dataclasses import fields
-
 from voiplog._cslots cimport filled, slot_setters
 from voiplog.sip._errors import SipParseError
 from voiplog.sip._framing import _body
@@ -43,8 +41,8 @@ cdef extern from "Python.h":
 
 
 # Messages and From/To made as their dataclasses' `__init__` makes them.
-cdef tuple _MESSAGE_SLOTS = slot_setters(SipMessage, tuple(f.name for f in fields(SipMessage)))
-cdef tuple _NAME_ADDR_SLOTS = slot_setters(NameAddr, tuple(f.name for f in fields(NameAddr)))
+cdef tuple _MESSAGE_SLOTS = slot_setters(SipMessage)
+cdef tuple _NAME_ADDR_SLOTS = slot_setters(NameAddr)
 
 cdef int _ROLE_PLAIN = _PLAIN
 cdef int _ROLE_LIST = _LIST

@@ -22,8 +22,6 @@ accepted body gives a `SessionDescription` equal to the reference's, field by
 field (`tests/sip/test_sdp_equivalence.py` checks both).
 """
 
-from dataclasses import fields
-
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcmp
 
@@ -55,29 +53,11 @@ cdef void _init_tables():
 
 _init_tables()
 
-# The records are built as their generated ``__init__`` builds them; one that did
-# more (a ``__post_init__``) would need the call: the reference then runs instead.
-for _cls in (IceCandidate, Origin, MediaDescription, SessionDescription):
-    if hasattr(_cls, "__post_init__"):
-        raise ImportError(f"{_cls.__name__} has a __post_init__: the fast path cannot build it")
-
-# The records' slots in their fields' order, from the dataclasses themselves.
-cdef tuple _CANDIDATE_FIELDS = slot_setters(
-    IceCandidate, tuple(f.name for f in fields(IceCandidate))
-)
-cdef tuple _ORIGIN_FIELDS = slot_setters(Origin, tuple(f.name for f in fields(Origin)))
-cdef tuple _MEDIA_FIELDS = slot_setters(
-    MediaDescription, tuple(f.name for f in fields(MediaDescription))
-)
-cdef tuple _SESSION_FIELDS = slot_setters(
-    SessionDescription, tuple(f.name for f in fields(SessionDescription))
-)
-
-
-cdef inline object _record(type cls, tuple setters, tuple values):
-    """``cls(*values)`` for a frozen dataclass, built as its generated ``__init__``
-    builds it, without the cost of calling it."""
-    return filled(cls, setters, values)
+# The records, made as their generated ``__init__`` makes them (see `_cslots`).
+cdef tuple _CANDIDATE_SLOTS = slot_setters(IceCandidate)
+cdef tuple _ORIGIN_SLOTS = slot_setters(Origin)
+cdef tuple _MEDIA_SLOTS = slot_setters(MediaDescription)
+cdef tuple _SESSION_SLOTS = slot_setters(SessionDescription)
 
 
 cdef object _SENDRECV = "sendrecv"
@@ -223,9 +203,9 @@ cdef void _candidate(str arg, _Section section):
         port = _port_text(fields[5])
         if component is not None and port is not None:
             section.candidates.append(
-                _record(
+                filled(
                     IceCandidate,
-                    _CANDIDATE_FIELDS,
+                    _CANDIDATE_SLOTS,
                     (component, fields[2].lower(), fields[4], port, fields[7]),
                 )
             )
@@ -416,9 +396,9 @@ cdef object _fast(bytes body):
             count = len(fields)
             if count >= 6:
                 username = fields[0] if count == 6 else _SPACE_TEXT.join(fields[: count - 5])
-                origin = _record(
+                origin = filled(
                     Origin,
-                    _ORIGIN_FIELDS,
+                    _ORIGIN_SLOTS,
                     (
                         username,
                         fields[count - 5],
@@ -454,6 +434,6 @@ cdef object _fast(bytes body):
             section.setup or session.setup,
             tuple(section.candidates),
         )
-        media.append(_record(MediaDescription, _MEDIA_FIELDS, values))
+        media.append(filled(MediaDescription, _MEDIA_SLOTS, values))
     values = (origin, session_name, session.connection, direction, tuple(media))
-    return _record(SessionDescription, _SESSION_FIELDS, values)
+    return filled(SessionDescription, _SESSION_SLOTS, values)
