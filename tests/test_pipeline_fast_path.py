@@ -12,9 +12,9 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from voiplog import pipeline as pipeline_module
-from voiplog._fastpath import fast_path
+from voiplog._fastpath import fast_path, udp_fields
 from voiplog.calls import MediaFlow
-from voiplog.packet import read_udp
+from voiplog.packet import flow_key, read_udp
 from voiplog.pipeline import Pipeline
 from voiplog.rtp import RTP_OF_FLOW
 
@@ -93,3 +93,45 @@ def test_fast_path_takes_what_read_udp_and_the_rtp_test_accept(
     assert taken == bool(u and RTP_OF_FLOW[head])
     if taken:
         assert pipeline.stats.rtp_packets == 1
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    payload=st.binary(max_size=300),
+    udp_len_delta=st.one_of(st.just(0), st.integers(min_value=-15, max_value=15)),
+    padding=st.sampled_from([0, 0, 6, 30]),
+    tagged=st.booleans(),
+    ports=st.tuples(st.integers(0, 65535), st.integers(0, 65535)),
+)
+def test_the_fields_of_a_frame_the_fast_path_read(payload, udp_len_delta, padding, tagged, ports):
+    """`udp_fields` of the compiled module gives the reference's fields, which are
+    the datagram's as the packet layer decodes it."""
+    sport, dport = ports
+    length = max(0, 8 + len(payload) + udp_len_delta)
+    body = struct.pack(">HHHH", sport, dport, length, 0) + payload
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 1, 0, 64, 17, 0, SRC, DST)
+    tag = b"\x81\x00\x00\x2a" if tagged else b""
+    frame = b"\x02\0\0\0\0\x0b\x02\0\0\0\0\x0a" + tag + b"\x08\x00" + ip + body + bytes(padding)
+    udp, _ = read_udp(frame, 12)
+    event("read" if udp else "not read")
+    if not udp:
+        return
+    fields = udp_fields(frame, udp)
+    assert fields == (
+        SRC,
+        sport,
+        DST,
+        dport,
+        payload[: length - 8],
+        flow_key(SRC, sport, DST, dport),
+    )
+    if COMPILED is not None:
+        assert COMPILED.udp_fields(frame, udp) == fields
+
+
+@pytest.mark.skipif(COMPILED is None, reason="compiled extensions not built")
+@pytest.mark.parametrize("udp", [0, 7, 120])
+def test_compiled_fields_refuse_an_offset_outside_the_frame(udp):
+    frame = bytes(60)
+    with pytest.raises(ValueError, match="offset"):
+        COMPILED.udp_fields(frame, udp)

@@ -11,12 +11,12 @@ the header fields are read in C rather than with `struct`. A frame that is not
 `bytes` (the readers give bytes) is left to the general path.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
 from voiplog.packet.datagram import VXLAN_PORT as _VXLAN_PORT
 from voiplog.rtp import RTP_OF_FLOW as _RTP_OF_FLOW
 
-__all__ = ["FastPath"]
+__all__ = ["FastPath", "udp_fields"]
 
 cdef long long EXPIRE_EVERY_US = 1_000_000
 cdef unsigned int VXLAN_PORT = _VXLAN_PORT
@@ -176,3 +176,24 @@ cdef class FastPath:
         stats.media_session_packets += self.media_fast
         self.pipeline._now_us = self.now
         self.pipeline._next_expire_us = self.next_expire
+
+
+def udp_fields(bytes frame, Py_ssize_t udp):
+    """The reference's `udp_fields`, for a frame the fast path read (refused, with
+    ValueError, when its UDP header and payload are not all in it)."""
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(frame)
+    cdef const unsigned char *f = <const unsigned char *>PyBytes_AS_STRING(frame)
+    cdef Py_ssize_t length
+    if udp < 8 or udp + 8 > size:
+        raise ValueError(f"no UDP header at offset {udp} of a {size}-byte frame")
+    length = _u16(f + udp + 4)
+    if length < 8 or udp + length > size:
+        raise ValueError(f"UDP length {length} at offset {udp} beyond a {size}-byte frame")
+    return (
+        PyBytes_FromStringAndSize(<const char *>f + udp - 8, 4),
+        _u16(f + udp),
+        PyBytes_FromStringAndSize(<const char *>f + udp - 4, 4),
+        _u16(f + udp + 2),
+        PyBytes_FromStringAndSize(<const char *>f + udp + 8, length - 8),
+        PyBytes_FromStringAndSize(<const char *>f + udp - 8, 12),
+    )

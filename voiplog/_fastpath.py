@@ -130,3 +130,18 @@ def fast_path(
     stats.media_session_packets += media_fast
     pipeline._now_us = now
     pipeline._next_expire_us = next_expire
+
+
+def udp_fields(frame: bytes, udp: int) -> tuple[bytes, int, bytes, int, bytes, bytes]:
+    """``(src, sport, dst, dport, payload, key)`` of a frame the fast path read, `udp`
+    the offset of its UDP header after an IPv4 header of 20 bytes, `key` its
+    `flow_key` (the frame's addresses and ports as they stand), `payload` as long as
+    the UDP length says."""
+    return (
+        frame[udp - 8 : udp - 4],
+        frame[udp] << 8 | frame[udp + 1],
+        frame[udp - 4 : udp],
+        frame[udp + 2] << 8 | frame[udp + 3],
+        frame[udp + 8 : udp + (frame[udp + 4] << 8 | frame[udp + 5])],
+        frame[udp - 8 : udp + 4],
+    )

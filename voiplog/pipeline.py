@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from voiplog._extensions import compiled
-from voiplog._fastpath import EXPIRE_EVERY_US, fast_path
+from voiplog._fastpath import EXPIRE_EVERY_US, fast_path, udp_fields
 from voiplog.calls import CallSettings, CallTracker, EndReason, flow_key
 from voiplog.cdr import CallRecord, RegistrationRecord
 from voiplog.errors import ParseError
@@ -75,9 +75,14 @@ if TYPE_CHECKING:
 # The fast path compiled (`_cpipeline.pyx`), else its pure-Python reference.
 _cpipeline = compiled("voiplog._cpipeline")
 _FastPath = _cpipeline.FastPath if _cpipeline is not None else fast_path
+_udp_fields = _cpipeline.udp_fields if _cpipeline is not None else udp_fields
 
 # Requests whose packet's outer tunnel is noted for the record of their Call-ID.
 _TUNNELLED_METHODS = frozenset({"INVITE", "REGISTER"})
+
+# A datagram of nothing but these bytes is a keepalive (RFC 5626 CRLF, a NUL).
+_KEEPALIVE = b"\r\n\0 "
+_KEEPALIVE_BYTES = frozenset(_KEEPALIVE)
 
 _MAX_NEGATIVE_FLOWS = 200_000
 # How long a SIP message is remembered to tell a copy from another source
@@ -227,12 +232,7 @@ class Pipeline:
             # Ethernet/IPv4/UDP as the fast path read it: no need to decode it again;
             # the flow key is the frame's addresses and ports as they stand.
             proto = PROTO_UDP
-            src = frame[udp - 8 : udp - 4]
-            sport = frame[udp] << 8 | frame[udp + 1]
-            dst = frame[udp - 4 : udp]
-            dport = frame[udp + 2] << 8 | frame[udp + 3]
-            payload = frame[udp + 8 : udp + (frame[udp + 4] << 8 | frame[udp + 5])]
-            key = frame[udp - 8 : udp + 4]
+            src, sport, dst, dport, payload, key = _udp_fields(frame, udp)
         else:
             try:
                 datagram = decode_general(linktype, frame)  # the fast path read it already
@@ -337,7 +337,8 @@ class Pipeline:
         source: dict | None = None,
     ) -> None:
         stats = self.stats
-        if not payload.strip(b"\r\n\0 "):
+        # Only blanks (a keepalive): tested on the first byte before stripping a copy.
+        if (not payload or payload[0] in _KEEPALIVE_BYTES) and not payload.strip(_KEEPALIVE):
             stats.weird["sip.keepalive"] += 1
             return
         way = ("hep", source["node_id"]) if source is not None else "capture"
