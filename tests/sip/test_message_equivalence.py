@@ -303,3 +303,34 @@ def test_one_content_length(length, tail):
     lines = [*BASE_HEADERS, f"Content-Length: {length}"]
     data = build("INVITE sip:bob@example.com SIP/2.0", lines, SDP_OFFER, "\r\n") + tail
     assert_same(data)
+
+
+@pytest.mark.parametrize(
+    "cseq",
+    [
+        "1 INVITE",
+        "0001 INVITE",
+        "  1 \t INVITE  ",
+        "1\x1cINVITE",  # a blank to str.split(), not to bytes
+        "1 INVITE extra",
+        "1",
+        "INVITE",
+        "",
+        "9999999999 INVITE",
+        "10000000000 INVITE",  # eleven digits
+        "0000000000042 INVITE",
+        "2147483648 INVITE",  # beyond RFC 3261's 2**31
+        "-1 INVITE",
+        "+1 INVITE",
+        "1.0 INVITE",
+        "\u0661 INVITE",  # an Arabic-Indic digit
+        "1 INVIT\u00c9",
+        "1\u00a0INVITE",  # a no-break space: a blank to str.split()
+        "1 BYE",  # not the request's method
+    ],
+)
+@pytest.mark.parametrize("start", ["INVITE sip:bob@example.com SIP/2.0", "SIP/2.0 200 OK"])
+def test_cseq(cseq, start):
+    lines = [h if not h.startswith("CSeq:") else f"CSeq: {cseq}" for h in BASE_HEADERS]
+    data = build(start, [*lines, f"Content-Length: {len(SDP_OFFER)}"], SDP_OFFER, "\r\n")
+    assert_same(data)

@@ -38,6 +38,7 @@ cdef extern from "Python.h":
     int PyUnicode_1BYTE_KIND
     const unsigned char *PyUnicode_1BYTE_DATA(object text)
     Py_ssize_t PyUnicode_GET_LENGTH(object text)
+    bint PyUnicode_IS_ASCII(object text)
 
 
 # Messages and From/To made as their dataclasses' `__init__` makes them.
@@ -264,10 +265,31 @@ cdef object _name_addr(str value):
     return filled(NameAddr, _NAME_ADDR_SLOTS, (display, uri, ((_TAG, tag),), tag))
 
 
-cdef inline bint _plain_length(str value):
-    """A Content-Length `_body` takes as it is: ASCII digits, at most nine once
-    leading zeros are gone."""
-    return value.isascii() and value.isdigit() and len(value.lstrip("0")) <= 9
+cdef long long _number(str value, Py_ssize_t start, Py_ssize_t end, Py_ssize_t most):
+    """The number that ``value[start:end]`` writes, or -1 unless that is ASCII digits
+    only, at least one, and at most `most` (at most 18) once leading zeros are gone:
+    ``s.isascii() and s.isdigit() and len(s.lstrip("0")) <= most``, then ``int(s)``."""
+    cdef const unsigned char *p
+    cdef long long number = 0
+    cdef Py_ssize_t i, significant = 0
+    if not PyUnicode_IS_ASCII(value) or start >= end:
+        return -1
+    p = PyUnicode_1BYTE_DATA(value)
+    for i in range(start, end):
+        if not 48 <= p[i] <= 57:
+            return -1
+        if number or p[i] != 48:
+            significant += 1
+            if significant > most:
+                return -1
+        number = number * 10 + (p[i] - 48)
+    return number
+
+
+cdef inline long long _plain_length(str value):
+    """A Content-Length `_body` takes as it is (ASCII digits, at most nine once
+    leading zeros are gone): its number, else -1."""
+    return _number(value, 0, PyUnicode_GET_LENGTH(value), 9)
 
 
 cdef bint _via_ok(str value):
@@ -353,6 +375,9 @@ cdef object _fast(bytes data):
     cdef Py_ssize_t i, head_end, body_start, line_end, start_end
     cdef Py_ssize_t t0, t0e, t1, t1e, t2, t2e, t3
     cdef Py_ssize_t pos, colon, name_end, value_start, value_end, length
+    cdef const unsigned char *p_cseq
+    cdef Py_ssize_t cseq_size, number_start, number_end, method_start, method_end
+    cdef long long cseq_num
     cdef const unsigned char *found
     cdef unsigned char c
     cdef unsigned char name[64]
@@ -529,13 +554,34 @@ cdef object _fast(bytes data):
         if not _via_ok(via):
             return None
 
-    cseq = first["cseq"].split()
-    if len(cseq) != 2:
+    # ``first["cseq"].split()``: two words, a number of at most ten digits (leading
+    # zeros aside) and the method.
+    cseq = first["cseq"]
+    if not PyUnicode_IS_ASCII(cseq):
+        return None  # the reference's, whose split knows Unicode's blanks
+    p_cseq = PyUnicode_1BYTE_DATA(cseq)
+    cseq_size = PyUnicode_GET_LENGTH(cseq)
+    i = 0
+    while i < cseq_size and _SPACE[p_cseq[i]]:
+        i += 1
+    number_start = i
+    while i < cseq_size and not _SPACE[p_cseq[i]]:
+        i += 1
+    number_end = i
+    while i < cseq_size and _SPACE[p_cseq[i]]:
+        i += 1
+    method_start = i
+    while i < cseq_size and not _SPACE[p_cseq[i]]:
+        i += 1
+    method_end = i
+    while i < cseq_size and _SPACE[p_cseq[i]]:
+        i += 1
+    if i != cseq_size or method_start == method_end:
+        return None  # not two words
+    cseq_num = _number(cseq, number_start, number_end, 10)
+    if cseq_num < 0:
         return None
-    number, cseq_method = cseq
-    if not (number.isascii() and number.isdigit()) or len(number.lstrip("0")) > 10:
-        return None
-    cseq_num = int(number)
+    cseq_method = cseq[method_start:method_end]
     if cseq_num > _MAX_CSEQ:
         return None
     if method is not None and cseq_method != method:
@@ -554,9 +600,9 @@ cdef object _fast(bytes data):
             if not (c == 32 or 9 <= c <= 13):  # what bytes.strip() strips
                 anomalies.append("sip.trailing_octets")
                 break
-    elif len(content_lengths) == 1 and _plain_length(content_lengths[0]):
+    elif len(content_lengths) == 1 and _plain_length(content_lengths[0]) >= 0:
         # One Content-Length, a number: `_body`'s own steps for it.
-        length = int(content_lengths[0])
+        length = _plain_length(content_lengths[0])
         if length > size - body_start:
             return None  # the reference refuses it, with its message
         if length == size - body_start:
