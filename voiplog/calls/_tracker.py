@@ -547,11 +547,12 @@ class CallTracker:
         body = msg.sdp_body
         if not body:
             return None
+        key = side._value_  # `value` is a property of Python code before 3.12
         if call.last_sdp is None:
             call.last_sdp = {}
-        elif call.last_sdp.get(side.value) == body:
+        elif call.last_sdp.get(key) == body:
             return None  # a retransmission, or the same SDP once more: nothing changes
-        call.last_sdp[side.value] = body
+        call.last_sdp[key] = body
         try:
             sdp = parse_sdp(body)
         except ParseError as exc:
