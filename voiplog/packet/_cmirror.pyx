@@ -53,7 +53,7 @@ cdef class SourceCopies:
             self._rotate_at = ts_us + self.window_us
         previous = self._previous
         message = hash(key)
-        given = (message, source)
+        given = hash((message, source))
         found = PyDict_GetItem(current, given)
         if found == NULL or not <object>found:
             found = PyDict_GetItem(previous, given)
@@ -65,7 +65,7 @@ cdef class SourceCopies:
         if times < passed:
             PyDict_SetItem(current, given, times + 1)
             return _SOURCE
-        seen = (_BODY, hash(body))
+        seen = hash((_BODY, hash(body)))
         found = PyDict_GetItem(current, seen)
         if found == NULL:
             found = PyDict_GetItem(previous, seen)

@@ -87,10 +87,12 @@ class SourceCopies:
         self.window_us = window_us
         self.max_entries = max_entries
         self.echo_us = echo_us
-        # message hash -> times passed on; (message hash, source) -> times given;
-        # ("body", bytes hash) -> when those bytes were last passed on.
-        self._current: dict[object, int] = {}
-        self._previous: dict[object, int] = {}
+        # Keyed by 64-bit hashes, ints that the collector never walks: the message's
+        # -> times passed on; that of (message hash, source) -> times that source
+        # gave it; that of ("body", bytes hash) -> when those bytes were last passed
+        # on. Two keys of different kinds are equal as rarely as two messages' hashes.
+        self._current: dict[int, int] = {}
+        self._previous: dict[int, int] = {}
         self._rotate_at: int | None = None
 
     def __len__(self) -> int:
@@ -112,13 +114,13 @@ class SourceCopies:
             self._rotate_at = ts_us + self.window_us
         previous = self._previous
         message = hash(key)
-        given = (message, source)
+        given = hash((message, source))
         times = current.get(given) or previous.get(given, 0)
         passed = current.get(message) or previous.get(message, 0)
         if times < passed:
             current[given] = times + 1
             return "source"
-        seen = ("body", hash(body))
+        seen = hash(("body", hash(body)))
         last_body_us = current.get(seen)
         if last_body_us is None:
             last_body_us = previous.get(seen)
