@@ -561,22 +561,11 @@ cdef object _fast(bytes data):
         return None  # the reference's, whose split knows Unicode's blanks
     p_cseq = PyUnicode_1BYTE_DATA(cseq)
     cseq_size = PyUnicode_GET_LENGTH(cseq)
-    i = 0
-    while i < cseq_size and _SPACE[p_cseq[i]]:
-        i += 1
-    number_start = i
-    while i < cseq_size and not _SPACE[p_cseq[i]]:
-        i += 1
-    number_end = i
-    while i < cseq_size and _SPACE[p_cseq[i]]:
-        i += 1
-    method_start = i
-    while i < cseq_size and not _SPACE[p_cseq[i]]:
-        i += 1
-    method_end = i
-    while i < cseq_size and _SPACE[p_cseq[i]]:
-        i += 1
-    if i != cseq_size or method_start == method_end:
+    number_start = _past_space(p_cseq, 0, cseq_size)
+    number_end = _past_word(p_cseq, number_start, cseq_size)
+    method_start = _past_space(p_cseq, number_end, cseq_size)
+    method_end = _past_word(p_cseq, method_start, cseq_size)
+    if _past_space(p_cseq, method_end, cseq_size) != cseq_size or method_start == method_end:
         return None  # not two words
     cseq_num = _number(cseq, number_start, number_end, 10)
     if cseq_num < 0:
