@@ -32,13 +32,14 @@ cdef inline tuple slot_setters(type cls):
     `__post_init__`, a field that is not a plain slot): the module is then not
     used, and the reference runs instead."""
     from dataclasses import fields
+    from types import MemberDescriptorType
 
     if hasattr(cls, "__post_init__"):
         raise ImportError(f"{cls.__name__} has a __post_init__: it must be called")
     setters = []
     for field in fields(cls):
         setter = cls.__dict__.get(field.name)
-        if type(setter).__name__ != "member_descriptor":
+        if type(setter) is not MemberDescriptorType:
             raise ImportError(f"{cls.__name__}.{field.name} is not a slot")
         setters.append(setter)
     return tuple(setters)

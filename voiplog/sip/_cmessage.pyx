@@ -582,16 +582,9 @@ cdef object _fast(bytes data):
         return None
 
     # Body.
-    if len(content_lengths) == 1 and content_lengths[0] == "0":
-        body = b""
-        for i in range(body_start, size):
-            c = p[i]
-            if not (c == 32 or 9 <= c <= 13):  # what bytes.strip() strips
-                anomalies.append("sip.trailing_octets")
-                break
-    elif len(content_lengths) == 1 and _plain_length(content_lengths[0]) >= 0:
+    length = _plain_length(content_lengths[0]) if len(content_lengths) == 1 else -1
+    if length >= 0:
         # One Content-Length, a number: `_body`'s own steps for it.
-        length = _plain_length(content_lengths[0])
         if length > size - body_start:
             return None  # the reference refuses it, with its message
         if length == size - body_start:
