@@ -5,18 +5,25 @@ pure-Python reference)."""
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+from fractions import Fraction
 
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from tests.pcapwriter import pcap_bytes, write_pcap
 from voiplog import pipeline as pipeline_module
 from voiplog._fastpath import fast_path, udp_fields
 from voiplog.calls import MediaFlow
+from voiplog.capture import files as files_module
+from voiplog.capture.files import open_capture
 from voiplog.packet import flow_key, read_udp
 from voiplog.pipeline import Pipeline
 from voiplog.rtp import RTP_OF_FLOW
+from voiplog.settings import ReassemblySettings
 
 COMPILED = pipeline_module._cpipeline
 IN_USE = pipeline_module._FastPath
@@ -135,3 +142,167 @@ def test_compiled_fields_refuse_an_offset_outside_the_frame(udp):
     frame = bytes(60)
     with pytest.raises(ValueError, match="offset"):
         COMPILED.udp_fields(frame, udp)
+
+
+# -- records read in place ------------------------------------------------------------
+#
+# Over the compiled pcap record loop, the compiled fast path reads each record where
+# it lies in the mapping (`PcapRecords.next_raw`) and makes objects only of what it
+# hands on. It must hand on and take what it takes from the loop's tuples.
+
+CPCAP = files_module._cpcap
+IN_PLACE = pytest.mark.skipif(
+    COMPILED is None or CPCAP is None, reason="compiled extensions not built"
+)
+OTHER_SRC = bytes([10, 0, 0, 9])
+
+
+class _Noting(Pipeline):
+    """A pipeline whose general path notes what it is handed, and its number."""
+
+    def __init__(self, dedup_us: int) -> None:
+        super().__init__(
+            lambda record: None, reassembly=ReassemblySettings(mirror_window_us=dedup_us)
+        )
+        self.general: list[tuple] = []
+
+    def _packet(self, ts: int, linktype: int, frame: bytes, udp: int) -> None:
+        self.general.append((ts, linktype, frame, udp, self._number))
+
+
+def _frame(src: bytes, sport: int, payload: bytes, *, proto: int = 17, tagged: bool = False):
+    body = struct.pack(">HHHH", sport, DPORT, 8 + len(payload), 0) + payload
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 1, 0, 64, proto, 0, src, DST)
+    tag = b"\x81\x00\x00\x2a" if tagged else b""
+    return b"\x02\0\0\0\0\x0b\x02\0\0\0\0\x0a" + tag + b"\x08\x00" + ip + body
+
+
+_PACKET = st.one_of(
+    # RTP of the flow: two SSRCs, sequence numbers that repeat (mirror copies).
+    st.tuples(st.just("rtp"), st.integers(0, 1), st.integers(0, 40), st.booleans(), st.booleans()),
+    st.tuples(st.just("other flow"), st.integers(0, 1), st.integers(0, 40), st.booleans()),
+    st.tuples(st.just("rtcp"), st.booleans()),
+    st.tuples(st.just("tcp"), st.booleans()),
+    st.tuples(st.just("short"), st.integers(0, 43)),
+)
+
+
+def _capture(packets, start_us: int) -> list[tuple]:
+    frames, ts = [], start_us
+    for packet in packets:
+        kind = packet[0]
+        if kind == "rtp":
+            _, ssrc, seq, tagged, gap = packet
+            rtp = struct.pack(">BBHII", 0x80, 0, seq, seq * 160, 0x1000 + ssrc) + bytes(20)
+            frame = _frame(SRC, SPORT, rtp, tagged=tagged)
+            ts += 700_000 if gap else 20_000  # gaps cross seconds: expiry, progress
+        elif kind == "other flow":
+            _, ssrc, seq, tagged = packet
+            rtp = struct.pack(">BBHII", 0x80, 0, seq, seq * 160, 0x1000 + ssrc) + bytes(20)
+            frame = _frame(OTHER_SRC, SPORT, rtp, tagged=tagged)
+        elif kind == "rtcp":
+            frame = _frame(SRC, SPORT, b"\x80\xc8\x00\x06" + bytes(24), tagged=packet[1])
+        elif kind == "tcp":
+            frame = _frame(SRC, SPORT, bytes(30), proto=6, tagged=packet[1])
+        else:
+            frame = _frame(SRC, SPORT, bytes(30))[: packet[1]]
+        frames.append((Fraction(ts, 1_000_000), frame))
+        ts += 1
+    return frames
+
+
+def _fed(path, in_place: bool, dedup_us: int, progress: list) -> _Noting:
+    pipeline = _Noting(dedup_us)
+    flow = MediaFlow(None, SRC, SPORT, DST, DPORT, {})
+    pipeline.tracker.flows[flow.key] = flow
+    with open_capture(str(path)) as reader:
+        records = iter(reader)
+        assert type(records) is CPCAP.PcapRecords
+        frames = records if in_place else list(records)
+        pipeline.feed(frames, on_progress=lambda: progress.append(pipeline._now_us))
+    return pipeline
+
+
+def _outcome(pipeline: _Noting) -> tuple:
+    flow = next(iter(pipeline.tracker.flows.values()))
+    streams = {ssrc: stream.summary() for ssrc, stream in flow.streams.items()}
+    return pipeline.general, pipeline.stats, pipeline._now_us, pipeline._next_expire_us, streams
+
+
+@IN_PLACE
+@pytest.mark.parametrize("linktype", [1, 113])
+@pytest.mark.parametrize("dedup_us", [0, 50_000])
+@settings(max_examples=150, deadline=None)
+@given(packets=st.lists(_PACKET, max_size=60))
+def test_records_read_in_place_are_taken_and_handed_on_as_their_tuples(
+    tmp_path_factory, linktype, dedup_us, packets
+):
+    path = tmp_path_factory.mktemp("in-place") / "capture.pcap"
+    write_pcap(path, _capture(packets, 1_700_000_000_000_000), linktype=linktype)
+    progress_in_place, progress_tuples = [], []
+    in_place = _fed(path, True, dedup_us, progress_in_place)
+    from_tuples = _fed(path, False, dedup_us, progress_tuples)
+    assert _outcome(in_place) == _outcome(from_tuples)
+    assert progress_in_place == progress_tuples
+
+
+@IN_PLACE
+def test_a_stop_ends_records_read_in_place_between_two_of_them(tmp_path):
+    path = tmp_path / "capture.pcap"
+    packets = [("rtp", 0, seq % 40, False, seq % 50 == 0) for seq in range(1000)]
+    write_pcap(path, _capture(packets, 1_700_000_000_000_000))
+    pipeline = _Noting(0)
+    flow = MediaFlow(None, SRC, SPORT, DST, DPORT, {})
+    pipeline.tracker.flows[flow.key] = flow
+    with open_capture(str(path)) as reader:
+        records = iter(reader)
+        calls = []
+
+        def progress() -> None:
+            calls.append(reader.bytes_read)
+            if len(calls) == 3:
+                records.stop()
+
+        pipeline.feed(records, on_progress=progress)
+        assert reader.bytes_read == calls[-1] < reader.size  # not read to the end
+        assert list(records) == []  # and nothing more comes
+    # The packet whose time ran the third expiry was the last one read.
+    assert pipeline.stats.packets == 1 + 100  # the 1st, 51st and 101st opened a second
+    assert pipeline.stats.rtp_packets == 101
+
+
+@IN_PLACE
+def test_sigterm_stops_a_replay_reading_records_in_place(tmp_path):
+    """A signal reaches the compiled loop, which runs no Python code between two
+    fast-path packets: it looks at signals every 1,024 records."""
+    from voiplog.cli.replay import _Stop
+
+    path = tmp_path / "capture.pcap"
+    frame = _frame(SRC, SPORT, struct.pack(">BBHII", 0x80, 0, 1, 160, 0x1000) + bytes(20))
+    record = struct.pack("<IIII", 1_700_000_000, 0, len(frame), len(frame)) + frame
+    total = 1_500_000
+    path.write_bytes(pcap_bytes([]) + record * total)
+    pipeline = _Noting(0)
+    flow = MediaFlow(None, SRC, SPORT, DST, DPORT, {})
+    pipeline.tracker.flows[flow.key] = flow
+    # Signals the test process once told to: from outside, as a real SIGTERM comes.
+    killer = subprocess.Popen(
+        ["sh", "-c", f"read go; sleep 0.05; kill -TERM {os.getpid()}"], stdin=subprocess.PIPE
+    )
+    stop = _Stop()
+    stop.armed = True
+    try:
+        with open_capture(str(path)) as reader:
+            frames = stop.frames(reader)
+            killer.stdin.write(b"go\n")
+            killer.stdin.close()
+            pipeline.feed(frames)
+            assert killer.wait(timeout=30) == 0
+    finally:
+        if killer.poll() is None:
+            killer.kill()
+            killer.wait()
+        stop.restore()
+    assert stop.signal == "SIGTERM"
+    assert 0 < pipeline.stats.packets < total
+    assert pipeline.stats.rtp_packets == pipeline.stats.packets

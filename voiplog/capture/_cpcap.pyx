@@ -26,19 +26,8 @@ cdef inline unsigned long long _u32(const unsigned char *p, bint little) noexcep
 
 cdef class PcapRecords:
     """The records of a pcap mapping from byte `start` to `end`, as the reader's
-    reference loop yields them."""
-
-    cdef object reader
-    cdef object linktype
-    cdef Py_buffer view
-    cdef bint held
-    cdef Py_ssize_t off
-    cdef Py_ssize_t end
-    cdef Py_ssize_t release_at
-    cdef unsigned long long max_caplen
-    cdef bint nanosecond
-    cdef bint little
-    cdef object last_sec
+    reference loop yields them. Its fields are declared in `_cpcap.pxd`: the
+    compiled fast path reads the records in place with `next_raw`."""
 
     def __cinit__(
         self,
@@ -62,7 +51,9 @@ cdef class PcapRecords:
         self.max_caplen = max_caplen
         self.nanosecond = nanosecond
         self.little = little
-        self.last_sec = None
+        self.last_sec = -1  # no record read yet
+        self.stopped = False
+        self.c_linktype = linktype
 
     def __dealloc__(self):
         if self.held:
@@ -78,18 +69,37 @@ cdef class PcapRecords:
     def __iter__(self):
         return self
 
+    def stop(self):
+        """End the records here, between two of them: `next_raw` (and iteration) has
+        none left. The bytes read and the mapping stay as they are."""
+        self.stopped = True
+
     def __next__(self):
-        cdef const unsigned char *p
-        cdef unsigned long long sec, frac, caplen
-        cdef Py_ssize_t off, nxt
         cdef long long ts
+        cdef const unsigned char *frame
+        cdef Py_ssize_t caplen
+        if self.next_raw(&ts, &frame, &caplen):
+            return (ts, self.linktype, PyBytes_FromStringAndSize(<const char *>frame, caplen))
+        raise StopIteration
+
+    cdef int next_raw(
+        self, long long *ts, const unsigned char **frame, Py_ssize_t *caplen
+    ) except -1:
+        """The next record, in place: 1 with its time (microseconds), its frame's
+        first byte and length (valid until the next call), or 0 when there is none
+        (the end: the mapping is then given back, as iteration ends)."""
+        cdef const unsigned char *p
+        cdef unsigned long long sec, frac, length
+        cdef Py_ssize_t off, nxt
+        if self.stopped:
+            return 0
         while self.held and self.off < self.end:
             off = self.off
             if self.end - off >= 16:
                 p = <const unsigned char *>self.view.buf + off
-                caplen = _u32(p + 8, self.little)
-                if caplen <= self.max_caplen and <unsigned long long>(self.end - off - 16) >= caplen:
-                    nxt = off + 16 + <Py_ssize_t>caplen
+                length = _u32(p + 8, self.little)
+                if length <= self.max_caplen and <unsigned long long>(self.end - off - 16) >= length:
+                    nxt = off + 16 + <Py_ssize_t>length
                     sec = _u32(p, self.little)
                     frac = _u32(p + 4, self.little)
                     self.reader.bytes_read = nxt
@@ -100,20 +110,21 @@ cdef class PcapRecords:
                             break
                         p = <const unsigned char *>self.view.buf + off
                     if self.nanosecond:
-                        ts = <long long>(sec * 1000000 + frac // 1000)
+                        ts[0] = <long long>(sec * 1000000 + frac // 1000)
                     else:
-                        ts = <long long>(sec * 1000000 + frac)
-                    frame = PyBytes_FromStringAndSize(<const char *>(p + 16), <Py_ssize_t>caplen)
+                        ts[0] = <long long>(sec * 1000000 + frac)
+                    frame[0] = p + 16
+                    caplen[0] = <Py_ssize_t>length
                     self.off = nxt
-                    return (ts, self.linktype, frame)
-            resume = self.reader._pcap_recover(off, self.last_sec)
+                    return 1
+            resume = self.reader._pcap_recover(off, self.last_sec if self.last_sec >= 0 else None)
             if resume is None:
                 break
             self.off = resume
         if self.held:
             self.reader.bytes_read = self.end
             self.release()
-        raise StopIteration
+        return 0
 
 
 cdef class PcapngRecords:

@@ -169,6 +169,7 @@ class _Stop:
         self.signal: str | None = None
         self.armed = False
         self._waiting = False
+        self._reading = None  # the record loop being read, if it can be stopped
         self._previous = {}
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._previous[signum] = signal.signal(signum, self._set)
@@ -182,6 +183,8 @@ class _Stop:
             os.kill(os.getpid(), signum)
             return
         self.signal = signal.Signals(signum).name
+        if self._reading is not None:
+            self._reading.stop()
 
     @contextlib.contextmanager
     def waiting_on(self, path: str):
@@ -202,9 +205,18 @@ class _Stop:
             self._waiting = False
 
     def frames(self, reader):
-        """The reader's frames until a stop is asked, looked at every 1,024 frames:
-        taken in batches, which costs no Python frame per packet."""
-        return itertools.chain.from_iterable(self._batches(iter(reader)))
+        """The reader's frames until a stop is asked. The compiled pcap record loop
+        is handed on as it is (the compiled fast path reads it in place, and looks
+        at signals every 1,024 records): a stop ends it (`stop()`). Any other is
+        looked at every 1,024 frames, taken in batches, which costs no Python frame
+        per packet."""
+        frames = iter(reader)
+        if hasattr(frames, "stop"):
+            self._reading = frames
+            if self.signal is not None:
+                frames.stop()
+            return frames
+        return itertools.chain.from_iterable(self._batches(frames))
 
     def _batches(self, frames):
         while self.signal is None:

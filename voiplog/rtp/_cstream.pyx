@@ -20,37 +20,8 @@ cdef long long _SEQ_MOD = 0x10000
 
 
 cdef class RtpStream:
-    """Statistics of one RTP stream; see `voiplog.rtp._stream.RtpStream`."""
-
-    cdef public double _count
-    cdef public long long _cycles
-    cdef public long long _fast_hi
-    cdef public long long _fast_lo
-    cdef public long long _first_ts
-    cdef public double _jitter
-    cdef public double _jitter_max
-    cdef public double _jitter_mean
-    cdef public double _nominal
-    cdef public long long _pt
-    cdef public bint _pt_counts
-    cdef public object _rtpmap
-    cdef public long long _start_seq
-    cdef public long long _stop_word
-    cdef public long long _time_us
-    cdef public long long _ts_base
-    cdef public bint _under
-    cdef public double _us_per_tick
-    cdef public object clock_rate
-    cdef public object codec
-    cdef public object dst_ip
-    cdef public object dst_port
-    cdef public long long first_us
-    cdef public long long last_us
-    cdef public long long payload_type
-    cdef public object payload_types
-    cdef public object src_ip
-    cdef public object src_port
-    cdef public object ssrc
+    """Statistics of one RTP stream; see `voiplog.rtp._stream.RtpStream`. Its fields
+    are declared in `_cstream.pxd`, for the compiled fast path's direct calls."""
 
     def __init__(
         self,
@@ -110,7 +81,16 @@ cdef class RtpStream:
             word, ts = _unpack_words(payload, offset)
         self._add_words(t, word, ts)
 
-    cdef inline void _add_words(self, long long ts_us, long long word, long long ts):
+    cdef void add_at(self, long long ts_us, const unsigned char *p):
+        """`add` for an RTP header at `p` (its first 8 bytes readable): what the
+        compiled fast path calls, without making Python objects."""
+        self._add_words(
+            ts_us,
+            (<long long>p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3],
+            (<long long>p[4] << 24) | (p[5] << 16) | (p[6] << 8) | p[7],
+        )
+
+    cdef void _add_words(self, long long ts_us, long long word, long long ts):
         cdef long long elapsed
         cdef double nominal, jitter, n, d
         if self._fast_lo < word < self._fast_hi:
