@@ -14,7 +14,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from tests.pcapwriter import pcap_bytes, write_pcap
+from tests.pcapwriter import pcap_bytes, write_pcap, write_pcapng
 from voiplog import pipeline as pipeline_module
 from voiplog._fastpath import fast_path, udp_fields
 from voiplog.calls import MediaFlow
@@ -217,7 +217,7 @@ def _fed(path, in_place: bool, dedup_us: int, progress: list) -> _Noting:
     pipeline.tracker.flows[flow.key] = flow
     with open_capture(str(path)) as reader:
         records = iter(reader)
-        assert type(records) is CPCAP.PcapRecords
+        assert isinstance(records, CPCAP.InPlaceRecords)
         frames = records if in_place else list(records)
         pipeline.feed(frames, on_progress=lambda: progress.append(pipeline._now_us))
     return pipeline
@@ -230,15 +230,26 @@ def _outcome(pipeline: _Noting) -> tuple:
 
 
 @IN_PLACE
-@pytest.mark.parametrize("linktype", [1, 113])
+@pytest.mark.parametrize("form", ["pcap", "pcap SLL", "pcapng", "pcapng OPB"])
 @pytest.mark.parametrize("dedup_us", [0, 50_000])
 @settings(max_examples=150, deadline=None)
-@given(packets=st.lists(_PACKET, max_size=60))
+@given(packets=st.lists(_PACKET, max_size=60), interfaces=st.lists(st.integers(0, 1)))
 def test_records_read_in_place_are_taken_and_handed_on_as_their_tuples(
-    tmp_path_factory, linktype, dedup_us, packets
+    tmp_path_factory, form, dedup_us, packets, interfaces
 ):
-    path = tmp_path_factory.mktemp("in-place") / "capture.pcap"
-    write_pcap(path, _capture(packets, 1_700_000_000_000_000), linktype=linktype)
+    path = tmp_path_factory.mktemp("in-place") / "capture"
+    frames = _capture(packets, 1_700_000_000_000_000)
+    if form.startswith("pcapng"):
+        # Ethernet and SLL interfaces; the obsolete packet blocks are read in Python.
+        on = interfaces + [0] * len(frames)
+        write_pcapng(
+            path,
+            [(1, None), (113, 9)],
+            [(on[i], ts, frame) for i, (ts, frame) in enumerate(frames)],
+            block="opb" if form.endswith("OPB") else "epb",
+        )
+    else:
+        write_pcap(path, frames, linktype=113 if form.endswith("SLL") else 1)
     progress_in_place, progress_tuples = [], []
     in_place = _fed(path, True, dedup_us, progress_in_place)
     from_tuples = _fed(path, False, dedup_us, progress_tuples)

@@ -11,7 +11,7 @@ header fields are read in C rather than with `struct`, and the compiled
 `RtpStream` is fed through C (`add_at`) rather than by a Python call. A frame that
 is not `bytes` (the readers give bytes) is left to the general path.
 
-Given the compiled pcap record loop (`voiplog.capture._cpcap.PcapRecords`) rather
+Given a compiled record loop (pcap or pcapng, `voiplog.capture._cpcap`) rather
 than tuples, it reads each record where it lies in the mapped file: a frame it
 takes never becomes an object. Only what it hands on, or hands to Python code (the
 first packet of an SSRC, a media session's RTP, a mirror check), is made into bytes
@@ -23,7 +23,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.exc cimport PyErr_CheckSignals
 
 from voiplog.packet.datagram import VXLAN_PORT as _VXLAN_PORT
-from voiplog.capture._cpcap cimport PcapRecords
+from voiplog.capture._cpcap cimport InPlaceRecords
 from voiplog.rtp._cstream cimport RtpStream
 from voiplog.rtp import RTP_OF_FLOW as _RTP_OF_FLOW
 
@@ -43,7 +43,7 @@ cdef class FastPath:
 
     cdef object pipeline
     cdef object frames
-    cdef PcapRecords records  # `frames`, when it is a compiled pcap record loop
+    cdef InPlaceRecords records  # `frames`, when it is a compiled record loop
     cdef long long read
     cdef object on_progress
     cdef object stats
@@ -66,7 +66,7 @@ cdef class FastPath:
     def __cinit__(self, pipeline, frames, on_progress):
         self.pipeline = pipeline
         self.frames = iter(frames)
-        if type(self.frames) is PcapRecords:
+        if isinstance(self.frames, InPlaceRecords):
             self.records = self.frames
         self.read = 0
         self.on_progress = on_progress
@@ -96,51 +96,67 @@ cdef class FastPath:
         return self
 
     def __next__(self):
-        cdef long long ts
-        cdef Py_ssize_t size, udp
-        cdef const unsigned char *f
         if self.finished:
             raise StopIteration
         if self.records is not None:
             return self._next_in_place()
         for item in self.frames:
-            ts_obj, linktype, frame = item
-            ts = ts_obj
-            self._clock(ts)
-            udp = 0
-            if linktype == 1 and type(frame) is bytes:
-                size = PyBytes_GET_SIZE(frame)
-                f = <const unsigned char *>PyBytes_AS_STRING(frame)
-                udp = self._take(ts, f, size, frame, ts_obj)
-                if udp < 0:
-                    continue
-            self._slow(ts)
-            return ts_obj, linktype, frame, udp
+            handed = self._tuple(item)
+            if handed is not None:
+                return handed
         self._finish()
         raise StopIteration
 
+    cdef _tuple(self, item):
+        """A ``(ts, linktype, frame)`` taken (None), or handed on with its UDP offset."""
+        cdef long long ts
+        cdef Py_ssize_t udp = 0
+        ts_obj, linktype, frame = item
+        ts = ts_obj
+        self._clock(ts)
+        if linktype == 1 and type(frame) is bytes:
+            udp = self._take(
+                ts,
+                <const unsigned char *>PyBytes_AS_STRING(frame),
+                PyBytes_GET_SIZE(frame),
+                frame,
+                ts_obj,
+            )
+            if udp < 0:
+                return None
+        self._slow(ts)
+        return ts_obj, linktype, frame, udp
+
     cdef _next_in_place(self):
-        """`__next__` over a compiled pcap record loop: records are read where
-        they lie, and only those the general path must see become objects. Signals
-        are looked at every 1,024 records, a stop (`PcapRecords.stop`) ending the
-        records between two of them."""
-        cdef PcapRecords records = self.records
+        """`__next__` over a compiled record loop: records are read where they lie,
+        and only those handed on become objects. Signals are looked at every 1,024
+        records, a stop (`stop()` of the loop) ending them between two records."""
+        cdef InPlaceRecords records = self.records
         cdef long long ts
         cdef const unsigned char *f
         cdef Py_ssize_t size, udp
-        cdef bint ethernet = records.c_linktype == 1
-        while records.next_raw(&ts, &f, &size):
+        cdef int linktype, got
+        while True:
+            got = records.next_raw(&ts, &f, &size, &linktype)
+            if not got:
+                break
             self.read += 1
             if not self.read & 1023:
                 PyErr_CheckSignals()
+            if got == 2:  # a record the reader made in Python
+                item, records.pending = records.pending, None
+                handed = self._tuple(item)
+                if handed is not None:
+                    return handed
+                continue
             self._clock(ts)
             udp = 0
-            if ethernet:
+            if linktype == 1:
                 udp = self._take(ts, f, size, None, None)
                 if udp < 0:
                     continue
             self._slow(ts)
-            return ts, records.linktype, PyBytes_FromStringAndSize(<const char *>f, size), udp
+            return ts, linktype, PyBytes_FromStringAndSize(<const char *>f, size), udp
         self._finish()
         raise StopIteration
 

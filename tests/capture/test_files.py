@@ -280,6 +280,43 @@ def test_pcapng_timestamp_resolutions_are_exact(tmp_path, tsresol, raw_ticks, ex
     assert records == [(expected_us, 1, b"x")]
 
 
+@pytest.mark.parametrize("block", ["epb", "opb"])
+def test_pcapng_times_outside_1970_to_9999_are_reported_and_skipped(tmp_path, block):
+    """A wrong if_tsresol or if_tsoffset can put a time beyond what a record can
+    carry (or a 64-bit integer hold): such a block is counted and named, and the
+    reading goes on; an offset that brings a large time back within them is kept."""
+    path = tmp_path / "times.pcapng"
+    interfaces = [
+        Interface(1, tsresol=0),  # seconds
+        Interface(1, tsresol=0, tsoffset=-(2**40)),
+        Interface(1, tsresol=9, tsoffset=-(2**33)),
+    ]
+    last = Fraction(253_402_300_799)  # 9999-12-31 23:59:59, in whole seconds
+    packets = [
+        (0, Fraction(2**62), b"far"),  # beyond 2**63 us
+        (0, Fraction(253_402_300_800), b"year 10000"),
+        (0, last, b"last"),
+        (1, Fraction(2**40 + 1_700_000_000), b"offset back"),  # product beyond 2**63 too
+        (1, Fraction(5), b"before 1970"),
+        (2, Fraction(2**33 + 1_700_000_000), b"nanoseconds, offset back"),  # 2**63+ ticks
+        (0, Fraction(1_700_000_000), b"after"),
+    ]
+    write_pcapng(path, interfaces, packets, block=block)
+    warnings: list[str] = []
+    records, reader = read_all(path, warnings)
+    assert records == [
+        (253_402_300_799_000_000, 1, b"last"),
+        (1_700_000_000_000_000, 1, b"offset back"),
+        (1_700_000_000_000_000, 1, b"nanoseconds, offset back"),
+        (1_700_000_000_000_000, 1, b"after"),
+    ]
+    assert reader.corrupt_records == 3
+    assert len(warnings) == 3
+    assert all("is outside 1970-01-01 to 9999-12-31; skipped" in w for w in warnings)
+    assert f"packet time {2**62 * 1_000_000} us" in warnings[0]
+    assert "packet time -" in warnings[2]
+
+
 def test_pcapng_simple_packet_blocks(tmp_path):
     path = tmp_path / "spb.pcapng"
     frame = bytes(range(100))

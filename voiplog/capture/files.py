@@ -78,6 +78,12 @@ _NEW_SECTION = object()
 _RELEASE_EVERY = 1 << 20
 _CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED")
 
+# Packet times a record can carry, in microseconds: from the epoch to the end of
+# 9999, which records and the store can write. A pcap time always is; a pcapng
+# block's beyond them (a wrong if_tsresol or if_tsoffset, or damage) is reported
+# and skipped. `_cpcap.pyx` repeats the bound.
+TS_LIMIT_US = 253_402_300_800_000_000
+
 # The pcap and pcapng record loops compiled (`_cpcap.pyx`), or None: the reference
 # loops `_pcap_records` and `_pcapng_records` run.
 _cpcap = compiled("voiplog.capture._cpcap")
@@ -434,15 +440,17 @@ class CaptureReader:
                 ):
                     linktype, mul, div, offset_us, _ = interfaces[ifid]
                     if div == 1:
-                        ts = (ts_high << 32 | ts_low) * mul + offset_us
+                        t = (ts_high << 32 | ts_low) * mul + offset_us
                     else:
-                        ts = (ts_high << 32 | ts_low) * mul // div + offset_us
-                    self.bytes_read = nxt
-                    if nxt > release_at:
-                        release_at = self._release(off)
-                    yield (ts, linktype, buf[off + 28 : off + 28 + caplen])
-                    off = nxt
-                    continue
+                        t = (ts_high << 32 | ts_low) * mul // div + offset_us
+                    if 0 <= t < TS_LIMIT_US:  # else `_pcapng_block` says it is out of bounds
+                        ts = t
+                        self.bytes_read = nxt
+                        if nxt > release_at:
+                            release_at = self._release(off)
+                        yield (ts, linktype, buf[off + 28 : off + 28 + caplen])
+                        off = nxt
+                        continue
             # Everything else: other blocks, a new section, damage.
             step = self._pcapng_block(off, layout, interfaces, ts)
             if step is None:
@@ -596,8 +604,11 @@ class CaptureReader:
     ) -> str:
         if blen < 32:
             return f"enhanced packet block of {blen} bytes, needs 32"
-        _, _, ifid, _, _, caplen, _ = layout.epb.unpack_from(self._buf, off)
-        return _packet_problem(ifid, caplen, blen - 32, interfaces) or "unreadable packet block"
+        _, _, ifid, ts_high, ts_low, caplen, _ = layout.epb.unpack_from(self._buf, off)
+        problem = _packet_problem(ifid, caplen, blen - 32, interfaces)
+        if problem is None:
+            problem = _time_problem(ts_high, ts_low, interfaces[ifid])
+        return problem or "unreadable packet block"
 
     def _pcapng_opb(self, off: int, blen: int, layout: _SectionLayout, interfaces: list):
         if blen < 32:
@@ -616,6 +627,9 @@ class CaptureReader:
         interfaces: list,
     ):
         problem = _packet_problem(ifid, caplen, space, interfaces)
+        if problem is not None:
+            return problem
+        problem = _time_problem(ts_high, ts_low, interfaces[ifid])
         if problem is not None:
             return problem
         linktype, mul, div, offset_us, _ = interfaces[ifid]
@@ -662,6 +676,16 @@ class CaptureReader:
 # After damage, candidate block starts are the type codes of known blocks.
 _NG_RESYNC_LE = re.compile(b"|".join(re.escape(t.to_bytes(4, "little")) for t in _NG_KNOWN_BLOCKS))
 _NG_RESYNC_BE = re.compile(b"|".join(re.escape(t.to_bytes(4, "big")) for t in _NG_KNOWN_BLOCKS))
+
+
+def _time_problem(ts_high: int, ts_low: int, interface: tuple) -> str | None:
+    """What makes a packet block's time unusable: out of `TS_LIMIT_US`'s bounds (a
+    wrong `if_tsresol` or `if_tsoffset`, or damage), if it is."""
+    _, mul, div, offset_us, _ = interface
+    ts = (ts_high << 32 | ts_low) * mul // div + offset_us
+    if 0 <= ts < TS_LIMIT_US:
+        return None
+    return f"packet time {ts} us is outside 1970-01-01 to 9999-12-31"
 
 
 def _packet_problem(ifid: int, caplen: int, space: int, interfaces: list) -> str | None:
