@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import struct
@@ -26,7 +27,7 @@ from tests.pcapwriter import (
     write_pcap,
     write_pcapng,
 )
-from voiplog.capture import CaptureFileError, CaptureReader, open_capture
+from voiplog.capture import CaptureFileError, CaptureReader, files, open_capture
 
 # Every test on both pcap record loops (see conftest.py).
 pytestmark = pytest.mark.usefixtures("pcap_loop")
@@ -315,6 +316,30 @@ def test_pcapng_times_outside_1970_to_9999_are_reported_and_skipped(tmp_path, bl
     assert all("is outside 1970-01-01 to 9999-12-31; skipped" in w for w in warnings)
     assert f"packet time {2**62 * 1_000_000} us" in warnings[0]
     assert "packet time -" in warnings[2]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    tsresol=st.one_of(st.integers(0, 19), st.integers(0x80, 0x80 | 63)),
+    tsoffset=st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-(10**12), 10**12)),
+    high=st.integers(0, 2**32 - 1),
+    low=st.integers(0, 2**32 - 1),
+)
+def test_a_time_whose_high_word_is_under_the_interfaces_bound_is_within_bounds(
+    tsresol, tsoffset, high, low
+):
+    """The reader's shortcut: under `_high_ok`'s word, no exact check is needed."""
+    ticks = 1 << (tsresol & 0x7F) if tsresol & 0x80 else 10**tsresol
+    common = math.gcd(ticks, 1_000_000)
+    mul, div = 1_000_000 // common, ticks // common
+    bound = files._high_ok(mul, div, tsoffset)
+    ts = (high << 32 | low) * mul // div + tsoffset * 1_000_000
+    if high <= bound:
+        assert 0 <= ts < files.TS_LIMIT_US
+    if bound >= 0:  # the bound is tight: one word more can be out of bounds
+        assert bound == 0xFFFFFFFF or (
+            ((bound + 2 << 32) - 1) * mul // div + tsoffset * 1_000_000 >= files.TS_LIMIT_US
+        )
 
 
 def test_pcapng_simple_packet_blocks(tmp_path):

@@ -199,7 +199,7 @@ cdef class PcapngRecords(InPlaceRecords):
         PyMem_Free(self.fast)
         self.fast = fast
         self.fast_count = count
-        for i, (linktype, mul, div, offset_us, _) in enumerate(self.interfaces):
+        for i, (linktype, mul, div, offset_us, _, _) in enumerate(self.interfaces):
             safe = (
                 0 < mul < 0x80000000
                 and 0 < div < 0x4000000000000000
@@ -253,7 +253,7 @@ cdef class PcapngRecords(InPlaceRecords):
                             timed = 0 <= t < TS_LIMIT_US
                             computed = True
                     if not computed:
-                        _, pymul, pydiv, offset_us, _ = self.interfaces[ifid]
+                        _, pymul, pydiv, offset_us, _, _ = self.interfaces[ifid]
                         exact = (<object>raw) * pymul // pydiv + offset_us
                         if 0 <= exact < TS_LIMIT_US:
                             t = exact

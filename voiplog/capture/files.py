@@ -418,7 +418,7 @@ class CaptureReader:
         off = 0
         # Per section: byte order and interfaces. The section header at 0 sets them.
         layout = _NG_LE
-        interfaces: list[tuple[int, int, int, int, int]] = []
+        interfaces: list[tuple[int, int, int, int, int, int]] = []
         epb = layout.epb.unpack_from
         u32 = layout.u32.unpack_from
         ts = 0
@@ -438,12 +438,14 @@ class CaptureReader:
                     and ifid < len(interfaces)
                     and caplen <= blen - 32
                 ):
-                    linktype, mul, div, offset_us, _ = interfaces[ifid]
+                    linktype, mul, div, offset_us, _, high_ok = interfaces[ifid]
                     if div == 1:
                         t = (ts_high << 32 | ts_low) * mul + offset_us
                     else:
                         t = (ts_high << 32 | ts_low) * mul // div + offset_us
-                    if 0 <= t < TS_LIMIT_US:  # else `_pcapng_block` says it is out of bounds
+                    # Within bounds (else `_pcapng_block` says it is not): surely so
+                    # by the time's high word, as almost every time is, else exactly.
+                    if ts_high <= high_ok or 0 <= t < TS_LIMIT_US:
                         ts = t
                         self.bytes_read = nxt
                         if nxt > release_at:
@@ -565,15 +567,15 @@ class CaptureReader:
 
     def _pcapng_interface(
         self, off: int, blen: int, layout: _SectionLayout
-    ) -> tuple[int, int, int, int, int]:
-        """Parse an IDB to ``(linktype, mul, div, offset_us, snaplen)``.
+    ) -> tuple[int, int, int, int, int, int]:
+        """Parse an IDB to ``(linktype, mul, div, offset_us, snaplen, high_ok)``.
 
         A raw timestamp t converts to microseconds as ``t * mul // div + offset_us``.
         """
         buf = self._buf
         if blen < 20:
             self._warn(f"block at byte {off}: interface description too short; using defaults")
-            return (_LINKTYPE_UNKNOWN, 1, 1, 0, 0)
+            return (_LINKTYPE_UNKNOWN, 1, 1, 0, 0, _high_ok(1, 1, 0))
         linktype, _, snaplen = layout.idb.unpack_from(buf, off + 8)
         tsresol = 6
         tsoffset = 0
@@ -597,7 +599,7 @@ class CaptureReader:
         ticks = 1 << (tsresol & 0x7F) if tsresol & 0x80 else 10**tsresol
         common = math.gcd(ticks, 1000000)
         mul, div = 1000000 // common, ticks // common
-        return (linktype, mul, div, tsoffset * 1000000, snaplen)
+        return (linktype, mul, div, tsoffset * 1000000, snaplen, _high_ok(mul, div, tsoffset))
 
     def _pcapng_epb_problem(
         self, off: int, blen: int, layout: _SectionLayout, interfaces: list
@@ -632,7 +634,7 @@ class CaptureReader:
         problem = _time_problem(ts_high, ts_low, interfaces[ifid])
         if problem is not None:
             return problem
-        linktype, mul, div, offset_us, _ = interfaces[ifid]
+        linktype, mul, div, offset_us, _, _ = interfaces[ifid]
         ts = (ts_high << 32 | ts_low) * mul // div + offset_us
         return (ts, linktype, self._buf[data : data + caplen])
 
@@ -644,7 +646,7 @@ class CaptureReader:
         if not interfaces:
             return "simple packet block before any interface description"
         origlen = layout.spb.unpack_from(self._buf, off)[2]
-        linktype, _, _, _, snaplen = interfaces[0]
+        linktype, _, _, _, snaplen, _ = interfaces[0]
         caplen = min(origlen, blen - 16)
         if snaplen:
             caplen = min(caplen, snaplen)
@@ -678,10 +680,22 @@ _NG_RESYNC_LE = re.compile(b"|".join(re.escape(t.to_bytes(4, "little")) for t in
 _NG_RESYNC_BE = re.compile(b"|".join(re.escape(t.to_bytes(4, "big")) for t in _NG_KNOWN_BLOCKS))
 
 
+def _high_ok(mul: int, div: int, tsoffset: int) -> int:
+    """The highest high word of a raw pcapng time (-1: none) below which an interface
+    of these figures (time = raw * mul // div + tsoffset s) always gives a time
+    within `TS_LIMIT_US`, whatever the low word: the reader needs no exact check."""
+    offset_us = tsoffset * 1000000
+    if offset_us < 0 or offset_us >= TS_LIMIT_US:
+        return -1
+    # The largest raw time whose product stays under the room left by the offset.
+    raw = ((TS_LIMIT_US - offset_us) * div - 1) // mul
+    return min((raw + 1 >> 32) - 1, 0xFFFFFFFF)
+
+
 def _time_problem(ts_high: int, ts_low: int, interface: tuple) -> str | None:
     """What makes a packet block's time unusable: out of `TS_LIMIT_US`'s bounds (a
     wrong `if_tsresol` or `if_tsoffset`, or damage), if it is."""
-    _, mul, div, offset_us, _ = interface
+    _, mul, div, offset_us, _, _ = interface
     ts = (ts_high << 32 | ts_low) * mul // div + offset_us
     if 0 <= ts < TS_LIMIT_US:
         return None
