@@ -229,8 +229,8 @@ t0 = time.process_time()
 print("ready", flush=True)
 frames = 0
 while not stop:
-    frames += len(cap.read(0.05))
-frames += len(cap.read(0))
+    frames += sum(1 for _ in cap.read(0.05))
+frames += sum(1 for _ in cap.read(0))
 cap.update_counters(interface=False)
 c = cap.counters[0]
 print(frames, c.received, c.dropped, time.process_time() - t0, flush=True)

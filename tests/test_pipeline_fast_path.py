@@ -5,7 +5,9 @@ pure-Python reference)."""
 
 from __future__ import annotations
 
+import mmap
 import os
+import random
 import struct
 import subprocess
 from fractions import Fraction
@@ -19,6 +21,7 @@ from voiplog import pipeline as pipeline_module
 from voiplog._fastpath import fast_path, udp_fields
 from voiplog.calls import MediaFlow
 from voiplog.capture import files as files_module
+from voiplog.capture import live
 from voiplog.capture.files import open_capture
 from voiplog.packet import flow_key, read_udp
 from voiplog.pipeline import Pipeline
@@ -317,3 +320,70 @@ def test_sigterm_stops_a_replay_reading_records_in_place(tmp_path):
     assert stop.signal == "SIGTERM"
     assert 0 < pipeline.stats.packets < total
     assert pipeline.stats.rtp_packets == pipeline.stats.packets
+
+
+@IN_PLACE
+@pytest.mark.skipif(live._cring is None, reason="compiled extensions not built")
+@settings(max_examples=100, deadline=None)
+@given(packets=st.lists(_PACKET, min_size=1, max_size=60), seed=st.integers(0, 2**16))
+def test_ring_frames_read_in_place_are_taken_and_handed_on_as_copies(packets, seed):
+    """The live ring's frames, read in place (`RingFrames`), against the copies the
+    reference block loop makes, some with the 802.1Q tag the NIC took off."""
+    rng = random.Random(seed)
+    block_bytes, blocks = 1 << 16, 4
+    frames = _capture(packets, 1_700_000_000_000_000)
+
+    def ring_with_frames() -> tuple[mmap.mmap, live._Interface]:
+        ring = mmap.mmap(-1, block_bytes * blocks)
+        block, offset, count = 0, 48, 0
+        for ts, frame in frames:
+            ts_us = int(ts * 1_000_000)
+            tagged = frame[12:14] == b"\x81\x00" and rng.random() < 0.5
+            status = 0
+            if tagged:  # the NIC took the tag off and says so
+                tci = int.from_bytes(frame[14:16], "big")
+                frame = frame[:12] + frame[16:]
+                status = (1 << 4) | (1 << 6)
+            nxt = (64 + len(frame) + 15) & ~15
+            if offset + nxt > block_bytes:
+                ring[block * block_bytes + 8 : block * block_bytes + 24] = struct.pack(
+                    "<IIII", 1, count, 48, offset
+                )
+                block, offset, count = block + 1, 48, 0
+            head = struct.pack(
+                "<IIIIIIHHIIH", nxt, ts_us // 1_000_000, ts_us % 1_000_000 * 1000,
+                len(frame), len(frame), status, 64, 64, 0, tci if tagged else 0, 0x8100,
+            ) + bytes(2)  # fmt: skip
+            base = block * block_bytes + offset
+            ring[base : base + len(head)] = head
+            ring[base + 64 : base + 64 + len(frame)] = frame
+            offset += nxt
+            count += 1
+        ring[block * block_bytes + 8 : block * block_bytes + 24] = struct.pack(
+            "<IIII", 1, count, 48, offset
+        )
+        interface = live._Interface.__new__(live._Interface)
+        interface.ring, interface.block_bytes, interface.blocks = ring, block_bytes, blocks
+        interface.next_block, interface.linktype = 0, 1
+        interface.counters = live.InterfaceCounters("test0", 1)
+        return ring, interface
+
+    state = rng.getstate()
+    ring, interface = ring_with_frames()
+    copies: list = []
+    interface.read_blocks(copies, blocks)
+    rng.setstate(state)
+    ring, interface = ring_with_frames()
+    taken: list = []
+    interface.take_blocks(taken, blocks)
+    outcomes = []
+    for source in (copies, live._cring.RingFrames(taken)):
+        pipeline = _Noting(0)
+        flow = MediaFlow(None, SRC, SPORT, DST, DPORT, {})
+        pipeline.tracker.flows[flow.key] = flow
+        pipeline.feed(source)
+        outcomes.append(_outcome(pipeline))
+    assert outcomes[0] == outcomes[1]
+    assert [struct.unpack_from("<I", ring, b * block_bytes + 8)[0] for b in range(blocks)] == [
+        0
+    ] * blocks

@@ -234,6 +234,25 @@ class _Interface:
         base = self.next_block * self.block_bytes
         return bool(_BLOCK_STATUS.unpack_from(self.ring, base + 8)[0] & TP_STATUS_USER)
 
+    def take_blocks(self, out: list, max_blocks: int) -> int:
+        """Append up to `max_blocks` ready blocks to `out` as ``(interface, ring, base,
+        length, offset, count)``, for `_cring.RingFrames` to read in place: they stay
+        the reader's until it hands them back."""
+        ring = self.ring
+        block_bytes = self.block_bytes
+        done = 0
+        while done < max_blocks:
+            base = self.next_block * block_bytes
+            status, count, offset, length = _BLOCK_HEADER.unpack_from(ring, base)
+            if not status & TP_STATUS_USER:
+                break
+            if not offset <= length <= block_bytes:
+                length = block_bytes
+            out.append((self, ring, base, length, offset, count))
+            self.next_block = (self.next_block + 1) % self.blocks
+            done += 1
+        return done
+
     def read_blocks(self, out: list, max_blocks: int) -> int:
         """Append the frames of up to `max_blocks` ready blocks to `out`."""
         ring = self.ring
@@ -326,6 +345,7 @@ class LiveCapture:
         wakeup_fd: int | None = None,
     ) -> None:
         self._interfaces: list[_Interface] = []
+        self._reading = None  # the frames last read in place, until read again
         try:
             for name in dict.fromkeys(interfaces):
                 self._interfaces.append(_Interface(name, ring, filter_for))
@@ -357,13 +377,22 @@ class LiveCapture:
     def counters(self) -> list[InterfaceCounters]:
         return [iface.counters for iface in self._interfaces]
 
-    def read(self, timeout_s: float) -> list[tuple[int, int, bytes]]:
-        """Frames of the blocks ready now; waits up to `timeout_s` when none is."""
-        out: list[tuple[int, int, bytes]] = []
+    def read(self, timeout_s: float) -> Iterable[tuple[int, int, bytes]]:
+        """Frames of the blocks ready now; waits up to `timeout_s` when none is.
+
+        With the compiled ring loop, the frames are read in place
+        (`_cring.RingFrames`, which the compiled fast path reads without copying
+        them): the blocks go back to the kernel as their frames are read, and those
+        not read by the next call go back then. Else a list of copies."""
+        if self._reading is not None:
+            self._reading.release()
+            self._reading = None
+        out: list = []
+        take = self._take
         for iface in self._interfaces:
-            iface.read_blocks(out, _MAX_BLOCKS_PER_READ)
+            take(iface, out)
         if out:
-            return out
+            return self._frames(out)
         try:
             events = self._poll.poll(int(timeout_s * 1000))
         except InterruptedError:  # pragma: no cover - PEP 475 retries
@@ -375,8 +404,21 @@ class LiveCapture:
                 continue
             iface = self._by_fd.get(fd)
             if iface is not None:  # else a watched descriptor, its owner reads it
-                iface.read_blocks(out, _MAX_BLOCKS_PER_READ)
-        return out
+                take(iface, out)
+        return self._frames(out)
+
+    @staticmethod
+    def _take(iface: _Interface, out: list) -> None:
+        if _cring is not None:
+            iface.take_blocks(out, _MAX_BLOCKS_PER_READ)
+        else:
+            iface.read_blocks(out, _MAX_BLOCKS_PER_READ)
+
+    def _frames(self, out: list) -> Iterable[tuple[int, int, bytes]]:
+        if _cring is None or not out:
+            return out
+        self._reading = _cring.RingFrames(out)
+        return self._reading
 
     def update_counters(self, interface: bool = True) -> dict[str, int]:
         """Accumulate drop counters; returns the drops new since the last call, by
@@ -390,6 +432,9 @@ class LiveCapture:
             iface.set_filter(filter_for(iface.linktype))
 
     def close(self) -> None:
+        if getattr(self, "_reading", None) is not None:
+            self._reading.release()
+            self._reading = None
         for iface in self._interfaces:
             iface.close()
         self._interfaces = []
