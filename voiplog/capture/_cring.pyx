@@ -1,17 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""The frames of a TPACKET_V3 ring block, compiled: `_Interface.read_blocks`'s loop
-over one block, the reference, read straight from the ring.
+"""The frames of TPACKET_V3 ring blocks, compiled: `_Interface.read_blocks`'s loop,
+the reference, read in the ring itself.
 
-The reference copies the block out of the ring, hands the block back to the
-kernel, then cuts the frames from its copy. Here the frames are cut from the
-ring itself before the caller hands the block back: the same bytes, one copy
-fewer. Headers that run past the block raise `struct.error`, frames that do
-are cut short, as the reference's slices and unpacks do.
-
-`RingFrames` goes one step further, for the compiled fast path: it holds the
-blocks taken (`_Interface.take_blocks`) and gives each frame where it lies in
-the ring (`next_raw`), a block going back to the kernel once its frames are
-read. Only the frames the fast path hands on become bytes.
+The reference copies each block out of the ring, hands it back to the kernel,
+then cuts the frames from its copy into bytes. `RingFrames` holds the blocks
+taken (`_Interface.take_blocks`) and gives each frame where it lies in the ring
+(`next_raw`, for the compiled fast path, which makes bytes only of the frames it
+hands on), a block going back to the kernel once its frames are read. Headers
+that run past a block raise `struct.error`, frames that do are cut short, as the
+reference's slices and unpacks do.
 """
 
 import struct
@@ -23,7 +20,7 @@ from libc.string cimport memcpy
 
 from voiplog.capture._cpcap cimport InPlaceRecords
 
-__all__ = ["RingFrames", "block_frames"]
+__all__ = ["RingFrames"]
 
 cdef int LINKTYPE_ETHERNET = 1
 
@@ -40,78 +37,12 @@ cdef inline unsigned int _u16(const unsigned char *p) noexcept nogil:
     return p[0] | (p[1] << 8)
 
 
-def block_frames(
-    ring,
-    Py_ssize_t base,
-    Py_ssize_t length,
-    Py_ssize_t offset,
-    unsigned long long count,
-    linktype,
-    bint ethernet,
-    list out,
-):
-    """Append ``(ts_us, linktype, frame)`` for the `count` frames of the block at
-    `base` (`length` bytes, the first frame at `offset`) to `out`; return the sum of
-    their captured lengths."""
-    cdef Py_buffer view
-    cdef const unsigned char *block
-    cdef const unsigned char *h
-    cdef unsigned long long i, nxt, sec, nsec, caplen, pstatus, start, stop, have, head
-    cdef unsigned long long nbytes = 0
-    cdef unsigned int tci, tpid
-    cdef char *dst
-    cdef Py_ssize_t need = 26 if ethernet else 28  # the reference's header layouts
-    PyObject_GetBuffer(ring, &view, PyBUF_SIMPLE)
-    try:
-        if base < 0 or base + length > view.len:
-            raise ValueError("block outside the ring")
-        block = <const unsigned char *>view.buf + base
-        for i in range(count):
-            if offset < 0 or offset + need > length:
-                raise struct.error(f"frame header at {offset} runs past the {length}-byte block")
-            h = block + offset
-            nxt = _u32(h)
-            sec = _u32(h + 4)
-            nsec = _u32(h + 8)
-            caplen = _u32(h + 12)
-            pstatus = _u32(h + 20)
-            start = offset + (_u16(h + 24) if ethernet else _u16(h + 26))
-            stop = start + caplen
-            if stop > <unsigned long long>length:
-                stop = length
-            have = stop - start if stop > start else 0
-            ts = <long long>(sec * 1000000 + nsec // 1000)
-            if ethernet and pstatus & TP_STATUS_VLAN_VALID:
-                # The NIC took the 802.1Q tag off; put it back where it was on the wire.
-                if offset + 38 > length:
-                    raise struct.error(f"VLAN fields at {offset} run past the {length}-byte block")
-                tci = <unsigned int>(_u32(h + 32) & 0xFFFF)
-                tpid = _u16(h + 36) if pstatus & TP_STATUS_VLAN_TPID_VALID else 0x8100
-                frame = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>(have + 4))
-                dst = PyBytes_AS_STRING(frame)
-                head = have if have < 12 else 12
-                memcpy(dst, block + start, head)
-                dst[head] = <char>(tpid >> 8)
-                dst[head + 1] = <char>(tpid & 0xFF)
-                dst[head + 2] = <char>(tci >> 8)
-                dst[head + 3] = <char>(tci & 0xFF)
-                memcpy(dst + head + 4, block + start + head, have - head)
-            else:
-                frame = PyBytes_FromStringAndSize(<const char *>(block + start), <Py_ssize_t>have)
-            out.append((ts, linktype, frame))
-            nbytes += caplen
-            offset += <Py_ssize_t>nxt
-    finally:
-        PyBuffer_Release(&view)
-    return nbytes
-
-
 cdef class RingFrames(InPlaceRecords):
     """The frames of ring blocks the caller took (`_Interface.take_blocks`), read in
     place: the compiled fast path reads each frame in the ring itself, and each
     block goes back to the kernel once its frames are read; `release()` hands back
     those left (`LiveCapture.read` calls it before it reads again, and `close`).
-    Iterated, it gives the ``(ts_us, linktype, frame)`` tuples `block_frames`
+    Iterated, it gives the ``(ts_us, linktype, frame)`` tuples the reference
     gives, with the same errors for headers that run past a block (that block
     handed back first); `len()` is the number of frames taken. Each interface's
     `counters` count a block's frames and bytes once they are read."""

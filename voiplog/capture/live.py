@@ -73,7 +73,8 @@ _VLAN_TAG = struct.Struct(">HH")
 
 # Blocks read per interface per call of `read`, so that a flooded interface does
 # not starve the others or the daemon's main loop.
-# The ring block loop compiled (`_cring.pyx`), or None: `read_blocks` runs its own.
+# The ring block loop compiled (`_cring.pyx`: frames read in place), or None: `read`
+# then copies them out of the ring with `read_blocks`, the reference.
 _cring = compiled("voiplog.capture._cring")
 _MAX_BLOCKS_PER_READ = 8
 
@@ -238,25 +239,29 @@ class _Interface:
         """Append up to `max_blocks` ready blocks to `out` as ``(interface, ring, base,
         length, offset, count)``, for `_cring.RingFrames` to read in place: they stay
         the reader's until it hands them back."""
-        ring = self.ring
-        block_bytes = self.block_bytes
         done = 0
-        while done < max_blocks:
-            base = self.next_block * block_bytes
-            status, count, offset, length = _BLOCK_HEADER.unpack_from(ring, base)
-            if not status & TP_STATUS_USER:
-                break
-            if not offset <= length <= block_bytes:
-                length = block_bytes
-            out.append((self, ring, base, length, offset, count))
+        while done < max_blocks and (block := self._ready_block()) is not None:
+            base, count, offset, length = block
+            out.append((self, self.ring, base, length, offset, count))
             self.next_block = (self.next_block + 1) % self.blocks
             done += 1
         return done
 
+    def _ready_block(self) -> tuple[int, int, int, int] | None:
+        """``(base, count, offset, length)`` of the next block if the kernel handed it
+        over, its length bounded by the block's size."""
+        base = self.next_block * self.block_bytes
+        status, count, offset, length = _BLOCK_HEADER.unpack_from(self.ring, base)
+        if not status & TP_STATUS_USER:
+            return None
+        if not offset <= length <= self.block_bytes:
+            length = self.block_bytes
+        return base, count, offset, length
+
     def read_blocks(self, out: list, max_blocks: int) -> int:
-        """Append the frames of up to `max_blocks` ready blocks to `out`."""
+        """Append the frames of up to `max_blocks` ready blocks to `out`, as copies:
+        the reference of `_cring.RingFrames`, which reads them in the ring."""
         ring = self.ring
-        block_bytes = self.block_bytes
         linktype = self.linktype
         ethernet = linktype == LINKTYPE_ETHERNET
         unpack = _PACKET_HEADER_MAC.unpack_from
@@ -265,26 +270,8 @@ class _Interface:
         done = 0
         frames = 0
         nbytes = 0
-        while done < max_blocks:
-            base = self.next_block * block_bytes
-            status, count, offset, length = _BLOCK_HEADER.unpack_from(ring, base)
-            if not status & TP_STATUS_USER:
-                break
-            if not offset <= length <= block_bytes:
-                length = block_bytes
-            if _cring is not None:
-                # The compiled loop reads the frames from the ring, before the
-                # block goes back to the kernel.
-                try:
-                    nbytes += _cring.block_frames(
-                        ring, base, length, offset, count, linktype, ethernet, out
-                    )
-                finally:
-                    _BLOCK_STATUS.pack_into(ring, base + 8, TP_STATUS_KERNEL)
-                    self.next_block = (self.next_block + 1) % self.blocks
-                done += 1
-                frames += count
-                continue
+        while done < max_blocks and (block := self._ready_block()) is not None:
+            base, count, offset, length = block
             data = ring[base : base + length]
             _BLOCK_STATUS.pack_into(ring, base + 8, TP_STATUS_KERNEL)  # hand it back
             self.next_block = (self.next_block + 1) % self.blocks
