@@ -19,6 +19,9 @@ class StallingRelay:
     a black-holed path does. Restored, new connections go through again; the
     stalled ones stay silent until `close`.
 
+    With `stall_queries` set, each new connection stalls at its first query
+    instead: connected, authenticated, then silent.
+
     With `socket_dir` it listens on a Unix socket there (as Postgres does), which
     a process in another network namespace reaches through the file system.
     """
@@ -40,6 +43,9 @@ class StallingRelay:
             else self.dsn_at(dsn, socket_dir)
         )
         self.stalled = False
+        # Connections made while set go through the start-up and authentication,
+        # then stall at their first query (simple or extended), both ways.
+        self.stall_queries = False
         self._closed = False
         self._generation = 0  # connections of an earlier generation stay stalled
         self._sockets: list[socket.socket] = []
@@ -89,14 +95,24 @@ class StallingRelay:
                 continue
             with self._lock:
                 self._sockets.append(server)
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b, generation), daemon=True).start()
+            frozen = threading.Event()  # this connection's own stall (`stall_at_first_query`)
+            for a, b, client_side in ((client, server, True), (server, client, False)):
+                threading.Thread(
+                    target=self._pipe, args=(a, b, generation, frozen, client_side), daemon=True
+                ).start()
 
-    def _pipe(self, a: socket.socket, b: socket.socket, generation: int) -> None:
+    def _pipe(
+        self,
+        a: socket.socket,
+        b: socket.socket,
+        generation: int,
+        frozen: threading.Event,
+        client_side: bool,
+    ) -> None:
         a.settimeout(0.05)
         try:
             while not self._closed:
-                if self._generation != generation:
+                if self._generation != generation or frozen.is_set():
                     time.sleep(0.05)  # stalled: the bytes stay where they are
                     continue
                 try:
@@ -105,6 +121,9 @@ class StallingRelay:
                     continue
                 if not data:
                     break
+                if client_side and self.stall_queries and data[:1] in (b"Q", b"P"):
+                    frozen.set()  # connected and authenticated; the first query never lands
+                    continue
                 b.sendall(data)
         except OSError:
             pass

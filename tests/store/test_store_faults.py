@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 
 import psycopg2
@@ -79,6 +80,38 @@ def test_a_stalled_database_blocks_neither_the_spool_nor_close(store_dsn, tmp_pa
     assert later.close() == 0
     assert _stored(store_dsn) == (300, 300)
     assert query(store_dsn, "SELECT sum(cardinality(media)) FROM cdr") == [(600,)]
+
+
+def test_a_database_that_stalls_after_connecting_does_not_hold_close(store_dsn, tmp_path):
+    """Connections go through and authenticate, then their first query never comes
+    back: the checks the writer makes of a new connection wait like any call, and
+    close's deadline cuts them; the records stay spooled for a later run."""
+    relay = StallingRelay(store_dsn)
+    relay.stall_queries = True
+    spool = Spool(tmp_path / "spool", fsync="batch")
+    # No stall bound before the deadline's: only close may cut the calls. Not
+    # started: close drains from the caller's thread, which connects (time is
+    # left for it) and makes its checks there.
+    writer = StoreWriter(relay.dsn, spool, today=lambda: TODAY, stall_timeout_s=600.0)
+    closed: list = []
+    try:
+        for n in range(50):
+            writer.put(call(START, n))
+        started = time.monotonic()
+        closing = threading.Thread(
+            target=lambda: closed.append(writer.close(drain_timeout_s=4.0)), daemon=True
+        )
+        closing.start()
+        closing.join(30)
+        took_s = time.monotonic() - started
+        assert closed == [50], f"close still waiting after {took_s:.1f} s"
+        assert took_s < 4.0 + 1.0
+        relay.stall_queries = False  # the database answers again: all lands, once
+        later = StoreWriter(relay.dsn, Spool(tmp_path / "spool"), today=lambda: TODAY)
+        assert later.close() == 0
+    finally:
+        relay.close()
+    assert _stored(store_dsn) == (50, 50)
 
 
 def test_a_stalled_database_that_comes_back_gets_every_record_once(store_dsn, tmp_path):

@@ -531,15 +531,19 @@ class StoreWriter:
                 connection_factory=_WatchedConnection,
             )
             connection.bound_s = self.stall_timeout_s
+            # Watched by the keeper from its first call: the checks below wait on
+            # the database like any call, and a path that stalls now must be cut
+            # (at close, by the deadline) rather than hang the caller.
+            link.connection = connection
             try:
                 self._check_schema(connection)
                 self._check_database(connection)
                 link.media_oid = self._media_oid = self._type_oid(connection)
                 self._ensure_days(connection, self._window_days(), force=True)
             except Exception:
+                link.connection = None
                 connection.close()
                 raise
-            link.connection = connection
         return link.connection
 
     def _check_database(self, connection) -> None:
