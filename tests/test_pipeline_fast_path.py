@@ -16,6 +16,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from tests.capture.test_ring_blocks import _frame_header
 from tests.pcapwriter import pcap_bytes, write_pcap, write_pcapng
 from voiplog import pipeline as pipeline_module
 from voiplog._fastpath import fast_path, udp_fields
@@ -350,10 +351,10 @@ def test_ring_frames_read_in_place_are_taken_and_handed_on_as_copies(packets, se
                     "<IIII", 1, count, 48, offset
                 )
                 block, offset, count = block + 1, 48, 0
-            head = struct.pack(
-                "<IIIIIIHHIIH", nxt, ts_us // 1_000_000, ts_us % 1_000_000 * 1000,
-                len(frame), len(frame), status, 64, 64, 0, tci if tagged else 0, 0x8100,
-            ) + bytes(2)  # fmt: skip
+            head = _frame_header(
+                nxt, ts_us // 1_000_000, ts_us % 1_000_000 * 1000, len(frame), status, 64, 64,
+                tci=tci if tagged else 0, tpid=0x8100,
+            )  # fmt: skip
             base = block * block_bytes + offset
             ring[base : base + len(head)] = head
             ring[base + 64 : base + 64 + len(frame)] = frame

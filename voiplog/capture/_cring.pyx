@@ -33,6 +33,12 @@ cdef inline unsigned long long _u32(const unsigned char *p) noexcept nogil:
         <unsigned long long>p[2] << 16) | (<unsigned long long>p[3] << 24)
 
 
+cdef inline void _hand_back(const Py_buffer *ring, Py_ssize_t base) noexcept nogil:
+    """Give the block at `base` of the ring back to the kernel (TP_STATUS_KERNEL)."""
+    cdef unsigned char *status = <unsigned char *>ring.buf + base + 8
+    status[0] = status[1] = status[2] = status[3] = 0
+
+
 cdef inline unsigned int _u16(const unsigned char *p) noexcept nogil:
     return p[0] | (p[1] << 8)
 
@@ -51,7 +57,6 @@ cdef class RingFrames(InPlaceRecords):
     cdef Py_ssize_t index  # the next block to open
     cdef Py_ssize_t total
     cdef object interface  # that of the open block
-    cdef object ring
     cdef Py_ssize_t base
     cdef Py_ssize_t length
     cdef Py_ssize_t offset
@@ -82,7 +87,6 @@ cdef class RingFrames(InPlaceRecords):
 
     cdef void _hand_back_all(self) noexcept:
         cdef Py_buffer view
-        cdef unsigned char *status
         if self.held:
             self._close_block(False)
         while self.index < len(self.blocks):
@@ -92,8 +96,7 @@ cdef class RingFrames(InPlaceRecords):
                 PyObject_GetBuffer(ring, &view, PyBUF_WRITABLE)
             except Exception:  # the ring was unmapped: nothing to hand back
                 continue
-            status = <unsigned char *>view.buf + <Py_ssize_t>base + 8
-            status[0] = status[1] = status[2] = status[3] = 0  # TP_STATUS_KERNEL
+            _hand_back(&view, base)
             PyBuffer_Release(&view)
 
     cdef int _open_block(self) except -1:
@@ -102,7 +105,6 @@ cdef class RingFrames(InPlaceRecords):
         PyObject_GetBuffer(ring, &self.view, PyBUF_WRITABLE)
         self.held = True
         self.interface = interface
-        self.ring = ring
         self.base = base
         self.length = length
         self.offset = offset
@@ -118,8 +120,7 @@ cdef class RingFrames(InPlaceRecords):
 
     cdef void _close_block(self, bint read) noexcept:
         """Hand the open block back; count its frames and bytes when `read` whole."""
-        cdef unsigned char *status = <unsigned char *>self.view.buf + self.base + 8
-        status[0] = status[1] = status[2] = status[3] = 0  # TP_STATUS_KERNEL
+        _hand_back(&self.view, self.base)
         PyBuffer_Release(&self.view)
         self.held = False
         if read:
@@ -130,7 +131,6 @@ cdef class RingFrames(InPlaceRecords):
             except Exception:
                 pass
         self.interface = None
-        self.ring = None
 
     cdef int next_raw(
         self, long long *ts, const unsigned char **frame, Py_ssize_t *caplen, int *linktype

@@ -609,7 +609,7 @@ class CaptureReader:
         _, _, ifid, ts_high, ts_low, caplen, _ = layout.epb.unpack_from(self._buf, off)
         problem = _packet_problem(ifid, caplen, blen - 32, interfaces)
         if problem is None:
-            problem = _time_problem(ts_high, ts_low, interfaces[ifid])
+            problem = _time_problem(_pcapng_time(ts_high, ts_low, interfaces[ifid]))
         return problem or "unreadable packet block"
 
     def _pcapng_opb(self, off: int, blen: int, layout: _SectionLayout, interfaces: list):
@@ -631,12 +631,11 @@ class CaptureReader:
         problem = _packet_problem(ifid, caplen, space, interfaces)
         if problem is not None:
             return problem
-        problem = _time_problem(ts_high, ts_low, interfaces[ifid])
+        ts = _pcapng_time(ts_high, ts_low, interfaces[ifid])
+        problem = _time_problem(ts)
         if problem is not None:
             return problem
-        linktype, mul, div, offset_us, _, _ = interfaces[ifid]
-        ts = (ts_high << 32 | ts_low) * mul // div + offset_us
-        return (ts, linktype, self._buf[data : data + caplen])
+        return (ts, interfaces[ifid][0], self._buf[data : data + caplen])
 
     def _pcapng_spb(
         self, off: int, blen: int, layout: _SectionLayout, interfaces: list, last_ts: int
@@ -692,11 +691,15 @@ def _high_ok(mul: int, div: int, tsoffset: int) -> int:
     return min((raw + 1 >> 32) - 1, 0xFFFFFFFF)
 
 
-def _time_problem(ts_high: int, ts_low: int, interface: tuple) -> str | None:
-    """What makes a packet block's time unusable: out of `TS_LIMIT_US`'s bounds (a
-    wrong `if_tsresol` or `if_tsoffset`, or damage), if it is."""
+def _pcapng_time(ts_high: int, ts_low: int, interface: tuple) -> int:
+    """A packet block's raw time in microseconds, by its interface's figures."""
     _, mul, div, offset_us, _, _ = interface
-    ts = (ts_high << 32 | ts_low) * mul // div + offset_us
+    return (ts_high << 32 | ts_low) * mul // div + offset_us
+
+
+def _time_problem(ts: int) -> str | None:
+    """What makes a packet time (µs) unusable: out of `TS_LIMIT_US`'s bounds (a
+    wrong `if_tsresol` or `if_tsoffset`, or damage), if it is."""
     if 0 <= ts < TS_LIMIT_US:
         return None
     return f"packet time {ts} us is outside 1970-01-01 to 9999-12-31"

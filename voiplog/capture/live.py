@@ -419,7 +419,7 @@ class LiveCapture:
             iface.set_filter(filter_for(iface.linktype))
 
     def close(self) -> None:
-        if getattr(self, "_reading", None) is not None:
+        if self._reading is not None:
             self._reading.release()
             self._reading = None
         for iface in self._interfaces:

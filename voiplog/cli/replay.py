@@ -205,11 +205,11 @@ class _Stop:
             self._waiting = False
 
     def frames(self, reader):
-        """The reader's frames until a stop is asked. The compiled pcap record loop
-        is handed on as it is (the compiled fast path reads it in place, and looks
-        at signals every 1,024 records): a stop ends it (`stop()`). Any other is
-        looked at every 1,024 frames, taken in batches, which costs no Python frame
-        per packet."""
+        """The reader's frames until a stop is asked. A compiled record loop (pcap
+        or pcapng) is handed on as it is (the compiled fast path reads it in place,
+        and looks at signals every 1,024 records): a stop ends it (`stop()`). Any
+        other is looked at every 1,024 frames, taken in batches, which costs no
+        Python frame per packet."""
         frames = iter(reader)
         if hasattr(frames, "stop"):
             self._reading = frames

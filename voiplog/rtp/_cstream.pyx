@@ -70,16 +70,12 @@ cdef class RtpStream:
         header starts at ``offset`` of ``payload``."""
         cdef long long t = ts_us
         cdef Py_ssize_t at = offset
-        cdef const unsigned char *p
-        cdef long long word, ts
         if type(payload) is bytes and 0 <= at and at + 8 <= PyBytes_GET_SIZE(payload):
-            p = <const unsigned char *>PyBytes_AS_STRING(payload) + at
-            word = (<long long>p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]
-            ts = (<long long>p[4] << 24) | (p[5] << 16) | (p[6] << 8) | p[7]
+            self.add_at(t, <const unsigned char *>PyBytes_AS_STRING(payload) + at)
         else:
             # Any other buffer, or too short (struct.error, as the reference).
             word, ts = _unpack_words(payload, offset)
-        self._add_words(t, word, ts)
+            self._add_words(t, word, ts)
 
     cdef void add_at(self, long long ts_us, const unsigned char *p):
         """`add` for an RTP header at `p` (its first 8 bytes readable): what the
