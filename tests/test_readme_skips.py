@@ -25,6 +25,7 @@ EXPLAINED = {
     "embedded server": "embedded server",
     "app captures": "app captures are not fetched",
     "compiled extensions": "compiled extensions are not built",
+    "voiplog_seal extension": "`voiplog_seal` PostgreSQL extension is not installed",
 }
 
 

@@ -90,7 +90,7 @@ def verify(config_path, day_text, every) -> None:
         click.echo(finding.line())
     summary = (
         f"{report.days_checked} days, {report.records_checked} records and "
-        f"{report.seals_checked} seal rows checked"
+        f"{report.seals_checked} seal rows checked (records hashed by {report.hashed_by})"
     )
     if not report.ok:
         _fail(f"store verify: {len(report.findings)} findings; {summary}")

@@ -224,10 +224,11 @@ def _day_root(connection: Connection, day: dt.date, form: int | None) -> tuple[i
     from voiplog.store import seal
 
     function = seal.DAY_HASHES[form or seal.FORM]
-    count, leaves = connection.execute(
-        text(f"SELECT records, leaves FROM {function}(:day)"), {"day": day}
+    column = seal.root_column(connection.execute(text(seal.EXTENSION_SCHEMA)).scalar())
+    count, value = connection.execute(
+        text(f"SELECT records, {column} FROM {function}(:day)"), {"day": day}
     ).one()
-    return count, seal.merkle_root(bytes(leaves))
+    return count, seal.root_of(value)
 
 
 def _last_seal(connection: Connection, day: dt.date):
@@ -275,10 +276,11 @@ def _seal_for_drop(connection: Connection, day: dt.date, parts) -> dict:
     else:
         from voiplog.store import seal
 
-        count, leaves = connection.execute(
-            text("SELECT records, leaves FROM voiplog_seal_stage(:day)"), {"day": day}
+        column = seal.root_column(connection.execute(text(seal.EXTENSION_SCHEMA)).scalar())
+        count, value = connection.execute(
+            text(f"SELECT records, {column} FROM voiplog_seal_stage(:day)"), {"day": day}
         ).one()
-        root = seal.merkle_root(bytes(leaves))
+        root = seal.root_of(value)
         version = (last.version if last is not None else 0) + 1
         connection.execute(
             text("SELECT voiplog_seal_add(:day, :v, :n, :root, NULL, NULL, NULL, NULL)"),

@@ -9,8 +9,11 @@ column by column so that only OIDs of built-in types remain (a composite
 column is its own binary form, the media array's element OID is zeroed): a
 dump restored elsewhere verifies. Seals made before keep form 1 (the whole
 row, migration 0007), which `verify` and `prove` still compute for them:
-`day_seal_leaves.form` says which. Sealing, the database keeps the day's
-keys and leaves (`voiplog_seal_stage`) for the seal row it adds: only the
+`day_seal_leaves.form` says which. Where the `voiplog_seal` extension is
+installed (`voiplog/store/pgext`), the database computes the form-2 leaves
+and the root in C (migration 0011), byte for byte as the SQL and this module
+do; only the root then comes out. Sealing, the database keeps the day's
+keys and leaves (`voiplog_seal_stage`) for the seal row it adds: at most the
 leaves come out, for the tree, and nothing goes back. A node is
 SHA-256(0x01 || left || right); a level with an odd number of nodes sends
 its last one up unchanged. The root, the record count and the version of
@@ -147,6 +150,42 @@ class Sealed:
     seconds: float
 
 
+# The schema of the voiplog_seal extension, where it is installed.
+EXTENSION_SCHEMA = (
+    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+    "WHERE e.extname = 'voiplog_seal'"
+)
+
+
+def root_column(schema: str | None) -> str:
+    """SQL over a `leaves` column: their root (hex) as the extension in `schema` computes
+    it, or, without the extension, the leaves themselves (see `root_of`)."""
+    if schema is None:
+        return "leaves"
+    return '"' + schema.replace('"', '""') + '".voiplog_merkle_root(leaves)'
+
+
+def root_of(value) -> str:
+    """The root from what `root_column` selected."""
+    return value if isinstance(value, str) else merkle_root(bytes(value))
+
+
+def _extension_schema(connection) -> str | None:
+    with connection.cursor() as cursor:
+        cursor.execute(EXTENSION_SCHEMA)
+        found = cursor.fetchone()
+    return found[0] if found else None
+
+
+def day_root(connection, day: str, form: int = FORM) -> tuple[int, str]:
+    """(record count, root) of a day as its records are now, in leaf `form`."""
+    column = root_column(_extension_schema(connection))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT records, {column} FROM {DAY_HASHES[form]}(%s)", (day,))
+        count, value = cursor.fetchone()
+    return count, root_of(value)
+
+
 def day_hashes(connection, day: str, form: int = FORM) -> tuple[int, bytes]:
     """(record count, leaves end to end) of a day as its records are now, in leaf `form`:
     what its root is computed from (the keys, not computed, name the leaves)."""
@@ -164,22 +203,22 @@ def day_leaves(connection, day: str, form: int = FORM) -> tuple[int, list[str], 
     return count, keys.split("\n") if keys else [], split_leaves(bytes(blob))
 
 
-def stage_leaves(connection, day: str) -> tuple[int, bytes]:
-    """(record count, leaves end to end) of a day as its records are now, in the form of
-    new seals; the database keeps them, and their keys, for `voiplog_seal_add` called in
-    the same transaction without keys and leaves (they do not travel back)."""
+def stage_root(connection, day: str) -> tuple[int, str]:
+    """(record count, root) of a day as its records are now, in the form of new seals;
+    the database keeps its leaves and their keys for `voiplog_seal_add` called in the
+    same transaction without keys and leaves (they do not travel back)."""
+    column = root_column(_extension_schema(connection))
     with connection.cursor() as cursor:
-        cursor.execute("SELECT records, leaves FROM voiplog_seal_stage(%s)", (day,))
-        count, blob = cursor.fetchone()
-    return count, bytes(blob)
+        cursor.execute(f"SELECT records, {column} FROM voiplog_seal_stage(%s)", (day,))
+        count, value = cursor.fetchone()
+    return count, root_of(value)
 
 
 def seal_day(connection, day: str, version: int, signer=None) -> Sealed | None:
     """Seal `day` as `version` (the last one + 1) in one transaction; None when its
     records are those of its last seal (no version is added)."""
     started = time.perf_counter()
-    count, blob = stage_leaves(connection, day)
-    root = merkle_root(blob)
+    count, root = stage_root(connection, day)
     signature = certificate = None
     if signer is not None:
         signature = signer.sign(signed_text(day, version, count, root))
@@ -237,6 +276,7 @@ class Report:
     seals_checked: int = 0
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hashed_by: str = "SQL"  # or "the voiplog_seal extension": what computed the leaves
 
     @property
     def ok(self) -> bool:
@@ -309,6 +349,8 @@ def _day_partitions(connection) -> set[str]:
 def verify(connection, days: list[str] | None = None, today: dt.date | None = None) -> Report:
     """Check the seal chain and the given days (all sealed days still stored when None)."""
     report = Report()
+    if _extension_schema(connection) is not None:
+        report.hashed_by = "the voiplog_seal extension"
     rows = _seal_rows(connection)
     check_chain(rows, report)
     last: dict[str, dict] = {}
@@ -348,9 +390,9 @@ def _verify_day(connection, day: str, seal: dict, dirty: bool, report: Report) -
     first = found[0] if found else FORM
     forms = [first, *(f for f in DAY_LEAVES if f != first)]
     for form in forms:
-        count, blob = day_hashes(connection, day, form)
+        count, root = day_root(connection, day, form)
         connection.rollback()
-        matches = count == seal["record_count"] and merkle_root(blob) == seal["root"]
+        matches = count == seal["record_count"] and root == seal["root"]
         if matches:
             break
     report.days_checked += 1
