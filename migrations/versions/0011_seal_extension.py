@@ -13,7 +13,8 @@ in a seal, and need not. The extension is found by name in `pg_extension`
 at each call: it may be created after this migration. This migration
 creates it when the server has it installed and the login may
 (`CREATE EXTENSION voiplog_seal`: a trusted extension, which the owner of
-the database may create); else it says so and goes on.
+the database may create); else it says so and goes on. Downgrading drops
+it.
 
 Form-1 leaves (`voiplog_day_leaves_v1`) and one record's leaf
 (`voiplog_record_leaf`, for proofs) stay in SQL.
@@ -134,3 +135,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(_0008.day_leaves(named=True))
     op.execute(_0008.day_leaves(named=False))
+    # Nothing of revision 0010 calls it.
+    op.execute("DROP EXTENSION IF EXISTS voiplog_seal")
