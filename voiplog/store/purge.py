@@ -223,7 +223,13 @@ def _day_root(connection: Connection, day: dt.date, form: int | None) -> tuple[i
     seals when None)."""
     from voiplog.store import seal
 
-    function = seal.DAY_HASHES[form or seal.FORM]
+    return _root(connection, seal.DAY_HASHES[form or seal.FORM], day)
+
+
+def _root(connection: Connection, function: str, day: dt.date) -> tuple[int, str]:
+    """(count, root) of the leaves `function(day)` gives (`seal._root` on this engine)."""
+    from voiplog.store import seal
+
     column = seal.root_column(connection.execute(text(seal.EXTENSION_SCHEMA)).scalar())
     count, value = connection.execute(
         text(f"SELECT records, {column} FROM {function}(:day)"), {"day": day}
@@ -274,13 +280,7 @@ def _seal_for_drop(connection: Connection, day: dt.date, parts) -> dict:
                 f"{last.record_count}; see `voiplog store verify --day {day}`"
             )
     else:
-        from voiplog.store import seal
-
-        column = seal.root_column(connection.execute(text(seal.EXTENSION_SCHEMA)).scalar())
-        count, value = connection.execute(
-            text(f"SELECT records, {column} FROM voiplog_seal_stage(:day)"), {"day": day}
-        ).one()
-        root = seal.root_of(value)
+        count, root = _root(connection, "voiplog_seal_stage", day)
         version = (last.version if last is not None else 0) + 1
         connection.execute(
             text("SELECT voiplog_seal_add(:day, :v, :n, :root, NULL, NULL, NULL, NULL)"),

@@ -177,13 +177,18 @@ def _extension_schema(connection) -> str | None:
     return found[0] if found else None
 
 
-def day_root(connection, day: str, form: int = FORM) -> tuple[int, str]:
-    """(record count, root) of a day as its records are now, in leaf `form`."""
+def _root(connection, function: str, day: str) -> tuple[int, str]:
+    """(record count, root) of the leaves `function(day)` gives."""
     column = root_column(_extension_schema(connection))
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT records, {column} FROM {DAY_HASHES[form]}(%s)", (day,))
+        cursor.execute(f"SELECT records, {column} FROM {function}(%s)", (day,))
         count, value = cursor.fetchone()
     return count, root_of(value)
+
+
+def day_root(connection, day: str, form: int = FORM) -> tuple[int, str]:
+    """(record count, root) of a day as its records are now, in leaf `form`."""
+    return _root(connection, DAY_HASHES[form], day)
 
 
 def day_hashes(connection, day: str, form: int = FORM) -> tuple[int, bytes]:
@@ -207,11 +212,7 @@ def stage_root(connection, day: str) -> tuple[int, str]:
     """(record count, root) of a day as its records are now, in the form of new seals;
     the database keeps its leaves and their keys for `voiplog_seal_add` called in the
     same transaction without keys and leaves (they do not travel back)."""
-    column = root_column(_extension_schema(connection))
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT records, {column} FROM voiplog_seal_stage(%s)", (day,))
-        count, value = cursor.fetchone()
-    return count, root_of(value)
+    return _root(connection, "voiplog_seal_stage", day)
 
 
 def seal_day(connection, day: str, version: int, signer=None) -> Sealed | None:

@@ -43,7 +43,7 @@ PG_FUNCTION_INFO_V1(voiplog_merkle_root);
 
 typedef enum
 {
-	K_TEXT, K_INT2, K_INT4, K_INT8, K_FLOAT8, K_BOOL, K_TIMESTAMP, K_INET,
+	K_TEXT, K_INT2, K_INT4, K_INT8, K_FLOAT8, K_BOOL, K_INET,
 	K_COMPOSITE, K_ARRAY, K_SEND
 } Kind;
 
@@ -54,8 +54,8 @@ typedef struct Writer
 	Kind		kind;
 	FmgrInfo	send;			/* K_SEND */
 	/* K_COMPOSITE: the fields, as record_send names them */
-	int32		typmod;
 	TupleDesc	desc;
+	int			valid;			/* fields not dropped */
 	struct Writer **fields;
 	Datum	   *values;
 	bool	   *nulls;
@@ -73,7 +73,6 @@ typedef struct LeafPlan
 	Writer	  **writers;
 	bool	   *canonical;		/* a composite, or an array of them */
 	StringInfoData buf;
-	MemoryContext mcxt;
 } LeafPlan;
 
 static Writer *make_writer(MemoryContext mcxt, Oid type, int32 typmod);
@@ -108,6 +107,8 @@ make_writer(MemoryContext mcxt, Oid type, int32 typmod)
 			w->kind = K_INT4;
 			return w;
 		case INT8OID:
+		case TIMESTAMPTZOID:	/* sent as their microseconds, an int64 */
+		case TIMESTAMPOID:
 			w->kind = K_INT8;
 			return w;
 		case FLOAT8OID:
@@ -115,10 +116,6 @@ make_writer(MemoryContext mcxt, Oid type, int32 typmod)
 			return w;
 		case BOOLOID:
 			w->kind = K_BOOL;
-			return w;
-		case TIMESTAMPTZOID:
-		case TIMESTAMPOID:
-			w->kind = K_TIMESTAMP;
 			return w;
 		case INETOID:
 			w->kind = K_INET;
@@ -132,7 +129,6 @@ make_writer(MemoryContext mcxt, Oid type, int32 typmod)
 		MemoryContext old = MemoryContextSwitchTo(mcxt);
 
 		w->kind = K_COMPOSITE;
-		w->typmod = typmod;
 		w->desc = CreateTupleDescCopy(desc);
 		MemoryContextSwitchTo(old);
 		ReleaseTupleDesc(desc);
@@ -143,8 +139,10 @@ make_writer(MemoryContext mcxt, Oid type, int32 typmod)
 		{
 			Form_pg_attribute att = TupleDescAttr(w->desc, i);
 
-			if (!att->attisdropped)
-				w->fields[i] = make_writer(mcxt, att->atttypid, att->atttypmod);
+			if (att->attisdropped)
+				continue;
+			w->fields[i] = make_writer(mcxt, att->atttypid, att->atttypmod);
+			w->valid++;
 		}
 		return w;
 	}
@@ -167,7 +165,6 @@ make_writer(MemoryContext mcxt, Oid type, int32 typmod)
 	}
 	return w;
 }
-
 
 /* Appending without a call per field: room is made once, then written. */
 static inline void
@@ -219,14 +216,14 @@ static void write_value(StringInfo buf, Writer *w, Datum value, bool zero_elemen
 
 /* A value with its length before it, as record_send and array_send write one. */
 static inline void
-write_sized(StringInfo buf, Writer *w, Datum value)
+write_sized(StringInfo buf, Writer *w, Datum value, bool zero_element)
 {
 	int			at;
 
 	room(buf, 4);
 	at = buf->len;
 	buf->len += 4;
-	write_value(buf, w, value, false);
+	write_value(buf, w, value, zero_element);
 	{
 		uint32		n = pg_hton32((uint32) (buf->len - at - 4));
 
@@ -239,7 +236,6 @@ write_composite(StringInfo buf, Writer *w, Datum value)
 {
 	HeapTupleHeader header = DatumGetHeapTupleHeader(value);
 	HeapTupleData tuple;
-	int			valid = 0;
 
 	if (HeapTupleHeaderGetTypeId(header) != w->type)
 		elog(ERROR, "voiplog_leaf: a composite value of type %u where %u was expected",
@@ -249,9 +245,7 @@ write_composite(StringInfo buf, Writer *w, Datum value)
 	tuple.t_tableOid = InvalidOid;
 	tuple.t_data = header;
 	heap_deform_tuple(&tuple, w->desc, w->values, w->nulls);
-	for (int i = 0; i < w->desc->natts; i++)
-		valid += TupleDescAttr(w->desc, i)->attisdropped ? 0 : 1;
-	put32(buf, valid);
+	put32(buf, w->valid);
 	for (int i = 0; i < w->desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(w->desc, i);
@@ -262,7 +256,7 @@ write_composite(StringInfo buf, Writer *w, Datum value)
 		if (w->nulls[i])
 			put32(buf, -1);
 		else
-			write_sized(buf, w->fields[i], w->values[i]);
+			write_sized(buf, w->fields[i], w->values[i], false);
 	}
 }
 
@@ -292,7 +286,7 @@ write_array(StringInfo buf, Writer *w, Datum value, bool zero_element)
 		{
 			Datum		element = fetch_att(at, w->elmbyval, w->elmlen);
 
-			write_sized(buf, w->element, element);
+			write_sized(buf, w->element, element, false);
 			at = att_addlength_pointer(at, w->elmlen, at);
 			at = (char *) att_align_nominal(at, w->elmalign);
 		}
@@ -348,9 +342,6 @@ write_value(StringInfo buf, Writer *w, Datum value, bool zero_element)
 		case K_BOOL:
 			put8(buf, DatumGetBool(value) ? 1 : 0);
 			break;
-		case K_TIMESTAMP:
-			put64(buf, DatumGetInt64(value));
-			break;
 		case K_INET:
 			{
 				inet	   *addr = DatumGetInetPP(value);
@@ -384,18 +375,19 @@ leaf_plan(FunctionCallInfo fcinfo)
 {
 	LeafPlan   *plan = fcinfo->flinfo->fn_extra;
 	int			nargs = PG_NARGS();
+	MemoryContext mcxt;
 
 	if (plan != NULL && plan->nargs == nargs)
 		return plan;
 	if (get_fn_expr_variadic(fcinfo->flinfo))
 		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						errmsg("voiplog_leaf takes the columns as arguments, not as an array")));
-	plan = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(LeafPlan));
+	mcxt = fcinfo->flinfo->fn_mcxt;
+	plan = MemoryContextAllocZero(mcxt, sizeof(LeafPlan));
 	plan->nargs = nargs;
-	plan->mcxt = fcinfo->flinfo->fn_mcxt;
-	plan->oids = MemoryContextAlloc(plan->mcxt, sizeof(Oid) * nargs);
-	plan->writers = MemoryContextAlloc(plan->mcxt, sizeof(Writer *) * nargs);
-	plan->canonical = MemoryContextAlloc(plan->mcxt, sizeof(bool) * nargs);
+	plan->oids = MemoryContextAlloc(mcxt, sizeof(Oid) * nargs);
+	plan->writers = MemoryContextAlloc(mcxt, sizeof(Writer *) * nargs);
+	plan->canonical = MemoryContextAlloc(mcxt, sizeof(bool) * nargs);
 	for (int i = 0; i < nargs; i++)
 	{
 		Oid			type = get_fn_expr_argtype(fcinfo->flinfo, i);
@@ -403,7 +395,7 @@ leaf_plan(FunctionCallInfo fcinfo)
 
 		if (!OidIsValid(type))
 			elog(ERROR, "voiplog_leaf: the type of argument %d is not known", i + 1);
-		w = make_writer(plan->mcxt, type, -1);
+		w = make_writer(mcxt, type, -1);
 		plan->writers[i] = w;
 		plan->canonical[i] = w->kind == K_COMPOSITE
 			|| (w->kind == K_ARRAY && w->element->kind == K_COMPOSITE);
@@ -411,7 +403,7 @@ leaf_plan(FunctionCallInfo fcinfo)
 		plan->oids[i] = plan->canonical[i] ? BYTEAOID : type;
 	}
 	{
-		MemoryContext old = MemoryContextSwitchTo(plan->mcxt);
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
 
 		initStringInfo(&plan->buf);
 		MemoryContextSwitchTo(old);
@@ -440,23 +432,8 @@ voiplog_leaf(PG_FUNCTION_ARGS)
 			put32(buf, -1);
 			continue;
 		}
-		if (plan->canonical[i])
-		{
-			/* the bytea record_send or array_send gives, as a column */
-			int			at;
-
-			room(buf, 4);
-			at = buf->len;
-			buf->len += 4;
-			write_value(buf, plan->writers[i], PG_GETARG_DATUM(i), true);
-			{
-				uint32		n = pg_hton32((uint32) (buf->len - at - 4));
-
-				memcpy(buf->data + at, &n, 4);
-			}
-		}
-		else
-			write_sized(buf, plan->writers[i], PG_GETARG_DATUM(i));
+		/* a canonical column: the bytea its record_send or array_send gives */
+		write_sized(buf, plan->writers[i], PG_GETARG_DATUM(i), plan->canonical[i]);
 	}
 	sha256((unsigned char *) buf->data, buf->len, (unsigned char *) VARDATA(leaf));
 	SET_VARSIZE(leaf, VARHDRSZ + SHA256_DIGEST_LENGTH);
