@@ -10,7 +10,10 @@ with its leaves), verifies it as `voiplog store verify --day` does
 (everything recomputed from the records) and proves one record: first with
 the leaves and root the `voiplog_seal` extension computes in C, when the
 server has it installed, then with those of the SQL it stands in for (the
-extension dropped). Then it purges the day as `voiplog purge` does (which
+extension dropped). Then the floor under any verification of the day: the
+extension's leaf of every record computed in parallel and thrown away (no
+sort, no tree), and SHA-256 alone over as many bytes, spread over every core.
+Then it purges the day as `voiplog purge` does (which
 checks the day against its seal first). Then, with
 --ab-records, the ingest rate with and without the CHECK constraint that
 binds writers to their POP (migration 0007), on the same machine at the same
@@ -24,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import os
 import sys
 import time
+from importlib import import_module
 
 import psycopg2
 
@@ -35,6 +40,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.store_ingest import DEFAULT_DSN, bench_ingest, drop_database, scratch_database
 from voiplog.store import migrate, purge, seal
 from voiplog.store.database import make_engine
+
+_0008 = import_module("voiplog.migrations.versions.0008_seal_leaf_form")
 
 
 def _extension(dsn: str, on: bool) -> None:
@@ -87,6 +94,56 @@ def bench_seal(dsn: str, day: dt.date, version: int) -> dict:
         "verify_s": verify_s,
         "prove_s": prove_s,
         "path": len(proof["path"]),
+    }
+
+
+def hashing_floor(dsn: str, day: dt.date) -> dict:
+    """What any verification of the day pays before sorting, gathering or a tree: the
+    extension's leaf of every record, in parallel, each leaf thrown away; and SHA-256
+    alone over as many bytes as the leaves hash (hashlib, the same libcrypto), spread
+    over every core."""
+    connection = psycopg2.connect(dsn)
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    within = "c.started_at >= %s AND c.started_at < %s"
+    bounds = (start, start + dt.timedelta(days=1))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(seal.EXTENSION_SCHEMA)
+            (schema,) = cursor.fetchone()
+            # The plan the day functions get (migration 0011): the partition read whole,
+            # in parallel.
+            for setting in ("jit", "parallel_setup_cost", "parallel_tuple_cost", "enable_bitmapscan",
+                            "enable_indexscan"):  # fmt: skip
+                cursor.execute(f"SET {setting} = 0")
+            leaf = (
+                f'"{schema}".voiplog_leaf(' + ", ".join(f'c."{c}"' for c in _0008.CDR_COLUMNS) + ")"
+            )
+            started = time.perf_counter()
+            cursor.execute(f"SELECT count({leaf}) FROM cdr c WHERE {within}", bounds)
+            (records,) = cursor.fetchone()
+            leaves_s = time.perf_counter() - started
+            cursor.execute(
+                f"SELECT avg(octet_length({_0008.CDR_ROW})) FROM cdr c TABLESAMPLE SYSTEM (2) "
+                f"WHERE {within}",
+                bounds,
+            )
+            row_bytes = int(cursor.fetchone()[0]) + 1  # and the leaf's 0x00
+        connection.rollback()
+    finally:
+        connection.close()
+    data, rounds = os.urandom(row_bytes), 200_000
+    started = time.perf_counter()
+    for _ in range(rounds):
+        hashlib.sha256(data).digest()
+    sha_us = (time.perf_counter() - started) / rounds * 1e6
+    cores = os.cpu_count() or 1
+    return {
+        "records": records,
+        "leaves_s": leaves_s,
+        "row_bytes": row_bytes,
+        "sha_us": sha_us,
+        "sha_s": records * sha_us / 1e6 / cores,
+        "cores": cores,
     }
 
 
@@ -157,6 +214,17 @@ def main() -> None:
                 flush=True,
             )
         _extension(dsn, installed)
+        if installed:
+            floor = hashing_floor(dsn, day)
+            print(
+                f"floor: the extension's leaf of each of the {floor['records']:,} records, in "
+                f"parallel, no sort and no tree: {floor['leaves_s']:.2f} s "
+                f"({100 * floor['leaves_s'] / ingest['drain_s']:.0f}% of the ingest time); SHA-256 "
+                f"alone of {floor['row_bytes']:,} bytes a record: {floor['sha_us']:.2f} us, "
+                f"{floor['sha_s']:.2f} s over {floor['cores']} cores "
+                f"({100 * floor['sha_s'] / ingest['drain_s']:.0f}%)",
+                flush=True,
+            )
         purge_s = bench_purge(dsn, day, runs[0]["records"])
         print(f"purge of the day (its check against the seal first): {purge_s:.2f} s", flush=True)
         if args.ab_records:
