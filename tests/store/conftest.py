@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 
@@ -70,6 +71,17 @@ def store_dsn():
 def other_dsn():
     """A second store on the same server, migrated, dropped after the test."""
     yield from _scratch_database(migrated=True)
+
+
+@pytest.fixture
+def signer(tmp_path):
+    """A POP's signing key and self-signed certificate (cert.pem in tmp_path)."""
+    from voiplog.export import signing
+
+    key, cert = signing.new_key_and_certificate("pop ams1", None, 30, dt.datetime.now(dt.UTC))
+    (tmp_path / "key.pem").write_bytes(key)
+    (tmp_path / "cert.pem").write_bytes(cert)
+    return signing.load_signer(tmp_path / "key.pem", tmp_path / "cert.pem")
 
 
 def query(dsn: str, sql: str, params=()):

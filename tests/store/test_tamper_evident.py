@@ -164,16 +164,6 @@ def _cli(monkeypatch, dsn: str, *args: str):
     return CliRunner().invoke(cli, ["store", *args])
 
 
-@pytest.fixture
-def signer(tmp_path):
-    from voiplog.export import signing
-
-    key, cert = signing.new_key_and_certificate("pop ams1", None, 30, dt.datetime.now(dt.UTC))
-    (tmp_path / "key.pem").write_bytes(key)
-    (tmp_path / "cert.pem").write_bytes(cert)
-    return signing.load_signer(tmp_path / "key.pem", tmp_path / "cert.pem")
-
-
 def _sealed_store(store_dsn, tmp_path, signer):
     """Calls of two days that are over, stored and sealed by the writer as it closes."""
     records = [call(at(d, f"1{k}:00"), 10 * d + k, caller=f"+49301{d}{k}") for d in (0, 1) for k in range(4)]  # fmt: skip
@@ -393,6 +383,14 @@ def test_a_day_sealed_before_the_second_leaf_form_still_verifies_and_proves(scra
 # -- provable purges ---------------------------------------------------------------
 
 
+def _disclosed(officers, record) -> dict:  # noqa: F811
+    """`record` as a lawful-access run (by its caller, approved) returns it."""
+    request_id = officers["requester"].add([{"type": "number", "value": record.caller}])
+    assert officers["approver"].decide(request_id, "approve") is None
+    (exported,) = officers["requester"].run(request_id).records
+    return exported
+
+
 def test_a_purge_log_entry_proves_an_exported_record_of_the_purged_day(
     officers,  # noqa: F811
     store_dsn,
@@ -405,10 +403,7 @@ def test_a_purge_log_entry_proves_an_exported_record_of_the_purged_day(
     records = _sealed_store(store_dsn, tmp_path, signer)
     target = records[2]
     # Disclosed to an agency, with its inclusion proof, while the day is stored.
-    request_id = officers["requester"].add([{"type": "number", "value": target.caller}])
-    assert officers["approver"].decide(request_id, "approve") is None
-    result = officers["requester"].run(request_id)
-    (exported,) = result.records
+    exported = _disclosed(officers, target)
     proof = seal.prove(psycopg2.connect(store_dsn), target.uid)
     assert seal.proves_record(proof, exported)
 
@@ -436,6 +431,115 @@ def test_a_purge_log_entry_proves_an_exported_record_of_the_purged_day(
     # The purge row in the audit trail names the seal too.
     ((event,),) = query(store_dsn, "SELECT event FROM audit_event WHERE action = 'purge'")
     assert event["seals"] == seals
+
+
+def _check_proof(*args: str):
+    from click.testing import CliRunner
+
+    from voiplog.cli.main import cli
+
+    return CliRunner().invoke(cli, ["store", "check-proof", *map(str, args)])
+
+
+def test_check_proof_shows_an_exported_record_in_a_purged_day_with_no_database(
+    officers,  # noqa: F811
+    store_dsn,
+    tmp_path,
+    signer,
+    monkeypatch,
+):
+    import json
+
+    from voiplog.export import bundle, signing
+    from voiplog.store import purge
+    from voiplog.store.database import make_engine
+
+    records = _sealed_store(store_dsn, tmp_path, signer)
+    target = records[1]
+    exported = _disclosed(officers, target)
+    run_output = tmp_path / "run.jsonl"
+    run_output.write_bytes(bundle.records_jsonl([records[0].to_dict(), exported]))
+    bundle_zip = bundle.write(
+        {bundle.RECORDS: bundle.records_jsonl([exported])}, tmp_path / "b.zip"
+    )
+    result = _cli(monkeypatch, store_dsn, "prove", target.uid)
+    assert result.exit_code == 0, result.output
+    proof_file = tmp_path / "proof.json"
+    proof_file.write_text(result.output)
+    proof = json.loads(result.output)
+
+    engine = make_engine(store_dsn)
+    cutoff = dt.datetime.combine(DAYS[1], dt.time(), tzinfo=dt.UTC)  # drops DAYS[0]
+    purge.execute(engine, purge.make_plan(engine, cutoff), "tester")
+    engine.dispose()
+    ((seals,),) = query(store_dsn, "SELECT seals FROM purge_log")
+    kept_root = seals[0]["root"]
+    assert query(store_dsn, "SELECT count(*) FROM cdr WHERE uid = %s", (target.uid,)) == [(0,)]
+
+    # The day is gone; the database is not asked (no DSN set for these).
+    monkeypatch.delenv("VOIPLOG_DATABASE_URL")
+    cert = tmp_path / "cert.pem"
+    for record_file in (run_output, bundle_zip):
+        result = _check_proof(proof_file, "--record", record_file, "--root", kept_root, "--cert", cert)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert all(line.startswith("ok: ") for line in lines[:-1]), lines
+        assert f"ok: the seal's root is the one given ({kept_root})" in lines
+        assert f"ok: the record given (uid {target.uid}) is the row proven" in lines
+        assert f"ok: the seal is signed by {signing.describe(cert.read_bytes())}" in lines
+        assert lines[-1] == f"the proof holds: record {target.uid} is one of the records sealed for {DAYS[0]}"  # fmt: skip
+    # From standard input, with nothing to compare it with: the proof alone holds.
+    from click.testing import CliRunner
+
+    from voiplog.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["store", "check-proof", "-"], input=proof_file.read_text())
+    assert result.exit_code == 0, result.output
+
+    def fails(*args, proof_doc=None):
+        path = proof_file
+        if proof_doc is not None:
+            path = tmp_path / "altered.json"
+            path.write_text(json.dumps(proof_doc))
+        result = _check_proof(path, *args)
+        assert result.exit_code == 1, result.output
+        return [line for line in result.output.splitlines() if line.startswith("FAILED: ")]
+
+    assert fails("--root", "ab" * 32) == [f"FAILED: the seal's root {kept_root} is not the one given ({'ab' * 32})"]  # fmt: skip
+    _, other_cert = signing.new_key_and_certificate("pop ber1", None, 30, dt.datetime.now(dt.UTC))  # fmt: skip
+    (tmp_path / "other.pem").write_bytes(other_cert)
+    assert fails("--cert", tmp_path / "other.pem") == ["FAILED: the seal is signed with another certificate than the one given"]  # fmt: skip
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(dict(exported, callee="+4930999")))
+    assert fails("--record", changed) == [f"FAILED: the record given (uid {target.uid}) differs from the row proven"]  # fmt: skip
+    caller = target.caller.encode().hex()
+    forged = dict(proof, row=proof["row"].replace(caller, b"+4930999".hex()))
+    failed = fails(proof_doc=forged)
+    assert failed[0].startswith("FAILED: the row hashes to ") and len(failed) == 2, failed
+    moved = dict(proof, index=proof["index"] ^ 1)
+    assert fails(proof_doc=moved) == [f"FAILED: the path's sides are not those of leaf {proof['index'] ^ 1} of 4"]  # fmt: skip
+    resigned = dict(proof, seal=dict(proof["seal"], records=3))
+    # Leaf 1 of 3 has the path of leaf 1 of 4; the signature covers the count.
+    assert fails(proof_doc=resigned) == ["FAILED: the seal's signature: the signature does not match the data and the certificate"]  # fmt: skip
+
+    # Files that are not what they should be: exit 2, the file and the key named.
+    (tmp_path / "not.json").write_text("{")
+    result = _check_proof(tmp_path / "not.json")
+    assert result.exit_code == 2 and f"{tmp_path / 'not.json'}: not JSON" in result.output
+    broken = dict(proof, seal={k: v for k, v in proof["seal"].items() if k != "root"})
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    result = _check_proof(tmp_path / "broken.json")
+    assert (
+        result.exit_code == 2
+        and "not an inclusion proof: key 'seal.root' is missing" in result.output
+    )
+    result = _check_proof(proof_file, "--record", tmp_path / "other.pem")
+    assert result.exit_code == 2 and "line 1: not JSON" in result.output
+    (tmp_path / "someone.json").write_text(json.dumps(records[0].to_dict()))
+    result = _check_proof(proof_file, "--record", tmp_path / "someone.json")
+    assert result.exit_code == 2 and f"no record with uid {target.uid}" in result.output
+    result = _check_proof(proof_file, "--root", "xyz")
+    assert result.exit_code == 2 and "--root 'xyz' is not 64 hex digits" in result.output
 
 
 def test_a_purge_refuses_a_day_that_no_longer_matches_its_seal(store_dsn, tmp_path, signer):

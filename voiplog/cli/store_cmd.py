@@ -1,11 +1,12 @@
-"""`voiplog store seal|verify|prove`: the day seals of the record tables.
+"""`voiplog store seal|verify|prove|check-proof`: the day seals of the record tables.
 
 The writer seals each day once it is over (when its indexes are built);
 `seal` does the same at once, for the days still due. `verify` recomputes the
 days from their records and names every day, and every record of it, that no
 longer matches its seal, and every broken link of the seal chain. `prove`
 prints one record's inclusion proof against its day's seal (JSON), which
-stays checkable after the day is purged (`purge_log.seals`).
+stays checkable after the day is purged (`purge_log.seals`): `check-proof`
+checks one with no database, as whoever holds it would.
 """
 
 from __future__ import annotations
@@ -110,3 +111,55 @@ def prove(config_path, uid) -> None:
         except seal.ProofError as exc:
             _fail(f"store prove: {exc}")
     click.echo(json.dumps(proof, indent=2, ensure_ascii=False))
+
+
+@store.command("check-proof")
+@click.argument("proof_path", metavar="PROOF", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--record", "record_path", type=click.Path(), help="The record as exported: a JSON object, JSON lines (a lawful-access run's output) or an evidence bundle (directory or zip); the one with the proof's uid is compared with the row proven.")  # fmt: skip
+@click.option("--root", help="The root the seal must have (64 hex digits): the one a purge log kept for the day, or read off its seal row.")  # fmt: skip
+@click.option("--cert", "cert_path", type=click.Path(dir_okay=False), help="The POP's certificate (PEM or DER) the seal must be signed with.")  # fmt: skip
+def check_proof(proof_path, record_path, root, cert_path) -> None:
+    """Check an inclusion proof (as `store prove` prints it; - for standard input) with no
+    database: the row hashes to its leaf, the path leads to the seal's root, the seal's
+    signature; with the options, against a root, a certificate and the exported record.
+    Exit 0 when all hold, 1 when one does not, 2 for a file that is not what it should be."""
+    from voiplog.store import proof_check
+
+    def read(path: str, what: str) -> bytes:
+        try:
+            return Path(path).read_bytes() if path != "-" else click.open_file("-", "rb").read()
+        except OSError as exc:
+            _fail(f"store check-proof: {what} {path}: {exc.strerror or exc}", 2)
+
+    source = "standard input" if proof_path == "-" else proof_path
+    try:
+        proof = proof_check.load_proof(read(proof_path, "proof"), source)
+        record = None if record_path is None else _exported_record(record_path, proof["uid"], read)
+    except proof_check.ProofFileError as exc:
+        _fail(f"store check-proof: {exc}", 2)
+    if root is not None and not proof_check.HASH_HEX.fullmatch(root.lower()):
+        _fail(f"store check-proof: --root {root!r} is not 64 hex digits", 2)
+    certificate = None if cert_path is None else read(cert_path, "certificate")
+    report = proof_check.examine(proof, root, certificate, record)
+    for line in report.held:
+        click.echo(f"ok: {line}")
+    for line in report.failed:
+        click.echo(f"FAILED: {line}")
+    if not report.ok:
+        _fail(f"store check-proof: {len(report.failed)} of the checks failed for record {proof['uid']}")  # fmt: skip
+    click.echo(f"the proof holds: record {proof['uid']} is one of the records sealed for {proof['seal']['day']}")  # fmt: skip
+
+
+def _exported_record(path: str, uid: str, read) -> dict:
+    from voiplog.export import bundle
+    from voiplog.store import proof_check
+
+    if Path(path).is_dir() or path.endswith(".zip"):
+        try:
+            files = bundle.read(Path(path))
+        except bundle.BundleError as exc:
+            raise proof_check.ProofFileError(str(exc)) from None
+        if bundle.RECORDS not in files:
+            raise proof_check.ProofFileError(f"{path}: no {bundle.RECORDS} in the bundle")
+        return proof_check.find_record(files[bundle.RECORDS], f"{path}:{bundle.RECORDS}", uid)
+    return proof_check.find_record(read(path, "record file"), path, uid)
