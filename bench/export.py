@@ -8,12 +8,13 @@ subscriber has `--records` calls over a week among as many calls of others,
 registers a request for that subscriber with room for all of them, marks it
 approved (the benchmark is one login; the approval is written as a second
 person's, as bench/access_lookup.py does) and runs it once, so that it is
-`disclosed`. Then it times:
+`disclosed`. The days are sealed, signed, as the writer seals them once they
+are over, so that every record comes with its inclusion proof. Then it times:
 
 - `voiplog export ID --out DIR` as a new process, end to end (start-up, the
-  audited read through `voiplog_request_run`, the CSV tables, report.html,
-  RFC 8785 manifest, CMS signature, the export audit row, writing the
-  files), three times, best and median;
+  audited read through `voiplog_request_run_proven` with each record's
+  proof, the CSV tables, report.html, RFC 8785 manifest, CMS signature, the
+  export audit row, writing the files), three times, best and median;
 - the same steps one by one in this process, once, to show where the time
   goes;
 - `voiplog export verify DIR` as a new process.
@@ -43,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.access_lookup import approved_request
 from voiplog import __version__
 from voiplog.export import bundle, columns, report, signing
-from voiplog.store import access, migrate
+from voiplog.store import access, migrate, proof_check, seal
 from voiplog.store.database import connect, make_engine
 
 DEFAULT_DSN = os.environ.get("VOIPLOG_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -124,6 +125,13 @@ def steps(dsn: str, request_id: int, signer: signing.Signer, out: Path) -> dict[
     t0 = time.perf_counter()
     result = access.run(connection, request_id, "bench", "bench")
     figures["read (voiplog_request_run)"] = time.perf_counter() - t0
+    connection.rollback()
+    t0 = time.perf_counter()
+    result = access.run(connection, request_id, "bench", "bench", proofs=True)
+    figures["read with the proofs (voiplog_request_run_proven)"] = time.perf_counter() - t0
+    assert all("path" in p for p in result.proofs), [p for p in result.proofs if "path" not in p][
+        :3
+    ]
     (request,) = access.requests(connection, request_id=request_id)
     connection.rollback()
     connection.close()
@@ -138,8 +146,14 @@ def steps(dsn: str, request_id: int, signer: signing.Signer, out: Path) -> dict[
     facts = bundle.RunFacts(dt.datetime.now(dt.UTC), "bench", "bench", "bench", 1, len(result.records), False, [], None)  # fmt: skip
     producer = bundle.Producer(f"voiplog {__version__}", "pop1", "sensor", zone.key)
     t0 = time.perf_counter()
-    files = bundle.build(request, result.records, facts, producer, dt.datetime.now(dt.UTC), signer)  # fmt: skip
+    files = bundle.build(request, result.records, facts, producer, dt.datetime.now(dt.UTC), signer, proofs=result.proofs)  # fmt: skip
     figures["whole bundle in memory"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    checked = bundle.verify(files)
+    proven = proof_check.check_bundle(files)
+    figures["verify, its proofs checked"] = time.perf_counter() - t0
+    assert checked.ok and not proven.problems, (checked.problems + proven.problems)[:3]
+    assert proven.proven == len(result.records), proven.unproven[:3]
     t0 = time.perf_counter()
     report.render(json.loads(files[bundle.MANIFEST]), result.records)
     figures["report.html alone"] = time.perf_counter() - t0
@@ -172,13 +186,15 @@ def main() -> None:
         start = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=10)
         print(f"filling 2 x {args.records:,} calls")
         fill(dsn, start, args.records)
-        connection = connect(dsn)
-        request_id = disclosed_request(connection, start, args.records)
-        connection.close()
-
         key_pem, cert_pem = signing.new_key_and_certificate("bench", None, 2, dt.datetime.now(dt.UTC))  # fmt: skip
         (work / "key.pem").write_bytes(key_pem)
         (work / "cert.pem").write_bytes(cert_pem)
+        connection = connect(dsn)
+        started = time.perf_counter()
+        sealed = seal.seal_closed_days(connection, start + dt.timedelta(days=9), signing.load_signer(work / "key.pem", work / "cert.pem"))  # fmt: skip
+        print(f"  {len(sealed)} days sealed in {time.perf_counter() - started:.1f} s", flush=True)
+        request_id = disclosed_request(connection, start, args.records)
+        connection.close()
         env = os.environ | {
             "VOIPLOG_DATABASE_URL": dsn,
             "VOIPLOG_SIGNING_KEY": str(work / "key.pem"),

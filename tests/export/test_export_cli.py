@@ -23,6 +23,7 @@ pytestmark = pytest.mark.postgres
 DATA_FILES = (
     "calls.csv",
     "media.csv",
+    "proofs.jsonl",
     "records.jsonl",
     "registrations.csv",
     "report.html",
@@ -112,7 +113,52 @@ def test_a_bundle_holds_the_run_records_tables_hashes_and_manifest(exported, peo
     assert f"manifest sha256:{digest} of run {manifest['run']['audit_seq']}" in export_line
     assert f"request {request_id}" in export_line and f"to {out}" in export_line
 
-    assert voiplog(None, "export", "verify", str(out)).exit_code == 0
+    # Each record's inclusion proof against its day's seal (the days are over: sealed).
+    proofs = [json.loads(line) for line in (out / "proofs.jsonl").read_text().splitlines()]
+    assert [(p["uid"], p["stored_in"]) for p in proofs] == [(r["uid"], r["stored_in"]) for r in records]  # fmt: skip
+    # (a day of one record: its leaf is its root, the path empty)
+    assert all("unproven" not in p and "path" in p for p in proofs), proofs
+    assert manifest["proofs"] == {"proven": 7, "unproven": 0}
+    assert manifest["files"]["proofs.jsonl"]["rows"] == 7
+
+    verified = voiplog(None, "export", "verify", str(out))
+    assert verified.exit_code == 0, verified.output
+    assert f"{out}: proofs.jsonl: 7 records proven to be in their day's seal (seals: not signed)" in verified.output  # fmt: skip
+    # One line of it, checked on its own against the bundle's record.
+    (tmp_path / "one.json").write_text(json.dumps(proofs[3]))
+    checked = voiplog(
+        None, "store", "check-proof", str(tmp_path / "one.json"), "--record", str(out)
+    )
+    assert checked.exit_code == 0, checked.output
+    assert f"ok: the record given (uid {proofs[3]['uid']}) is the row proven" in checked.output
+
+
+def test_a_proof_in_a_bundle_is_checked_against_the_record_beside_it(exported, tmp_path, keys):
+    """A proof that does not hold is named even in a bundle whose hashes and signature do
+    (as a faulty exporter would make it)."""
+    from voiplog.store import proof_check
+
+    _, out, _ = exported
+    files = bundle.read(out)
+    proofs = [json.loads(line) for line in files["proofs.jsonl"].splitlines()]
+    records = [json.loads(line) for line in files["records.jsonl"].splitlines()]
+    records[0]["callee"] = "+919999999999"
+    proofs[1]["path"][0][1] = "00" * 32
+    proofs[2] = {"uid": proofs[2]["uid"], "stored_in": proofs[2]["stored_in"], "unproven": "its day (2026-01-01) is not sealed yet"}  # fmt: skip
+    files["records.jsonl"] = bundle.records_jsonl(records)
+    files["proofs.jsonl"] = bundle.records_jsonl(proofs)
+    report = proof_check.check_bundle(files)
+    assert report.problems == [
+        f"proofs.jsonl, line 1: record {records[0]['uid']}: the record given (uid {records[0]['uid']}) differs from the row proven",
+        f"proofs.jsonl, line 2: record {records[1]['uid']}: its path leads to "
+        + report.problems[1].split("its path leads to ")[1],
+    ]  # fmt: skip
+    assert report.problems[1].endswith(f"not to the root {proofs[1]['seal']['root']} of seal version 1 of {proofs[1]['seal']['day']} ({proofs[1]['seal']['records']} records)")  # fmt: skip
+    assert report.unproven == [f"{proofs[2]['uid']}: its day (2026-01-01) is not sealed yet"]
+    assert report.proven == 4
+    files["proofs.jsonl"] = bundle.records_jsonl(proofs[:-1])
+    report = proof_check.check_bundle(files)
+    assert report.problems[-1] == f"proofs.jsonl: no line for record {records[-1]['uid']}"
 
 
 def test_verify_names_every_changed_missing_and_extra_file(exported, tmp_path):

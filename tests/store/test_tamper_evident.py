@@ -433,6 +433,56 @@ def test_a_purge_log_entry_proves_an_exported_record_of_the_purged_day(
     assert event["seals"] == seals
 
 
+def test_a_run_for_export_carries_each_records_proof_or_why_it_has_none(
+    officers,  # noqa: F811
+    people,  # noqa: F811
+    store_dsn,
+    tmp_path,
+    signer,
+):
+    from voiplog.store import proof_check
+
+    records = _sealed_store(store_dsn, tmp_path, signer)
+    # After the seals: a late record of the first day (its writer still in that day), a
+    # record of a day not over, and one record changed by a superuser.
+    late = call(at(0, "18:00"), 90, caller="+4930177")
+    _store(store_dsn, tmp_path, [late], today=DAYS[0])
+    unsealed = call(at(2, "09:00"), 91, caller="+4930188")
+    _store(store_dsn, tmp_path, [unsealed], today=DAYS[2])
+    changed = records[5]
+    query(store_dsn, "UPDATE cdr SET callee = '+4989000' WHERE uid = %s", (changed.uid,))
+    wanted = [records[1], records[6], changed, late, unsealed]
+    request_id = officers["requester"].add([{"type": "number", "value": r.caller} for r in wanted])
+    assert officers["approver"].decide(request_id, "approve") is None
+
+    result = officers["requester"].run(request_id, proofs=True)
+    assert result.ok, result.reason
+    assert [p["uid"] for p in result.proofs] == [r["uid"] for r in result.records]
+    assert sorted(p["uid"] for p in result.proofs) == sorted(r.uid for r in wanted)
+    by_uid = {p["uid"]: p for p in result.proofs}
+    exported = {r["uid"]: r for r in result.records}
+    roots = dict(query(store_dsn, "SELECT day, root FROM day_seal WHERE version = 1"))
+    for record, day in ((records[1], DAYS[0]), (records[6], DAYS[1])):
+        proof = by_uid[record.uid]
+        assert proof["seal"]["root"] == roots[day] and proof["seal"]["day"] == day.isoformat()
+        report = proof_check.examine(proof, roots[day], signer.certificate_pem, exported[record.uid])  # fmt: skip
+        assert report.ok, report.failed
+    assert by_uid[changed.uid]["unproven"] == f"it no longer matches seal version 1 of {DAYS[1]}: changed after the day was sealed"  # fmt: skip
+    assert by_uid[late.uid]["unproven"] == f"it came after seal version 1 of {DAYS[0]}: it is in the day's next seal"  # fmt: skip
+    assert by_uid[unsealed.uid]["unproven"] == f"its day ({DAYS[2]}) is not sealed yet"
+    # The run is the run: the same records, one audit row; the keys of the day's other
+    # calls never come out.
+    assert query(store_dsn, "SELECT count(*) FROM audit_event WHERE action = 'request.run'") == [(1,)]  # fmt: skip
+    assert not any(other.uid in str(result.proofs) for other in records if other not in wanted)
+    # Only a requester may run it, and only what they may run.
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        officers["approver"].run(request_id, proofs=True)
+    officers["approver"].connection.rollback()
+    other = officers["requester"].add([{"type": "number", "value": records[0].caller}])
+    refused = officers["requester"].run(other, proofs=True)
+    assert not refused.ok and "not approved" in refused.reason and refused.proofs is None
+
+
 def _check_proof(*args: str):
     from click.testing import CliRunner
 

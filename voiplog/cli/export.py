@@ -1,9 +1,10 @@
 """`voiplog export REQUEST_ID --out PATH` and `voiplog export verify PATH`: evidence bundles.
 
 An export runs a request that has been run before (it is `disclosed`) once
-more through `voiplog_request_run`, the only way records leave the database,
-so that the records read for the bundle have their own audit row, whose
-number the manifest names. What was delivered (the manifest's SHA-256, which
+more through `voiplog_request_run` (as `voiplog_request_run_proven`, which
+adds each record's inclusion proof against its day's seal), the only way
+records leave the database, so that the records read for the bundle have
+their own audit row, whose number the manifest names. What was delivered (the manifest's SHA-256, which
 is the bundle's, the files and their row counts, the target) is then written
 as an `export` audit row by `voiplog_export_record`, in the same transaction:
 the read and the record of what was delivered are committed together or not
@@ -104,7 +105,7 @@ def make(
                 db_role, run_at = cursor.fetchone()
             result = access.run(
                 connection, request_id, user, host, delivery=f"export {out}",
-                retention_days=config.store.retention_days,
+                retention_days=config.store.retention_days, proofs=True,
             )  # fmt: skip
             if not result.ok:
                 connection.commit()  # the refusal's audit row stays
@@ -121,7 +122,7 @@ def make(
             try:
                 files = bundle.build(
                     request, result.records, facts, producer, dt.datetime.now(dt.UTC), signer,
-                    stamp if tsa_url else None,
+                    stamp if tsa_url else None, result.proofs,
                 )  # fmt: skip
             except timestamp.TimestampError as exc:
                 connection.rollback()
@@ -156,7 +157,8 @@ def make(
 @click.option("--cert", "cert_path", type=click.Path(exists=True, dir_okay=False), help="Check the signature against this certificate (PEM or DER) instead of the bundle's own.")  # fmt: skip
 @click.option("--tsa-cert", "tsa_cert_path", type=click.Path(exists=True, dir_okay=False), help="Check the time-stamp against this authority certificate (PEM or DER); the bundle must then carry one.")  # fmt: skip
 def verify(path: str, cert_path, tsa_cert_path) -> None:
-    """Check the signature (and time-stamp) of bundle PATH (a directory or zip) and recompute every hash."""
+    """Check the signature (and time-stamp) of bundle PATH (a directory or zip), recompute every
+    hash and check each record's inclusion proof against the record beside it."""
     from voiplog.export import bundle, signing, timestamp
 
     try:
@@ -166,11 +168,22 @@ def verify(path: str, cert_path, tsa_cert_path) -> None:
     except (bundle.BundleError, signing.SigningError) as exc:
         _fail(str(exc), 2)
     report = bundle.verify(files, trusted, trusted_tsa)
+    proofs = None
+    if bundle.PROOFS in files and bundle.RECORDS in files:
+        from voiplog.store import proof_check
+
+        proofs = proof_check.check_bundle(files)
+        report.problems += proofs.problems
     for problem in report.problems:
         click.echo(f"{path}: {problem}")
     if not report.ok:
         raise SystemExit(1)
     click.echo(f"{path}: intact: {len(report.intact)} files, every SHA-256 as the manifest has it")
     click.echo(f"{path}: manifest.json signed by {report.signer}")
+    if proofs is not None:
+        signers = "; ".join(sorted(proofs.signers)) or "not signed"
+        click.echo(f"{path}: {bundle.PROOFS}: {proofs.proven} records proven to be in their day's seal (seals: {signers})")  # fmt: skip
+        for line in proofs.unproven:
+            click.echo(f"{path}: {bundle.PROOFS}: no proof for {line}")
     if report.stamped is not None:
         click.echo(f"{path}: {timestamp.STAMP}: signature time-stamped at {report.stamped.at.isoformat()} by {report.stamped.authority}")  # fmt: skip

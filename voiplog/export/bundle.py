@@ -34,6 +34,7 @@ FORMAT = "voiplog-evidence-bundle/1"
 MANIFEST = "manifest.json"
 HASHES = "hashes.txt"
 RECORDS = "records.jsonl"
+PROOFS = "proofs.jsonl"
 REPORT = "report.html"
 # A zip's entries carry a time; a fixed one keeps two zips of one bundle alike.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -127,11 +128,15 @@ def build(
     exported_at: dt.datetime,
     signer: signing.Signer,
     stamp: Callable[[bytes], bytes] | None = None,
+    proofs: list[dict] | None = None,
 ) -> dict[str, bytes]:
-    """Every file of the bundle, by name; `stamp` turns the signature into a time-stamp response."""
+    """Every file of the bundle, by name; `stamp` turns the signature into a time-stamp
+    response; `proofs` (one per record, as `access.run` gives them) go in `PROOFS`."""
     zone = ZoneInfo(producer.local_zone)
     files: dict[str, bytes] = {RECORDS: records_jsonl(records)}
     counts = {RECORDS: len(records)}
+    if proofs is not None:
+        files[PROOFS], counts[PROOFS] = records_jsonl(proofs), len(proofs)
     for name, (table, rows) in columns.TABLES.items():
         files[name], counts[name] = columns.write_csv(table, rows(records, zone))
     manifest = {
@@ -159,6 +164,9 @@ def build(
         },
         "hash_algorithm": "SHA-256",
     }
+    if proofs is not None:
+        unproven = sum(1 for p in proofs if "unproven" in p)
+        manifest["proofs"] = {"proven": len(proofs) - unproven, "unproven": unproven}
     files[REPORT] = report.render(manifest, records)
     manifest["files"] = {
         name: {"sha256": sha256(data), "bytes": len(data)}

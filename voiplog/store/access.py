@@ -378,6 +378,9 @@ class RunResult:
     ok: bool
     status: dict
     records: list[dict] = field(default_factory=list)
+    # With proofs: one per record, in their order: an inclusion proof as `store prove`
+    # gives it (without the record), or {"uid", "stored_in", "unproven": why}.
+    proofs: list[dict] | None = None
 
     @property
     def reason(self) -> str:
@@ -394,31 +397,63 @@ def run(
     retention_days: int | None = None,
     narrow_from: dt.datetime | None = None,
     narrow_to: dt.datetime | None = None,
+    proofs: bool = False,
 ) -> RunResult:
     """Run an approved request; the records as the contract has them (plus `stored_in`,
     and `conflicts` when other content arrived under a record's key). A matched call
-    comes with the other legs of its session (same `session_uid`, migration 0009)."""
+    comes with the other legs of its session (same `session_uid`, migration 0009).
+    With `proofs`, each record's inclusion proof against its day's seal, or why there
+    is none (migration 0012)."""
     import orjson
     import psycopg2.extras
 
+    function = "voiplog_request_run_proven" if proofs else "voiplog_request_run"
     with connection.cursor() as cursor:
         # orjson parses the documents (100,000 records are 150 MB of JSON) a few times faster.
         psycopg2.extras.register_default_jsonb(cursor, loads=orjson.loads)
         cursor.execute(
-            "SELECT source, doc FROM voiplog_request_run(%s, %s, %s, %s, %s, %s, %s, %s)",
+            f"SELECT source, doc{', leaves' if proofs else ''} FROM {function}(%s, %s, %s, %s, %s, %s, %s, %s)",
             (request_id, count_only, os_user, host, delivery, retention_days, narrow_from, narrow_to),
         )  # fmt: skip
         rows = cursor.fetchall()
     status = rows[0][1]
     records: list[dict] = []
-    for source, doc in rows[1:]:
+    proven: dict[tuple[str, str], dict] = {}
+    for source, doc, *leaves in rows[1:]:
         if source == "conflict":
             # Another arrival under the record's key, with other content (the
             # store kept the first): shown beside the record it contests.
             records[-1].setdefault("conflicts", []).append(doc)
+        elif source == "proof":
+            proven[doc["uid"], doc["stored_in"]] = doc
+        elif source == "leaves":
+            _complete_proofs(proven, doc, bytes(leaves[0]))
         else:
             records.append(contract_record(source, doc))
-    return RunResult(bool(status.get("ok")), status, records)
+    result = RunResult(bool(status.get("ok")), status, records)
+    if proofs and result.ok and not count_only:
+        result.proofs = [
+            proven.get((r["uid"], r["stored_in"]))
+            or {"uid": r["uid"], "stored_in": r["stored_in"], "unproven": "not found among the proofs"}
+            for r in records
+        ]  # fmt: skip
+    return result
+
+
+def _complete_proofs(proven: dict, sealed: dict, blob: bytes) -> None:
+    """The paths of the proofs of one seal's records, from its leaves."""
+    from voiplog.store import seal
+
+    mine = [
+        p for p in proven.values()
+        if "index" in p and (p["seal"]["day"], p["seal"]["version"]) == (sealed["day"], sealed["version"])
+    ]  # fmt: skip
+    if not mine:
+        return
+    why = seal.complete_proofs(mine, blob)
+    if why is not None:
+        for p in mine:
+            proven[p["uid"], p["stored_in"]] = {"uid": p["uid"], "stored_in": p["stored_in"], "unproven": why}  # fmt: skip
 
 
 def record_export(

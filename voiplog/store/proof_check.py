@@ -21,6 +21,7 @@ A proof that is not one (a key missing, a value of the wrong kind) raises
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ from voiplog.store import seal
 
 HASH_HEX = re.compile(r"[0-9a-f]{64}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
+_SIGNED = "the seal is signed by "
 
 
 class ProofFileError(Exception):
@@ -189,16 +191,26 @@ def _examine_signature(sealed: dict, certificate_pem: bytes | None, report: Proo
         return
     named = sealed["certificate"].encode()
     stated = seal.signed_text(sealed["day"], sealed["version"], sealed["records"], sealed["root"])
-    why = signing.check(named, stated, bytes.fromhex(sealed["signature"]))
+    why, signer = _signature(named, stated, bytes.fromhex(sealed["signature"]))
     if why is not None:
         report.failed.append(f"the seal's signature: {why}")
         return
-    report.held.append(f"the seal is signed by {signing.describe(named)}")
+    report.held.append(f"{_SIGNED}{signer}")
     if certificate_pem is not None:
         if signing.same_certificate(certificate_pem, named):
             report.held.append("that is the certificate given")
         else:
             report.failed.append("the seal is signed with another certificate than the one given")
+
+
+@functools.lru_cache(maxsize=256)
+def _signature(certificate_pem: bytes, stated: bytes, signature: bytes) -> tuple[str | None, str]:
+    """(why the signature does not hold, or None; who signed): once per seal, however many
+    of its records a bundle proves."""
+    from voiplog.export import signing
+
+    why = signing.check(certificate_pem, stated, signature)
+    return why, (signing.describe(certificate_pem) if why is None else "")
 
 
 def load_proof(data: bytes, source: str) -> dict:
@@ -238,3 +250,53 @@ def find_record(data: bytes, source: str, uid: str) -> dict:
     if len(found) > 1:
         raise ProofFileError(f"{source}: {len(found)} records with uid {uid}")
     return found[0]
+
+
+@dataclass
+class BundleProofs:
+    """What the proofs of an evidence bundle show: how many hold, who signed their seals,
+    why the others have none, and what is wrong (a line each, naming the line and record)."""
+
+    proven: int = 0
+    signers: set[str] = field(default_factory=set)
+    unproven: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def check_bundle(files: dict[str, bytes]) -> BundleProofs:
+    """Each record's proof in a bundle's proofs.jsonl leads from its row to its day's
+    seal, and the row is the record beside it in records.jsonl."""
+    from voiplog.export import bundle
+
+    found = BundleProofs()
+    try:
+        records = {(r["uid"], r["stored_in"]): r for r in map(orjson.loads, files[bundle.RECORDS].splitlines())}  # fmt: skip
+        proofs = [orjson.loads(line) for line in files[bundle.PROOFS].splitlines()]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        found.problems.append(f"{bundle.PROOFS}: the records or their proofs cannot be read ({exc})")  # fmt: skip
+        return found
+    for number, proof in enumerate(proofs, 1):
+        where = f"{bundle.PROOFS}, line {number}"
+        if not isinstance(proof, dict) or not isinstance(proof.get("uid"), str):
+            found.problems.append(f"{where}: not a proof of a record")
+            continue
+        record = records.get((proof["uid"], proof.get("stored_in")))
+        if record is None:
+            found.problems.append(f"{where}: record {proof['uid']} is not in {bundle.RECORDS}")
+        elif "unproven" in proof:
+            found.unproven.append(f"{proof['uid']}: {proof['unproven']}")
+        else:
+            try:
+                checked = examine(proof, record=record)
+            except ProofFileError as exc:
+                found.problems.append(f"{where}: record {proof['uid']}: not a proof: {exc}")
+                continue
+            found.problems += [f"{where}: record {proof['uid']}: {line}" for line in checked.failed]  # fmt: skip
+            if checked.ok:
+                found.proven += 1
+                found.signers |= {line.removeprefix(_SIGNED) for line in checked.held if line.startswith(_SIGNED)}  # fmt: skip
+    listed = {proof.get("uid") for proof in proofs if isinstance(proof, dict)}
+    for uid, _ in sorted(records):
+        if uid not in listed:
+            found.problems.append(f"{bundle.PROOFS}: no line for record {uid}")
+    return found

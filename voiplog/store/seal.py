@@ -95,8 +95,24 @@ def merkle_root(leaves: list[bytes] | bytes) -> str:
 
 def inclusion_path(leaves: list[bytes], index: int) -> list[list[str]]:
     """The siblings from leaf `index` up to the root: ["L" | "R", hash hex] each."""
+    return _path(_levels(leaves), index)
+
+
+def complete_proofs(proofs: list[dict], blob: bytes) -> str | None:
+    """Give each proof of one seal, whose leaves are `blob`, its path (the tree built
+    once); else why not (those leaves do not give the seal's root)."""
+    levels = _levels(split_leaves(blob))
+    sealed = proofs[0]["seal"]
+    if not levels[-1] or levels[-1][0].hex() != sealed["root"]:
+        return f"the leaves kept with seal version {sealed['version']} of {sealed['day']} do not give its root"  # fmt: skip
+    for proof in proofs:
+        proof["path"] = _path(levels, proof["index"])
+    return None
+
+
+def _path(levels: list[list[bytes]], index: int) -> list[list[str]]:
     path = []
-    for level in _levels(leaves)[:-1]:
+    for level in levels[:-1]:
         sibling = index ^ 1
         if sibling < len(level):
             path.append(["L" if sibling < index else "R", level[sibling].hex()])

@@ -118,6 +118,8 @@ ALTER FUNCTION voiplog_request_decide(integer, text, text, boolean, text, text) 
 ALTER FUNCTION voiplog_requests_expire(text, text) OWNER TO voiplog_admin;
 ALTER FUNCTION voiplog_request_run(integer, boolean, text, text, text, integer, timestamptz,
     timestamptz) OWNER TO voiplog_admin;
+ALTER FUNCTION voiplog_request_run_proven(integer, boolean, text, text, text, integer,
+    timestamptz, timestamptz) OWNER TO voiplog_admin;
 ALTER FUNCTION voiplog_access_match(jsonb, text) OWNER TO voiplog_admin;
 ALTER FUNCTION voiplog_access_field(text, text, text) OWNER TO voiplog_admin;
 ALTER FUNCTION voiplog_uri_user(text) OWNER TO voiplog_admin;
@@ -134,6 +136,8 @@ REVOKE ALL ON FUNCTION voiplog_request_register(text, text, text, text, text, te
 REVOKE ALL ON FUNCTION voiplog_request_decide(integer, text, text, boolean, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION voiplog_requests_expire(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION voiplog_request_run(integer, boolean, text, text, text, integer,
+    timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION voiplog_request_run_proven(integer, boolean, text, text, text, integer,
     timestamptz, timestamptz) FROM PUBLIC;
 
 GRANT SELECT ON alembic_version, access_request
@@ -153,6 +157,9 @@ GRANT EXECUTE ON FUNCTION voiplog_request_register(text, text, text, text, text,
 GRANT EXECUTE ON FUNCTION voiplog_request_decide(integer, text, text, boolean, text, text)
     TO voiplog_requester, voiplog_approver;
 GRANT EXECUTE ON FUNCTION voiplog_request_run(integer, boolean, text, text, text, integer,
+    timestamptz, timestamptz) TO voiplog_requester;
+-- The same run, with the records' inclusion proofs (migration 0012): for exports.
+GRANT EXECUTE ON FUNCTION voiplog_request_run_proven(integer, boolean, text, text, text, integer,
     timestamptz, timestamptz) TO voiplog_requester;
 ALTER FUNCTION voiplog_index_uri_users(date) OWNER TO voiplog_admin;
 -- An export writes what it delivered beside the run that read its records.
