@@ -119,6 +119,7 @@ def test_a_bundle_holds_the_run_records_tables_hashes_and_manifest(exported, peo
     # (a day of one record: its leaf is its root, the path empty)
     assert all("unproven" not in p and "path" in p for p in proofs), proofs
     assert manifest["proofs"] == {"proven": 7, "unproven": 0}
+    assert "7 records proven to be among the sealed records of their day; 0 without a proof" in (out / "report.html").read_text()  # fmt: skip
     assert manifest["files"]["proofs.jsonl"]["rows"] == 7
 
     verified = voiplog(None, "export", "verify", str(out))

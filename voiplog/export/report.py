@@ -274,6 +274,18 @@ def _registrations_table(records: list[dict], zone: ZoneInfo) -> str:
     return f"<table class=registrations>{head}{body}</table>"
 
 
+def _proof_facts(proofs: dict | None) -> list[tuple[str, str]]:
+    if proofs is None:
+        return []
+    return [
+        (
+            "Inclusion proofs (proofs.jsonl)",
+            f"{_e(proofs['proven'])} records proven to be among the sealed records of their day; "
+            f"{_e(proofs['unproven'])} without a proof (the reason is in the file)",
+        )
+    ]
+
+
 def render(manifest: dict, records: list[dict]) -> bytes:
     """The page, UTF-8. `manifest` is the bundle's manifest without its `files` (hashed after)."""
     request, run, export = manifest["request"], manifest["run"], manifest["export"]
@@ -333,6 +345,7 @@ def render(manifest: dict, records: list[dict]) -> bytes:
             ("Audit entry of the run", _e(run["audit_seq"])),
             ("Records", _e(run["records"])),
             ("Truncated at the request's maximum", "yes" if run["truncated"] else "no"),
+            *_proof_facts(manifest.get("proofs")),
             ("Exported at", _e(export["at"])),
             (
                 "Produced by",
