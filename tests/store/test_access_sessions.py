@@ -129,3 +129,40 @@ def test_the_session_index_holds_only_linked_legs(officers, store_dsn, tmp_path)
     # Every day partition has the partial index (a few rows are not worth it here).
     assert "Seq Scan" not in plan
     assert "Index Cond: ((extra ->> 'session_uid'::text) = 'x'::text)" in plan
+
+
+def test_the_run_looks_the_linked_legs_up_through_the_session_index(officers, store_dsn, tmp_path):
+    """Planned as a loop over the matched calls, the lookup of their linked legs uses the
+    partial index (migration 0013: the call's uid has collation "C", the index not), not
+    a range of every partition's primary key per call."""
+    import psycopg2
+
+    from voiplog.store import access
+
+    _fill(store_dsn, tmp_path)
+    query(store_dsn, "SELECT voiplog_index_closed_days(%s)", (TODAY,))
+    request_id = officers["requester"].add([{"type": "ip", "value": "192.0.2.1"}], window=WINDOW)
+    assert officers["approver"].decide(request_id, "approve") is None
+    connection = psycopg2.connect(store_dsn)
+    try:
+        with connection.cursor() as cursor:
+            # The run's plans, nested statements included, come back as notices.
+            for setting in (
+                "LOAD 'auto_explain'",
+                "SET auto_explain.log_min_duration = 0",
+                "SET auto_explain.log_nested_statements = on",
+                "SET auto_explain.log_level = 'notice'",
+                "SET client_min_messages = 'notice'",
+                "SET enable_hashjoin = off",
+                "SET enable_mergejoin = off",
+            ):
+                cursor.execute(setting)
+        result = access.run(connection, request_id, "tester", "test-host")
+        plans = "".join(connection.notices)
+    finally:
+        connection.close()
+    assert result.ok and {r["call_id"] for r in result.records} == {
+        "call-1@test", "call-2@test", "call-4@test", "call-5@test",
+    }  # fmt: skip
+    lookup = {line.strip() for line in plans.splitlines() if "'session_uid'::text) = " in line}
+    assert "Index Cond: ((extra ->> 'session_uid'::text) = (s.sid)::text)" in lookup, lookup
