@@ -493,6 +493,7 @@ def _check_proof(*args: str):
 
 def test_check_proof_shows_an_exported_record_in_a_purged_day_with_no_database(
     officers,  # noqa: F811
+    people,  # noqa: F811
     store_dsn,
     tmp_path,
     signer,
@@ -525,6 +526,15 @@ def test_check_proof_shows_an_exported_record_in_a_purged_day_with_no_database(
     ((seals,),) = query(store_dsn, "SELECT seals FROM purge_log")
     kept_root = seals[0]["root"]
     assert query(store_dsn, "SELECT count(*) FROM cdr WHERE uid = %s", (target.uid,)) == [(0,)]
+    # The auditor reads the root the purge kept off the audit trail, with no SQL.
+    from click.testing import CliRunner
+
+    from voiplog.cli.main import cli
+
+    listed = CliRunner().invoke(cli, ["audit", "list"], env={"VOIPLOG_DATABASE_URL": _url(people["auditor"])})  # fmt: skip
+    assert listed.exit_code == 0, listed.output
+    (purge_line,) = [line for line in listed.output.splitlines() if "\tpurge\t" in line]
+    assert f"seals of the days dropped: {DAYS[0]} version 1 (4 records) root {kept_root}" in purge_line  # fmt: skip
 
     # The day is gone; the database is not asked (no DSN set for these).
     monkeypatch.delenv("VOIPLOG_DATABASE_URL")

@@ -152,6 +152,17 @@ def describe(seq: int, at: dt.datetime, event: dict) -> str:
         parts.append(
             f"manifest sha256:{event['manifest_sha256']} of run {event.get('records_seq')}"
         )
+    if event.get("seals"):
+        # A purge: the seal of each day it dropped, whose root a proof given before
+        # leads to (`voiplog store check-proof --root`).
+        parts.append(
+            "seals of the days dropped: "
+            + "; ".join(
+                f"{s.get('day')} version {s.get('version')} ({s.get('records')} records) root {s.get('root')}"
+                for s in event["seals"]
+                if isinstance(s, dict)
+            )
+        )  # fmt: skip
     if event.get("reason"):
         parts.append(f"reason: {event['reason']}")
     return "\t".join(parts)
