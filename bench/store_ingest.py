@@ -157,7 +157,7 @@ def bench_ingest(
             time.sleep(0.01)
         drained_s = time.perf_counter() - started
         busy, total = (a - b for a, b in zip(_cpu_busy(), busy_before, strict=True))
-        writer.close(drain_timeout_s=0)
+        writer.close(drain_timeout_s=10)  # all drained above: the drainers only stop
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
