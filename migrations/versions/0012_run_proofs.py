@@ -8,8 +8,8 @@ form), its columns, its place among the seal's leaves, and the seal (day,
 version, record count, root, hash, signature, certificate); and once per
 day, that seal's leaves, from which the client takes the sibling hashes.
 A record it cannot prove gets the reason instead: its day is not sealed yet,
-it came after the last seal, it no longer hashes to its sealed leaf, or it is
-a held copy (its day was purged). Each record is read by its key (time and
+the leaves of its day's last seal are gone, it came after that seal, it no
+longer hashes to its sealed leaf, or it is a held copy (its day was purged). Each record is read by its key (time and
 uid), through the primary key of its day.
 
 Only the records the run itself returned are proven, so that the function
@@ -99,19 +99,25 @@ BEGIN
     -- The records returned (their key: uid and time), with their day's last seal. No
     -- table: nothing the caller could have made beforehand is read.
     SELECT COALESCE(jsonb_agg(jsonb_build_object('uid', w.uid, 'tbl', w.tbl, 'at', w.at,
-               'day', w.day, 'seal_id', z.id)), '[]')
+               'day', w.day, 'seal_id', CASE WHEN z.kept THEN z.id END, 'version', z.version)),
+               '[]')
     INTO found
     FROM (SELECT DISTINCT u.uid, u.tbl, u.at, (u.at AT TIME ZONE 'UTC')::date AS day
           FROM unnest(uids, tables, times) u(uid, tbl, at)) w
     LEFT JOIN LATERAL (
-        SELECT ds.id FROM day_seal ds JOIN day_seal_leaves k ON k.seal_id = ds.id
-        WHERE ds.day = w.day ORDER BY ds.version DESC LIMIT 1
+        SELECT ds.id, ds.version,
+               EXISTS (SELECT 1 FROM day_seal_leaves k WHERE k.seal_id = ds.id) AS kept
+        FROM day_seal ds WHERE ds.day = w.day ORDER BY ds.version DESC LIMIT 1
     ) z ON true;
-    FOR x IN SELECT p.uid, p.tbl, p.day FROM {RECORDSET} WHERE p.seal_id IS NULL
-             ORDER BY p.uid, p.tbl LOOP
+    FOR x IN SELECT p.uid, p.tbl, p.day, p.version
+             FROM jsonb_to_recordset(found) p(uid text, tbl text, day date, seal_id bigint, version integer)
+             WHERE p.seal_id IS NULL ORDER BY p.uid, p.tbl LOOP
         source := 'proof';
         doc := jsonb_build_object('uid', x.uid, 'stored_in', x.tbl, 'unproven',
-            format('its day (%s) is not sealed yet', x.day));
+            CASE WHEN x.version IS NULL THEN format('its day (%s) is not sealed yet', x.day)
+                 ELSE format('the leaves kept with seal version %s of %s are gone: no proof '
+                             'can be made (voiplog store verify names the day)', x.version, x.day)
+            END);
         RETURN NEXT;
     END LOOP;
     FOR g IN SELECT ds.id, ds.day, ds.version, ds.record_count, ds.root, ds.hash, ds.signature,

@@ -474,6 +474,11 @@ def test_a_run_for_export_carries_each_records_proof_or_why_it_has_none(
     # calls never come out.
     assert query(store_dsn, "SELECT count(*) FROM audit_event WHERE action = 'request.run'") == [(1,)]  # fmt: skip
     assert not any(other.uid in str(result.proofs) for other in records if other not in wanted)
+    # The leaves of a seal removed behind the store's back: said, not taken for "not sealed".
+    query(store_dsn, "DELETE FROM day_seal_leaves WHERE seal_id IN (SELECT id FROM day_seal WHERE day = %s)", (DAYS[1],))  # fmt: skip
+    again = {p["uid"]: p for p in officers["requester"].run(request_id, proofs=True).proofs}
+    assert again[records[6].uid]["unproven"] == f"the leaves kept with seal version 1 of {DAYS[1]} are gone: no proof can be made (voiplog store verify names the day)"  # fmt: skip
+    assert "path" in again[records[1].uid]
     # Only a requester may run it, and only what they may run.
     with pytest.raises(psycopg2.errors.InsufficientPrivilege):
         officers["approver"].run(request_id, proofs=True)
