@@ -88,7 +88,7 @@ def test_state_of_another_config_is_refused_and_kept(lab):
 SENDER = textwrap.dedent(
     """
     import os, socket, struct, sys, time
-    kind, local, local_port, far, far_port, count, ssrc = sys.argv[1:8]
+    kind, local, local_port, far, far_port, count, ssrc, sending = sys.argv[1:9]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((local, int(local_port)))
     tag = bytes(b % 255 for b in os.urandom(16))
@@ -101,6 +101,8 @@ SENDER = textwrap.dedent(
         else:
             datagram = tag + os.urandom(16) + os.urandom(16 * (5 + i % 4))
         sock.sendto(datagram, (far, int(far_port)))
+        if i == 174:  # 3.5 s of media sent: its session is in a checkpoint by now
+            open(sending, "w").close()
         time.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
     """
 )
@@ -123,9 +125,10 @@ def test_media_sessions_without_signalling_go_on_across_a_restart(lab, stop):
         ("app", lab.pair.caller_ns, CALLER_IP, 40000, CALLEE_IP, 596, 0),
         ("app", lab.pair.callee_ns, CALLEE_IP, 596, CALLER_IP, 40000, 0),
     ]
-    senders = []
+    senders, markers = [], []
     for kind, ns, local, local_port, far, far_port, ssrc in sides:
-        argv = [kind, local, str(local_port), far, str(far_port), str(MEDIA_PACKETS), str(ssrc)]
+        markers.append(lab.workdir / f"sending-{local_port}")
+        argv = [kind, local, str(local_port), far, str(far_port), str(MEDIA_PACKETS), str(ssrc), str(markers[-1])]  # fmt: skip
         senders.append(
             subprocess.Popen(
                 lab.pair.command(ns, sys.executable, str(script), *argv),
@@ -134,7 +137,12 @@ def test_media_sessions_without_signalling_go_on_across_a_restart(lab, stop):
             )
         )
         lab.procs.append(senders[-1])
-    time.sleep(3)
+    # Each side 3.5 s into its media (a fixed wait was too short when the senders were
+    # slow to start on a loaded machine).
+    deadline = time.monotonic() + 20
+    while not all(marker.exists() for marker in markers):
+        assert time.monotonic() < deadline, [m.name for m in markers if not m.exists()]
+        time.sleep(0.05)
     second, gap_s = _restart(lab, first, stop, config, "and 2 media sessions")
     second.wait_for_log(r"resumed .* and 2 media sessions")
     for proc in senders:
