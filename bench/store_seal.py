@@ -42,6 +42,7 @@ from voiplog.store import migrate, purge, seal
 from voiplog.store.database import make_engine
 
 _0008 = import_module("voiplog.migrations.versions.0008_seal_leaf_form")
+_0011 = import_module("voiplog.migrations.versions.0011_seal_extension")
 
 
 def _extension(dsn: str, on: bool) -> None:
@@ -115,9 +116,8 @@ def hashing_floor(dsn: str, day: dt.date) -> dict:
             for setting in ("jit", "parallel_setup_cost", "parallel_tuple_cost", "enable_bitmapscan",
                             "enable_indexscan"):  # fmt: skip
                 cursor.execute(f"SET {setting} = 0")
-            leaf = (
-                f'"{schema}".voiplog_leaf(' + ", ".join(f'c."{c}"' for c in _0008.CDR_COLUMNS) + ")"
-            )
+            # The leaf the day functions compute, as migration 0011 writes it.
+            leaf = _0011._leaf("c", _0008.CDR_COLUMNS).replace("%1$I", f'"{schema}"')
             started = time.perf_counter()
             cursor.execute(f"SELECT count({leaf}) FROM cdr c WHERE {within}", bounds)
             (records,) = cursor.fetchone()

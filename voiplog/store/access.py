@@ -433,9 +433,13 @@ def run(
 
 
 def _read_run(rows) -> tuple[list[dict], dict[tuple[str, str], dict]]:
-    """The records of a run's rows after its status, and their proofs by (uid, table)."""
+    """The records of a run's rows after its status, and their proofs by (uid, table).
+    A sealed day's proofs come just before its leaves, which give them their paths."""
+    from voiplog.store import seal
+
     records: list[dict] = []
     proven: dict[tuple[str, str], dict] = {}
+    waiting: list[dict] = []  # the proofs of the day whose leaves come next
     for source, doc, *leaves in rows:
         if source == "conflict":
             # Another arrival under the record's key, with other content (the
@@ -443,27 +447,16 @@ def _read_run(rows) -> tuple[list[dict], dict[tuple[str, str], dict]]:
             records[-1].setdefault("conflicts", []).append(doc)
         elif source == "proof":
             proven[doc["uid"], doc["stored_in"]] = doc
+            if "index" in doc:
+                waiting.append(doc)
         elif source == "leaves":
-            _complete_proofs(proven, doc, bytes(leaves[0]))
+            why = seal.complete_proofs(waiting, bytes(leaves[0])) if waiting else None
+            for p in waiting if why else ():
+                proven[p["uid"], p["stored_in"]] = {"uid": p["uid"], "stored_in": p["stored_in"], "unproven": why}  # fmt: skip
+            waiting = []
         else:
             records.append(contract_record(source, doc))
     return records, proven
-
-
-def _complete_proofs(proven: dict, sealed: dict, blob: bytes) -> None:
-    """The paths of the proofs of one seal's records, from its leaves."""
-    from voiplog.store import seal
-
-    mine = [
-        p for p in proven.values()
-        if "index" in p and (p["seal"]["day"], p["seal"]["version"]) == (sealed["day"], sealed["version"])
-    ]  # fmt: skip
-    if not mine:
-        return
-    why = seal.complete_proofs(mine, blob)
-    if why is not None:
-        for p in mine:
-            proven[p["uid"], p["stored_in"]] = {"uid": p["uid"], "stored_in": p["stored_in"], "unproven": why}  # fmt: skip
 
 
 def record_export(

@@ -115,21 +115,6 @@ def check_shape(proof) -> None:
             raise ProofFileError("key 'seal.signature' is set but 'seal.certificate' is null")
 
 
-def path_sides(index: int, records: int) -> list[str]:
-    """The sides ("L": the sibling is on the left) of the path of leaf `index` in a tree
-    of `records` leaves, as `seal.inclusion_path` makes it (a level's odd last node goes
-    up with no sibling)."""
-    sides = []
-    width = records
-    while width > 1:
-        sibling = index ^ 1
-        if sibling < width:
-            sides.append("L" if sibling < index else "R")
-        index //= 2
-        width = (width + 1) // 2
-    return sides
-
-
 def examine(
     proof: dict,
     root: str | None = None,
@@ -137,8 +122,6 @@ def examine(
     record: dict | None = None,
 ) -> ProofReport:
     """Check `proof` (of the form `check_shape` accepts) as the module says."""
-    from voiplog.export import signing
-
     check_shape(proof)
     report = ProofReport()
     sealed = proof["seal"]
@@ -155,7 +138,7 @@ def examine(
         )
     else:
         report.failed.append(f"its path leads to {reached}, not to the root {sealed['root']} of {of_seal}")  # fmt: skip
-    if [side for side, _ in proof["path"]] == path_sides(proof["index"], sealed["records"]):
+    if [side for side, _ in proof["path"]] == [side for _, _, side in seal.path_steps(proof["index"], sealed["records"])]:  # fmt: skip
         report.held.append(f"the path is that of leaf {proof['index']} of {sealed['records']}")
     else:
         report.failed.append(
@@ -166,7 +149,7 @@ def examine(
             report.held.append(f"the seal's root is the one given ({root.lower()})")
         else:
             report.failed.append(f"the seal's root {sealed['root']} is not the one given ({root.lower()})")  # fmt: skip
-    _examine_signature(sealed, certificate_pem, report, signing)
+    _examine_signature(sealed, certificate_pem, report)
     if record is not None:
         try:
             same = seal.proves_record(proof, record)
@@ -182,7 +165,9 @@ def examine(
     return report
 
 
-def _examine_signature(sealed: dict, certificate_pem: bytes | None, report: ProofReport, signing) -> None:  # fmt: skip
+def _examine_signature(sealed: dict, certificate_pem: bytes | None, report: ProofReport) -> None:  # fmt: skip
+    from voiplog.export import signing
+
     if sealed["signature"] is None:
         if certificate_pem is not None:
             report.failed.append("the seal is not signed, and a certificate was given to check it")  # fmt: skip

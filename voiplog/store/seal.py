@@ -111,13 +111,22 @@ def complete_proofs(proofs: list[dict], blob: bytes) -> str | None:
 
 
 def _path(levels: list[list[bytes]], index: int) -> list[list[str]]:
-    path = []
-    for level in levels[:-1]:
+    return [[side, levels[at][sibling].hex()] for at, sibling, side in path_steps(index, len(levels[0]))]  # fmt: skip
+
+
+def path_steps(index: int, records: int) -> list[tuple[int, int, str]]:
+    """The path of leaf `index` in a tree of `records` leaves: (level, sibling's place,
+    "L" when the sibling is on the left) each; a level's odd last node goes up with no
+    sibling, so it has no step there."""
+    steps = []
+    level, width = 0, records
+    while width > 1:
         sibling = index ^ 1
-        if sibling < len(level):
-            path.append(["L" if sibling < index else "R", level[sibling].hex()])
+        if sibling < width:
+            steps.append((level, sibling, "L" if sibling < index else "R"))
         index //= 2
-    return path
+        level, width = level + 1, (width + 1) // 2
+    return steps
 
 
 def root_from_path(leaf: bytes, path: list[list[str]]) -> str:
