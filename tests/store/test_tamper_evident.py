@@ -293,6 +293,61 @@ def test_a_late_record_reseals_its_day_as_a_new_version(store_dsn, tmp_path, sig
     assert seal.seal_closed_days(psycopg2.connect(store_dsn), TODAY) == []
 
 
+def _store_without_sealing(dsn: str, tmp_path, records) -> None:
+    """`records` stored as a writer's drainer stores a segment, and nothing more: no
+    day is sealed by it (that is left to the test)."""
+    writer = StoreWriter(dsn, Spool(tmp_path / f"spool-{uuid.uuid4().hex[:6]}", fsync="never"), today=lambda: TODAY)  # fmt: skip
+    for record in records:
+        writer.put(record)
+    writer.spool.seal()
+    assert writer.drain_once()
+    writer._disconnect(writer._link)
+    writer.spool.close()
+
+
+@pytest.mark.parametrize("sealed_before", [False, True], ids=["first seal", "sealed again"])
+def test_a_record_stored_while_its_day_is_being_sealed_gets_the_day_sealed_again(
+    store_dsn, tmp_path, sealed_before
+):
+    """A late record committed after the seal read the day, before it was stored: the
+    seal does not cover it, so the day must stay due for sealing (else it would stay
+    unsealed, verify would call it added and the purge would refuse the day)."""
+    from voiplog.store import seal
+
+    day = DAYS[0].isoformat()
+    if sealed_before:
+        # Sealed with 4 records, then a late one came: the day is marked, and its
+        # mark is the one the record stored meanwhile must renew.
+        _sealed_store(store_dsn, tmp_path, None)
+        _store_without_sealing(store_dsn, tmp_path, [call(at(0, "22:00"), 98)])
+        assert query(store_dsn, "SELECT day FROM day_dirty WHERE day < %s", (TODAY,)) == [(DAYS[0],)]  # fmt: skip
+    else:
+        _store_without_sealing(store_dsn, tmp_path, [call(at(0, f"1{k}:00"), k) for k in range(4)])
+    version, records = (2, 5) if sealed_before else (1, 4)
+    late = call(at(0, "23:30"), 99)
+    sealer = psycopg2.connect(store_dsn)
+    count, root = seal.stage_root(sealer, day)  # the day as it is now
+    _store_without_sealing(store_dsn, tmp_path, [late])  # committed meanwhile
+    with sealer.cursor() as cursor:
+        cursor.execute(
+            "SELECT voiplog_seal_add(%s, %s, %s, %s, NULL, NULL, NULL, NULL)",
+            (day, version, count, root),
+        )
+        (made,) = cursor.fetchone()
+    sealer.commit()
+    sealer.close()
+    assert made is not None and count == records
+    due = query(store_dsn, "SELECT day, version FROM voiplog_days_to_seal(%s)", (TODAY,))
+    assert (DAYS[0], version) in due
+    made = seal.seal_closed_days(psycopg2.connect(store_dsn), TODAY)
+    assert [(s.day, s.version, s.records) for s in made if s.day == day] == [(day, version + 1, records + 1)]  # fmt: skip
+    assert query(store_dsn, "SELECT day FROM day_dirty WHERE day < %s", (TODAY,)) == []
+    report = seal.verify(psycopg2.connect(store_dsn))
+    assert report.ok, [f.line() for f in report.findings]
+    proof = seal.prove(psycopg2.connect(store_dsn), late.uid)
+    assert proof["seal"]["version"] == version + 1 and seal.check_proof(proof) is None
+
+
 def _copy_tables(source: str, target: str, days, tables) -> None:
     """The rows of `tables` copied from one database to another as text, as a dump
     restored elsewhere has them (the types there have other OIDs)."""
@@ -443,12 +498,11 @@ def test_a_run_for_export_carries_each_records_proof_or_why_it_has_none(
     from voiplog.store import proof_check
 
     records = _sealed_store(store_dsn, tmp_path, signer)
-    # After the seals: a late record of the first day (its writer still in that day), a
-    # record of a day not over, and one record changed by a superuser.
+    # After the seals, stored with no sealing since: a late record of the first day, a
+    # record of a day never sealed, and one record changed by a superuser.
     late = call(at(0, "18:00"), 90, caller="+4930177")
-    _store(store_dsn, tmp_path, [late], today=DAYS[0])
     unsealed = call(at(2, "09:00"), 91, caller="+4930188")
-    _store(store_dsn, tmp_path, [unsealed], today=DAYS[2])
+    _store_without_sealing(store_dsn, tmp_path, [late, unsealed])
     changed = records[5]
     query(store_dsn, "UPDATE cdr SET callee = '+4989000' WHERE uid = %s", (changed.uid,))
     wanted = [records[1], records[6], changed, late, unsealed]

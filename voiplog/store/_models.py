@@ -431,9 +431,13 @@ class DaySealLeaves(Base):
 
 
 class DayDirty(Base):
-    """A sealed day that took records after its last seal: sealed again as a new version."""
+    """A day that took records after its last seal, or was never sealed: sealed (again)
+    once it is over, as a new version (migration 0014)."""
 
     __tablename__ = "day_dirty"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     since: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
+    # The transaction that marked it last (pg_current_xact_id()): a seal clears the
+    # mark only when the snapshot it read the day in sees that transaction.
+    marked_in: Mapped[int | None] = mapped_column(BigInteger)

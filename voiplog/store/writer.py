@@ -672,40 +672,44 @@ class StoreWriter:
             records = list(iter_entries(self.spool.read(segment)))
             groups, days = _ingest.split(records, link.media_oid)
             count = len(records)
-        self._ensure_days(connection, (_day_text(day) for day in days))
-        past = sorted(_day_text(day) for day in days if _day_text(day) < self._today().isoformat())
+        day_texts = sorted({_day_text(day) for day in days})
+        self._ensure_days(connection, day_texts)
         try:
-            self._copy(connection, groups)
+            self._copy(connection, groups, day_texts)
         except psycopg2.errors.UniqueViolation:
             # Some records are stored already: redo the batch skipping them.
             connection.rollback()
             try:
-                self._merge(connection, groups)
+                self._merge(connection, groups, day_texts)
             except _REFUSED_AS_DATA as exc:
                 connection.rollback()
                 self._store_one_by_one(link, segment, exc)
         except _REFUSED_AS_DATA as exc:
             connection.rollback()
             self._store_one_by_one(link, segment, exc)
-        if past:
-            # Records for days that are over: a sealed one is sealed again.
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT voiplog_days_touched(%s::date[])", (past,))
-            connection.commit()
         elapsed = time.perf_counter() - started
         with self._lock:
             self.last_batch_s = elapsed
             self.records_stored += count
 
     @staticmethod
-    def _copy(connection, groups: dict[bytes, bytes]) -> None:
+    def _mark_days(cursor, days: list[str]) -> None:
+        """Mark the days of the records just written, in their transaction: a day sealed
+        before they commit is sealed again (migration 0014), whether it was over then
+        or not by this writer's clock. Last before the commit: two drainers marking the
+        same day wait for each other only as long as a commit takes."""
+        cursor.execute("SELECT voiplog_days_touched(%s::date[])", (days,))
+
+    @classmethod
+    def _copy(cls, connection, groups: dict[bytes, bytes], days: list[str]) -> None:
         with connection.cursor() as cursor:
             for tag, rows in groups.items():
                 table, columns = _ingest.TABLES[tag]
                 cursor.copy_expert(_ingest.copy_sql(table, columns), BytesIO(rows), _COPY_CHUNK)
+            cls._mark_days(cursor, days)
         connection.commit()
 
-    def _merge(self, connection, groups: dict[bytes, bytes]) -> None:
+    def _merge(self, connection, groups: dict[bytes, bytes], days: list[str]) -> None:
         conflicts = []
         with connection.cursor() as cursor:
             for tag, rows in groups.items():
@@ -719,6 +723,7 @@ class StoreWriter:
                 cursor.execute(_ingest.CONFLICT_SETTINGS_SQL)
                 cursor.execute(_ingest.conflicts_sql(table))
                 conflicts += [(table, uid, at) for uid, at in cursor.fetchall()]
+            self._mark_days(cursor, days)
         connection.commit()
         for table, uid, at in conflicts:
             log.warning(
@@ -742,8 +747,9 @@ class StoreWriter:
         )
         rejected_dir = self.spool.directory / "rejected"
         for number, record in enumerate(records, 1):
+            groups, days = _ingest.split([record], link.media_oid)
             try:
-                self._merge(connection, _ingest.split([record], link.media_oid)[0])
+                self._merge(connection, groups, [_day_text(day) for day in days])
             except _REFUSED_AS_DATA as error:
                 connection.rollback()
                 reason = _first_line(error)

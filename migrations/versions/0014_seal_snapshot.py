@@ -1,0 +1,141 @@
+"""A record stored while its day is being sealed leaves the day due for sealing again.
+
+Before: the writer committed a batch, then, in a transaction of its own,
+marked the sealed days among the batch's past days as dirty
+(`voiplog_days_touched`); `voiplog_seal_add` cleared the day's mark. A late
+record committed after a seal had read its day, but before that seal was
+stored, was then in no seal and left no mark: when the day had no seal yet,
+the mark found no seal to mark; when it had one, the new seal cleared the
+mark. The day stayed as sealed, `voiplog store verify` reported the record as
+added, and the purge refused the day. Two drainers, or two POPs' writers on
+one database, meet this whenever a late record lands in the second or so a
+day takes to seal, which is when late records come: just after midnight.
+
+Now:
+
+- The writer marks every day of a batch in the batch's own transaction
+  (`voiplog_days_touched`: every day with its day partitions, sealed or not,
+  over or not: no clock decides),
+  so a day's mark and the records that made it are committed together. The
+  mark names the transaction that made it (`day_dirty.marked_in`, a
+  transaction id as `pg_current_xact_id()` gives it).
+- `voiplog_seal_stage` keeps the snapshot its leaves were read in, and
+  `voiplog_seal_add` clears only marks made by transactions that snapshot
+  sees: exactly those whose records the seal covers. A mark made by a
+  transaction it does not see stays, whether made before the seal is stored
+  or after (a writer updating the mark while the seal clears it is waited
+  for, then its mark is looked at again), and the day is sealed again. A seal
+  given its keys and leaves by its caller, not staged, clears no mark (the
+  day is sealed again, to the same root: no version is added). Marks made
+  before this migration name no transaction, and are cleared as before.
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-05
+"""
+
+from importlib import import_module
+
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+_0008 = import_module("voiplog.migrations.versions.0008_seal_leaf_form")
+
+
+def _replaced(text: str, old: str, new: str) -> str:
+    if text.count(old) != 1:  # pragma: no cover - frozen texts, checked on import
+        raise RuntimeError(f"migration 0008's text no longer has {old!r} once")
+    return text.replace(old, new, 1)
+
+
+_STAGE_BEFORE = _replaced(_0008.SEAL_STAGE, "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+# The snapshot is taken in the statement that reads the leaves: the day
+# functions are STABLE, so they read the day in that statement's snapshot.
+SEAL_STAGE = """
+CREATE OR REPLACE FUNCTION voiplog_seal_stage(day date) RETURNS TABLE (records bigint, leaves bytea)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+BEGIN
+    CREATE TEMPORARY TABLE IF NOT EXISTS voiplog_staged_leaves (
+        day date PRIMARY KEY,
+        records bigint NOT NULL,
+        keys text NOT NULL,
+        leaves bytea NOT NULL,
+        seen pg_snapshot NOT NULL
+    ) ON COMMIT DROP;
+    ALTER TABLE pg_temp.voiplog_staged_leaves ALTER COLUMN keys SET STORAGE EXTERNAL,
+        ALTER COLUMN leaves SET STORAGE EXTERNAL;
+    DELETE FROM pg_temp.voiplog_staged_leaves s WHERE s.day = voiplog_seal_stage.day;
+    INSERT INTO pg_temp.voiplog_staged_leaves (day, records, keys, leaves, seen)
+    SELECT voiplog_seal_stage.day, x.records, x.keys, x.leaves, pg_current_snapshot()
+    FROM voiplog_day_leaves(day) x;
+    RETURN QUERY SELECT s.records, s.leaves FROM pg_temp.voiplog_staged_leaves s
+        WHERE s.day = voiplog_seal_stage.day;
+END
+$fn$;
+"""
+
+_SEAL_ADD_BEFORE = _0008.seal_add(2)
+SEAL_ADD = _replaced(
+    _replaced(
+        _replaced(
+            _SEAL_ADD_BEFORE,
+            "    prev text;\n",
+            "    prev text;\n    seen pg_snapshot;  -- what the staged leaves were read in\n",
+        ),
+        "SELECT s.keys, s.leaves INTO keys, leaves FROM",
+        "SELECT s.keys, s.leaves, s.seen INTO keys, leaves, seen FROM",
+    ),
+    "DELETE FROM day_dirty y WHERE y.day = voiplog_seal_add.day;",
+    "DELETE FROM day_dirty y WHERE y.day = voiplog_seal_add.day AND seen IS NOT NULL\n"
+    "      AND (y.marked_in IS NULL OR pg_visible_in_snapshot(y.marked_in::text::xid8, seen));",
+)
+
+# Every day of a batch that has its day partitions (records of other days are
+# in the default partitions, which are never sealed), in day order (two
+# drainers mark their days in the same order: neither waits for a mark the
+# other holds while holding one it waits for); the newest transaction's mark
+# replaces an older one.
+DAYS_TOUCHED = """
+CREATE OR REPLACE FUNCTION voiplog_days_touched(days date[]) RETURNS integer
+LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+    WITH marked AS (
+        INSERT INTO day_dirty AS y (day, marked_in)
+        SELECT d.day, pg_current_xact_id()::text::bigint
+        FROM (SELECT DISTINCT u AS day FROM unnest(days) u
+              WHERE to_regclass('cdr_p' || to_char(u, 'YYYYMMDD')) IS NOT NULL) d
+        ORDER BY d.day
+        ON CONFLICT (day) DO UPDATE SET marked_in = EXCLUDED.marked_in
+        RETURNING 1)
+    SELECT count(*)::integer FROM marked
+$fn$;
+"""
+
+# Migration 0007's: sealed days only, in a transaction of their own.
+DAYS_TOUCHED_BEFORE = """
+CREATE OR REPLACE FUNCTION voiplog_days_touched(days date[]) RETURNS integer
+LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+    WITH marked AS (
+        INSERT INTO day_dirty (day)
+        SELECT DISTINCT s.day FROM day_seal s WHERE s.day = ANY (days)
+        ON CONFLICT DO NOTHING RETURNING 1)
+    SELECT count(*)::integer FROM marked
+$fn$;
+"""
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE day_dirty ADD COLUMN marked_in bigint")
+    op.execute(SEAL_STAGE)
+    op.execute(SEAL_ADD)
+    op.execute(DAYS_TOUCHED)
+
+
+def downgrade() -> None:
+    op.execute(DAYS_TOUCHED_BEFORE)
+    op.execute(_SEAL_ADD_BEFORE)
+    op.execute(_STAGE_BEFORE)
+    op.execute("ALTER TABLE day_dirty DROP COLUMN marked_in")
