@@ -132,6 +132,69 @@ def test_a_day_made_later_takes_its_rows_out_of_the_default_partition(store_dsn,
     assert query(store_dsn, "SELECT sum(cardinality(media)) FROM cdr_p20260101") == [(2,)]
 
 
+def test_a_new_day_is_made_while_other_sessions_read_the_records(store_dsn, tmp_path):
+    """Readers (a seal, a lawful-access run, an export) hold their locks on the record
+    tables until they end: a day made meanwhile must not wait for them, nor make the
+    writers wait behind it (migration 0015)."""
+    with _writer(store_dsn, tmp_path) as writer:
+        writer.put(call("2026-03-01T10:00:00Z"))
+        writer.put_dict(registration("2026-03-01T10:00:00Z"))
+    reader = psycopg2.connect(store_dsn)  # a transaction left open, as a long read is
+    with reader.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM cdr WHERE started_at >= '2026-03-01' AND started_at < '2026-03-02'")  # fmt: skip
+        cursor.execute("SELECT count(*) FROM registration WHERE requested_at >= '2026-03-01' AND requested_at < '2026-03-02'")  # fmt: skip
+    try:
+        # A day no partition was made for yet (it is past the writer's window ahead).
+        late = _writer(store_dsn, tmp_path / "late", lock_timeout_s=2.0, partitions_ahead_days=30)
+        late.put(call("2026-03-20T09:00:00Z", 1))
+        late.put_dict(registration("2026-03-20T09:00:00Z", 1))
+        late.spool.seal()
+        started = time.monotonic()
+        assert late.drain_once(), "the writer waited for the reader past its lock timeout"
+        assert time.monotonic() - started < 2.0
+        late._disconnect(late._link)
+        late.spool.close()
+    finally:
+        reader.close()
+    assert query(store_dsn, "SELECT tableoid::regclass::text FROM cdr WHERE started_at >= '2026-03-20'") == [("cdr_p20260320",)]  # fmt: skip
+    assert query(store_dsn, "SELECT tableoid::regclass::text FROM registration WHERE requested_at >= '2026-03-20'") == [("registration_p20260320",)]  # fmt: skip
+
+
+# What a partition is made of, by name: columns, constraints, indexes and triggers.
+_PARTITION_SHAPE = r"""
+SELECT 'column', a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' notnull=' || a.attnotnull
+       || ' storage=' || a.attstorage::text || ' compression=' || a.attcompression::text
+       || ' collation=' || a.attcollation || ' default=' || COALESCE(pg_get_expr(d.adbin, d.adrelid), '')
+FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = %(t)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'constraint', c.contype::text || ' ' || pg_get_constraintdef(c.oid)
+FROM pg_constraint c WHERE c.conrelid = %(t)s::regclass
+UNION ALL
+SELECT 'index', regexp_replace(pg_get_indexdef(i.indexrelid), '\S+ ON public\.\S+', 'ON t')
+FROM pg_index i WHERE i.indrelid = %(t)s::regclass
+UNION ALL
+SELECT 'trigger', g.tgname || ' ' || g.tgfoid::regproc::text || ' ' || g.tgtype
+FROM pg_trigger g WHERE g.tgrelid = %(t)s::regclass
+UNION ALL
+SELECT 'partition of', i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = %(t)s::regclass
+ORDER BY 1, 2
+"""
+
+
+@pytest.mark.parametrize("table", ["cdr", "registration"])
+def test_a_day_made_by_attaching_is_made_as_partition_of_would_make_it(store_dsn, table):
+    query(store_dsn, "SELECT voiplog_ensure_day_partitions('2026-04-01')")
+    query(store_dsn, f"CREATE TABLE {table}_reference PARTITION OF {table} FOR VALUES FROM ('2026-04-02') TO ('2026-04-03')")  # fmt: skip
+    try:
+        made = query(store_dsn, _PARTITION_SHAPE, {"t": f"{table}_p20260401"})
+        reference = query(store_dsn, _PARTITION_SHAPE, {"t": f"{table}_reference"})
+    finally:
+        query(store_dsn, f"DROP TABLE {table}_reference")
+    assert made == reference
+    assert len(made) > 20
+
+
 def test_values_no_column_can_take_are_kept_aside_and_the_rest_is_stored(store_dsn, tmp_path):
     writer = _writer(store_dsn, tmp_path)
     with writer:
