@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import time
 from dataclasses import dataclass, field
 
 import psycopg2
@@ -309,6 +310,35 @@ def _lock_not_granted(exc: OperationalError) -> bool:
     return isinstance(getattr(exc, "orig", None), psycopg2.errors.LockNotAvailable)
 
 
+# Dropping a partition takes an ACCESS EXCLUSIVE lock on its parent: while the
+# request waits for the sessions reading the table (a seal, a lawful-access run,
+# an export), every writer's COPY queues behind it. It is asked for in tries of
+# at most this long, with a pause between them for the writers to go on.
+DROP_TRY_S = 0.2
+
+
+def _drop_partition(connection: Connection, name: str, lock_timeout_s: float) -> None:
+    """DROP TABLE `name` (its own lock taken already), the parent's lock asked for in
+    tries of `DROP_TRY_S` for at most `lock_timeout_s` in all: writers wait behind the
+    request no longer than a try, whatever reads the parent meanwhile."""
+    deadline = time.monotonic() + lock_timeout_s
+    while True:
+        try_ms = max(1, int(1000 * min(DROP_TRY_S, deadline - time.monotonic())))
+        savepoint = connection.begin_nested()
+        try:
+            # SET LOCAL: undone with the savepoint, or at the day's commit.
+            connection.execute(text(f"SET LOCAL lock_timeout = '{try_ms}ms'"))
+            connection.execute(text(f"DROP TABLE {name}"))
+        except OperationalError as exc:
+            savepoint.rollback()  # the lock asked for goes with it
+            if not _lock_not_granted(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(min(DROP_TRY_S, max(0.0, deadline - time.monotonic())))
+            continue
+        savepoint.commit()
+        return
+
+
 def execute(
     engine: Engine, plan: PurgePlan, os_user: str, lock_timeout_s: float = 30.0
 ) -> PurgePlan:
@@ -341,7 +371,7 @@ def execute(
                     if done.to_hold:
                         connection.execute(text(_hold_sql(part.name, part.table, insert=True)))
                 for part in parts:
-                    connection.execute(text(f"DROP TABLE {part.name}"))
+                    _drop_partition(connection, part.name, lock_timeout_s)
                 connection.commit()  # one day at a time: short locks, progress kept
             for table, column in _TIME_COLUMN.items():
                 if not done.default_rows.get(table):
