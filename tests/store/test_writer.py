@@ -160,6 +160,30 @@ def test_a_new_day_is_made_while_other_sessions_read_the_records(store_dsn, tmp_
     assert query(store_dsn, "SELECT tableoid::regclass::text FROM registration WHERE requested_at >= '2026-03-20'") == [("registration_p20260320",)]  # fmt: skip
 
 
+def test_a_writer_running_for_days_keeps_its_partitions_made_a_week_ahead(store_dsn, tmp_path):
+    """The days ahead are made by the writer's periodic job as the days pass, not by the
+    first batch that needs one (made while that batch waits, at midnight, when the day
+    that ended is being sealed)."""
+    today = [TODAY]
+    spool = Spool(tmp_path / "spool", fsync="never")
+    writer = StoreWriter(store_dsn, spool, today=lambda: today[0], partitions_ahead_days=7)
+    writer.put(call("2026-03-01T10:00:00Z"))
+    spool.seal()
+    assert writer.drain_once()
+
+    def days():
+        rows = query(store_dsn, "SELECT relname FROM pg_class WHERE relname ~ '^cdr_p[0-9]{8}$'")
+        return max(name for (name,) in rows)
+
+    assert days() == "cdr_p20260308"
+    today[0] = TODAY + dt.timedelta(days=3)  # three days later, no record of them yet
+    assert writer.make_days_ahead()
+    assert days() == "cdr_p20260311"
+    assert query(store_dsn, "SELECT count(*) FROM pg_class WHERE relname ~ '^registration_p2026031[01]$'") == [(2,)]  # fmt: skip
+    writer._disconnect(writer._link)
+    spool.close()
+
+
 # What a partition is made of, by name: columns, constraints, indexes and triggers.
 _PARTITION_SHAPE = r"""
 SELECT 'column', a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' notnull=' || a.attnotnull

@@ -365,6 +365,7 @@ class StoreWriter:
                     now = time.monotonic()
                     if now - last_index >= _INDEX_EVERY_S and self._outage_since is None:
                         last_index = now
+                        self.make_days_ahead(link)
                         self.index_closed_days(link)
                 if self._outage_since is not None and self._stop.wait(self._backoff_s):
                     break
@@ -445,6 +446,23 @@ class StoreWriter:
                 with connection.cursor() as cursor:
                     cursor.execute("RESET statement_timeout")
                 connection.commit()
+
+    def make_days_ahead(self, link: _Link | None = None) -> bool:
+        """Have the day partitions of the window (yesterday to `partitions_ahead_days`
+        ahead) made, those of days that came since connecting included: a day is then
+        made a week before its records come, not by the batch that first needs it. A
+        failure (a session reading the default partition past the lock timeout) is
+        logged and left for the next call: the batches make what they need."""
+        link = link or self._link
+        try:
+            self._ensure_days(self._connect(link), self._window_days())
+        except (psycopg2.Error, SchemaBehindError, WrongDatabaseError) as exc:
+            self._disconnect(link)
+            log.warning(
+                "making the day partitions ahead failed (%s); tried again later", _first_line(exc)
+            )
+            return False
+        return True
 
     def index_closed_days(self, link: _Link | None = None, timeout_s: float | None = None) -> int:
         """Have the look-up indexes built on day partitions before today; returns how many.
