@@ -217,6 +217,64 @@ def test_leaves_not_of_32_bytes_are_refused(leaf_connection):
     assert "33 bytes are not leaves of 32 bytes" in str(raised.value)
 
 
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    count=st.one_of(st.integers(0, 40), st.integers(41, 3000)),
+    seed=st.binary(min_size=4, max_size=4),
+    picks=st.lists(st.integers(0, 10**6), max_size=12),
+    absent=st.integers(0, 2),
+)
+def test_paths_are_those_seal_py_walks(leaf_connection, count, seed, picks, absent):
+    """voiplog_merkle_paths (1.1): the root, and for each leaf asked for its place and
+    siblings as seal.py builds them from the whole tree; NULL for a leaf not there."""
+    import hashlib
+
+    leaves = [hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(count)]
+    places = [p % count for p in picks] if count else []
+    wanted = [leaves[p] for p in places] + [hashlib.sha256(b"absent%d" % n).digest() for n in range(absent)]  # fmt: skip
+    with leaf_connection.cursor() as cursor:
+        cursor.execute("SELECT root, places, siblings FROM voiplog_merkle_paths(%s, %s::bytea[])", (b"".join(leaves), wanted))  # fmt: skip
+        root, found, siblings = cursor.fetchone()
+    leaf_connection.rollback()
+    assert root == seal.merkle_root(leaves)
+    assert found == places + [None] * absent
+    expected = [b"".join(bytes.fromhex(h) for _, h in seal.inclusion_path(leaves, p)) for p in places]  # fmt: skip
+    assert [bytes(b) if b is not None else None for b in siblings] == expected + [None] * absent
+    for place, path in zip(places, siblings, strict=False):
+        proof = {"index": place, "leaf": leaves[place].hex(), "siblings": bytes(path).hex(), "seal": {"records": count, "root": root, "version": 1, "day": "d"}}  # fmt: skip
+        assert seal.path_from_siblings(proof) is None
+        assert seal.root_from_path(leaves[place], proof["path"]) == root
+
+
+def test_paths_refuse_what_is_not_leaves(leaf_connection):
+    for leaves, wanted, message in (
+        (b"\x01" * 33, [], "33 bytes are not leaves of 32 bytes"),
+        (b"\x01" * 32, [b"\x01" * 31], "wanted leaf 1 has 31 bytes, not 32"),
+    ):
+        with leaf_connection.cursor() as cursor, pytest.raises(psycopg2.errors.InvalidParameterValue) as raised:  # fmt: skip
+            cursor.execute("SELECT * FROM voiplog_merkle_paths(%s, %s::bytea[])", (leaves, wanted))
+        leaf_connection.rollback()
+        assert message in str(raised.value)
+
+
+def test_a_store_made_with_version_1_0_is_updated_to_1_1_by_its_migration(scratch_dsn):
+    from voiplog.store import migrate
+    from voiplog.store.database import make_engine
+
+    if not _installed(scratch_dsn):
+        pytest.skip("the voiplog_seal extension is not installed on the test server")
+    engine = make_engine(scratch_dsn)
+    migrate.upgrade(engine, "0015")
+    query(scratch_dsn, "DROP EXTENSION voiplog_seal")
+    query(scratch_dsn, "CREATE EXTENSION voiplog_seal VERSION '1.0'")
+    migrate.upgrade(engine)
+    engine.dispose()
+    assert query(scratch_dsn, "SELECT extversion FROM pg_extension WHERE extname = 'voiplog_seal'") == [("1.1",)]  # fmt: skip
+    assert query(scratch_dsn, "SELECT root FROM voiplog_merkle_paths('', '{}')") == [(seal.merkle_root(b""),)]  # fmt: skip
+
+
 # -- a day: the functions of migration 0011 against those of 0008 -----------------
 
 

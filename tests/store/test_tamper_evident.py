@@ -542,6 +542,66 @@ def test_a_run_for_export_carries_each_records_proof_or_why_it_has_none(
     assert not refused.ok and "not approved" in refused.reason and refused.proofs is None
 
 
+def test_a_run_gives_the_same_proofs_with_the_extensions_paths_as_with_the_days_leaves(
+    officers,  # noqa: F811
+    people,  # noqa: F811
+    store_dsn,
+    tmp_path,
+    signer,
+    monkeypatch,
+):
+    """With voiplog_seal 1.1 the database gives each proof its siblings and sends no
+    leaves (migration 0016); without it the client builds the paths from the day's
+    leaves. The proofs, and what a record without one is told, are the same."""
+    from voiplog.store import seal
+
+    if not query(store_dsn, "SELECT 1 FROM pg_extension WHERE extname = 'voiplog_seal' AND extversion = '1.1'"):  # fmt: skip
+        pytest.skip("the voiplog_seal extension (1.1) is not installed on the test server")
+    records = _sealed_store(store_dsn, tmp_path, signer)
+    late = call(at(0, "18:00"), 90, caller="+4930177")
+    _store_without_sealing(store_dsn, tmp_path, [late])
+    changed = records[5]
+    query(store_dsn, "UPDATE cdr SET callee = '+4989000' WHERE uid = %s", (changed.uid,))
+    wanted = [records[0], records[1], records[3], records[6], changed, late]
+    request_id = officers["requester"].add([{"type": "number", "value": r.caller} for r in wanted])
+    assert officers["approver"].decide(request_id, "approve") is None
+
+    def runs() -> tuple[list[dict], list[dict]]:
+        def no_leaves(*args):
+            raise AssertionError("the day's leaves were sent")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(seal, "complete_proofs", no_leaves)
+            compiled = officers["requester"].run(request_id, proofs=True).proofs
+        query(store_dsn, "DROP EXTENSION voiplog_seal")
+        # A function of the same name that is not the extension's is never called.
+        query(store_dsn, "CREATE FUNCTION public.voiplog_merkle_paths(leaves bytea, wanted bytea[], OUT root text, OUT places integer[], OUT siblings bytea[]) LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'planted'; END$$")  # fmt: skip
+        try:
+            reference = officers["requester"].run(request_id, proofs=True).proofs
+        finally:
+            query(store_dsn, "DROP FUNCTION public.voiplog_merkle_paths(bytea, bytea[])")
+            query(store_dsn, "CREATE EXTENSION voiplog_seal")
+        return compiled, reference
+
+    compiled, reference = runs()
+    assert compiled == reference
+    by_uid = {p["uid"]: p for p in compiled}
+    for record in (records[0], records[1], records[3], records[6]):
+        assert seal.check_proof(by_uid[record.uid]) is None
+    assert by_uid[changed.uid]["unproven"] == f"it no longer matches seal version 1 of {DAYS[1]}: changed after the day was sealed"  # fmt: skip
+    assert by_uid[late.uid]["unproven"] == f"it came after seal version 1 of {DAYS[0]}: it is in the day's next seal"  # fmt: skip
+    # The leaves kept with a seal changed behind the store's back (that of a record not
+    # asked for): no path from them.
+    query(store_dsn, "UPDATE day_seal_leaves SET leaves = overlay(leaves PLACING '\\x00000000'::bytea FROM 65 FOR 4) WHERE seal_id IN (SELECT id FROM day_seal WHERE day = %s)", (DAYS[0],))  # fmt: skip
+    compiled, reference = runs()
+    assert compiled == reference
+    by_uid = {p["uid"]: p for p in compiled}
+    for record in (records[0], records[1], records[3]):
+        assert by_uid[record.uid]["unproven"] == f"the leaves kept with seal version 1 of {DAYS[0]} do not give its root"  # fmt: skip
+    assert by_uid[late.uid]["unproven"] == f"it came after seal version 1 of {DAYS[0]}: it is in the day's next seal"  # fmt: skip
+    assert seal.check_proof(by_uid[records[6].uid]) is None
+
+
 def _check_proof(*args: str):
     from click.testing import CliRunner
 

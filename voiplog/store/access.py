@@ -408,8 +408,9 @@ def run(
     import psycopg2.extras
 
     function = "voiplog_request_run_proven" if proofs else "voiplog_request_run"
-    # With proofs, the rows are read as they come: each sealed day brings its leaves
-    # (32 MB for 1,000,000 records), which are let go once its proofs have their paths.
+    # With proofs, the rows are read as they come: without the extension's paths each
+    # sealed day brings its leaves (32 MB for 1,000,000 records), which are let go once
+    # its proofs have their paths.
     streamed = proofs and not connection.autocommit
     with connection.cursor(name="voiplog_run" if streamed else None) as cursor:
         # orjson parses the documents (100,000 records are 150 MB of JSON) a few times faster.
@@ -434,7 +435,8 @@ def run(
 
 def _read_run(rows) -> tuple[list[dict], dict[tuple[str, str], dict]]:
     """The records of a run's rows after its status, and their proofs by (uid, table).
-    A sealed day's proofs come just before its leaves, which give them their paths."""
+    A proof comes with its sibling hashes (the `voiplog_seal` extension at 1.1), or a
+    sealed day's proofs come just before its leaves, which give them their paths."""
     from voiplog.store import seal
 
     records: list[dict] = []
@@ -447,7 +449,11 @@ def _read_run(rows) -> tuple[list[dict], dict[tuple[str, str], dict]]:
             records[-1].setdefault("conflicts", []).append(doc)
         elif source == "proof":
             proven[doc["uid"], doc["stored_in"]] = doc
-            if "index" in doc:
+            if "siblings" in doc:  # its path computed in the database
+                why = seal.path_from_siblings(doc)
+                if why:
+                    proven[doc["uid"], doc["stored_in"]] = {"uid": doc["uid"], "stored_in": doc["stored_in"], "unproven": why}  # fmt: skip
+            elif "index" in doc:
                 waiting.append(doc)
         elif source == "leaves":
             why = seal.complete_proofs(waiting, bytes(leaves[0])) if waiting else None

@@ -110,6 +110,22 @@ def complete_proofs(proofs: list[dict], blob: bytes) -> str | None:
     return None
 
 
+def path_from_siblings(proof: dict) -> str | None:
+    """Give a proof whose sibling hashes the database gave end to end (`siblings`, hex,
+    migration 0016) its path; else why not (they are not those of the leaf's place, or
+    do not lead to the seal's root)."""
+    siblings = bytes.fromhex(proof.pop("siblings"))
+    sealed = proof["seal"]
+    steps = path_steps(proof["index"], sealed["records"])
+    if len(siblings) != 32 * len(steps):
+        return f"the path given for seal version {sealed['version']} of {sealed['day']} has the wrong length"  # fmt: skip
+    path = [[side, siblings[32 * n : 32 * n + 32].hex()] for n, (_, _, side) in enumerate(steps)]
+    if root_from_path(bytes.fromhex(proof["leaf"]), path) != sealed["root"]:
+        return f"the path given does not lead to the root of seal version {sealed['version']} of {sealed['day']}"  # fmt: skip
+    proof["path"] = path
+    return None
+
+
 def _path(levels: list[list[bytes]], index: int) -> list[list[str]]:
     return [[side, levels[at][sibling].hex()] for at, sibling, side in path_steps(index, len(levels[0]))]  # fmt: skip
 

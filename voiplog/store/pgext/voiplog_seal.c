@@ -13,6 +13,11 @@
  * voiplog_merkle_root(bytea) is the root (hex) of the Merkle tree over
  * leaves of 32 bytes end to end: a node SHA-256(0x01 || left || right), a
  * level's odd last node sent up unchanged, no leaves SHA-256 of nothing.
+ *
+ * voiplog_merkle_paths(leaves bytea, wanted bytea[]) builds that tree once
+ * and gives its root, and for each wanted leaf its place among the leaves and
+ * its sibling hashes from the leaf up, end to end (the steps
+ * voiplog.store.seal.path_steps walks); NULL for a leaf not among them.
  */
 #include "postgres.h"
 
@@ -36,10 +41,13 @@
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
+#define LEAF_SIZE SHA256_DIGEST_LENGTH
+
 PG_MODULE_MAGIC;
 
 PG_FUNCTION_INFO_V1(voiplog_leaf);
 PG_FUNCTION_INFO_V1(voiplog_merkle_root);
+PG_FUNCTION_INFO_V1(voiplog_merkle_paths);
 
 typedef enum
 {
@@ -486,4 +494,180 @@ voiplog_merkle_root(PG_FUNCTION_ARGS)
 	hex_encode((char *) level, SHA256_DIGEST_LENGTH, hex);
 	hex[2 * SHA256_DIGEST_LENGTH] = '\0';
 	PG_RETURN_TEXT_P(cstring_to_text(hex));
+}
+
+/* A wanted leaf, with where it was asked for and where it is in the tree. */
+typedef struct Wanted
+{
+	const unsigned char *leaf;
+	int			asked;			/* its place in the wanted array */
+	int64		place;			/* among the leaves; -1 while not found */
+	int64		at;				/* its node's place in the level being built */
+} Wanted;
+
+static int
+wanted_order(const void *a, const void *b)
+{
+	return memcmp(((const Wanted *) a)->leaf, ((const Wanted *) b)->leaf, LEAF_SIZE);
+}
+
+Datum
+voiplog_merkle_paths(PG_FUNCTION_ARGS)
+{
+	bytea	   *leaves = PG_GETARG_BYTEA_PP(0);
+	ArrayType  *asked = PG_GETARG_ARRAYTYPE_P(1);
+	Size		size = VARSIZE_ANY_EXHDR(leaves);
+	Size		count = size / LEAF_SIZE;
+	Datum	   *values;
+	bool	   *nulls;
+	int			nasked;
+	int			nwanted = 0;
+	Wanted	   *wanted;
+	StringInfoData *paths;
+	unsigned char *level;
+	unsigned char node[1 + 2 * LEAF_SIZE];
+	unsigned char root[LEAF_SIZE];
+	char		hex[2 * LEAF_SIZE + 1];
+	Datum	   *places;
+	bool	   *place_nulls;
+	Datum	   *siblings;
+	bool	   *sibling_nulls;
+	TupleDesc	desc;
+	Datum		result[3];
+	bool		result_nulls[3] = {false, false, false};
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	if (size % LEAF_SIZE != 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("voiplog_merkle_paths: %zu bytes are not leaves of 32 bytes", size)));
+	if (count > PG_INT32_MAX)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("voiplog_merkle_paths: %zu leaves are too many", count)));
+	if (ARR_NDIM(asked) > 1)
+		ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+						errmsg("voiplog_merkle_paths: the wanted leaves are a list")));
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "voiplog_merkle_paths: its result is not a row");
+	deconstruct_array(asked, BYTEAOID, -1, false, TYPALIGN_INT, &values, &nulls, &nasked);
+	wanted = palloc(sizeof(Wanted) * Max(nasked, 1));
+	for (int i = 0; i < nasked; i++)
+	{
+		bytea	   *leaf;
+
+		if (nulls[i])
+			continue;
+		leaf = DatumGetByteaPP(values[i]);
+		if (VARSIZE_ANY_EXHDR(leaf) != LEAF_SIZE)
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("voiplog_merkle_paths: wanted leaf %d has %zu bytes, not 32",
+								   i + 1, (Size) VARSIZE_ANY_EXHDR(leaf))));
+		wanted[nwanted].leaf = (const unsigned char *) VARDATA_ANY(leaf);
+		wanted[nwanted].asked = i;
+		wanted[nwanted].place = -1;
+		nwanted++;
+	}
+	/* Each leaf looked up among the wanted ones, sorted: one pass over the day. */
+	qsort(wanted, nwanted, sizeof(Wanted), wanted_order);
+	if (nwanted > 0)
+	{
+		const unsigned char *data = (const unsigned char *) VARDATA_ANY(leaves);
+
+		for (Size i = 0; i < count; i++)
+		{
+			Wanted		key = {.leaf = data + i * LEAF_SIZE};
+			Wanted	   *hit = bsearch(&key, wanted, nwanted, sizeof(Wanted), wanted_order);
+
+			if (hit != NULL)
+			{
+				/* equal wanted leaves: every one of them */
+				while (hit > wanted && wanted_order(hit - 1, &key) == 0)
+					hit--;
+				for (; hit < wanted + nwanted && wanted_order(hit, &key) == 0; hit++)
+					if (hit->place < 0)
+						hit->place = hit->at = (int64) i;
+			}
+			if ((i & 0xFFFF) == 0)
+				CHECK_FOR_INTERRUPTS();
+		}
+	}
+	paths = palloc(sizeof(StringInfoData) * Max(nwanted, 1));
+	for (int w = 0; w < nwanted; w++)
+		initStringInfo(&paths[w]);
+	if (count == 0)
+		sha256((const unsigned char *) "", 0, root);
+	else
+	{
+		level = palloc(size);
+		memcpy(level, VARDATA_ANY(leaves), size);
+		node[0] = 1;
+		while (count > 1)
+		{
+			Size		up = 0;
+
+			for (int w = 0; w < nwanted; w++)
+			{
+				int64		sibling;
+
+				if (wanted[w].place < 0)
+					continue;
+				sibling = wanted[w].at ^ 1;
+				if ((Size) sibling < count)
+					appendBinaryStringInfo(&paths[w], (char *) level + sibling * LEAF_SIZE, LEAF_SIZE);
+				wanted[w].at /= 2;
+			}
+			for (Size i = 0; i + 1 < count; i += 2, up++)
+			{
+				memcpy(node + 1, level + i * LEAF_SIZE, 2 * LEAF_SIZE);
+				sha256(node, sizeof(node), level + up * LEAF_SIZE);
+			}
+			if (count % 2)
+			{
+				memmove(level + up * LEAF_SIZE, level + (count - 1) * LEAF_SIZE, LEAF_SIZE);
+				up++;
+			}
+			count = up;
+			CHECK_FOR_INTERRUPTS();
+		}
+		memcpy(root, level, LEAF_SIZE);
+	}
+	hex_encode((char *) root, LEAF_SIZE, hex);
+	hex[2 * LEAF_SIZE] = '\0';
+	/* In the order asked, NULL where a leaf is not among them. */
+	places = palloc0(sizeof(Datum) * Max(nasked, 1));
+	siblings = palloc0(sizeof(Datum) * Max(nasked, 1));
+	place_nulls = palloc(sizeof(bool) * Max(nasked, 1));
+	sibling_nulls = palloc(sizeof(bool) * Max(nasked, 1));
+	for (int i = 0; i < nasked; i++)
+		place_nulls[i] = sibling_nulls[i] = true;
+	for (int w = 0; w < nwanted; w++)
+	{
+		bytea	   *path;
+
+		if (wanted[w].place < 0)
+			continue;
+		path = palloc(VARHDRSZ + paths[w].len);
+		SET_VARSIZE(path, VARHDRSZ + paths[w].len);
+		memcpy(VARDATA(path), paths[w].data, paths[w].len);
+		places[wanted[w].asked] = Int32GetDatum((int32) wanted[w].place);
+		place_nulls[wanted[w].asked] = false;
+		siblings[wanted[w].asked] = PointerGetDatum(path);
+		sibling_nulls[wanted[w].asked] = false;
+	}
+	dims[0] = nasked;
+	result[0] = PointerGetDatum(cstring_to_text(hex));
+	if (nasked == 0)
+	{
+		result[1] = PointerGetDatum(construct_empty_array(INT4OID));
+		result[2] = PointerGetDatum(construct_empty_array(BYTEAOID));
+	}
+	else
+	{
+		result[1] = PointerGetDatum(construct_md_array(places, place_nulls, 1, dims, lbs,
+													   INT4OID, 4, true, TYPALIGN_INT));
+		result[2] = PointerGetDatum(construct_md_array(siblings, sibling_nulls, 1, dims, lbs,
+													   BYTEAOID, -1, false, TYPALIGN_INT));
+	}
+	desc = BlessTupleDesc(desc);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, result, result_nulls)));
 }
