@@ -14,7 +14,9 @@ as `voiplog export` reads it) --runs times each way, alternating:
   no leaves;
 - with the extension dropped: the database sends each day's leaves (32 bytes a
   call) and finds each record's place among the day's keys; the client builds
-  each day's tree (as before migration 0016).
+  each day's tree (as before migration 0016);
+
+and, for comparison, the same run without proofs.
 
 Prints the best and median time of each, per day of the span, and checks that
 both give the same proofs. The scratch database is dropped at the end.
@@ -69,11 +71,11 @@ def fill(dsn: str, start: dt.date, days: int, calls_per_day: int) -> None:
     connection.close()
 
 
-def timed_run(dsn: str, request_id: int) -> tuple[float, list[dict]]:
+def timed_run(dsn: str, request_id: int, proofs: bool = True) -> tuple[float, list[dict]]:
     connection = connect(dsn)
     try:
         started = time.perf_counter()
-        result = access.run(connection, request_id, "bench", "bench", proofs=True)
+        result = access.run(connection, request_id, "bench", "bench", proofs=proofs)
         elapsed = time.perf_counter() - started
         connection.commit()
     finally:
@@ -117,19 +119,20 @@ def main() -> None:
         window = (start.isoformat(), (start + dt.timedelta(days=args.days)).isoformat())
         request_id = approved_request(connection, [{"type": "subscriber", "value": TARGET}], window)  # fmt: skip
         connection.close()
-        times: dict[bool, list[float]] = {True: [], False: []}
+        times: dict[bool | None, list[float]] = {True: [], False: [], None: []}
         proofs: dict[bool, list[dict]] = {}
         for _ in range(args.runs):
             for compiled in (True, False):
                 _extension(dsn, compiled)
                 elapsed, proofs[compiled] = timed_run(dsn, request_id)
                 times[compiled].append(elapsed)
+            times[None].append(timed_run(dsn, request_id, proofs=False)[0])
         _extension(dsn, True)
         assert proofs[True] == proofs[False], "the two ways gave other proofs"
         proven = sum("path" in p for p in proofs[True])
         assert proven == args.days * TARGET_CALLS_PER_DAY, proven
         print(f"a request over {args.days} sealed days of {args.calls_per_day:,} calls, {proven} records proven:")  # fmt: skip
-        for compiled, label in ((True, "paths from the database (voiplog_seal 1.1)"), (False, "paths from each day's leaves")):  # fmt: skip
+        for compiled, label in ((True, "paths from the database (voiplog_seal 1.1)"), (False, "paths from each day's leaves"), (None, "the same run without proofs")):  # fmt: skip
             best, median = min(times[compiled]), statistics.median(times[compiled])
             print(f"  {label}: best {best:.2f} s, median {median:.2f} s ({1000 * median / args.days:.0f} ms a day)")  # fmt: skip
     finally:

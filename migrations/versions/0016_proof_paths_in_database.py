@@ -96,6 +96,7 @@ DECLARE
     m_place integer[];
     m_siblings bytea[];
     tree_root text;
+    day_keys text;
     why text;
 BEGIN
     FOR s, d IN SELECT r.source, r.doc FROM voiplog_request_run(request_id, count_only, os_user,
@@ -149,7 +150,7 @@ BEGIN
     END LOOP;
     {PATHS_SCHEMA}
     FOR g IN SELECT ds.id, ds.day, ds.version, ds.record_count, ds.root, ds.hash, ds.signature,
-                    ds.certificate, k.form, k.keys, k.leaves AS blob
+                    ds.certificate, k.form, k.leaves AS blob
              FROM day_seal ds JOIN day_seal_leaves k ON k.seal_id = ds.id
              WHERE ds.id IN (SELECT p.seal_id FROM {RECORDSET})
              ORDER BY ds.day LOOP
@@ -178,23 +179,28 @@ BEGIN
         CONTINUE WHEN m_uid IS NULL;
         tree_root := NULL;
         m_siblings := NULL;
+        day_keys := NULL;  -- read when needed: some 48 MB a million calls, decompressed
         IF ext IS NOT NULL THEN
             -- The tree built once, in C: each leaf's place and siblings.
             EXECUTE format('SELECT t.root, t.places, t.siblings FROM %I.voiplog_merkle_paths($1, $2) t', ext)
                 INTO tree_root, m_place, m_siblings USING g.blob, m_leaf;
         ELSE
             -- Each record's place by its key; the client takes the paths from the leaves.
+            SELECT k.keys INTO day_keys FROM day_seal_leaves k WHERE k.seal_id = g.id;
             SELECT array_agg(pl.place ORDER BY w.i) INTO m_place
             FROM unnest(m_key) WITH ORDINALITY w(key, i)
             LEFT JOIN (SELECT k.key, (k.n - 1)::integer AS place
-                       FROM unnest(string_to_array(g.keys, E'\\n')) WITH ORDINALITY k(key, n)
+                       FROM unnest(string_to_array(day_keys, E'\\n')) WITH ORDINALITY k(key, n)
                        WHERE k.key = ANY (m_key)) pl ON pl.key = w.key;
         END IF;
         FOR i IN 1 .. cardinality(m_uid) LOOP
             source := 'proof';
             why := NULL;
+            IF m_place[i] IS NULL AND ext IS NOT NULL AND day_keys IS NULL THEN
+                SELECT k.keys INTO day_keys FROM day_seal_leaves k WHERE k.seal_id = g.id;
+            END IF;
             IF m_place[i] IS NULL AND ext IS NOT NULL
-                  AND strpos(E'\\n' || g.keys || E'\\n', E'\\n' || m_key[i] || E'\\n') > 0 THEN
+                  AND strpos(E'\\n' || day_keys || E'\\n', E'\\n' || m_key[i] || E'\\n') > 0 THEN
                 why := format('it no longer matches seal version %s of %s: changed after the day '
                               'was sealed', g.version, g.day);
             ELSIF m_place[i] IS NULL THEN
