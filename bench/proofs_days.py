@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.access_lookup import approved_request
 from bench.export import FILL
 from bench.store_ingest import DEFAULT_DSN, drop_database, scratch_database
+from bench.store_seal import _extension
 from voiplog.store import access, migrate, seal
 from voiplog.store.database import connect, make_engine
 
@@ -82,12 +83,6 @@ def timed_run(dsn: str, request_id: int, proofs: bool = True) -> tuple[float, li
         connection.close()
     assert result.ok, result.status
     return elapsed, result.proofs
-
-
-def _extension(dsn: str, on: bool) -> None:
-    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
-        cursor.execute("CREATE EXTENSION IF NOT EXISTS voiplog_seal" if on else "DROP EXTENSION IF EXISTS voiplog_seal")  # fmt: skip
-    connection.close()
 
 
 def main() -> None:
