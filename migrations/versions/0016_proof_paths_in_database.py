@@ -97,6 +97,7 @@ DECLARE
     m_siblings bytea[];
     tree_root text;
     day_keys text;
+    sealed jsonb;
     why text;
 BEGIN
     FOR s, d IN SELECT r.source, r.doc FROM voiplog_request_run(request_id, count_only, os_user,
@@ -177,6 +178,9 @@ BEGIN
             WHERE p.seal_id = g.id AND g.form = 1 AND l.tbl = p.tbl AND l.day = g.day
         ) m;
         CONTINUE WHEN m_uid IS NULL;
+        sealed := jsonb_build_object('day', g.day, 'version', g.version,
+            'records', g.record_count, 'root', g.root, 'hash', g.hash,
+            'signature', encode(g.signature, 'hex'), 'certificate', g.certificate);
         tree_root := NULL;
         m_siblings := NULL;
         day_keys := NULL;  -- read when needed: some 48 MB a million calls, decompressed
@@ -215,16 +219,15 @@ BEGIN
             END IF;
             IF why IS NOT NULL THEN
                 doc := jsonb_build_object('uid', m_uid[i], 'stored_in', m_tbl[i], 'unproven', why);
+            ELSIF m_siblings IS NULL THEN
+                doc := jsonb_build_object('uid', m_uid[i], 'stored_in', m_tbl[i],
+                    'row', encode(m_row[i], 'hex'), 'columns', m_columns[i],
+                    'leaf', encode(m_leaf[i], 'hex'), 'index', m_place[i], 'seal', sealed);
             ELSE
                 doc := jsonb_build_object('uid', m_uid[i], 'stored_in', m_tbl[i],
                     'row', encode(m_row[i], 'hex'), 'columns', m_columns[i],
-                    'leaf', encode(m_leaf[i], 'hex'), 'index', m_place[i],
-                    'seal', jsonb_build_object('day', g.day, 'version', g.version,
-                        'records', g.record_count, 'root', g.root, 'hash', g.hash,
-                        'signature', encode(g.signature, 'hex'), 'certificate', g.certificate));
-                IF m_siblings IS NOT NULL THEN
-                    doc := doc || jsonb_build_object('siblings', encode(m_siblings[i], 'hex'));
-                END IF;
+                    'leaf', encode(m_leaf[i], 'hex'), 'index', m_place[i], 'seal', sealed,
+                    'siblings', encode(m_siblings[i], 'hex'));
             END IF;
             RETURN NEXT;
         END LOOP;
