@@ -97,7 +97,6 @@ DECLARE
     m_siblings bytea[];
     tree_root text;
     day_keys text;
-    sealed jsonb;
     why text;
 BEGIN
     FOR s, d IN SELECT r.source, r.doc FROM voiplog_request_run(request_id, count_only, os_user,
@@ -178,9 +177,15 @@ BEGIN
             WHERE p.seal_id = g.id AND g.form = 1 AND l.tbl = p.tbl AND l.day = g.day
         ) m;
         CONTINUE WHEN m_uid IS NULL;
-        sealed := jsonb_build_object('day', g.day, 'version', g.version,
-            'records', g.record_count, 'root', g.root, 'hash', g.hash,
-            'signature', encode(g.signature, 'hex'), 'certificate', g.certificate);
+        -- The seal and the columns the rows are read with, once for the day's proofs
+        -- that follow (a day sealed in leaf form 1 names each row's columns with it).
+        source := 'seal';
+        doc := jsonb_build_object(
+            'seal', jsonb_build_object('day', g.day, 'version', g.version,
+                'records', g.record_count, 'root', g.root, 'hash', g.hash,
+                'signature', encode(g.signature, 'hex'), 'certificate', g.certificate),
+            'columns', jsonb_build_object('cdr', cdr_columns, 'registration', registration_columns));
+        RETURN NEXT;
         tree_root := NULL;
         m_siblings := NULL;
         day_keys := NULL;  -- read when needed: some 48 MB a million calls, decompressed
@@ -221,12 +226,12 @@ BEGIN
                 doc := jsonb_build_object('uid', m_uid[i], 'stored_in', m_tbl[i], 'unproven', why);
             ELSIF m_siblings IS NULL THEN
                 doc := jsonb_build_object('uid', m_uid[i], 'stored_in', m_tbl[i],
-                    'row', encode(m_row[i], 'hex'), 'columns', m_columns[i],
-                    'leaf', encode(m_leaf[i], 'hex'), 'index', m_place[i], 'seal', sealed);
+                    'row', encode(m_row[i], 'hex'), 'leaf', encode(m_leaf[i], 'hex'),
+                    'index', m_place[i], 'columns', CASE WHEN g.form = 1 THEN m_columns[i] END);
             ELSE
                 doc := jsonb_build_object('uid', m_uid[i], 'stored_in', m_tbl[i],
-                    'row', encode(m_row[i], 'hex'), 'columns', m_columns[i],
-                    'leaf', encode(m_leaf[i], 'hex'), 'index', m_place[i], 'seal', sealed,
+                    'row', encode(m_row[i], 'hex'), 'leaf', encode(m_leaf[i], 'hex'),
+                    'index', m_place[i], 'columns', CASE WHEN g.form = 1 THEN m_columns[i] END,
                     'siblings', encode(m_siblings[i], 'hex'));
             END IF;
             RETURN NEXT;

@@ -433,6 +433,25 @@ def run(
     return result
 
 
+def _whole_proof(doc: dict, day: dict) -> dict:
+    """A proof as `voiplog store prove` lays it out, from a proof row and its day's seal
+    row (migration 0016: the seal and the columns come once a day); its path is given
+    next, from the siblings or the day's leaves."""
+    proof = {
+        "uid": doc["uid"],
+        "stored_in": doc["stored_in"],
+        "row": doc["row"],
+        "columns": doc.get("columns") or day["columns"][doc["stored_in"]],
+        "leaf": doc["leaf"],
+        "index": doc["index"],
+        "path": None,
+        "seal": doc.get("seal") or day["seal"],
+    }
+    if "siblings" in doc:
+        proof["siblings"] = doc["siblings"]
+    return proof
+
+
 def _read_run(rows) -> tuple[list[dict], dict[tuple[str, str], dict]]:
     """The records of a run's rows after its status, and their proofs by (uid, table).
     A proof comes with its sibling hashes (the `voiplog_seal` extension at 1.1), or a
@@ -442,12 +461,17 @@ def _read_run(rows) -> tuple[list[dict], dict[tuple[str, str], dict]]:
     records: list[dict] = []
     proven: dict[tuple[str, str], dict] = {}
     waiting: list[dict] = []  # the proofs of the day whose leaves come next
+    day: dict = {}  # the seal and columns of the day whose proofs come next
     for source, doc, *leaves in rows:
         if source == "conflict":
             # Another arrival under the record's key, with other content (the
             # store kept the first): shown beside the record it contests.
             records[-1].setdefault("conflicts", []).append(doc)
+        elif source == "seal":
+            day = doc
         elif source == "proof":
+            if "index" in doc:
+                doc = _whole_proof(doc, day)
             proven[doc["uid"], doc["stored_in"]] = doc
             if "siblings" in doc:  # its path computed in the database
                 why = seal.path_from_siblings(doc)
