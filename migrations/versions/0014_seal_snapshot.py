@@ -18,16 +18,19 @@ Now:
   over or not: no clock decides),
   so a day's mark and the records that made it are committed together. The
   mark names the transaction that made it (`day_dirty.marked_in`, a
-  transaction id as `pg_current_xact_id()` gives it).
+  transaction id as `pg_current_xact_id()` gives it; the key is now the day
+  and that id). Each transaction adds its own mark and takes away those it
+  sees committed, skipping any another transaction holds: no writer waits
+  for another's mark, however long that one's transaction stays open.
 - `voiplog_seal_stage` keeps the snapshot its leaves were read in, and
   `voiplog_seal_add` clears only marks made by transactions that snapshot
   sees: exactly those whose records the seal covers. A mark made by a
   transaction it does not see stays, whether made before the seal is stored
-  or after (a writer updating the mark while the seal clears it is waited
-  for, then its mark is looked at again), and the day is sealed again. A seal
+  or after (a mark another transaction holds is skipped, and left), and the
+  day is sealed again. A seal
   given its keys and leaves by its caller, not staged, clears no mark (the
   day is sealed again, to the same root: no version is added). Marks made
-  before this migration name no transaction, and are cleared as before.
+  before this migration name no transaction (0), and are cleared as before.
 
 Revision ID: 0014
 Revises: 0013
@@ -90,27 +93,40 @@ SEAL_ADD = _replaced(
         "SELECT s.keys, s.leaves, s.seen INTO keys, leaves, seen FROM",
     ),
     "DELETE FROM day_dirty y WHERE y.day = voiplog_seal_add.day;",
-    "DELETE FROM day_dirty y WHERE y.day = voiplog_seal_add.day AND seen IS NOT NULL\n"
-    "      AND (y.marked_in IS NULL OR pg_visible_in_snapshot(y.marked_in::text::xid8, seen));",
+    "DELETE FROM day_dirty y WHERE y.ctid IN (\n"
+    "        SELECT x.ctid FROM day_dirty x WHERE x.day = voiplog_seal_add.day AND seen IS NOT NULL\n"
+    "          AND (x.marked_in = 0 OR pg_visible_in_snapshot(x.marked_in::text::xid8, seen))\n"
+    "        FOR UPDATE SKIP LOCKED);",
 )
 
 # Every day of a batch that has its day partitions (records of other days are
-# in the default partitions, which are never sealed), in day order (two
-# drainers mark their days in the same order: neither waits for a mark the
-# other holds while holding one it waits for); the newest transaction's mark
-# replaces an older one.
+# in the default partitions, which are never sealed). Each transaction adds a
+# mark of its own, so that no writer ever waits for another's mark (a writer
+# whose transaction stalls after marking today must not hold every other one);
+# it takes away the marks it sees committed, which its own stands for (a seal
+# that does not see them does not see it either), skipping any that another
+# transaction holds: a day has about as many marks as writers at once.
 DAYS_TOUCHED = """
 CREATE OR REPLACE FUNCTION voiplog_days_touched(days date[]) RETURNS integer
-LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
-    WITH marked AS (
-        INSERT INTO day_dirty AS y (day, marked_in)
-        SELECT d.day, pg_current_xact_id()::text::bigint
-        FROM (SELECT DISTINCT u AS day FROM unnest(days) u
-              WHERE to_regclass('cdr_p' || to_char(u, 'YYYYMMDD')) IS NOT NULL) d
-        ORDER BY d.day
-        ON CONFLICT (day) DO UPDATE SET marked_in = EXCLUDED.marked_in
-        RETURNING 1)
-    SELECT count(*)::integer FROM marked
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+DECLARE
+    me bigint := pg_current_xact_id()::text::bigint;
+    wanted date[];
+    made integer;
+BEGIN
+    SELECT array_agg(DISTINCT u) INTO wanted FROM unnest(days) u
+    WHERE to_regclass('cdr_p' || to_char(u, 'YYYYMMDD')) IS NOT NULL;
+    IF wanted IS NULL THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM day_dirty y WHERE y.ctid IN (
+        SELECT x.ctid FROM day_dirty x WHERE x.day = ANY (wanted) AND x.marked_in <> me
+        FOR UPDATE SKIP LOCKED);
+    INSERT INTO day_dirty (day, marked_in) SELECT u, me FROM unnest(wanted) u
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS made = ROW_COUNT;
+    RETURN made;
+END
 $fn$;
 """
 
@@ -128,7 +144,10 @@ $fn$;
 
 
 def upgrade() -> None:
-    op.execute("ALTER TABLE day_dirty ADD COLUMN marked_in bigint")
+    # 0: a mark made before this migration, by a transaction no longer known.
+    op.execute("ALTER TABLE day_dirty ADD COLUMN marked_in bigint NOT NULL DEFAULT 0")
+    op.execute("ALTER TABLE day_dirty DROP CONSTRAINT pk_day_dirty, "
+               "ADD CONSTRAINT pk_day_dirty PRIMARY KEY (day, marked_in)")  # fmt: skip
     op.execute(SEAL_STAGE)
     op.execute(SEAL_ADD)
     op.execute(DAYS_TOUCHED)
@@ -138,4 +157,8 @@ def downgrade() -> None:
     op.execute(DAYS_TOUCHED_BEFORE)
     op.execute(_SEAL_ADD_BEFORE)
     op.execute(_STAGE_BEFORE)
+    op.execute("DELETE FROM day_dirty y USING day_dirty x "
+               "WHERE x.day = y.day AND x.marked_in < y.marked_in")  # fmt: skip
+    op.execute("ALTER TABLE day_dirty DROP CONSTRAINT pk_day_dirty, "
+               "ADD CONSTRAINT pk_day_dirty PRIMARY KEY (day)")  # fmt: skip
     op.execute("ALTER TABLE day_dirty DROP COLUMN marked_in")

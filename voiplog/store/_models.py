@@ -437,7 +437,9 @@ class DayDirty(Base):
     __tablename__ = "day_dirty"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
+    # The transaction that made the mark (pg_current_xact_id(); 0 before migration
+    # 0014): a seal clears it only when the snapshot it read the day in sees it.
+    marked_in: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False, server_default=text("0")
+    )
     since: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
-    # The transaction that marked it last (pg_current_xact_id()): a seal clears the
-    # mark only when the snapshot it read the day in sees that transaction.
-    marked_in: Mapped[int | None] = mapped_column(BigInteger)
