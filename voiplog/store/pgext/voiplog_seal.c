@@ -448,54 +448,6 @@ voiplog_leaf(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(leaf);
 }
 
-Datum
-voiplog_merkle_root(PG_FUNCTION_ARGS)
-{
-	bytea	   *leaves = PG_GETARG_BYTEA_PP(0);
-	Size		size = VARSIZE_ANY_EXHDR(leaves);
-	Size		count = size / SHA256_DIGEST_LENGTH;
-	unsigned char *level;
-	unsigned char node[1 + 2 * SHA256_DIGEST_LENGTH];
-	char		hex[2 * SHA256_DIGEST_LENGTH + 1];
-
-	if (size % SHA256_DIGEST_LENGTH != 0)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("voiplog_merkle_root: %zu bytes are not leaves of 32 bytes", size)));
-	if (count == 0)
-	{
-		unsigned char empty[SHA256_DIGEST_LENGTH];
-
-		sha256((const unsigned char *) "", 0, empty);
-		hex_encode((char *) empty, SHA256_DIGEST_LENGTH, hex);
-		hex[2 * SHA256_DIGEST_LENGTH] = '\0';
-		PG_RETURN_TEXT_P(cstring_to_text(hex));
-	}
-	level = palloc(size);
-	memcpy(level, VARDATA_ANY(leaves), size);
-	node[0] = 1;
-	while (count > 1)
-	{
-		Size		up = 0;
-
-		for (Size i = 0; i + 1 < count; i += 2, up++)
-		{
-			memcpy(node + 1, level + i * SHA256_DIGEST_LENGTH, 2 * SHA256_DIGEST_LENGTH);
-			sha256(node, sizeof(node), level + up * SHA256_DIGEST_LENGTH);
-		}
-		if (count % 2)
-		{
-			memmove(level + up * SHA256_DIGEST_LENGTH, level + (count - 1) * SHA256_DIGEST_LENGTH,
-					SHA256_DIGEST_LENGTH);
-			up++;
-		}
-		count = up;
-		CHECK_FOR_INTERRUPTS();
-	}
-	hex_encode((char *) level, SHA256_DIGEST_LENGTH, hex);
-	hex[2 * SHA256_DIGEST_LENGTH] = '\0';
-	PG_RETURN_TEXT_P(cstring_to_text(hex));
-}
-
 /* A wanted leaf, with where it was asked for and where it is in the tree. */
 typedef struct Wanted
 {
@@ -511,6 +463,75 @@ wanted_order(const void *a, const void *b)
 	return memcmp(((const Wanted *) a)->leaf, ((const Wanted *) b)->leaf, LEAF_SIZE);
 }
 
+/*
+ * The root (hex, NUL-ended, in `hex`) of the tree over `count` leaves end to
+ * end; on the way up, each wanted leaf found (place >= 0) gets its siblings
+ * appended to its path.
+ */
+static void
+tree_root(const unsigned char *leaves, Size count, Wanted *wanted, int nwanted,
+		  StringInfoData *paths, char *hex)
+{
+	unsigned char root[LEAF_SIZE];
+
+	if (count == 0)
+		sha256((const unsigned char *) "", 0, root);
+	else
+	{
+		unsigned char *level = palloc(count * LEAF_SIZE);
+		unsigned char node[1 + 2 * LEAF_SIZE];
+
+		memcpy(level, leaves, count * LEAF_SIZE);
+		node[0] = 1;
+		while (count > 1)
+		{
+			Size		up = 0;
+
+			for (int w = 0; w < nwanted; w++)
+			{
+				int64		sibling;
+
+				if (wanted[w].place < 0)
+					continue;
+				sibling = wanted[w].at ^ 1;
+				if ((Size) sibling < count)
+					appendBinaryStringInfo(&paths[w], (char *) level + sibling * LEAF_SIZE, LEAF_SIZE);
+				wanted[w].at /= 2;
+			}
+			for (Size i = 0; i + 1 < count; i += 2, up++)
+			{
+				memcpy(node + 1, level + i * LEAF_SIZE, 2 * LEAF_SIZE);
+				sha256(node, sizeof(node), level + up * LEAF_SIZE);
+			}
+			if (count % 2)
+			{
+				memmove(level + up * LEAF_SIZE, level + (count - 1) * LEAF_SIZE, LEAF_SIZE);
+				up++;
+			}
+			count = up;
+			CHECK_FOR_INTERRUPTS();
+		}
+		memcpy(root, level, LEAF_SIZE);
+		pfree(level);
+	}
+	hex_encode((char *) root, LEAF_SIZE, hex);
+	hex[2 * LEAF_SIZE] = '\0';
+}
+
+Datum
+voiplog_merkle_root(PG_FUNCTION_ARGS)
+{
+	bytea	   *leaves = PG_GETARG_BYTEA_PP(0);
+	Size		size = VARSIZE_ANY_EXHDR(leaves);
+	char		hex[2 * LEAF_SIZE + 1];
+
+	if (size % LEAF_SIZE != 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("voiplog_merkle_root: %zu bytes are not leaves of 32 bytes", size)));
+	tree_root((const unsigned char *) VARDATA_ANY(leaves), size / LEAF_SIZE, NULL, 0, NULL, hex);
+	PG_RETURN_TEXT_P(cstring_to_text(hex));
+}
+
 Datum
 voiplog_merkle_paths(PG_FUNCTION_ARGS)
 {
@@ -524,9 +545,6 @@ voiplog_merkle_paths(PG_FUNCTION_ARGS)
 	int			nwanted = 0;
 	Wanted	   *wanted;
 	StringInfoData *paths;
-	unsigned char *level;
-	unsigned char node[1 + 2 * LEAF_SIZE];
-	unsigned char root[LEAF_SIZE];
 	char		hex[2 * LEAF_SIZE + 1];
 	Datum	   *places;
 	bool	   *place_nulls;
@@ -594,45 +612,7 @@ voiplog_merkle_paths(PG_FUNCTION_ARGS)
 	paths = palloc(sizeof(StringInfoData) * Max(nwanted, 1));
 	for (int w = 0; w < nwanted; w++)
 		initStringInfo(&paths[w]);
-	if (count == 0)
-		sha256((const unsigned char *) "", 0, root);
-	else
-	{
-		level = palloc(size);
-		memcpy(level, VARDATA_ANY(leaves), size);
-		node[0] = 1;
-		while (count > 1)
-		{
-			Size		up = 0;
-
-			for (int w = 0; w < nwanted; w++)
-			{
-				int64		sibling;
-
-				if (wanted[w].place < 0)
-					continue;
-				sibling = wanted[w].at ^ 1;
-				if ((Size) sibling < count)
-					appendBinaryStringInfo(&paths[w], (char *) level + sibling * LEAF_SIZE, LEAF_SIZE);
-				wanted[w].at /= 2;
-			}
-			for (Size i = 0; i + 1 < count; i += 2, up++)
-			{
-				memcpy(node + 1, level + i * LEAF_SIZE, 2 * LEAF_SIZE);
-				sha256(node, sizeof(node), level + up * LEAF_SIZE);
-			}
-			if (count % 2)
-			{
-				memmove(level + up * LEAF_SIZE, level + (count - 1) * LEAF_SIZE, LEAF_SIZE);
-				up++;
-			}
-			count = up;
-			CHECK_FOR_INTERRUPTS();
-		}
-		memcpy(root, level, LEAF_SIZE);
-	}
-	hex_encode((char *) root, LEAF_SIZE, hex);
-	hex[2 * LEAF_SIZE] = '\0';
+	tree_root((const unsigned char *) VARDATA_ANY(leaves), count, wanted, nwanted, paths, hex);
 	/* In the order asked, NULL where a leaf is not among them. */
 	places = palloc0(sizeof(Datum) * Max(nasked, 1));
 	siblings = palloc0(sizeof(Datum) * Max(nasked, 1));
