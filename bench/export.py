@@ -69,7 +69,7 @@ SELECT 'e' || %(tag)s || '-' || i, t, 'sip', i || '-' || %(tag)s || '@bench', a,
     ROW(%(subscriber)s, 'acc-1', 'line-1', 'pop1', '{"site": "bench"}'::jsonb)::subscriber_info
 FROM generate_series(1, %(calls)s) AS i,
 LATERAL (SELECT
-    %(start)s::timestamptz + (i::float8 / %(calls)s) * interval '7 days' AS t,
+    %(start)s::timestamptz + (i::float8 / %(calls)s) * %(span)s::interval AS t,
     '+9122' || lpad(((i::bigint * 7919) %% 10000000)::text, 8, '0') AS a,
     '+9122' || lpad(((i::bigint * 6271 + 17) %% 10000000)::text, 8, '0') AS b,
     %(ip)s::inet AS ip,
@@ -92,7 +92,7 @@ def fill(dsn: str, start: dt.date, records: int) -> None:
             cursor.execute("SELECT voiplog_ensure_day_partitions(%s)", (start + dt.timedelta(days=k),))  # fmt: skip
         for tag, subscriber, ip in (("t", TARGET, "198.18.7.7"), ("o", "sub-other", "198.18.9.9")):
             started = time.perf_counter()
-            cursor.execute(FILL, {"tag": tag, "subscriber": subscriber, "ip": ip, "calls": records, "start": start.isoformat()})  # fmt: skip
+            cursor.execute(FILL, {"tag": tag, "subscriber": subscriber, "ip": ip, "calls": records, "start": start.isoformat(), "span": "7 days"})  # fmt: skip
             print(f"  {records:,} calls of {subscriber} in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
         cursor.execute("SELECT voiplog_index_closed_days(%s)", (start + dt.timedelta(days=8),))
         cursor.execute("VACUUM ANALYZE cdr")

@@ -53,7 +53,7 @@ def fill(dsn: str, start: dt.date, days: int, calls_per_day: int) -> None:
         cursor.execute("SET synchronous_commit = off")
         for k in range(days + 1):
             cursor.execute("SELECT voiplog_ensure_day_partitions(%s)", (start + dt.timedelta(days=k),))  # fmt: skip
-        # FILL spreads its calls over 7 days from `start`: one day at a time here.
+        # FILL spreads its calls over `span` from `start`: one day at a time here.
         for k in range(days):
             day = (start + dt.timedelta(days=k)).isoformat()
             for tag, subscriber, ip, calls in (
@@ -62,8 +62,8 @@ def fill(dsn: str, start: dt.date, days: int, calls_per_day: int) -> None:
             ):
                 started = time.perf_counter()
                 cursor.execute(
-                    FILL.replace("interval '7 days'", "interval '1 day' * 0.999"),
-                    {"tag": tag, "subscriber": subscriber, "ip": ip, "calls": calls, "start": day},
+                    FILL,
+                    {"tag": tag, "subscriber": subscriber, "ip": ip, "calls": calls, "start": day, "span": "23 hours 59 minutes"},
                 )  # fmt: skip
                 if calls > TARGET_CALLS_PER_DAY:
                     print(f"  {day}: {calls:,} calls in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip

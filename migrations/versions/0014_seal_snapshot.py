@@ -46,40 +46,32 @@ down_revision = "0013"
 branch_labels = None
 depends_on = None
 
+_0007 = import_module("voiplog.migrations.versions.0007_tamper_evident")
 _0008 = import_module("voiplog.migrations.versions.0008_seal_leaf_form")
 
 
 def _replaced(text: str, old: str, new: str) -> str:
     if text.count(old) != 1:  # pragma: no cover - frozen texts, checked on import
-        raise RuntimeError(f"migration 0008's text no longer has {old!r} once")
+        raise RuntimeError(f"the text of an earlier migration no longer has {old!r} once")
     return text.replace(old, new, 1)
 
 
 _STAGE_BEFORE = _replaced(_0008.SEAL_STAGE, "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
 # The snapshot is taken in the statement that reads the leaves: the day
 # functions are STABLE, so they read the day in that statement's snapshot.
-SEAL_STAGE = """
-CREATE OR REPLACE FUNCTION voiplog_seal_stage(day date) RETURNS TABLE (records bigint, leaves bytea)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
-BEGIN
-    CREATE TEMPORARY TABLE IF NOT EXISTS voiplog_staged_leaves (
-        day date PRIMARY KEY,
-        records bigint NOT NULL,
-        keys text NOT NULL,
-        leaves bytea NOT NULL,
-        seen pg_snapshot NOT NULL
-    ) ON COMMIT DROP;
-    ALTER TABLE pg_temp.voiplog_staged_leaves ALTER COLUMN keys SET STORAGE EXTERNAL,
-        ALTER COLUMN leaves SET STORAGE EXTERNAL;
-    DELETE FROM pg_temp.voiplog_staged_leaves s WHERE s.day = voiplog_seal_stage.day;
-    INSERT INTO pg_temp.voiplog_staged_leaves (day, records, keys, leaves, seen)
-    SELECT voiplog_seal_stage.day, x.records, x.keys, x.leaves, pg_current_snapshot()
-    FROM voiplog_day_leaves(day) x;
-    RETURN QUERY SELECT s.records, s.leaves FROM pg_temp.voiplog_staged_leaves s
-        WHERE s.day = voiplog_seal_stage.day;
-END
-$fn$;
-"""
+SEAL_STAGE = _replaced(
+    _replaced(
+        _replaced(
+            _STAGE_BEFORE,
+            "        leaves bytea NOT NULL\n",
+            "        leaves bytea NOT NULL,\n        seen pg_snapshot NOT NULL\n",
+        ),
+        "(day, records, keys, leaves)",
+        "(day, records, keys, leaves, seen)",
+    ),
+    "x.records, x.keys, x.leaves FROM voiplog_day_leaves(day) x;",
+    "x.records, x.keys, x.leaves, pg_current_snapshot()\n    FROM voiplog_day_leaves(day) x;",
+)
 
 _SEAL_ADD_BEFORE = _0008.seal_add(2)
 SEAL_ADD = _replaced(
@@ -131,16 +123,12 @@ $fn$;
 """
 
 # Migration 0007's: sealed days only, in a transaction of their own.
-DAYS_TOUCHED_BEFORE = """
-CREATE OR REPLACE FUNCTION voiplog_days_touched(days date[]) RETURNS integer
-LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
-    WITH marked AS (
-        INSERT INTO day_dirty (day)
-        SELECT DISTINCT s.day FROM day_seal s WHERE s.day = ANY (days)
-        ON CONFLICT DO NOTHING RETURNING 1)
-    SELECT count(*)::integer FROM marked
-$fn$;
-"""
+_DAYS_TOUCHED_0007 = _0007.SEALS[
+    _0007.SEALS.index("CREATE FUNCTION voiplog_days_touched") : _0007.SEALS.index(
+        "REVOKE ALL ON FUNCTION voiplog_days_touched"
+    )
+]
+DAYS_TOUCHED_BEFORE = _replaced(_DAYS_TOUCHED_0007, "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
 
 
 def upgrade() -> None:

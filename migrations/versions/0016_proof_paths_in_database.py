@@ -67,26 +67,17 @@ PATHS_SCHEMA = """
 
 RECORDSET = _0012.RECORDSET
 
-RUN_PROVEN = f"""
-CREATE OR REPLACE FUNCTION voiplog_request_run_proven(request_id integer, count_only boolean,
-    os_user text, client_host text, delivery_target text, retention_days integer,
-    narrow_from timestamptz, narrow_to timestamptz)
-RETURNS TABLE (source text, doc jsonb, leaves bytea)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, YMD' SET extra_float_digits = 1 SET jit = off AS $fn$
-DECLARE
-    s text;
-    d jsonb;
-    uids text[] := '{{}}';
-    tables text[] := '{{}}';
-    times timestamptz[] := '{{}}';
-    held text[] := '{{}}';
-    found jsonb;
-    cdr_columns jsonb := {_0012._columns("cdr", _0008.CDR_COLUMNS)};
-    registration_columns jsonb := {_0012._columns("registration", _0008.REGISTRATION_COLUMNS)};
+# The run as migration 0012 has it up to its days; then each day as above.
+_RUN_HEAD = _0012.RUN_PROVEN[: _0012.RUN_PROVEN.index("    FOR g IN SELECT ds.id, ds.day")]
+if (
+    _RUN_HEAD.count("    x record;\n") != 1 or _RUN_HEAD.count("CREATE FUNCTION") != 1
+):  # pragma: no cover - frozen text, checked on import
+    raise RuntimeError("migration 0012's run is not the one 0016 changes")
+RUN_PROVEN = (
+    _RUN_HEAD.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").replace(
+        "    x record;\n",
+        """    x record;
     ext name;
-    g record;
-    x record;
     m_uid text[];
     m_tbl text[];
     m_key text[];
@@ -98,57 +89,10 @@ DECLARE
     tree_root text;
     day_keys text;
     why text;
-BEGIN
-    FOR s, d IN SELECT r.source, r.doc FROM voiplog_request_run(request_id, count_only, os_user,
-            client_host, delivery_target, retention_days, narrow_from, narrow_to) r LOOP
-        source := s;
-        doc := d;
-        leaves := NULL;
-        RETURN NEXT;
-        IF s IN ('cdr', 'registration') THEN
-            uids := uids || (d->>'uid');
-            tables := tables || s;
-            times := times || (d->>CASE s WHEN 'cdr' THEN 'started_at' ELSE 'requested_at' END)::timestamptz;
-        ELSIF s = 'held' THEN
-            held := held || (d->>'uid');
-        END IF;
-    END LOOP;
-    leaves := NULL;
-    FOR x IN SELECT DISTINCT h.uid FROM unnest(held) h(uid) ORDER BY h.uid LOOP
-        source := 'proof';
-        doc := jsonb_build_object('uid', x.uid, 'stored_in', 'held_record', 'unproven',
-            'a held copy: its day was purged (the seal of that day, kept in purge_log.seals, '
-            || 'and a proof given before the purge cover it)');
-        RETURN NEXT;
-    END LOOP;
-    IF cardinality(uids) = 0 THEN
-        RETURN;
-    END IF;
-    -- The records returned (their key: uid and time), with their day's last seal. No
-    -- table: nothing the caller could have made beforehand is read.
-    SELECT COALESCE(jsonb_agg(jsonb_build_object('uid', w.uid, 'tbl', w.tbl, 'at', w.at,
-               'day', w.day, 'seal_id', CASE WHEN z.kept THEN z.id END, 'version', z.version)),
-               '[]')
-    INTO found
-    FROM (SELECT DISTINCT u.uid, u.tbl, u.at, (u.at AT TIME ZONE 'UTC')::date AS day
-          FROM unnest(uids, tables, times) u(uid, tbl, at)) w
-    LEFT JOIN LATERAL (
-        SELECT ds.id, ds.version,
-               EXISTS (SELECT 1 FROM day_seal_leaves k WHERE k.seal_id = ds.id) AS kept
-        FROM day_seal ds WHERE ds.day = w.day ORDER BY ds.version DESC LIMIT 1
-    ) z ON true;
-    FOR x IN SELECT p.uid, p.tbl, p.day, p.version
-             FROM jsonb_to_recordset(found) p(uid text, tbl text, day date, seal_id bigint, version integer)
-             WHERE p.seal_id IS NULL ORDER BY p.uid, p.tbl LOOP
-        source := 'proof';
-        doc := jsonb_build_object('uid', x.uid, 'stored_in', x.tbl, 'unproven',
-            CASE WHEN x.version IS NULL THEN format('its day (%s) is not sealed yet', x.day)
-                 ELSE format('the leaves kept with seal version %s of %s are gone: no proof '
-                             'can be made (voiplog store verify names the day)', x.version, x.day)
-            END);
-        RETURN NEXT;
-    END LOOP;
-    {PATHS_SCHEMA}
+""",
+    )
+    + PATHS_SCHEMA
+    + f"""
     FOR g IN SELECT ds.id, ds.day, ds.version, ds.record_count, ds.root, ds.hash, ds.signature,
                     ds.certificate, k.form, k.leaves AS blob
              FROM day_seal ds JOIN day_seal_leaves k ON k.seal_id = ds.id
@@ -247,6 +191,7 @@ BEGIN
 END
 $fn$;
 """
+)
 
 
 def upgrade() -> None:
