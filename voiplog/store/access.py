@@ -445,7 +445,7 @@ def _whole_proof(doc: dict, day: dict) -> dict:
         "leaf": doc["leaf"],
         "index": doc["index"],
         "path": None,
-        "seal": doc.get("seal") or day["seal"],
+        "seal": day["seal"],
     }
     if "siblings" in doc:
         proof["siblings"] = doc["siblings"]
